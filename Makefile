@@ -1,0 +1,37 @@
+# Baton. `make` builds the XDP objects and the Swift products; `make test`
+# runs every test (root, kernel with BPF); `make bench` prints the benchmark.
+ARCH       := $(shell uname -m)
+BPF_CLANG  ?= clang
+BPF_CFLAGS := -target bpf -O2 -g -Wall -Werror -Wno-unused-function \
+              -I/usr/include/$(ARCH)-linux-gnu -Ibpf/include -ISources/CBatonABI/include
+BPF_OUT    := bpf/build
+BPF_OBJS   := $(BPF_OUT)/steer.bpf.o $(BPF_OUT)/tools.bpf.o
+BPF_DEPS   := $(wildcard bpf/include/*.h) Sources/CBatonABI/include/baton_abi.h
+SWIFT      ?= swift
+SWIFT_FLAGS ?=
+
+.PHONY: all bpf build release test bench demo clean
+
+all: build
+
+bpf: $(BPF_OBJS)
+
+$(BPF_OUT)/%.bpf.o: bpf/%.bpf.c $(BPF_DEPS)
+	@mkdir -p $(BPF_OUT)
+	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+build: bpf
+	$(SWIFT) build $(SWIFT_FLAGS)
+
+release: bpf
+	$(SWIFT) build -c release $(SWIFT_FLAGS)
+
+test: bpf
+	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
+	$(SWIFT) test --skip-build --no-parallel $(SWIFT_FLAGS)
+
+bench: release
+	$(SWIFT) run -c release --skip-build baton-bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(BPF_OUT) .build

@@ -1,0 +1,58 @@
+// swift-tools-version:6.0
+// Baton: session transfer data plane. See docs/architecture.md for the module map.
+import PackageDescription
+
+let package = Package(
+    name: "baton",
+    products: [
+        .executable(name: "batonctl", targets: ["batonctl"]),
+        .executable(name: "baton-bench", targets: ["baton-bench"]),
+        .library(name: "BatonDataPlane", targets: ["BatonDataPlane"]),
+        .library(name: "BatonLab", targets: ["BatonLab"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // C libraries from Debian packages.
+        .systemLibrary(name: "CLibbpf", path: "Sources/CLibbpf", pkgConfig: "libbpf",
+                       providers: [.apt(["libbpf-dev"])]),
+        .systemLibrary(name: "CMnl", path: "Sources/CMnl", pkgConfig: "libmnl",
+                       providers: [.apt(["libmnl-dev"])]),
+        // The one definition of map keys and values, shared with bpf/.
+        .target(name: "CBatonABI", path: "Sources/CBatonABI"),
+        // The compiled XDP objects, embedded with #embed (built by `make bpf`).
+        .target(name: "CBatonObjects", path: "Sources/CBatonObjects",
+                cSettings: [.unsafeFlags(["-Wno-c23-extensions"])]),
+
+        // Domain model: addresses, MACs, 5-tuples, rules. No unsafe code, no I/O.
+        .target(name: "BatonModel"),
+        // Frame building, parsing and checksums (tests, benchmark, announcements).
+        .target(name: "BatonPacket", dependencies: ["BatonModel"]),
+        // Typed Swift over libbpf: the only place with unsafe BPF code.
+        .target(name: "BatonBPF", dependencies: ["CLibbpf"]),
+        // The steering data plane: maps, rules, takeovers, counters, attach.
+        .target(name: "BatonDataPlane",
+                dependencies: ["BatonBPF", "BatonModel", "CBatonABI", "CBatonObjects"]),
+        // Netlink (libmnl), network namespaces, ethtool.
+        .target(name: "BatonNet", dependencies: ["CMnl", "BatonModel"]),
+        // Test hosts in network namespaces.
+        .target(name: "BatonLab", dependencies: ["BatonNet", "BatonModel"]),
+
+        .executableTarget(name: "batonctl", dependencies: [
+            "BatonDataPlane", "BatonModel", "BatonNet",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "baton-bench", dependencies: [
+            "BatonDataPlane", "BatonBPF", "BatonModel", "BatonPacket", "BatonNet", "BatonLab",
+        ]),
+
+        .testTarget(name: "BatonModelTests", dependencies: ["BatonModel", "BatonPacket"]),
+        .testTarget(name: "BatonDataPlaneTests", dependencies: [
+            "BatonDataPlane", "BatonBPF", "BatonModel", "BatonPacket", "BatonNet", "BatonLab", "CBatonABI",
+        ]),
+        .testTarget(name: "BatonNetTests", dependencies: ["BatonNet", "BatonLab", "BatonModel"]),
+    ]
+)

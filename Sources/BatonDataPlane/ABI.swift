@@ -1,0 +1,107 @@
+import BatonModel
+import CBatonABI
+
+// Conversions between the domain types and the C structs of baton_abi.h.
+// Fixed-size C arrays import as tuples; these two helpers are the only
+// place that reads or writes them as bytes.
+
+@inline(__always)
+func abiStore<T>(_ bytes: [UInt8], into tuple: inout T) {
+    withUnsafeMutableBytes(of: &tuple) { raw in
+        precondition(raw.count == bytes.count, "ABI field is \(raw.count) bytes, got \(bytes.count)")
+        raw.copyBytes(from: bytes)
+    }
+}
+
+@inline(__always)
+func abiBytes<T>(_ tuple: T) -> [UInt8] {
+    withUnsafeBytes(of: tuple) { Array($0) }
+}
+
+extension Forwarding {
+    var abi: baton_fwd {
+        var f = baton_fwd()
+        abiStore(destinationMAC.bytes, into: &f.dst_mac)
+        abiStore(sourceMAC.bytes, into: &f.src_mac)
+        f.ifindex = ifindex
+        f.action = switch action {
+        case .pass: UInt8(BATON_ACTION_PASS)
+        case .drop: UInt8(BATON_ACTION_DROP)
+        case .l2: UInt8(BATON_ACTION_L2)
+        case .encap: UInt8(BATON_ACTION_ENCAP)
+        }
+        if let s = outerSource { abiStore(s.bytes16, into: &f.outer_src) }
+        if let d = outerDestination { abiStore(d.bytes16, into: &f.outer_dst) }
+        return f
+    }
+
+    init(abi f: baton_fwd) {
+        let action: Action = switch Int32(f.action) {
+        case BATON_ACTION_PASS: .pass
+        case BATON_ACTION_L2: .l2
+        case BATON_ACTION_ENCAP: .encap
+        default: .drop // the data plane drops unknown actions too
+        }
+        let os = abiBytes(f.outer_src), od = abiBytes(f.outer_dst)
+        self.init(action: action,
+                  destinationMAC: MACAddress(bytes: abiBytes(f.dst_mac)) ?? .zero,
+                  sourceMAC: MACAddress(bytes: abiBytes(f.src_mac)) ?? .zero,
+                  ifindex: f.ifindex,
+                  outerSource: action == .encap ? IPAddress(bytes16: os) : nil,
+                  outerDestination: action == .encap ? IPAddress(bytes16: od) : nil)
+    }
+}
+
+extension Takeover {
+    func abi(counter: UInt32) -> baton_takeover {
+        var t = baton_takeover()
+        t.fwd = defaultForward.abi
+        if let mac = agentMAC {
+            abiStore(mac.bytes, into: &t.agent_mac)
+            t.flags |= UInt8(BATON_TAKEOVER_ANSWER)
+        }
+        if router { t.flags |= UInt8(BATON_TAKEOVER_ROUTER) }
+        t.counter = counter
+        return t
+    }
+
+    init(address: IPAddress, abi t: baton_takeover) {
+        let answers = Int32(t.flags) & BATON_TAKEOVER_ANSWER != 0
+        self.init(address: address,
+                  defaultForward: Forwarding(abi: t.fwd),
+                  agentMAC: answers ? MACAddress(bytes: abiBytes(t.agent_mac)) : nil,
+                  router: Int32(t.flags) & BATON_TAKEOVER_ROUTER != 0)
+    }
+}
+
+func takeoverKey(_ a: IPAddress) -> baton_takeover_key {
+    var k = baton_takeover_key()
+    abiStore(a.bytes16, into: &k.addr)
+    return k
+}
+
+extension SessionMatch {
+    /// The map key; wildcarded fields are zero and the kind is part of the key.
+    func abiKey() throws(DataPlaneError) -> baton_rule_key {
+        let kind = try kind()
+        var k = baton_rule_key()
+        abiStore(destination.bytes16, into: &k.dst)
+        if let s = source { abiStore(s.bytes16, into: &k.src) }
+        k.sport = (sourcePort ?? 0).bigEndian
+        k.dport = (destinationPort ?? 0).bigEndian
+        k.proto = proto.rawValue
+        k.match = kind.rawValue
+        return k
+    }
+
+    /// Back from a map key; nil for a key no valid rule produces.
+    init?(abi k: baton_rule_key) {
+        guard let proto = IPProtocol(rawValue: k.proto), let kind = MatchKind(rawValue: k.match) else { return nil }
+        let isICMP = proto == .icmp || proto == .icmpv6
+        self.init(proto: proto,
+                  source: kind == .exact || kind == .anySourcePort ? IPAddress(bytes16: abiBytes(k.src)) : nil,
+                  sourcePort: kind == .exact ? UInt16(bigEndian: k.sport) : nil,
+                  destination: IPAddress(bytes16: abiBytes(k.dst)),
+                  destinationPort: kind == .anyPeer || isICMP ? nil : UInt16(bigEndian: k.dport))
+    }
+}

@@ -1,0 +1,368 @@
+import BatonBPF
+import BatonModel
+import CBatonABI
+import CBatonObjects
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The steering data plane: the baton_steer program and its maps, loaded
+/// from the embedded object or adopted from bpffs, with typed operations on
+/// takeovers, session rules, counters and XDP attachments.
+///
+/// Pinned layout under `root` (default /sys/fs/bpf/baton):
+///   maps/<map name>   every map, so state survives the process
+///   progs/<program>   baton_steer, baton_clock
+///   links/<ifname>    one XDP link per attached interface
+public final class DataPlane {
+    public struct Options: Sendable {
+        /// Where to pin; nil keeps everything private to this process (tests).
+        public var pinRoot: String?
+        public var maxRules: Int
+        public var maxTakeovers: Int
+
+        public init(pinRoot: String? = DataPlane.defaultRoot, maxRules: Int = Int(BATON_MAX_RULES),
+                    maxTakeovers: Int = Int(BATON_MAX_TAKEOVERS)) {
+            self.pinRoot = pinRoot
+            self.maxRules = maxRules
+            self.maxTakeovers = maxTakeovers
+        }
+    }
+
+    public static let defaultRoot = "/sys/fs/bpf/baton"
+    static let mapNames = ["baton_takeovers", "baton_rules", "baton_counters", "baton_fragments",
+                           "baton_devices", "baton_config", "baton_stats", "baton_slots"]
+
+    public let pinRoot: String?
+    public let steerProgram: BPFProgram
+    public let clockProgram: BPFProgram
+
+    let takeoverMap: TypedMap<baton_takeover_key, baton_takeover>
+    let ruleMap: TypedMap<baton_rule_key, baton_rule>
+    let counterMap: TypedMap<UInt32, baton_counter>
+    let fragmentMap: TypedMap<baton_frag_key, baton_frag_ports>
+    let deviceMap: TypedMap<UInt32, UInt32>
+    let configMap: TypedMap<UInt32, baton_config>
+    let statMap: TypedMap<UInt32, baton_stat>
+    let slots: SlotAllocator
+
+    /// Maps by name, for status and debugging.
+    public let maps: [String: BPFMap]
+
+    // MARK: opening
+
+    /// Adopts the data plane pinned at `root` if there is one, else loads
+    /// the embedded object and pins it there.
+    public static func open(root: String = defaultRoot, options: Options = Options()) throws -> DataPlane {
+        if isPinned(root: root) { return try adopt(root: root) }
+        var o = options
+        o.pinRoot = root
+        return try load(o)
+    }
+
+    public static func isPinned(root: String) -> Bool {
+        BPFFS.exists(root + "/progs/baton_steer")
+    }
+
+    /// Loads the embedded steer object. With a pin root, maps already pinned
+    /// there are reused (libbpf checks they are compatible) and the rest are
+    /// created and pinned; programs are pinned too.
+    public static func load(_ options: Options = Options()) throws -> DataPlane {
+        guard options.maxRules > 0, options.maxTakeovers > 0 else {
+            throw DataPlaneError.invalid("map sizes must be positive")
+        }
+        let object = try BPFObject(bytes: UnsafeRawBufferPointer(start: baton_steer_object(), count: Int(baton_steer_object_size())),
+                                   name: "baton_steer")
+        let counters = options.maxRules + options.maxTakeovers
+        try object.setMaxEntries("baton_rules", options.maxRules)
+        try object.setMaxEntries("baton_takeovers", options.maxTakeovers)
+        try object.setMaxEntries("baton_counters", counters)
+        try object.setMaxEntries("baton_slots", (counters + 63) / 64)
+        if let root = options.pinRoot {
+            try BPFFS.makeDirectories(root + "/maps")
+            try BPFFS.makeDirectories(root + "/progs")
+            try BPFFS.makeDirectories(root + "/links")
+            for name in mapNames { try object.setPinPath(name, root + "/maps/" + name) }
+        }
+        try object.load()
+        var maps: [String: BPFMap] = [:]
+        for name in mapNames { maps[name] = try object.loadedMap(name) }
+        let steer = try object.loadedProgram("baton_steer")
+        let clock = try object.loadedProgram("baton_clock")
+        if let root = options.pinRoot {
+            for p in [steer, clock] {
+                let path = root + "/progs/" + p.name
+                try? BPFFS.remove(path) // a new load replaces the pinned program
+                try p.pin(at: path)
+            }
+        }
+        return try DataPlane(pinRoot: options.pinRoot, maps: maps, steer: steer, clock: clock)
+    }
+
+    /// Opens the maps and programs pinned at `root`, as a restarted daemon does.
+    public static func adopt(root: String = defaultRoot) throws -> DataPlane {
+        guard BPFFS.isBPFFS(root) else {
+            throw BPFError("\(root) is not on a BPF filesystem; mount one with: mount -t bpf bpf /sys/fs/bpf", errno: ENOENT)
+        }
+        guard isPinned(root: root) else {
+            throw DataPlaneError.notLoaded("no data plane is pinned at \(root)")
+        }
+        var maps: [String: BPFMap] = [:]
+        for name in mapNames { maps[name] = try BPFMap.pinned(at: root + "/maps/" + name) }
+        return try DataPlane(pinRoot: root, maps: maps,
+                             steer: try BPFProgram.pinned(at: root + "/progs/baton_steer"),
+                             clock: try BPFProgram.pinned(at: root + "/progs/baton_clock"))
+    }
+
+    private init(pinRoot: String?, maps: [String: BPFMap], steer: BPFProgram, clock: BPFProgram) throws {
+        func m(_ n: String) -> BPFMap { maps[n]! }
+        self.pinRoot = pinRoot
+        self.maps = maps
+        steerProgram = steer
+        clockProgram = clock
+        takeoverMap = try TypedMap(m("baton_takeovers"))
+        ruleMap = try TypedMap(m("baton_rules"))
+        counterMap = try TypedMap(m("baton_counters"))
+        fragmentMap = try TypedMap(m("baton_fragments"))
+        deviceMap = try TypedMap(m("baton_devices"))
+        configMap = try TypedMap(m("baton_config"))
+        statMap = try TypedMap(m("baton_stats"))
+        slots = try SlotAllocator(bitmap: TypedMap(m("baton_slots")), capacity: m("baton_counters").maxEntries)
+    }
+
+    /// Removes every pin under `root` (detaching its XDP links). Maps and
+    /// programs live on only while someone still holds them.
+    public static func unload(root: String = defaultRoot) throws {
+        for name in BPFFS.list(root + "/links") {
+            if let link = try? XDPLink.pinned(at: root + "/links/" + name) { try? link.detach() }
+        }
+        if BPFFS.exists(root) { try BPFFS.removeTree(root) }
+    }
+
+    // MARK: takeovers
+
+    public struct TakeoverEntry: Sendable, Codable {
+        public var takeover: Takeover
+        public var counter: Counter
+    }
+
+    /// Adds a takeover, or replaces one in place (one atomic map update, so
+    /// its packets never see a gap); a replaced takeover keeps its counter.
+    public func setTakeover(_ t: Takeover) throws {
+        try t.validate()
+        try ensureDevice(t.defaultForward)
+        let key = takeoverKey(t.address)
+        if let old = try takeoverMap.lookup(key) {
+            try takeoverMap.update(key, t.abi(counter: old.counter), flags: .exist)
+            return
+        }
+        let slot = try slots.allocate()
+        do {
+            try zeroCounter(slot)
+            try takeoverMap.update(key, t.abi(counter: slot), flags: .noExist)
+        } catch {
+            try? slots.release(slot)
+            throw error
+        }
+    }
+
+    @discardableResult
+    public func removeTakeover(_ address: IPAddress) throws -> Bool {
+        let key = takeoverKey(address)
+        guard let old = try takeoverMap.lookup(key) else { return false }
+        try takeoverMap.delete(key)
+        try releaseSlot(old.counter)
+        return true
+    }
+
+    public func takeover(_ address: IPAddress) throws -> TakeoverEntry? {
+        guard let t = try takeoverMap.lookup(takeoverKey(address)) else { return nil }
+        return TakeoverEntry(takeover: Takeover(address: address, abi: t), counter: try counter(t.counter))
+    }
+
+    public func takeovers() throws -> [TakeoverEntry] {
+        try takeoverMap.entries().map { k, v in
+            TakeoverEntry(takeover: Takeover(address: IPAddress(bytes16: abiBytes(k.addr)), abi: v),
+                          counter: try counter(v.counter))
+        }.sorted { $0.takeover.address < $1.takeover.address }
+    }
+
+    // MARK: session rules
+
+    public struct RuleEntry: Sendable, Codable {
+        public var rule: SessionRule
+        public var kind: MatchKind
+        public var counter: Counter
+    }
+
+    /// Adds a rule, or replaces the rule with the same match in place.
+    public func setRule(_ r: SessionRule) throws {
+        try r.validate()
+        let key = try r.match.abiKey()
+        try ensureDevice(r.forward)
+        if let old = try ruleMap.lookup(key) {
+            try ruleMap.update(key, baton_rule(fwd: r.forward.abi, counter: old.counter, pad: 0), flags: .exist)
+            return
+        }
+        try enableMatchKind(MatchKind(rawValue: key.match)!)
+        let slot = try slots.allocate()
+        do {
+            try zeroCounter(slot)
+            try ruleMap.update(key, baton_rule(fwd: r.forward.abi, counter: slot, pad: 0), flags: .noExist)
+        } catch {
+            try? slots.release(slot)
+            if let e = error as? BPFError, e.errno == E2BIG {
+                throw DataPlaneError.full("rule table is full (\(ruleMap.map.maxEntries) rules)")
+            }
+            throw error
+        }
+    }
+
+    /// Adds many new rules with batched map updates (bpf_map_update_batch).
+    /// Every match must be new; nothing is written unless all are valid.
+    public func addRules(_ rules: [SessionRule]) throws {
+        var keys: [baton_rule_key] = []
+        keys.reserveCapacity(rules.count)
+        var kinds = Set<MatchKind>()
+        for r in rules {
+            try r.validate()
+            let k = try r.match.abiKey()
+            keys.append(k)
+            kinds.insert(MatchKind(rawValue: k.match)!)
+        }
+        for fwd in Set(rules.map(\.forward)) { try ensureDevice(fwd) }
+        let free = ruleMap.map.maxEntries - (try ruleCount())
+        guard rules.count <= free else {
+            throw DataPlaneError.full("rule table has room for \(free) more rules, not \(rules.count)")
+        }
+        let ids = try slots.allocate(count: rules.count)
+        var values: [baton_rule] = []
+        values.reserveCapacity(rules.count)
+        for (i, r) in rules.enumerated() { values.append(baton_rule(fwd: r.forward.abi, counter: ids[i], pad: 0)) }
+        for k in kinds { try enableMatchKind(k) }
+        do {
+            try ruleMap.updateBatch(keys, values)
+        } catch {
+            // Undo what was written: nothing half-registered stays behind.
+            for k in keys { _ = try? ruleMap.delete(k) }
+            try? slots.release(ids)
+            throw error
+        }
+    }
+
+    @discardableResult
+    public func removeRule(_ m: SessionMatch) throws -> Bool {
+        let key = try m.abiKey()
+        guard let old = try ruleMap.lookup(key) else { return false }
+        try ruleMap.delete(key)
+        try releaseSlot(old.counter)
+        if key.match != UInt8(BATON_MATCH_EXACT) { try recomputeMatchKinds() }
+        return true
+    }
+
+    public func rule(_ m: SessionMatch) throws -> RuleEntry? {
+        let key = try m.abiKey()
+        guard let v = try ruleMap.lookup(key), let match = SessionMatch(abi: key) else { return nil }
+        return RuleEntry(rule: SessionRule(match: match, forward: Forwarding(abi: v.fwd)),
+                         kind: MatchKind(rawValue: key.match)!, counter: try counter(v.counter))
+    }
+
+    /// Every rule with its counter, most specific kind first.
+    public func rules(withCounters: Bool = true) throws -> [RuleEntry] {
+        try ruleMap.entries().compactMap { k, v -> RuleEntry? in
+            guard let match = SessionMatch(abi: k), let kind = MatchKind(rawValue: k.match) else { return nil }
+            return RuleEntry(rule: SessionRule(match: match, forward: Forwarding(abi: v.fwd)), kind: kind,
+                             counter: withCounters ? try counter(v.counter) : Counter())
+        }.sorted { ($0.kind.rawValue, $0.rule.match.description) < ($1.kind.rawValue, $1.rule.match.description) }
+    }
+
+    public func ruleCount() throws -> Int { try ruleMap.keys().count }
+
+    public var ruleCapacity: Int { ruleMap.map.maxEntries }
+    public var takeoverCapacity: Int { takeoverMap.map.maxEntries }
+
+    // MARK: counters, stats, clock
+
+    func counter(_ slot: UInt32) throws -> Counter {
+        Counter(perCPU: try counterMap.lookupPerCPU(slot) ?? [])
+    }
+
+    private func zeroCounter(_ slot: UInt32) throws {
+        try counterMap.updatePerCPU(slot, baton_counter())
+    }
+
+    private func releaseSlot(_ slot: UInt32) throws {
+        try zeroCounter(slot)
+        try slots.release(slot)
+    }
+
+    public func stats() throws -> [StatReason: StatValue] {
+        var out: [StatReason: StatValue] = [:]
+        for r in StatReason.allCases {
+            let per = try statMap.lookupPerCPU(UInt32(r.rawValue)) ?? []
+            out[r] = StatValue(packets: per.reduce(0) { $0 + $1.packets }, bytes: per.reduce(0) { $0 + $1.bytes })
+        }
+        return out
+    }
+
+    /// Reads jiffies and CLOCK_MONOTONIC together in the kernel, twice, to
+    /// learn the tick rate.
+    public func clock() throws -> KernelClock {
+        func sample() throws -> (UInt64, UInt64, UInt64) {
+            let r = try clockProgram.testRun([UInt8](repeating: 0, count: 64))
+            let w = r.output.withUnsafeBytes { raw in (0..<3).map { raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self) } }
+            return (w[0], w[1], w[2])
+        }
+        let a = try sample()
+        var b = a
+        // Coarse time and jiffies advance together, once per tick: wait for
+        // a few ticks so the ratio is exact.
+        while b.0 < a.0 + 3 {
+            usleep(1000)
+            b = try sample()
+        }
+        let nsPerTick = Double(b.2 - a.2) / Double(b.0 - a.0)
+        let hz = [100, 250, 300, 1000].min { abs(1e9 / Double($0) - nsPerTick) < abs(1e9 / Double($1) - nsPerTick) }!
+        return KernelClock(jiffies: b.0, monotonicNanoseconds: b.1, hz: UInt64(hz))
+    }
+
+    // MARK: bookkeeping
+
+    /// Redirects need their egress in the device map.
+    private func ensureDevice(_ f: Forwarding) throws {
+        guard f.action == .l2 || f.action == .encap, f.ifindex != 0 else { return }
+        if try deviceMap.lookup(f.ifindex) == nil {
+            do {
+                try deviceMap.update(f.ifindex, f.ifindex)
+            } catch let e as BPFError where e.errno == ENODEV {
+                throw DataPlaneError.invalid("no interface with ifindex \(f.ifindex) here")
+            }
+        }
+    }
+
+    private func currentKinds() throws -> UInt32 {
+        try configMap.lookup(0)?.match_kinds ?? 0
+    }
+
+    private func enableMatchKind(_ k: MatchKind) throws {
+        let cur = try currentKinds()
+        let bits = (cur & UInt32(BATON_CONFIG_VALID) != 0 ? cur : UInt32(BATON_CONFIG_VALID)) | (1 << UInt32(k.rawValue))
+        if bits != cur { try configMap.update(0, baton_config(match_kinds: bits, pad: 0)) }
+    }
+
+    /// After removing a wildcard rule: look up only kinds that still have rules.
+    private func recomputeMatchKinds() throws {
+        var bits = UInt32(BATON_CONFIG_VALID)
+        for k in try ruleMap.keys() { bits |= 1 << UInt32(k.match) }
+        try configMap.update(0, baton_config(match_kinds: bits, pad: 0))
+    }
+
+    /// Drops every rule and takeover (the maps stay; attachments stay).
+    public func flush() throws {
+        for k in try ruleMap.keys() { try ruleMap.delete(k) }
+        for k in try takeoverMap.keys() { try takeoverMap.delete(k) }
+        try slots.reset()
+        try configMap.update(0, baton_config(match_kinds: UInt32(BATON_CONFIG_VALID), pad: 0))
+        for k in try fragmentMap.keys() { try fragmentMap.delete(k) }
+    }
+}

@@ -1,0 +1,94 @@
+import BatonModel
+
+/// Where the data plane sends a packet: the value half of a session rule,
+/// and a takeover's default. Mirrors `struct baton_fwd`.
+public struct Forwarding: Equatable, Hashable, Sendable, Codable {
+    public enum Action: String, Sendable, Codable, CaseIterable {
+        /// Up the agent's own stack.
+        case pass
+        /// Dropped (lockouts).
+        case drop
+        /// Rewrite the MACs and send: back out (XDP_TX) or redirected to `ifindex`.
+        case l2
+        /// IPIP (IPv4) or IPv6-in-IPv6 (IPv6) to `outerDestination`, then as `l2`.
+        case encap
+    }
+
+    public var action: Action
+    /// Next hop: the target, the TN, or (encap) the router towards them.
+    public var destinationMAC: MACAddress
+    /// The agent's MAC on the egress interface.
+    public var sourceMAC: MACAddress
+    /// Egress interface; 0 sends it back out of the interface it came in on.
+    public var ifindex: UInt32
+    public var outerSource: IPAddress?
+    public var outerDestination: IPAddress?
+
+    public init(action: Action, destinationMAC: MACAddress = .zero, sourceMAC: MACAddress = .zero,
+                ifindex: UInt32 = 0, outerSource: IPAddress? = nil, outerDestination: IPAddress? = nil) {
+        self.action = action
+        self.destinationMAC = destinationMAC
+        self.sourceMAC = sourceMAC
+        self.ifindex = ifindex
+        self.outerSource = outerSource
+        self.outerDestination = outerDestination
+    }
+
+    public static let pass = Forwarding(action: .pass)
+    public static let drop = Forwarding(action: .drop)
+
+    public static func l2(to destination: MACAddress, from source: MACAddress, ifindex: UInt32 = 0) -> Forwarding {
+        Forwarding(action: .l2, destinationMAC: destination, sourceMAC: source, ifindex: ifindex)
+    }
+
+    public static func encap(to outerDestination: IPAddress, from outerSource: IPAddress,
+                             nextHop: MACAddress, sourceMAC: MACAddress, ifindex: UInt32 = 0) -> Forwarding {
+        Forwarding(action: .encap, destinationMAC: nextHop, sourceMAC: sourceMAC, ifindex: ifindex,
+                   outerSource: outerSource, outerDestination: outerDestination)
+    }
+
+    /// Checks that this can carry packets of `family`: MACs set for the
+    /// sending actions; the tunnel's addresses of the same family (the data
+    /// plane encapsulates IPv4 in IPv4 and IPv6 in IPv6).
+    public func validate(for family: IPAddress.Family) throws(DataPlaneError) {
+        switch action {
+        case .pass, .drop:
+            return
+        case .l2, .encap:
+            guard !destinationMAC.isZero, !destinationMAC.isMulticast else {
+                throw .invalid("next-hop MAC \(destinationMAC) must be a unicast address")
+            }
+            guard !sourceMAC.isZero, !sourceMAC.isMulticast else {
+                throw .invalid("source MAC \(sourceMAC) must be the agent's unicast address")
+            }
+        }
+        if action == .encap {
+            guard let src = outerSource, let dst = outerDestination else {
+                throw .invalid("encap needs an outer source and destination address")
+            }
+            guard src.family == family, dst.family == family else {
+                throw .invalid("encap of \(family.rawValue) traffic needs \(family.rawValue) tunnel addresses (got \(src) -> \(dst))")
+            }
+            guard !dst.isUnspecified, !dst.isMulticast else {
+                throw .invalid("tunnel destination \(dst) must be a unicast address")
+            }
+        }
+    }
+}
+
+/// Errors of the data plane's domain layer; kernel failures stay BPFError.
+public enum DataPlaneError: Error, CustomStringConvertible, Sendable, Equatable {
+    case invalid(String)
+    case notFound(String)
+    case full(String)
+    case notLoaded(String)
+
+    public var description: String {
+        switch self {
+        case .invalid(let s): return s
+        case .notFound(let s): return s
+        case .full(let s): return s
+        case .notLoaded(let s): return s
+        }
+    }
+}

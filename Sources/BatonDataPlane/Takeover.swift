@@ -1,0 +1,31 @@
+import BatonModel
+
+/// A taken-over address: the agent answers for it and steers its packets.
+/// Packets that match no session rule go to `defaultForward` (the TN through
+/// its temporary address). Mirrors `struct baton_takeover`.
+public struct Takeover: Equatable, Sendable, Codable {
+    public var address: IPAddress
+    public var defaultForward: Forwarding
+    /// The MAC that ARP replies and neighbour advertisements carry; nil
+    /// leaves ARP/NDP to the control plane (or to nobody).
+    public var agentMAC: MACAddress?
+    /// Set the Router flag in advertisements (the address owner is a router).
+    public var router: Bool
+
+    public init(address: IPAddress, defaultForward: Forwarding, agentMAC: MACAddress? = nil, router: Bool = false) {
+        self.address = address
+        self.defaultForward = defaultForward
+        self.agentMAC = agentMAC
+        self.router = router
+    }
+
+    public func validate() throws(DataPlaneError) {
+        guard !address.isUnspecified, !address.isMulticast else {
+            throw .invalid("cannot take over \(address): not a unicast address")
+        }
+        if let mac = agentMAC, mac.isZero || mac.isMulticast {
+            throw .invalid("agent MAC \(mac) must be a unicast address")
+        }
+        try defaultForward.validate(for: address.family)
+    }
+}

@@ -1,0 +1,10 @@
+// The ABI is header-only; this file makes CBatonABI a buildable C target and
+// checks at compile time that the layouts are what bpf/ and Swift expect.
+#include "baton_abi.h"
+
+_Static_assert(sizeof(struct baton_fwd) == 52, "baton_fwd layout");
+_Static_assert(sizeof(struct baton_takeover) == 64, "baton_takeover layout");
+_Static_assert(sizeof(struct baton_rule_key) == 40, "baton_rule_key layout");
+_Static_assert(sizeof(struct baton_rule) == 60, "baton_rule layout");
+_Static_assert(sizeof(struct baton_counter) == 32, "baton_counter layout");
+_Static_assert(sizeof(struct baton_frag_key) == 40, "baton_frag_key layout");

@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Baton data-plane ABI: the one definition of every map key and value,
+ * included by the XDP programs in bpf/ and imported into Swift through the
+ * CBatonABI target. Change a struct here and both sides change together; the
+ * loader also checks each size against bpf_map__key_size/value_size.
+ *
+ * Conventions
+ *  - Addresses are 16 bytes. IPv4 is stored IPv4-mapped (::ffff:a.b.c.d), so
+ *    one map serves both families and a v4 key can never equal a v6 key.
+ *  - Ports and other wire fields stay in network byte order.
+ *  - Every struct has explicit padding, so C and Swift agree on layout and a
+ *    zeroed key hashes the same on both sides.
+ */
+#ifndef BATON_ABI_H
+#define BATON_ABI_H
+
+#include <linux/types.h>
+
+#define BATON_ADDR_LEN 16
+#define BATON_MAC_LEN 6
+
+/* What a rule or a takeover's default does with a packet. */
+#define BATON_ACTION_PASS  0 /* up the normal stack */
+#define BATON_ACTION_DROP  1 /* dropped (lockouts) */
+#define BATON_ACTION_L2    2 /* rewrite MACs; XDP_TX, or redirect when ifindex != 0 */
+#define BATON_ACTION_ENCAP 3 /* IPIP (IPv4) or IPv6-in-IPv6 (IPv6) to outer_dst, then as L2 */
+#define BATON_ACTION_MAX   3
+
+/*
+ * Rule match kinds, in precedence order: the first kind that has an entry for
+ * a packet decides. A wildcarded field is zero in the key, and the kind itself
+ * is part of the key, so "any source port" never collides with an exact rule
+ * for source port 0.
+ */
+#define BATON_MATCH_EXACT     0 /* source address+port, destination address+port, protocol */
+#define BATON_MATCH_ANY_SPORT 1 /* any source port */
+#define BATON_MATCH_ANY_SRC   2 /* any source address and port */
+#define BATON_MATCH_ANY_PEER  3 /* any source address and port, any destination port */
+#define BATON_MATCH_KINDS     4
+
+/* Takeover flags. */
+#define BATON_TAKEOVER_ANSWER 0x1 /* answer ARP requests / neighbour solicitations in XDP */
+#define BATON_TAKEOVER_ROUTER 0x2 /* set the Router flag in neighbour advertisements */
+
+/* Map capacities the object is built with; the loader may shrink or grow
+ * rules and counters before load (counters = rules + takeovers). */
+#define BATON_MAX_TAKEOVERS 4096
+#define BATON_MAX_RULES     (1U << 20)
+#define BATON_MAX_COUNTERS  (BATON_MAX_RULES + BATON_MAX_TAKEOVERS)
+#define BATON_MAX_FRAGMENTS 8192
+#define BATON_MAX_DEVICES   256
+
+/* Where a packet goes. Shared by rules and by a takeover's default. */
+struct baton_fwd {
+	__u8 dst_mac[BATON_MAC_LEN];      /* next hop: target, TN, or router (ENCAP) */
+	__u8 src_mac[BATON_MAC_LEN];      /* the agent's MAC on the egress interface */
+	__u32 ifindex;                    /* egress; 0 = back out of the ingress interface */
+	__u8 action;                      /* BATON_ACTION_* */
+	__u8 pad[3];
+	__u8 outer_src[BATON_ADDR_LEN];   /* ENCAP: the agent's address */
+	__u8 outer_dst[BATON_ADDR_LEN];   /* ENCAP: target's address, or the TN's temporary address */
+};
+
+/* Key of baton_takeovers: a taken-over address. */
+struct baton_takeover_key {
+	__u8 addr[BATON_ADDR_LEN];
+};
+
+/* Value of baton_takeovers. */
+struct baton_takeover {
+	struct baton_fwd fwd;             /* default: the TN through its temporary address */
+	__u8 agent_mac[BATON_MAC_LEN];    /* MAC that ARP/NDP answers carry */
+	__u8 flags;                       /* BATON_TAKEOVER_* */
+	__u8 pad;
+	__u32 counter;                    /* slot in baton_counters for the default path */
+};
+
+/* Key of baton_rules. Fields a match kind wildcards are zero. */
+struct baton_rule_key {
+	__u8 src[BATON_ADDR_LEN];         /* correspondent */
+	__u8 dst[BATON_ADDR_LEN];         /* taken-over address */
+	__be16 sport;                     /* ICMP echo: the identifier */
+	__be16 dport;                     /* ICMP echo: 0 */
+	__u8 proto;                       /* IPPROTO_TCP, _UDP, _ICMP, _ICMPV6, ... */
+	__u8 match;                       /* BATON_MATCH_* */
+	__u8 pad[2];
+};
+
+/* Value of baton_rules. */
+struct baton_rule {
+	struct baton_fwd fwd;
+	__u32 counter;                    /* slot in baton_counters */
+	__u32 pad;
+};
+
+/* Per-CPU counters, one slot per rule and per takeover. Summed by the reader. */
+struct baton_counter {
+	__u64 packets;
+	__u64 bytes;
+	__u64 last_seen;                  /* bpf_jiffies64() of the last packet */
+	__u32 tcp_flags;                  /* OR of the TCP flags seen (FIN/RST end a session) */
+	__u32 pad;
+};
+
+/* Key of baton_fragments: a datagram being reassembled somewhere downstream. */
+struct baton_frag_key {
+	__u8 src[BATON_ADDR_LEN];
+	__u8 dst[BATON_ADDR_LEN];
+	__u32 id;                         /* IPv4 identification (16 bits) or IPv6 fragment id */
+	__u8 proto;                       /* IPv4 protocol, or the fragment header's next header */
+	__u8 pad[3];
+};
+
+/* Value of baton_fragments: what the first fragment was classified by. */
+struct baton_frag_ports {
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;                       /* upper-layer protocol (IPv6: after extension headers) */
+	__u8 pad[3];
+};
+
+/* The single entry of baton_config. */
+#define BATON_CONFIG_VALID (1U << 31)      /* match_kinds is maintained; without it all kinds are tried */
+struct baton_config {
+	__u32 match_kinds;                /* bit per BATON_MATCH_* that has rules, | BATON_CONFIG_VALID */
+	__u32 pad;
+};
+
+/* Data-plane statistics: one per-CPU slot per reason. */
+#define BATON_STAT_NOT_IP         0 /* not IPv4/IPv6/ARP: passed */
+#define BATON_STAT_MALFORMED_PASS 1 /* could not be parsed far enough to know it is ours: passed */
+#define BATON_STAT_NOT_TAKEN_OVER 2 /* destination is not taken over: passed */
+#define BATON_STAT_MALFORMED_DROP 3 /* for a taken-over address but truncated or malformed: dropped */
+#define BATON_STAT_RULE_HIT       4 /* matched a session rule */
+#define BATON_STAT_DEFAULT_HIT    5 /* taken over, no rule: the takeover's default */
+#define BATON_STAT_FRAG_UNKNOWN   6 /* later fragment whose first fragment was not seen: dropped */
+#define BATON_STAT_ARP_REPLY      7 /* ARP request answered */
+#define BATON_STAT_NA_REPLY       8 /* neighbour solicitation answered */
+#define BATON_STAT_ENCAP_FAIL     9 /* could not encapsulate (headroom, family mismatch): dropped */
+#define BATON_STAT_REDIRECT_FAIL 10 /* egress not in baton_devices: dropped */
+#define BATON_STAT_COUNT         11
+
+struct baton_stat {
+	__u64 packets;
+	__u64 bytes;
+};
+
+#endif /* BATON_ABI_H */

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* The data plane's maps. Keys and values come from baton_abi.h. */
+#ifndef BATON_MAPS_H
+#define BATON_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "baton_abi.h"
+
+/* Taken-over addresses. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BATON_MAX_TAKEOVERS);
+	__type(key, struct baton_takeover_key);
+	__type(value, struct baton_takeover);
+} baton_takeovers SEC(".maps");
+
+/* Session rules. A plain HASH, never LRU: an evicted transfer is a lost call. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BATON_MAX_RULES);
+	__type(key, struct baton_rule_key);
+	__type(value, struct baton_rule);
+} baton_rules SEC(".maps");
+
+/* Per-rule and per-takeover counters, per CPU: no atomics on the hot path. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BATON_MAX_COUNTERS);
+	__type(key, __u32);
+	__type(value, struct baton_counter);
+} baton_counters SEC(".maps");
+
+/* First-fragment ports, so later fragments follow their first one. A cache:
+ * losing an entry drops the rest of that datagram, never misroutes it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, BATON_MAX_FRAGMENTS);
+	__type(key, struct baton_frag_key);
+	__type(value, struct baton_frag_ports);
+} baton_fragments SEC(".maps");
+
+/* Egress interfaces that rules may redirect to. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, BATON_MAX_DEVICES);
+	__type(key, __u32);
+	__type(value, __u32);
+} baton_devices SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct baton_config);
+} baton_config SEC(".maps");
+
+/* Control plane only: which counter slots are in use, a bit each. Kept
+ * beside the maps it indexes so a restarted daemon finds it pinned. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, (BATON_MAX_COUNTERS + 63) / 64);
+	__type(key, __u32);
+	__type(value, __u64);
+} baton_slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BATON_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, struct baton_stat);
+} baton_stats SEC(".maps");
+
+static __always_inline void stat_add(__u32 reason, __u64 bytes)
+{
+	struct baton_stat *s = bpf_map_lookup_elem(&baton_stats, &reason);
+
+	if (s) {
+		s->packets++;
+		s->bytes += bytes;
+	}
+}
+
+static __always_inline void counter_add(__u32 slot, __u64 bytes, __u8 tcp_flags)
+{
+	struct baton_counter *c = bpf_map_lookup_elem(&baton_counters, &slot);
+
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+		/* jiffies: inlined by the verifier, unlike the ktime helpers
+		 * (design.md: the precise clock costs ~75 ns a packet). */
+		c->last_seen = bpf_jiffies64();
+		c->tcp_flags |= tcp_flags;
+	}
+}
+
+#endif

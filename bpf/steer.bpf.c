@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * baton_steer: the session agent's XDP program.
+ *
+ * For each packet: parse; if its destination is not taken over, XDP_PASS.
+ * If it is: the most specific session rule decides (to the target: L2
+ * rewrite or IPIP/IPv6-in-IPv6), else the takeover's default (the TN through
+ * its temporary address). Malformed packets for a taken-over address are
+ * dropped, never steered. ARP requests and neighbour solicitations for
+ * taken-over addresses are answered here. docs/dataplane.md has the rules.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "baton_abi.h"
+#include "parsing.h"
+#include "maps.h"
+#include "encap.h"
+#include "neigh.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+static __always_inline int verdict(__u32 reason, __u64 bytes, int action)
+{
+	stat_add(reason, bytes);
+	return action;
+}
+
+/* The most specific rule for key, or NULL. The key itself is left intact. */
+static __always_inline struct baton_rule *classify(const struct baton_rule_key *key)
+{
+	__u32 zero = 0, kinds = 0;
+	struct baton_config *cfg = bpf_map_lookup_elem(&baton_config, &zero);
+	struct baton_rule_key wk;
+	struct baton_rule *r;
+
+	if (cfg)
+		kinds = cfg->match_kinds;
+	/* Until the control plane says which kinds are in use, try them all. */
+	if (!(kinds & BATON_CONFIG_VALID))
+		kinds = (1u << BATON_MATCH_KINDS) - 1;
+
+	if (kinds & (1u << BATON_MATCH_EXACT)) {
+		r = bpf_map_lookup_elem(&baton_rules, key);
+		if (r)
+			return r;
+	}
+	if (!(kinds & ~(1u << BATON_MATCH_EXACT) & ((1u << BATON_MATCH_KINDS) - 1)))
+		return NULL;
+	wk = *key;
+	wk.sport = 0;
+	if (kinds & (1u << BATON_MATCH_ANY_SPORT)) {
+		wk.match = BATON_MATCH_ANY_SPORT;
+		r = bpf_map_lookup_elem(&baton_rules, &wk);
+		if (r)
+			return r;
+	}
+	__builtin_memset(wk.src, 0, sizeof(wk.src));
+	if (kinds & (1u << BATON_MATCH_ANY_SRC)) {
+		wk.match = BATON_MATCH_ANY_SRC;
+		r = bpf_map_lookup_elem(&baton_rules, &wk);
+		if (r)
+			return r;
+	}
+	wk.dport = 0;
+	if (kinds & (1u << BATON_MATCH_ANY_PEER)) {
+		wk.match = BATON_MATCH_ANY_PEER;
+		r = bpf_map_lookup_elem(&baton_rules, &wk);
+		if (r)
+			return r;
+	}
+	return NULL;
+}
+
+/* Send the packet where fwd says. Packet pointers are reloaded: encap moves them. */
+static __always_inline int forward(struct xdp_md *ctx, const struct baton_fwd *fwd,
+				   const struct flow *f)
+{
+	void *data, *data_end;
+	struct ethhdr *eth;
+	int ret;
+
+	switch (fwd->action) {
+	case BATON_ACTION_PASS:
+		return XDP_PASS;
+	case BATON_ACTION_L2:
+		break;
+	case BATON_ACTION_ENCAP:
+		if ((f->v6 ? encap_ip6ip6(ctx, fwd, f) : encap_ipip(ctx, fwd, f)) < 0)
+			return verdict(BATON_STAT_ENCAP_FAIL, 0, XDP_DROP);
+		break;
+	default: /* BATON_ACTION_DROP, and anything unknown */
+		return XDP_DROP;
+	}
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return XDP_DROP;
+	__builtin_memcpy(eth->h_dest, fwd->dst_mac, 6);
+	__builtin_memcpy(eth->h_source, fwd->src_mac, 6);
+	if (fwd->ifindex == 0 || fwd->ifindex == ctx->ingress_ifindex)
+		return XDP_TX;
+	ret = bpf_redirect_map(&baton_devices, fwd->ifindex, XDP_DROP);
+	if (ret != XDP_REDIRECT)
+		stat_add(BATON_STAT_REDIRECT_FAIL, 0);
+	return ret;
+}
+
+/* A parsed packet for a taken-over address: pick its rule and send it. */
+static __always_inline int steer(struct xdp_md *ctx, struct flow *f, struct baton_takeover *t,
+				 __u64 bytes)
+{
+	const struct baton_fwd *fwd;
+	struct baton_rule *rule;
+	__u32 slot;
+
+	if (f->frag != FRAG_NONE) {
+		struct baton_frag_key fk = {};
+		struct baton_frag_ports *fp, ports = {};
+
+		__builtin_memcpy(fk.src, f->key.src, 16);
+		__builtin_memcpy(fk.dst, f->key.dst, 16);
+		fk.id = f->frag_id;
+		fk.proto = f->frag_proto;
+		if (f->frag == FRAG_LATER) {
+			/* No ports here: follow the first fragment, or go nowhere. */
+			fp = bpf_map_lookup_elem(&baton_fragments, &fk);
+			if (!fp)
+				return verdict(BATON_STAT_FRAG_UNKNOWN, bytes, XDP_DROP);
+			f->key.sport = fp->sport;
+			f->key.dport = fp->dport;
+			f->key.proto = fp->proto;
+		} else {
+			ports.sport = f->key.sport;
+			ports.dport = f->key.dport;
+			ports.proto = f->key.proto;
+			bpf_map_update_elem(&baton_fragments, &fk, &ports, BPF_ANY);
+		}
+	}
+
+	rule = classify(&f->key);
+	if (rule) {
+		fwd = &rule->fwd;
+		slot = rule->counter;
+		stat_add(BATON_STAT_RULE_HIT, bytes);
+	} else {
+		fwd = &t->fwd;
+		slot = t->counter;
+		stat_add(BATON_STAT_DEFAULT_HIT, bytes);
+	}
+	counter_add(slot, bytes, f->tcp_flags);
+	return forward(ctx, fwd, f);
+}
+
+SEC("xdp")
+int baton_steer(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 bytes = data_end - data;
+	struct baton_takeover *t;
+	struct flow f = {};
+	__be16 proto;
+
+	proto = parse_eth(data, data_end, &f.l3off);
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = ipv4_header(data, data_end, f.l3off);
+
+		if (!ip)
+			return verdict(BATON_STAT_MALFORMED_PASS, bytes, XDP_PASS);
+		addr_set_v4(f.key.dst, ip->daddr);
+		t = bpf_map_lookup_elem(&baton_takeovers, f.key.dst);
+		if (!t)
+			return verdict(BATON_STAT_NOT_TAKEN_OVER, bytes, XDP_PASS);
+		if (parse_ipv4_rest(data, data_end, ip, &f))
+			return verdict(BATON_STAT_MALFORMED_DROP, bytes, XDP_DROP);
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data + f.l3off;
+
+		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
+			return verdict(BATON_STAT_MALFORMED_PASS, bytes, XDP_PASS);
+		if (ip6->nexthdr == IPPROTO_ICMPV6) {
+			int v = answer_ns(ctx, f.l3off);
+
+			if (v >= 0)
+				return v;
+			data = (void *)(long)ctx->data;
+			data_end = (void *)(long)ctx->data_end;
+			ip6 = data + f.l3off;
+			if ((void *)(ip6 + 1) > data_end)
+				return XDP_PASS;
+		}
+		__builtin_memcpy(f.key.dst, &ip6->daddr, 16);
+		/* An IPv4-mapped destination on the wire is bogus; it must not
+		 * match an IPv4 takeover. */
+		if (addr_is_v4(f.key.dst))
+			return verdict(BATON_STAT_NOT_TAKEN_OVER, bytes, XDP_PASS);
+		t = bpf_map_lookup_elem(&baton_takeovers, f.key.dst);
+		if (!t)
+			return verdict(BATON_STAT_NOT_TAKEN_OVER, bytes, XDP_PASS);
+		f.v6 = 1;
+		if (parse_ipv6_rest(data, data_end, ip6, &f))
+			return verdict(BATON_STAT_MALFORMED_DROP, bytes, XDP_DROP);
+	} else if (proto == bpf_htons(ETH_P_ARP)) {
+		return answer_arp(ctx, f.l3off);
+	} else if (proto == 0) {
+		return verdict(BATON_STAT_MALFORMED_PASS, bytes, XDP_PASS);
+	} else {
+		return verdict(BATON_STAT_NOT_IP, bytes, XDP_PASS);
+	}
+	return steer(ctx, &f, t, bytes);
+}
+
+/* The kernel's clocks at one instant, written over the test-run packet:
+ * lets the control plane turn bpf_jiffies64() last-seen stamps into time. */
+SEC("xdp")
+int baton_clock(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 *out = data;
+
+	if ((void *)(out + 3) > data_end)
+		return XDP_ABORTED;
+	out[0] = bpf_jiffies64();
+	out[1] = bpf_ktime_get_ns();
+	out[2] = bpf_ktime_get_coarse_ns();
+	return XDP_PASS;
+}

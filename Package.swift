@@ -50,9 +50,15 @@ let package = Package(
         ]),
 
         .testTarget(name: "BatonModelTests", dependencies: ["BatonModel", "BatonPacket"]),
+        // Every classification decision through BPF_PROG_TEST_RUN.
         .testTarget(name: "BatonDataPlaneTests", dependencies: [
-            "BatonDataPlane", "BatonBPF", "BatonModel", "BatonPacket", "BatonNet", "BatonLab", "CBatonABI",
+            "BatonDataPlane", "BatonBPF", "BatonModel", "BatonPacket", "BatonNet", "CBatonABI",
+        ]),
+        // Real frames across veth pairs between network namespaces.
+        .testTarget(name: "BatonEndToEndTests", dependencies: [
+            "BatonDataPlane", "BatonBPF", "BatonModel", "BatonPacket", "BatonNet", "BatonLab",
         ]),
         .testTarget(name: "BatonNetTests", dependencies: ["BatonNet", "BatonLab", "BatonModel"]),
+        .testTarget(name: "BatonCtlTests", dependencies: ["BatonModel", "BatonNet"]),
     ]
 )

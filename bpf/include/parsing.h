@@ -22,7 +22,7 @@
 
 #define VLAN_MAX_DEPTH 2
 #define L2_MAX_LEN (14 + 4 * VLAN_MAX_DEPTH)
-#define IPV6_EXT_MAX 6
+#define IPV6_EXT_MAX 6 /* extension headers walked before the upper-layer header */
 
 #ifndef ETH_P_8021AD
 #define ETH_P_8021AD 0x88A8
@@ -223,7 +223,7 @@ static __always_inline int parse_ipv6_rest(void *data, void *data_end, struct ip
 	__builtin_memcpy(f->key.src, &ip6->saddr, 16);
 
 #pragma unroll
-	for (int i = 0; i < IPV6_EXT_MAX; i++) {
+	for (int i = 0; i <= IPV6_EXT_MAX; i++) {
 		if (nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_DSTOPTS ||
 		    nh == IPPROTO_AH) {
 			struct ipv6_opt_hdr_min *h = data + off;

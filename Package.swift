@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "BatonLab", dependencies: ["BatonNet", "BatonModel"]),
 
         .executableTarget(name: "batonctl", dependencies: [
-            "BatonDataPlane", "BatonModel", "BatonNet",
+            "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

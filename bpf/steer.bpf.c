@@ -162,7 +162,8 @@ int baton_steer(struct xdp_md *ctx)
 	struct flow f = {};
 	__be16 proto;
 
-	proto = parse_eth(data, data_end, &f.l3off);
+	if (parse_eth(data, data_end, &proto, &f.l3off))
+		return verdict(BATON_STAT_MALFORMED_PASS, bytes, XDP_PASS);
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = ipv4_header(data, data_end, f.l3off);
 
@@ -203,8 +204,6 @@ int baton_steer(struct xdp_md *ctx)
 			return verdict(BATON_STAT_MALFORMED_DROP, bytes, XDP_DROP);
 	} else if (proto == bpf_htons(ETH_P_ARP)) {
 		return answer_arp(ctx, f.l3off);
-	} else if (proto == 0) {
-		return verdict(BATON_STAT_MALFORMED_PASS, bytes, XDP_PASS);
 	} else {
 		return verdict(BATON_STAT_NOT_IP, bytes, XDP_PASS);
 	}

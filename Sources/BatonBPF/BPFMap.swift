@@ -211,8 +211,11 @@ public struct TypedMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked
     }
 
     /// Writes many entries with bpf_map_update_batch, `chunk` at a time.
-    /// Returns how many were written (all, unless it throws).
+    /// Returns how many were written (all, unless it throws, when
+    /// `BatchError.written` says how many made it before the failure).
     @discardableResult
+    /// (The kernel takes no BPF_NOEXIST/BPF_EXIST for batches: every entry
+    /// is written as with BPF_ANY.)
     public func updateBatch(_ keys: [Key], _ values: [Value], chunk: Int = 65536) throws -> Int {
         precondition(keys.count == values.count)
         var done = 0
@@ -232,14 +235,22 @@ public struct TypedMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked
             let e = Glibc.errno
             done += Int(count)
             if rc != 0 {
-                if e == E2BIG || e == ENOMEM && done > 0 {
-                    throw BPFError("batch update \(map.name): map is full after \(done) entries (\(map.maxEntries) max)", errno: E2BIG)
-                }
-                throw BPFError("batch update \(map.name) after \(done) entries", errno: e)
+                let what = e == E2BIG || e == ENOMEM
+                    ? "batch update \(map.name): map is full after \(done) entries (\(map.maxEntries) max)"
+                    : e == EEXIST ? "batch update \(map.name): entry \(done) exists"
+                    : "batch update \(map.name) after \(done) entries"
+                throw BatchError(error: BPFError(what, errno: e == ENOMEM ? E2BIG : e), written: done)
             }
         }
         return done
     }
+}
+
+/// A batch update that stopped part way: the first `written` entries are in the map.
+public struct BatchError: Error, CustomStringConvertible {
+    public let error: BPFError
+    public let written: Int
+    public var description: String { error.description }
 }
 
 /// ENOTSUPP (524) is kernel-internal but leaks out of some BPF commands.

@@ -8,7 +8,7 @@ import Glibc
 
 /// The steering data plane: the baton_steer program and its maps, loaded
 /// from the embedded object or adopted from bpffs, with typed operations on
-/// takeovers, session rules, counters and XDP attachments.
+/// takeovers, session rules and counters. (Attaching is XDPLink's, in BatonBPF.)
 ///
 /// Pinned layout under `root` (default /sys/fs/bpf/baton):
 ///   maps/<map name>   every map, so state survives the process
@@ -156,12 +156,18 @@ public final class DataPlane {
             try takeoverMap.update(key, t.abi(counter: old.counter), flags: .exist)
             return
         }
+        guard try takeoverMap.keys().count < takeoverMap.map.maxEntries else {
+            throw DataPlaneError.full("takeover table is full (\(takeoverMap.map.maxEntries) addresses)")
+        }
         let slot = try slots.allocate()
         do {
             try zeroCounter(slot)
             try takeoverMap.update(key, t.abi(counter: slot), flags: .noExist)
         } catch {
             try? slots.release(slot)
+            if let e = error as? BPFError, e.errno == E2BIG {
+                throw DataPlaneError.full("takeover table is full (\(takeoverMap.map.maxEntries) addresses)")
+            }
             throw error
         }
     }
@@ -219,22 +225,28 @@ public final class DataPlane {
     }
 
     /// Adds many new rules with batched map updates (bpf_map_update_batch).
-    /// Every match must be new; nothing is written unless all are valid.
+    /// Every match must be new: one that exists, or is given twice, fails the
+    /// call before anything is written; a kernel failure part way (a full
+    /// table) removes what this call wrote. Existing rules are never touched.
     public func addRules(_ rules: [SessionRule]) throws {
         var keys: [baton_rule_key] = []
         keys.reserveCapacity(rules.count)
+        var seen = Set<[UInt8]>()
+        seen.reserveCapacity(rules.count)
         var kinds = Set<MatchKind>()
         for r in rules {
             try r.validate()
             let k = try r.match.abiKey()
+            guard seen.insert(withUnsafeBytes(of: k) { Array($0) }).inserted else {
+                throw DataPlaneError.invalid("rule \(r.match) is given twice; nothing was added")
+            }
+            if try ruleMap.lookup(k) != nil {
+                throw DataPlaneError.invalid("rule \(r.match) exists; nothing was added")
+            }
             keys.append(k)
             kinds.insert(MatchKind(rawValue: k.match)!)
         }
         for fwd in Set(rules.map(\.forward)) { try ensureDevice(fwd) }
-        let free = ruleMap.map.maxEntries - (try ruleCount())
-        guard rules.count <= free else {
-            throw DataPlaneError.full("rule table has room for \(free) more rules, not \(rules.count)")
-        }
         let ids = try slots.allocate(count: rules.count)
         var values: [baton_rule] = []
         values.reserveCapacity(rules.count)
@@ -242,11 +254,13 @@ public final class DataPlane {
         for k in kinds { try enableMatchKind(k) }
         do {
             try ruleMap.updateBatch(keys, values)
-        } catch {
-            // Undo what was written: nothing half-registered stays behind.
-            for k in keys { _ = try? ruleMap.delete(k) }
+        } catch let e as BatchError {
+            for k in keys.prefix(e.written) { _ = try? ruleMap.delete(k) }
             try? slots.release(ids)
-            throw error
+            if e.error.errno == E2BIG {
+                throw DataPlaneError.full("rule table is full (\(ruleMap.map.maxEntries) rules); nothing was added")
+            }
+            throw e.error
         }
     }
 
@@ -357,12 +371,18 @@ public final class DataPlane {
         try configMap.update(0, baton_config(match_kinds: bits, pad: 0))
     }
 
+    /// Forgets every first fragment seen (later fragments of those datagrams
+    /// will be dropped as unknown).
+    public func clearFragments() throws {
+        for k in try fragmentMap.keys() { try fragmentMap.delete(k) }
+    }
+
     /// Drops every rule and takeover (the maps stay; attachments stay).
     public func flush() throws {
         for k in try ruleMap.keys() { try ruleMap.delete(k) }
         for k in try takeoverMap.keys() { try takeoverMap.delete(k) }
         try slots.reset()
         try configMap.update(0, baton_config(match_kinds: UInt32(BATON_CONFIG_VALID), pad: 0))
-        for k in try fragmentMap.keys() { try fragmentMap.delete(k) }
+        try clearFragments()
     }
 }

@@ -34,6 +34,21 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
         self.outerDestination = outerDestination
     }
 
+    private enum CodingKeys: String, CodingKey {
+        case action, destinationMAC, sourceMAC, ifindex, outerSource, outerDestination
+    }
+
+    /// Fields an action does not use may be left out of JSON.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(action: try c.decode(Action.self, forKey: .action),
+                  destinationMAC: try c.decodeIfPresent(MACAddress.self, forKey: .destinationMAC) ?? .zero,
+                  sourceMAC: try c.decodeIfPresent(MACAddress.self, forKey: .sourceMAC) ?? .zero,
+                  ifindex: try c.decodeIfPresent(UInt32.self, forKey: .ifindex) ?? 0,
+                  outerSource: try c.decodeIfPresent(IPAddress.self, forKey: .outerSource),
+                  outerDestination: try c.decodeIfPresent(IPAddress.self, forKey: .outerDestination))
+    }
+
     public static let pass = Forwarding(action: .pass)
     public static let drop = Forwarding(action: .drop)
 

@@ -2,7 +2,7 @@ import BatonModel
 import CBatonABI
 
 /// Which packets a session rule takes, most specific first. Mirrors BATON_MATCH_*.
-public enum MatchKind: UInt8, Sendable, Codable, CaseIterable, CustomStringConvertible {
+public enum MatchKind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     /// source address and port, destination address and port, protocol
     case exact = 0
     /// any source port
@@ -19,6 +19,22 @@ public enum MatchKind: UInt8, Sendable, Codable, CaseIterable, CustomStringConve
         case .anySource: return "any-src"
         case .anyPeer: return "any-peer"
         }
+    }
+}
+
+/// Encoded by name ("any-sport").
+extension MatchKind: Codable {
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        let s = try c.decode(String.self)
+        guard let k = MatchKind.allCases.first(where: { $0.description == s }) else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "unknown match kind \(s)")
+        }
+        self = k
+    }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
     }
 }
 

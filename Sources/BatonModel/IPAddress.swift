@@ -19,8 +19,8 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible, Comparable {
         }
         var a6 = in6_addr()
         if text.withCString({ inet_pton(AF_INET6, $0, &a6) }) == 1 {
-            let bytes = withUnsafeBytes(of: &a6) { Array($0) }
-            self = .v6(bytes)
+            // An IPv4-mapped address names an IPv4 host: one value for one host.
+            self.init(bytes16: withUnsafeBytes(of: &a6) { Array($0) })
             return
         }
         return nil

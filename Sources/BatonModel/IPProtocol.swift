@@ -1,5 +1,5 @@
 /// The IP protocols a session rule names.
-public enum IPProtocol: UInt8, Sendable, Codable, CaseIterable, CustomStringConvertible {
+public enum IPProtocol: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case icmp = 1
     case tcp = 6
     case udp = 17
@@ -26,4 +26,21 @@ public enum IPProtocol: UInt8, Sendable, Codable, CaseIterable, CustomStringConv
 
     /// ICMP echo identifiers stand in for ports; other ICMP carries none.
     public var hasPorts: Bool { self == .tcp || self == .udp }
+}
+
+/// Encoded by name ("udp"), as people write it in files.
+extension IPProtocol: Codable {
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let n = try? c.decode(UInt8.self), let p = IPProtocol(rawValue: n) { self = p; return }
+        let s = try c.decode(String.self)
+        guard let p = IPProtocol(name: s) else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "unknown protocol \(s): expected tcp, udp, icmp or icmpv6")
+        }
+        self = p
+    }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
 }

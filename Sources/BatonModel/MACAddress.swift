@@ -20,7 +20,7 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible, Codable {
         guard parts.count == 6 else { return nil }
         var out: [UInt8] = []
         for p in parts {
-            guard p.count == 2, let b = UInt8(p, radix: 16) else { return nil }
+            guard p.count == 2, p.allSatisfy(\.isHexDigit), let b = UInt8(p, radix: 16) else { return nil }
             out.append(b)
         }
         bytes = out

@@ -130,7 +130,7 @@ struct ReferenceModel {
     private mutating func ipv6(_ b: Bytes, _ l3: Int) -> Expectation {
         guard b.count >= l3 + 40, b[l3] >> 4 == 6 else { return pass(.malformedPassed) }
         let plen = Int(b.u16(l3 + 4))
-        if b[l3 + 6] == 58, b.count >= l3 + 64, b[l3 + 40] == 135, b[l3 + 41] == 0, b[l3 + 7] == 255, plen >= 24,
+        if b[l3 + 6] == 58, b.count >= l3 + 64, b[l3 + 40] == 135, b[l3 + 41] == 0, b[l3 + 7] == 255, plen >= 24, l3 + 40 + plen <= b.count,
            let t = takeovers[b.slice(l3 + 48, 16)], let agent = t.agentMAC {
             return neighborAdvert(b, l3, t, agent)
         }

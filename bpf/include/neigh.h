@@ -127,8 +127,9 @@ static __always_inline int answer_ns(struct xdp_md *ctx, __u32 l3off)
 	} ph = {};
 
 	if ((void *)(ns + 1) > data_end || ns->type != ND_NEIGHBOR_SOLICIT || ns->code != 0 ||
-	    ip6->hop_limit != 255 || bpf_ntohs(ip6->payload_len) < sizeof(*ns))
-		return -1;
+	    ip6->hop_limit != 255 || bpf_ntohs(ip6->payload_len) < sizeof(*ns) ||
+	    (void *)ns + bpf_ntohs(ip6->payload_len) > data_end)
+		return -1; /* not a whole solicitation: not ours to answer */
 	__builtin_memcpy(&target, ns->target, 16);
 	t = answering_takeover((const __u8 *)&target);
 	if (!t)

@@ -84,30 +84,32 @@ struct flow {
 	__u8 tcp_flags;
 };
 
-/* Ethernet and up to two VLAN tags. Returns the EtherType of the L3 header
- * and sets *l3off, or 0 when the frame is too short. */
-static __always_inline __be16 parse_eth(void *data, void *data_end, __u32 *l3off)
+/* Ethernet and up to two VLAN tags. Sets *proto to the EtherType of the L3
+ * header and *l3off to its offset; returns -1 when the frame is too short.
+ * (EtherType 0 is a value like any other: no sentinel.) */
+static __always_inline int parse_eth(void *data, void *data_end, __be16 *proto, __u32 *l3off)
 {
 	struct ethhdr *eth = data;
 	__u32 off = sizeof(*eth);
-	__be16 proto;
+	__be16 p;
 
 	if ((void *)(eth + 1) > data_end)
-		return 0;
-	proto = eth->h_proto;
+		return -1;
+	p = eth->h_proto;
 #pragma unroll
 	for (int i = 0; i < VLAN_MAX_DEPTH; i++) {
 		struct vlan_hdr *vh = data + off;
 
-		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+		if (p != bpf_htons(ETH_P_8021Q) && p != bpf_htons(ETH_P_8021AD))
 			break;
 		if ((void *)(vh + 1) > data_end)
-			return 0;
-		proto = vh->encap_proto;
+			return -1;
+		p = vh->encap_proto;
 		off += sizeof(*vh);
 	}
+	*proto = p;
 	*l3off = off;
-	return proto;
+	return 0;
 }
 
 static __always_inline void addr_set_v4(__u8 *dst, __be32 a)

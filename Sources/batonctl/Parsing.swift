@@ -1,0 +1,96 @@
+import BatonBPF
+import BatonDataPlane
+import BatonModel
+
+// Parsing of command-line values. Options are declared as strings and parsed
+// here, so every malformed value gets the same kind of one-line message:
+//   invalid port '70000': expected 0-65535 (--sport)
+
+enum Parse {
+    static func address(_ text: String, _ flag: String) throws -> IPAddress {
+        var t = text
+        if t.hasPrefix("["), t.hasSuffix("]") { t = String(t.dropFirst().dropLast()) }
+        guard !t.contains("/"), let a = IPAddress(t) else {
+            throw CLIError.usage("invalid address '\(text)': expected an IPv4 or IPv6 address (\(flag))")
+        }
+        return a
+    }
+
+    static func mac(_ text: String, _ flag: String) throws -> MACAddress {
+        guard let m = MACAddress(text) else {
+            throw CLIError.usage("invalid MAC address '\(text)': expected six hex bytes like 02:00:00:00:00:01 (\(flag))")
+        }
+        return m
+    }
+
+    /// A MAC that frames are sent to or from: unicast, not zero.
+    static func unicastMAC(_ text: String, _ flag: String) throws -> MACAddress {
+        let m = try mac(text, flag)
+        guard !m.isZero, !m.isMulticast else {
+            throw CLIError.usage("invalid MAC address '\(text)': must be a unicast address (\(flag))")
+        }
+        return m
+    }
+
+    static func port(_ text: String, _ flag: String) throws -> UInt16 {
+        guard let n = Int(text), (0...65535).contains(n) else {
+            throw CLIError.usage("invalid port '\(text)': expected 0-65535 (\(flag))")
+        }
+        return UInt16(n)
+    }
+
+    static func proto(_ text: String, _ flag: String = "--proto") throws -> IPProtocol {
+        guard let p = IPProtocol(name: text) else {
+            throw CLIError.usage("invalid protocol '\(text)': expected tcp, udp, icmp or icmpv6 (\(flag))")
+        }
+        return p
+    }
+
+    static func action(_ text: String, _ flag: String = "--action") throws -> Forwarding.Action {
+        guard let a = Forwarding.Action(rawValue: text.lowercased()) else {
+            throw CLIError.usage("invalid action '\(text)': expected l2, encap, pass or drop (\(flag))")
+        }
+        return a
+    }
+
+    static func xdpMode(_ text: String, _ flag: String = "--mode") throws -> XDPMode {
+        guard let m = XDPMode(rawValue: text.lowercased()) else {
+            throw CLIError.usage("invalid mode '\(text)': expected native or generic (\(flag))")
+        }
+        return m
+    }
+
+    /// A takeover's default path: l2 or encap.
+    static func takeoverMode(_ text: String, _ flag: String = "--mode") throws -> Forwarding.Action {
+        switch text.lowercased() {
+        case "l2": return .l2
+        case "encap": return .encap
+        default: throw CLIError.usage("invalid mode '\(text)': expected l2 or encap (\(flag))")
+        }
+    }
+
+    static func positive(_ text: String, _ flag: String) throws -> Int {
+        guard let n = Int(text), n > 0 else {
+            throw CLIError.usage("invalid count '\(text)': expected a positive number (\(flag))")
+        }
+        return n
+    }
+
+    static func interfaceName(_ text: String, _ what: String = "interface") throws -> String {
+        // IFNAMSIZ is 16 with the NUL; a pin file name must not contain '/'.
+        guard !text.isEmpty, text.utf8.count < 16, !text.contains("/"), text != ".", text != "..",
+              !text.contains(where: { $0.isWhitespace }) else {
+            throw CLIError.usage("invalid \(what) name '\(text)': expected at most 15 characters, no '/' or spaces")
+        }
+        return text
+    }
+
+    static func familyName(_ f: IPAddress.Family) -> String { f == .v4 ? "IPv4" : "IPv6" }
+
+    /// "--temporary fd00::2 is IPv6 but 10.0.0.2 is IPv4"
+    static func sameFamily(_ a: IPAddress, _ aFlag: String, as b: IPAddress, _ bWhat: String, why: String = "") throws {
+        guard a.family == b.family else {
+            throw CLIError.usage("address family mismatch: \(aFlag) \(a) is \(familyName(a.family)) but \(bWhat) \(b) is \(familyName(b.family))" + why)
+        }
+    }
+}

@@ -37,8 +37,8 @@ let package = Package(
                 dependencies: ["BatonBPF", "BatonModel", "CBatonABI", "CBatonObjects"]),
         // Netlink (libmnl), network namespaces, ethtool.
         .target(name: "BatonNet", dependencies: ["CMnl", "BatonModel"]),
-        // Test hosts in network namespaces.
-        .target(name: "BatonLab", dependencies: ["BatonNet", "BatonModel"]),
+        // Test hosts in network namespaces (and the small XDP programs they need).
+        .target(name: "BatonLab", dependencies: ["BatonNet", "BatonModel", "BatonBPF", "CBatonObjects"]),
 
         .executableTarget(name: "batonctl", dependencies: [
             "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet",

@@ -72,6 +72,19 @@ public final class XDPLink: @unchecked Sendable {
     /// The link's interface is gone or it was detached: the kernel reports ifindex 0.
     public var isDefunct: Bool { ifindex == 0 }
 
+    /// Attaches `program` the netlink way (bpf_xdp_attach): no link object,
+    /// it stays until the interface goes or `detachFromInterface` is called.
+    /// For harness plumbing that lives exactly as long as its interface.
+    public static func attachToInterface(_ program: BPFProgram, ifindex: UInt32, mode: XDPMode) throws {
+        let rc = bpf_xdp_attach(Int32(ifindex), program.fd, mode.flags, nil)
+        if rc < 0 { throw BPFError("attach \(program.name) to ifindex \(ifindex) in \(mode.rawValue) mode", errno: -rc) }
+    }
+
+    public static func detachFromInterface(ifindex: UInt32, mode: XDPMode) throws {
+        let rc = bpf_xdp_detach(Int32(ifindex), mode.flags, nil)
+        if rc < 0 { throw BPFError("detach XDP from ifindex \(ifindex)", errno: -rc) }
+    }
+
     /// XDP program IDs attached to `ifindex` (native, generic), by netlink query.
     public static func attachedPrograms(ifindex: UInt32) -> (native: UInt32, generic: UInt32) {
         var opts = bpf_xdp_query_opts()

@@ -1,3 +1,4 @@
+import BatonBPF
 import BatonNet
 
 /// Names and address ranges derived from a lab's prefix.
@@ -164,11 +165,16 @@ final class Plan {
                 let netlink = try Netlink()
                 try netlink.createVeth(port, peer: "eth\(index)", peerNamespace: namespace)
                 try netlink.setMaster(port, to: segment.bridge)
-                // See design.md: veth senders leave partial checksums; XDP_TX'd frames need GRO on the peer.
+                // See design.md: veth senders leave partial checksums. A veth
+                // queues frames XDP_TX'd into it, but only wakes to deliver them
+                // at once when it runs an XDP program itself (with GRO alone they
+                // wait for the next ordinary packet): so every port runs baton_pass.
                 try Ethtool.setTxChecksum(false, interface: port)
                 try Ethtool.setGRO(true, interface: port)
+                let index = try netlink.link(named: port).index
+                try XDPLink.attachToInterface(try ToolPrograms.shared().pass, ifindex: UInt32(index), mode: .native)
                 try netlink.setUp(port)
-                ports.append((port, try netlink.link(named: port).index))
+                ports.append((port, index))
             }
         }
 

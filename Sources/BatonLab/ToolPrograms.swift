@@ -1,0 +1,56 @@
+import BatonBPF
+import CBatonObjects
+
+/// The small XDP programs of bpf/tools.bpf.c, loaded once per process:
+/// baton_pass for veth ports that must deliver XDP_TX'd frames, and the
+/// benchmark's baton_macswap, baton_tx (live-frames generator) and
+/// baton_count (counts what comes back, then drops it).
+public final class ToolPrograms: @unchecked Sendable {
+    public let pass: BPFProgram
+    public let macswap: BPFProgram
+    public let tx: BPFProgram
+    public let count: BPFProgram
+    /// baton_count's per-CPU counter (key 0).
+    public let counter: TypedMap<UInt32, UInt64>
+
+    public init() throws {
+        let object = try BPFObject(bytes: UnsafeRawBufferPointer(start: baton_tools_object(), count: Int(baton_tools_object_size())),
+                                   name: "baton_tools")
+        try object.load()
+        pass = try object.loadedProgram("baton_pass")
+        macswap = try object.loadedProgram("baton_macswap")
+        tx = try object.loadedProgram("baton_tx")
+        count = try object.loadedProgram("baton_count")
+        counter = try TypedMap(object.loadedMap("baton_tool_count"))
+    }
+
+    nonisolated(unsafe) private static var cached: ToolPrograms?
+    private static let lock = Mutex()
+
+    /// One loaded copy for the whole process.
+    public static func shared() throws -> ToolPrograms {
+        try lock.withLock {
+            if let c = cached { return c }
+            let t = try ToolPrograms()
+            cached = t
+            return t
+        }
+    }
+
+    /// Packets baton_count has counted, summed over CPUs.
+    public func counted() throws -> UInt64 {
+        (try counter.lookupPerCPU(0) ?? []).reduce(0, +)
+    }
+}
+
+import Glibc
+
+private final class Mutex: @unchecked Sendable {
+    private var m = pthread_mutex_t()
+    init() { pthread_mutex_init(&m, nil) }
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(&m)
+        defer { pthread_mutex_unlock(&m) }
+        return try body()
+    }
+}

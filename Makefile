@@ -30,6 +30,10 @@ test: bpf
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
 	$(SWIFT) test --skip-build --no-parallel $(SWIFT_FLAGS)
 
+demo: bpf
+	$(SWIFT) build --product baton-demo $(SWIFT_FLAGS)
+	$(SWIFT) run --skip-build baton-demo
+
 bench: release
 	$(SWIFT) run -c release --skip-build baton-bench $(BENCH_ARGS)
 

@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "batonctl", targets: ["batonctl"]),
         .executable(name: "baton-bench", targets: ["baton-bench"]),
+        .executable(name: "baton-demo", targets: ["baton-demo"]),
         .library(name: "BatonDataPlane", targets: ["BatonDataPlane"]),
         .library(name: "BatonLab", targets: ["BatonLab"]),
     ],
@@ -44,6 +45,9 @@ let package = Package(
             "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "baton-demo", dependencies: [
+            "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet", "BatonLab",
         ]),
         .executableTarget(name: "baton-bench", dependencies: [
             "BatonDataPlane", "BatonBPF", "BatonModel", "BatonPacket", "BatonNet", "BatonLab",

@@ -10,30 +10,40 @@
 
 #define OUTER_TTL 64
 
-/* Grow the head by hlen bytes and move the L2 header(s) to the new start.
- * Copied piecewise so no copy overlaps (hlen >= 20 > each piece). */
-static __always_inline int push_outer(struct xdp_md *ctx, __u32 l3off, const int hlen)
+/* Grow the head by hlen bytes, move the L2 header(s) to the new start, and
+ * return the room for the outer header, checked to hold it and the inner
+ * header (inner_len) after it; NULL when it cannot be done. The L2 header is
+ * copied piecewise so no copy overlaps (hlen >= 20 > each piece). */
+static __always_inline void *push_outer(struct xdp_md *ctx, __u32 l3off, const int hlen,
+					const int inner_len)
 {
-	void *data, *data_end;
+	void *data, *data_end, *outer;
 
+	/* Bounded for the verifier: Ethernet plus at most two VLAN tags. */
+	if (l3off > L2_MAX_LEN)
+		return NULL;
 	if (bpf_xdp_adjust_head(ctx, -hlen))
-		return -1;
+		return NULL;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	if (data + hlen + sizeof(struct ethhdr) > data_end)
-		return -1;
+		return NULL;
 	__builtin_memcpy(data, data + hlen, sizeof(struct ethhdr));
 	if (l3off >= 18) {
 		if (data + hlen + 18 > data_end)
-			return -1;
+			return NULL;
 		__builtin_memcpy(data + 14, data + hlen + 14, 4);
 	}
 	if (l3off >= 22) {
 		if (data + hlen + 22 > data_end)
-			return -1;
+			return NULL;
 		__builtin_memcpy(data + 18, data + hlen + 18, 4);
 	}
-	return 0;
+	outer = data + l3off;
+	pkt_barrier(outer);
+	if (outer + hlen + inner_len > data_end)
+		return NULL;
+	return outer;
 }
 
 /* A flow hash for the outer IPv6 flow label, so the receiver's RSS spreads
@@ -53,23 +63,13 @@ static __always_inline int encap_ipip(struct xdp_md *ctx, const struct baton_fwd
 				      const struct flow *f)
 {
 	struct iphdr *outer, *inner;
-	void *data, *data_end;
-	__u32 l3off = f->l3off;
 
-	/* Bounded for the verifier: Ethernet plus at most two VLAN tags. */
-	if (l3off > L2_MAX_LEN)
-		return -1;
 	if (!addr_is_v4(fwd->outer_src) || !addr_is_v4(fwd->outer_dst))
 		return -1;
-	if (push_outer(ctx, l3off, sizeof(struct iphdr)))
+	outer = push_outer(ctx, f->l3off, sizeof(*outer), sizeof(*inner));
+	if (!outer)
 		return -1;
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
-	outer = data + l3off;
-	pkt_barrier(outer);
 	inner = (void *)(outer + 1);
-	if ((void *)(inner + 1) > data_end)
-		return -1;
 	outer->version = 4;
 	outer->ihl = 5;
 	outer->tos = inner->tos;
@@ -90,23 +90,14 @@ static __always_inline int encap_ip6ip6(struct xdp_md *ctx, const struct baton_f
 					const struct flow *f)
 {
 	struct ipv6hdr *outer, *inner;
-	void *data, *data_end;
-	__u32 l3off = f->l3off;
 	__u32 label = flow_hash(&f->key) & 0xfffff;
 
-	if (l3off > L2_MAX_LEN)
-		return -1;
 	if (addr_is_v4(fwd->outer_src) || addr_is_v4(fwd->outer_dst))
 		return -1;
-	if (push_outer(ctx, l3off, sizeof(struct ipv6hdr)))
+	outer = push_outer(ctx, f->l3off, sizeof(*outer), sizeof(*inner));
+	if (!outer)
 		return -1;
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
-	outer = data + l3off;
-	pkt_barrier(outer);
 	inner = (void *)(outer + 1);
-	if ((void *)(inner + 1) > data_end)
-		return -1;
 	/* Version 6, the inner traffic class, our flow label. */
 	*(__be32 *)outer = (*(__be32 *)inner & bpf_htonl(0x0ff00000)) |
 			   bpf_htonl(0x60000000 | label);

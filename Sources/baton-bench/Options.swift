@@ -1,0 +1,140 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What to run and for how long. `--quick` shrinks everything for a smoke run.
+struct Options {
+    var quick = false
+    /// Installed-rule levels for the test-run costs; the largest is also the
+    /// insert benchmark's size and the rule table of the steered throughput run.
+    var levels = [1, 10_000, 1_000_000]
+    /// Capacity of every data plane the bench loads (the agent's default, 2^20).
+    var capacity = 1 << 20
+    /// Test runs: rounds (each runs every configuration once), repeat for the
+    /// steady-state paths, calls per sample of the repeat = 1 loop.
+    var testRunRounds = 15
+    var testRunRepeat = 100_000
+    var repeatOneCalls = 5_000
+    /// Throughput: repetitions (each runs every configuration once), seconds per window.
+    var throughputRounds = 9
+    var window = 2.0
+    var warmup = 0.2
+    /// Insert benchmark repetitions (each: raw update_batch, then DataPlane.addRules).
+    var insertRounds = 3
+    var skipTestRun = false
+    var skipThroughput = false
+    var skipInsert = false
+    var verbose = false
+    /// Throughput paths to run (all by default; fewer for profiling one).
+    var paths = Path.allCases
+
+    static let usage = """
+    usage: baton-bench [--quick] [--rounds N] [--window SECONDS] [--rules N]
+                       [--paths LIST] [--no-testrun] [--no-throughput] [--no-insert]
+                       [--verbose] [--help]
+
+    Measures Baton's XDP data plane on this machine and prints a table, then the
+    same figures as one JSON object on the last line of stdout. Every figure is
+    also given as a ratio against a baseline measured in the same run, with the
+    configurations interleaved (A B A B ...) and medians reported. Needs root and
+    a kernel with BPF; builds (and always removes) two network namespaces.
+
+      1. cost per packet of baton_steer through BPF_PROG_TEST_RUN (miss, L2 hit,
+         encap hit at 1, 10k and 1M installed rules) beside baton_tx and
+         baton_macswap;
+      2. Mpps over a veth pair with a live-frames generator: bare MAC swap,
+         baton_steer with 1M rules, the kernel's forwarding, a userspace relay;
+      3. rules per second inserted by DataPlane.addRules (1M rules) beside raw
+         bpf_map_update_batch of the same keys.
+
+    options:
+      --quick            a ~30 s smoke run (fewer rounds, 1 s windows, 100k rules)
+      --rounds N         throughput repetitions per path (default 9)
+      --window SECONDS   throughput window per repetition (default 2)
+      --rules N          largest rule level and insert size (default 1000000)
+      --paths LIST       throughput paths to run, comma-separated, from
+                         bare,steered,kernel,relay (default: all; ratios need
+                         steered and the other path)
+      --no-testrun, --no-throughput, --no-insert
+                         skip a part (its figures are null in the JSON)
+      --verbose          progress details on stderr
+      --help             this text
+
+    docs/benchmark.md explains the methods. Exit status: 0 when the run
+    completed (the goals are reported, never enforced), 1 when a setup is
+    broken (e.g. no frames counted), 2 for a usage error.
+    """
+
+    static func parse(_ arguments: [String]) throws(UsageError) -> Options {
+        var o = Options()
+        var rules: Int?
+        var rounds: Int?
+        var window: Double?
+        var i = 0
+        func value(_ name: String) throws(UsageError) -> String {
+            i += 1
+            guard i < arguments.count else { throw UsageError("\(name) needs a value") }
+            return arguments[i]
+        }
+        while i < arguments.count {
+            let a = arguments[i]
+            switch a {
+            case "--help", "-h": throw UsageError(nil)
+            case "--quick": o.quick = true
+            case "--verbose", "-v": o.verbose = true
+            case "--no-testrun": o.skipTestRun = true
+            case "--no-throughput": o.skipThroughput = true
+            case "--no-insert": o.skipInsert = true
+            case "--rules":
+                guard let n = Int(try value(a)), n >= 10_000, n <= 4_000_000 else {
+                    throw UsageError("--rules takes a number from 10000 to 4000000")
+                }
+                rules = n
+            case "--paths":
+                var ps: [Path] = []
+                for name in try value(a).split(separator: ",") {
+                    guard let p = Path(rawValue: String(name)) else { throw UsageError("--paths: unknown path \(name)") }
+                    if !ps.contains(p) { ps.append(p) }
+                }
+                guard !ps.isEmpty else { throw UsageError("--paths needs at least one path") }
+                o.paths = Path.allCases.filter(ps.contains)
+            case "--rounds":
+                guard let n = Int(try value(a)), n >= 1, n <= 100 else { throw UsageError("--rounds takes 1-100") }
+                rounds = n
+            case "--window":
+                guard let s = Double(try value(a)), s >= 0.1, s <= 30 else { throw UsageError("--window takes 0.1-30 seconds") }
+                window = s
+            default:
+                throw UsageError("unknown argument \(a)")
+            }
+            i += 1
+        }
+        if o.quick {
+            o.levels = [1, 10_000, 100_000]
+            o.testRunRounds = 5
+            o.testRunRepeat = 20_000
+            o.repeatOneCalls = 1_000
+            o.throughputRounds = 3
+            o.window = 1.0
+            o.warmup = 0.1
+            o.insertRounds = 1
+        }
+        if let rules {
+            o.levels = [1, 10_000, rules].filter { $0 <= rules }
+            if o.levels.last != rules { o.levels.append(rules) }
+            o.levels = Array(Set(o.levels)).sorted()
+        }
+        // Capacity: the agent's default (2^20) unless more rules are asked for;
+        // at least 2% headroom above the largest level either way.
+        let largest = o.levels.last!
+        while o.capacity < largest + largest / 50 { o.capacity *= 2 }
+        if let rounds { o.throughputRounds = rounds }
+        if let window { o.window = window }
+        return o
+    }
+}
+
+struct UsageError: Error {
+    let message: String?
+    init(_ message: String?) { self.message = message }
+}

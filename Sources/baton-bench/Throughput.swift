@@ -1,0 +1,224 @@
+import BatonBPF
+import BatonDataPlane
+import BatonLab
+import BatonModel
+import BatonNet
+
+/// The four ways dut can send the flow back, in the order each round runs them.
+enum Path: String, CaseIterable {
+    case bare, steered, kernel, relay
+
+    var title: String {
+        switch self {
+        case .bare: return "bare MAC swap (baton_macswap, XDP_TX)"
+        case .steered: return "baton_steer, exact rule L2, XDP_TX"
+        case .kernel: return "kernel forwarding (XDP_PASS, ip_forward)"
+        case .relay: return "userspace UDP relay (recvmmsg/sendmmsg)"
+        }
+    }
+}
+
+/// One measured window of one path.
+struct Window {
+    var generated: UInt64
+    var counted: UInt64
+    var seconds: Double
+    var mpps: Double { Double(counted) / seconds / 1e6 }
+    var offeredMpps: Double { Double(generated) / seconds / 1e6 }
+}
+
+struct PathResult {
+    var windows: [Window] = []
+    var unavailable: String?
+    /// dut's SNMP counters (and the data plane's statistics for `steered`), summed over windows.
+    var counters: [String: Int64] = [:]
+    var mpps: Double? { unavailable == nil ? medianOf(windows.map(\.mpps)) : nil }
+    var offeredMpps: Double? { unavailable == nil ? medianOf(windows.map(\.offeredMpps)) : nil }
+    var generated: UInt64 { windows.reduce(0) { $0 + $1.generated } }
+    var counted: UInt64 { windows.reduce(0) { $0 + $1.counted } }
+}
+
+struct ThroughputResult {
+    var rounds: Int
+    var window: Double
+    var rules: Int
+    var paths: [Path: PathResult] = [:]
+    /// Per-round ratios, steered against each of the others.
+    var ratios: [Path: [Double]] = [:]
+    var labPrefix = ""
+    var notes: [String] = []
+
+    func mpps(_ p: Path) -> Double? { paths[p]?.mpps }
+    func ratio(against p: Path) -> Double? {
+        guard mpps(.steered) != nil, mpps(p) != nil else { return nil }
+        return medianOf(ratios[p] ?? [])
+    }
+}
+
+/// dut's SNMP counters the report keeps.
+let snmpKeys = ["Ip.ForwDatagrams", "Ip.InHdrErrors", "Ip.InAddrErrors", "Ip.InDiscards", "Ip.OutDiscards",
+                "Udp.InDatagrams", "Udp.InErrors", "Udp.InCsumErrors", "Udp.RcvbufErrors", "Udp.MemErrors", "Udp.NoPorts",
+                "Icmp.OutMsgs"]
+
+/// Part 2. `dp` holds the full rule table; the flow's rule is rewritten here
+/// to send the frames back to gen.
+func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int, lab: Lab,
+                   hold: DispatcherHold) throws -> ThroughputResult {
+    var result = ThroughputResult(rounds: o.throughputRounds, window: o.window, rules: rules)
+    result.labPrefix = lab.prefix
+    let gen = lab["gen"], dut = lab["dut"]
+    let genMAC = MACAddress(bytes: gen.mac.bytes)!, dutMAC = MACAddress(bytes: dut.mac.bytes)!
+    let genIP = gen.ipv4, dutIP = dut.ipv4
+    // The kernel path's next hop: a third address on the link, with a static
+    // neighbour entry. Its MAC is dut's own, not gen's: the generator reuses
+    // its pages with what the last path wrote into them, and a frame the
+    // kernel forwarded to gen's MAC would come round again addressed to gen,
+    // which dut's stack drops as not for this host. gen's counter takes any
+    // MAC, and forwarding costs the same whatever the MAC.
+    let hop = gen.primary.ipv4Network.address(at: 3)!
+
+    // No IPv6 chatter (RS, MLD) across the counted link; gen's stack sends nothing.
+    for h in [gen, dut] {
+        try h.setSysctl("net.ipv6.conf.eth0.disable_ipv6", 1)
+    }
+    // dut: a router for the kernel path, a host for the relay. No redirects
+    // (the route leaves by the interface the frame came in on), no reverse-path filter.
+    for (k, v) in [("net.ipv4.ip_forward", 1), ("net.ipv4.conf.all.rp_filter", 0),
+                   ("net.ipv4.conf.default.rp_filter", 0), ("net.ipv4.conf.eth0.rp_filter", 0),
+                   ("net.ipv4.conf.all.send_redirects", 0), ("net.ipv4.conf.eth0.send_redirects", 0)] {
+        try dut.setSysctl(k, v)
+    }
+    // gen answers no ARP (baton_count drops everything): static neighbours only.
+    try dut.addNeighbour(hop, mac: dut.mac)
+    try dut.addNeighbour(genIP, mac: gen.mac)
+    let takenOver = IPAddr(bytes: World.takenOver.wireBytes)!
+    try dut.addRoute(IPPrefix(takenOver, length: 32)!, via: hop)
+    for h in [gen, dut] {
+        guard try !Ethtool.txChecksum(interface: "eth0", in: h.namespace) else {
+            throw BrokenSetup("\(h.name): TX checksumming is still on")
+        }
+    }
+
+    // The data plane: the flow's rule and the takeover send it back to gen.
+    try dp.setTakeover(World.takeover(defaultTo: World.tnMAC, from: dutMAC))
+    try dp.setRule(SessionRule(match: World.flow, forward: World.l2(to: genMAC, from: dutMAC)))
+
+    let flowFrame = World.flowFrame(dstMAC: dutMAC, srcMAC: genMAC)
+    let relayPort: UInt16 = 7000
+    let relayFrame = World.frame(dstMAC: dutMAC, srcMAC: genMAC, src: IPAddress(wire: genIP.bytes)!,
+                                 dst: IPAddress(wire: dutIP.bytes)!, sport: 40000, dport: relayPort)
+
+    // gen: the counter on its end of the pair.
+    let counterLink = try gen.run { try XDPLink.attach(tools.count, ifindex: UInt32(gen.ifindex), mode: .native) }
+    defer { try? counterLink.detach() }
+
+    // The generator stays in the XDP dispatcher (see DispatcherHold): else
+    // every live-frames call adds and removes it, ~20 ms of RCU waits each.
+    try hold.hold([tools.tx])
+
+    let relay = try Relay(in: dut.namespace, listen: SocketAddress(dutIP, port: relayPort),
+                          destination: SocketAddress(genIP, port: 9))
+    if !relay.batched { result.notes.append("recvmmsg/sendmmsg not found: the relay uses recv/send") }
+    relay.start()
+    var relayStopped = false
+    defer { if !relayStopped { _ = relay.stop() } }
+
+    var dutLink: XDPLink?
+    defer { try? dutLink?.detach() }
+    func attach(_ p: BPFProgram) throws {
+        if let l = dutLink { try l.detach() }
+        dutLink = nil
+        dutLink = try dut.run { try XDPLink.attach(p, ifindex: UInt32(dut.ifindex), mode: .native) }
+    }
+
+    let genIfindex = UInt32(gen.ifindex)
+    // Frames per live-frames call. Each call makes a fresh page pool; within
+    // a call the pool's pages are reused with whatever the last path wrote
+    // into them, and the kernel path decrements the TTL each time it forwards
+    // one: 8192 frames in batches of 64 reuse a page at most 128 times, so
+    // the TTL (255) never runs out. The per-call cost (~45 us) is ~2% here.
+    let chunk = 8192
+    let batch: UInt32 = 64
+    /// Generates `frame` for `duration` seconds on gen; the counter is read
+    /// right before the first and right after the last batch.
+    func generate(_ frame: [UInt8], for duration: Double) throws -> Window {
+        try gen.run {
+            var generated: UInt64 = 0
+            let c0 = try tools.counted()
+            let t0 = now()
+            repeat {
+                _ = try tools.tx.sendLiveFrames(frame, count: chunk, ingressIfindex: genIfindex, batchSize: batch)
+                generated += UInt64(chunk)
+            } while seconds(since: t0) < duration
+            let c1 = try tools.counted()
+            let s = seconds(since: t0)
+            return Window(generated: generated, counted: c1 - c0, seconds: s)
+        }
+    }
+
+    func program(_ p: Path) -> BPFProgram {
+        switch p {
+        case .bare: return tools.macswap
+        case .steered: return dp.steerProgram
+        case .kernel, .relay: return tools.pass
+        }
+    }
+
+    for p in o.paths { result.paths[p] = PathResult() }
+    for round in 1...o.throughputRounds {
+        var roundMpps: [Path: Double] = [:]
+        for p in o.paths where result.paths[p]!.unavailable == nil {
+            do {
+                try attach(program(p))
+            } catch {
+                result.paths[p]!.unavailable = "cannot attach \(program(p).name) to dut: \(error)"
+                Log.info("throughput: \(p.rawValue): \(result.paths[p]!.unavailable!)")
+                continue
+            }
+            let frame = p == .relay ? relayFrame : flowFrame
+            _ = try generate(frame, for: o.warmup)
+            let snmp0 = try dut.snmpCounters()
+            let stats0 = p == .steered ? try dp.stats() : [:]
+            let w = try generate(frame, for: o.window)
+            let snmp1 = try dut.snmpCounters()
+            for k in snmpKeys {
+                result.paths[p]!.counters[k, default: 0] += (snmp1[k] ?? 0) - (snmp0[k] ?? 0)
+            }
+            // InErrors also counts overload drops (RcvbufErrors: the socket's
+            // buffer is full; MemErrors: UDP memory limits) and checksum errors;
+            // what is left would be a real receive error.
+            func delta(_ k: String) -> Int64 { (snmp1[k] ?? 0) - (snmp0[k] ?? 0) }
+            result.paths[p]!.counters["Udp.InErrors-other", default: 0] +=
+                delta("Udp.InErrors") - delta("Udp.RcvbufErrors") - delta("Udp.MemErrors") - delta("Udp.InCsumErrors")
+            if p == .steered {
+                let stats1 = try dp.stats()
+                for r in StatReason.allCases {
+                    let d = Int64(stats1[r]!.packets) - Int64(stats0[r]!.packets)
+                    if d != 0 { result.paths[p]!.counters["steer.\(r)", default: 0] += d }
+                }
+            }
+            result.paths[p]!.windows.append(w)
+            roundMpps[p] = w.mpps
+            Log.detail("throughput round \(round) \(p.rawValue): \(fmt(w.mpps, 3)) Mpps counted, "
+                       + "\(fmt(w.offeredMpps, 3)) Mpps generated, \(w.counted)/\(w.generated) in \(fmt(w.seconds, 2)) s")
+        }
+        if let s = roundMpps[.steered] {
+            for p in [Path.bare, .kernel, .relay] {
+                if let b = roundMpps[p], b > 0 { result.ratios[p, default: []].append(s / b) }
+            }
+        }
+        Log.info("throughput round \(round)/\(o.throughputRounds): "
+                 + o.paths.map { "\($0.rawValue) \(roundMpps[$0].map { fmt($0, 2) } ?? "-")" }.joined(separator: ", ")
+                 + " Mpps")
+    }
+    try? dutLink?.detach()
+    dutLink = nil
+    relayStopped = true
+    let failure = relay.stop()
+    if result.paths[.relay] != nil {
+        if let failure { result.paths[.relay]!.unavailable = "relay thread failed: \(failure)" }
+        if relay.failedSends > 0 { result.paths[.relay]!.counters["relay.sendFailures"] = Int64(relay.failedSends) }
+        result.paths[.relay]!.counters["relay.relayed"] = Int64(relay.relayed)
+    }
+    return result
+}

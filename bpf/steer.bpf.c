@@ -2,11 +2,11 @@
 /*
  * baton_steer: the session agent's XDP program.
  *
- * For each packet: parse; if its destination is not taken over, XDP_PASS.
- * If it is: the most specific session rule decides (to the target: L2
- * rewrite or IPIP/IPv6-in-IPv6), else the takeover's default (the TN through
- * its temporary address). Malformed packets for a taken-over address are
- * dropped, never steered. ARP requests and neighbour solicitations for
+ * For each packet: parse; if no takeover or rule can match its destination
+ * (the filter), XDP_PASS. Else the most specific session rule decides (to the
+ * target: L2 rewrite or IPIP/IPv6-in-IPv6), else the takeover's default (the
+ * TN through its temporary address), else XDP_PASS. Malformed packets for a
+ * taken-over address are dropped, never steered. ARP requests and neighbour solicitations for
  * taken-over addresses are answered here. docs/dataplane.md has the rules.
  */
 #include <linux/bpf.h>
@@ -25,25 +25,24 @@ static __always_inline int verdict(__u32 reason, __u64 bytes, int action)
 	return action;
 }
 
-/* The most specific rule for key, or NULL. The key itself is left intact. */
+/* The most specific rule for key, or NULL. The key itself is left intact.
+ * The exact lookup comes first and alone: a transferred session's packet
+ * touches nothing else. */
 static __always_inline struct baton_rule *classify(const struct baton_rule_key *key)
 {
+	struct baton_rule *r = bpf_map_lookup_elem(&baton_rules, key);
 	__u32 zero = 0, kinds = 0;
-	struct baton_config *cfg = bpf_map_lookup_elem(&baton_config, &zero);
+	struct baton_config *cfg;
 	struct baton_rule_key wk;
-	struct baton_rule *r;
 
+	if (r)
+		return r;
+	cfg = bpf_map_lookup_elem(&baton_config, &zero);
 	if (cfg)
 		kinds = cfg->match_kinds;
 	/* Until the control plane says which kinds are in use, try them all. */
 	if (!(kinds & BATON_CONFIG_VALID))
 		kinds = (1u << BATON_MATCH_KINDS) - 1;
-
-	if (kinds & (1u << BATON_MATCH_EXACT)) {
-		r = bpf_map_lookup_elem(&baton_rules, key);
-		if (r)
-			return r;
-	}
 	if (!(kinds & ~(1u << BATON_MATCH_EXACT) & ((1u << BATON_MATCH_KINDS) - 1)))
 		return NULL;
 	wk = *key;
@@ -106,36 +105,45 @@ static __always_inline int forward(struct xdp_md *ctx, const struct baton_fwd *f
 	return ret;
 }
 
-/* A parsed packet for a taken-over address: pick its rule and send it. */
-static __always_inline int steer(struct xdp_md *ctx, struct flow *f, struct baton_takeover *t,
-				 __u64 bytes)
+/* A datagram that could not be read whole: dropped when its destination is
+ * taken over (a cut header could name the wrong session), else left to the
+ * stack, which owns it. */
+static __always_inline int malformed(const struct flow *f, __u64 bytes)
 {
+	if (bpf_map_lookup_elem(&baton_takeovers, f->key.dst))
+		return verdict(BATON_STAT_MALFORMED_DROP, bytes, XDP_DROP);
+	return verdict(BATON_STAT_NOT_TAKEN_OVER, bytes, XDP_PASS);
+}
+
+/* A parsed packet whose destination passed the filter: its rule, else its
+ * takeover's default, else the stack. Rules are looked up first so that a
+ * transferred session's packet costs one hash lookup. */
+static __always_inline int steer(struct xdp_md *ctx, struct flow *f, __u64 bytes)
+{
+	struct baton_frag_key fk = {};
 	const struct baton_fwd *fwd;
+	struct baton_takeover *t;
 	struct baton_rule *rule;
 	__u32 slot;
 
 	if (f->frag != FRAG_NONE) {
-		struct baton_frag_key fk = {};
-		struct baton_frag_ports *fp, ports = {};
-
 		__builtin_memcpy(fk.src, f->key.src, 16);
 		__builtin_memcpy(fk.dst, f->key.dst, 16);
 		fk.id = f->frag_id;
 		fk.proto = f->frag_proto;
-		if (f->frag == FRAG_LATER) {
-			/* No ports here: follow the first fragment, or go nowhere. */
-			fp = bpf_map_lookup_elem(&baton_fragments, &fk);
-			if (!fp)
+	}
+	if (f->frag == FRAG_LATER) {
+		/* No ports here: follow the first fragment, or go nowhere. */
+		struct baton_frag_ports *fp = bpf_map_lookup_elem(&baton_fragments, &fk);
+
+		if (!fp) {
+			if (bpf_map_lookup_elem(&baton_takeovers, f->key.dst))
 				return verdict(BATON_STAT_FRAG_UNKNOWN, bytes, XDP_DROP);
-			f->key.sport = fp->sport;
-			f->key.dport = fp->dport;
-			f->key.proto = fp->proto;
-		} else {
-			ports.sport = f->key.sport;
-			ports.dport = f->key.dport;
-			ports.proto = f->key.proto;
-			bpf_map_update_elem(&baton_fragments, &fk, &ports, BPF_ANY);
+			return verdict(BATON_STAT_NOT_TAKEN_OVER, bytes, XDP_PASS);
 		}
+		f->key.sport = fp->sport;
+		f->key.dport = fp->dport;
+		f->key.proto = fp->proto;
 	}
 
 	rule = classify(&f->key);
@@ -144,9 +152,21 @@ static __always_inline int steer(struct xdp_md *ctx, struct flow *f, struct bato
 		slot = rule->counter;
 		stat_add(BATON_STAT_RULE_HIT, bytes);
 	} else {
+		t = bpf_map_lookup_elem(&baton_takeovers, f->key.dst);
+		if (!t)
+			return verdict(BATON_STAT_NOT_TAKEN_OVER, bytes, XDP_PASS);
 		fwd = &t->fwd;
 		slot = t->counter;
 		stat_add(BATON_STAT_DEFAULT_HIT, bytes);
+	}
+	if (f->frag == FRAG_FIRST) {
+		struct baton_frag_ports ports = {
+			.sport = f->key.sport,
+			.dport = f->key.dport,
+			.proto = f->key.proto,
+		};
+
+		bpf_map_update_elem(&baton_fragments, &fk, &ports, BPF_ANY);
 	}
 	counter_add(slot, bytes, f->tcp_flags);
 	return forward(ctx, fwd, f);
@@ -158,7 +178,6 @@ int baton_steer(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	__u64 bytes = data_end - data;
-	struct baton_takeover *t;
 	struct flow f = {};
 	__be16 proto;
 
@@ -170,11 +189,10 @@ int baton_steer(struct xdp_md *ctx)
 		if (!ip)
 			return verdict(BATON_STAT_MALFORMED_PASS, bytes, XDP_PASS);
 		addr_set_v4(f.key.dst, ip->daddr);
-		t = bpf_map_lookup_elem(&baton_takeovers, f.key.dst);
-		if (!t)
+		if (!filter_may_match(f.key.dst))
 			return verdict(BATON_STAT_NOT_TAKEN_OVER, bytes, XDP_PASS);
 		if (parse_ipv4_rest(data, data_end, ip, &f))
-			return verdict(BATON_STAT_MALFORMED_DROP, bytes, XDP_DROP);
+			return malformed(&f, bytes);
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = data + f.l3off;
 
@@ -193,21 +211,18 @@ int baton_steer(struct xdp_md *ctx)
 		}
 		__builtin_memcpy(f.key.dst, &ip6->daddr, 16);
 		/* An IPv4-mapped destination on the wire is bogus; it must not
-		 * match an IPv4 takeover. */
-		if (addr_is_v4(f.key.dst))
-			return verdict(BATON_STAT_NOT_TAKEN_OVER, bytes, XDP_PASS);
-		t = bpf_map_lookup_elem(&baton_takeovers, f.key.dst);
-		if (!t)
+		 * match an IPv4 takeover or rule. */
+		if (addr_is_v4(f.key.dst) || !filter_may_match(f.key.dst))
 			return verdict(BATON_STAT_NOT_TAKEN_OVER, bytes, XDP_PASS);
 		f.v6 = 1;
 		if (parse_ipv6_rest(data, data_end, ip6, &f))
-			return verdict(BATON_STAT_MALFORMED_DROP, bytes, XDP_DROP);
+			return malformed(&f, bytes);
 	} else if (proto == bpf_htons(ETH_P_ARP)) {
 		return answer_arp(ctx, f.l3off);
 	} else {
 		return verdict(BATON_STAT_NOT_IP, bytes, XDP_PASS);
 	}
-	return steer(ctx, &f, t, bytes);
+	return steer(ctx, &f, bytes);
 }
 
 /* The kernel's clocks at one instant, written over the test-run packet:

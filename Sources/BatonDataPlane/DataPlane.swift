@@ -31,7 +31,7 @@ public final class DataPlane {
 
     public static let defaultRoot = "/sys/fs/bpf/baton"
     static let mapNames = ["baton_takeovers", "baton_rules", "baton_counters", "baton_fragments",
-                           "baton_devices", "baton_config", "baton_stats", "baton_slots"]
+                           "baton_devices", "baton_config", "baton_stats", "baton_slots", "baton_filter"]
 
     public let pinRoot: String?
     public let steerProgram: BPFProgram
@@ -44,6 +44,7 @@ public final class DataPlane {
     let deviceMap: TypedMap<UInt32, UInt32>
     let configMap: TypedMap<UInt32, baton_config>
     let statMap: TypedMap<UInt32, baton_stat>
+    let filterMap: TypedMap<UInt32, UInt64>
     let slots: SlotAllocator
 
     /// Maps by name, for status and debugging.
@@ -127,6 +128,7 @@ public final class DataPlane {
         deviceMap = try TypedMap(m("baton_devices"))
         configMap = try TypedMap(m("baton_config"))
         statMap = try TypedMap(m("baton_stats"))
+        filterMap = try TypedMap(m("baton_filter"))
         slots = try SlotAllocator(bitmap: TypedMap(m("baton_slots")), capacity: m("baton_counters").maxEntries)
     }
 
@@ -151,6 +153,7 @@ public final class DataPlane {
     public func setTakeover(_ t: Takeover) throws {
         try t.validate()
         try ensureDevice(t.defaultForward)
+        try markFilter([t.address])
         let key = takeoverKey(t.address)
         if let old = try takeoverMap.lookup(key) {
             try takeoverMap.update(key, t.abi(counter: old.counter), flags: .exist)
@@ -206,15 +209,16 @@ public final class DataPlane {
         try r.validate()
         let key = try r.match.abiKey()
         try ensureDevice(r.forward)
+        try markFilter([r.match.destination])
         if let old = try ruleMap.lookup(key) {
-            try ruleMap.update(key, baton_rule(fwd: r.forward.abi, counter: old.counter, pad: 0), flags: .exist)
+            try ruleMap.update(key, baton_rule(counter: old.counter, pad: 0, fwd: r.forward.abi), flags: .exist)
             return
         }
         try enableMatchKind(MatchKind(rawValue: key.match)!)
         let slot = try slots.allocate()
         do {
             try zeroCounter(slot)
-            try ruleMap.update(key, baton_rule(fwd: r.forward.abi, counter: slot, pad: 0), flags: .noExist)
+            try ruleMap.update(key, baton_rule(counter: slot, pad: 0, fwd: r.forward.abi), flags: .noExist)
         } catch {
             try? slots.release(slot)
             if let e = error as? BPFError, e.errno == E2BIG {
@@ -247,10 +251,11 @@ public final class DataPlane {
             kinds.insert(MatchKind(rawValue: k.match)!)
         }
         for fwd in Set(rules.map(\.forward)) { try ensureDevice(fwd) }
+        try markFilter(Set(rules.map(\.match.destination)))
         let ids = try slots.allocate(count: rules.count)
         var values: [baton_rule] = []
         values.reserveCapacity(rules.count)
-        for (i, r) in rules.enumerated() { values.append(baton_rule(fwd: r.forward.abi, counter: ids[i], pad: 0)) }
+        for (i, r) in rules.enumerated() { values.append(baton_rule(counter: ids[i], pad: 0, fwd: r.forward.abi)) }
         for k in kinds { try enableMatchKind(k) }
         do {
             try ruleMap.updateBatch(keys, values)
@@ -342,6 +347,34 @@ public final class DataPlane {
 
     // MARK: bookkeeping
 
+    /// Sets the filter bits of `addresses` before their entries are written,
+    /// so the program looks them up from the first packet.
+    private func markFilter(_ addresses: some Collection<IPAddress>) throws {
+        var words: [UInt32: UInt64] = [:]
+        for a in addresses {
+            let bit = a.bytes16.withUnsafeBufferPointer { baton_filter_bit($0.baseAddress!) }
+            words[bit / 64, default: 0] |= 1 << UInt64(bit % 64)
+        }
+        for (w, bits) in words {
+            let cur = try filterMap.lookup(w) ?? 0
+            if cur | bits != cur { try filterMap.update(w, cur | bits) }
+        }
+    }
+
+    /// Recomputes the filter from the takeovers and rules there are now:
+    /// removals leave their bits set (a shared bit may still be needed); this
+    /// clears the stale ones. Each word is written once, whole.
+    public func rebuildFilter() throws {
+        var words = [UInt64](repeating: 0, count: filterMap.map.maxEntries)
+        func mark(_ b16: [UInt8]) {
+            let bit = b16.withUnsafeBufferPointer { baton_filter_bit($0.baseAddress!) }
+            words[Int(bit / 64)] |= 1 << UInt64(bit % 64)
+        }
+        for k in try takeoverMap.keys() { mark(abiBytes(k.addr)) }
+        for k in try ruleMap.keys() { mark(abiBytes(k.dst)) }
+        try filterMap.updateBatch(words.indices.map { UInt32($0) }, words)
+    }
+
     /// Redirects need their egress in the device map.
     private func ensureDevice(_ f: Forwarding) throws {
         guard f.action == .l2 || f.action == .encap, f.ifindex != 0 else { return }
@@ -384,5 +417,6 @@ public final class DataPlane {
         try slots.reset()
         try configMap.update(0, baton_config(match_kinds: UInt32(BATON_CONFIG_VALID), pad: 0))
         try clearFragments()
+        try rebuildFilter()
     }
 }

@@ -119,7 +119,7 @@ enum FixtureTable {
 
     static func all(redirectIfindex: UInt32) -> [Fixture] {
         actions(redirectIfindex) + defaults() + precedence() + ipv4Options() + fragments() + extensionHeaders()
-            + malformed() + notOurs() + neighbours() + misc(redirectIfindex)
+            + malformed() + notOurs() + ruleOnly() + neighbours() + misc(redirectIfindex)
     }
 
     /// Every action × family × protocol × VLAN arrangement, for an exact rule.
@@ -410,6 +410,32 @@ enum FixtureTable {
         three.vlans = [VLANTag(vid: 1), VLANTag(vid: 2), VLANTag(vid: 3)]
         out.append(Fixture(name: "three VLAN tags -> stack", frame: three.bytes, takeovers: [World.takeover(.v4)],
                            verdict: Fixture.PASS, output: three.bytes, reason: .notIP))
+        return out
+    }
+
+    /// Rules act without a takeover (make-before-break writes them first);
+    /// everything else for such an address stays the stack's.
+    static func ruleOnly() -> [Fixture] {
+        var out: [Fixture] = []
+        for family in [IPAddress.Family.v4, .v6] {
+            let s = FrameSpec(family, .udp)
+            let rule = SessionRule(match: s.match, forward: .l2(to: World.targetMAC, from: World.saMAC))
+            out.append(Fixture(name: "\(family.rawValue) rule before its takeover steers its session", frame: s.bytes,
+                               takeovers: [], rules: [rule], verdict: Fixture.TX, output: s.rewritten(to: World.targetMAC),
+                               reason: .ruleHit))
+            var other = s
+            other.sport = 40001
+            out.append(Fixture(name: "\(family.rawValue) other session to a rule-only address -> stack", frame: other.bytes,
+                               takeovers: [], rules: [rule], verdict: Fixture.PASS, output: other.bytes, reason: .notTakenOver))
+            let whole = IPDatagram(s.datagram.header, L4.udp.transport(family, sport: s.sport, dport: s.dport,
+                                                                        payload: [UInt8](repeating: 1, count: 300)))
+            let later = Frame(ethernet: s.ethernet, datagram: whole.fragments(sizes: [128], identification: 77)[1]).bytes
+            out.append(Fixture(name: "\(family.rawValue) unknown later fragment to a rule-only address -> stack", frame: later,
+                               takeovers: [], rules: [rule], verdict: Fixture.PASS, output: later, reason: .notTakenOver))
+            let cut = Array(s.bytes.dropLast(4))
+            out.append(Fixture(name: "\(family.rawValue) truncated datagram to a rule-only address -> stack", frame: cut,
+                               takeovers: [], rules: [rule], verdict: Fixture.PASS, output: cut, reason: .notTakenOver))
+        }
         return out
     }
 

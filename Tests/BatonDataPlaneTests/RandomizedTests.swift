@@ -70,8 +70,9 @@ struct RandomWorld {
     init(redirect: UInt32) {
         sources = [[World.ip(.v4, .cn), World.ip(.v4, .cn2), IPAddress("198.51.100.7")!],
                    [World.ip(.v6, .cn), World.ip(.v6, .cn2), IPAddress("2001:db8:1::7")!]]
-        destinations = [[World.ip(.v4, .tn), IPAddress("192.0.2.5")!, World.ip(.v4, .other)],
-                        [World.ip(.v6, .tn), IPAddress("2001:db8::5")!, World.ip(.v6, .other)]]
+        // Taken over (two), rules without a takeover, nothing at all.
+        destinations = [[World.ip(.v4, .tn), IPAddress("192.0.2.5")!, IPAddress("192.0.2.6")!, World.ip(.v4, .other)],
+                        [World.ip(.v6, .tn), IPAddress("2001:db8::5")!, IPAddress("2001:db8::6")!, World.ip(.v6, .other)]]
         var mac: UInt8 = 0x10
         func nextMAC() -> MACAddress { mac += 1; return MACAddress(bytes: [2, 0, 0, 0, 7, mac])! }
         for (fi, family) in [IPAddress.Family.v4, .v6].enumerated() {
@@ -87,7 +88,7 @@ struct RandomWorld {
                 .pass, .drop,
             ]
             var ai = 0
-            for dst in destinations[fi].prefix(2) {
+            for dst in destinations[fi].prefix(3) {
                 for proto in [IPProtocol.tcp, .udp, family == .v4 ? .icmp : .icmpv6] {
                     let icmp = proto == .icmp || proto == .icmpv6
                     let matches = [

@@ -108,10 +108,10 @@ struct ReferenceModel {
         var f = Flow()
         f.l3 = l3
         f.dst = mapped(b.slice(l3 + 16, 4))
-        guard let t = takeovers[f.dst] else { return pass(.notTakenOver) }
+        guard mayMatch(f.dst) else { return pass(.notTakenOver) }
         let hlen = Int(b[l3] & 0xf) * 4
         let tot = Int(b.u16(l3 + 2))
-        guard tot >= hlen, l3 + tot <= b.count else { return drop(.malformedDropped) }
+        guard tot >= hlen, l3 + tot <= b.count else { return malformed(f) }
         f.l3end = l3 + tot
         f.proto = b[l3 + 9]
         f.src = mapped(b.slice(l3 + 12, 4))
@@ -122,9 +122,20 @@ struct ReferenceModel {
             f.frag = 2
         } else {
             if fragOff & 0x2000 != 0 { f.frag = 1 }
-            guard l4(b, l3 + hlen, &f) else { return drop(.malformedDropped) }
+            guard l4(b, l3 + hlen, &f) else { return malformed(f) }
         }
-        return steer(b, f, t)
+        return steer(b, f)
+    }
+
+    /// Could a takeover or a rule match this destination? (The program's
+    /// filter is an optimisation with the same answer: it is not modelled.)
+    private func mayMatch(_ dst: [UInt8]) -> Bool {
+        takeovers[dst] != nil || rules.keys.contains { $0.dst == dst }
+    }
+
+    /// Unreadable after the destination: dropped if taken over, else the stack's.
+    private func malformed(_ f: Flow) -> Expectation {
+        takeovers[f.dst] != nil ? drop(.malformedDropped) : pass(.notTakenOver)
     }
 
     private mutating func ipv6(_ b: Bytes, _ l3: Int) -> Expectation {
@@ -138,9 +149,8 @@ struct ReferenceModel {
         f.l3 = l3
         f.v6 = true
         f.dst = b.slice(l3 + 24, 16)
-        if isMapped(f.dst) { return pass(.notTakenOver) }
-        guard let t = takeovers[f.dst] else { return pass(.notTakenOver) }
-        guard plen != 0, l3 + 40 + plen <= b.count else { return drop(.malformedDropped) }
+        if isMapped(f.dst) || !mayMatch(f.dst) { return pass(.notTakenOver) }
+        guard plen != 0, l3 + 40 + plen <= b.count else { return malformed(f) }
         f.l3end = l3 + 40 + plen
         f.src = b.slice(l3 + 8, 16)
         var nh = b[l3 + 6]
@@ -148,13 +158,13 @@ struct ReferenceModel {
         for _ in 0...6 {
             switch nh {
             case 0, 43, 60, 51:
-                guard off + 2 <= b.count else { return drop(.malformedDropped) }
+                guard off + 2 <= b.count else { return malformed(f) }
                 let len = nh == 51 ? (Int(b[off + 1]) + 2) * 4 : (Int(b[off + 1]) + 1) * 8
                 nh = b[off]
                 off += len
-                guard off <= f.l3end else { return drop(.malformedDropped) }
+                guard off <= f.l3end else { return malformed(f) }
             case 44:
-                guard off + 8 <= b.count, off + 8 <= f.l3end else { return drop(.malformedDropped) }
+                guard off + 8 <= b.count, off + 8 <= f.l3end else { return malformed(f) }
                 let fo = b.u16(off + 2)
                 nh = b[off]
                 f.fragID = b.u32(off + 4)
@@ -162,16 +172,16 @@ struct ReferenceModel {
                 off += 8
                 if fo & 0xfff8 != 0 {
                     f.frag = 2
-                    return steer(b, f, t)
+                    return steer(b, f)
                 }
                 if fo & 1 != 0 { f.frag = 1 }
             default:
                 f.proto = nh
-                guard l4(b, off, &f) else { return drop(.malformedDropped) }
-                return steer(b, f, t)
+                guard l4(b, off, &f) else { return malformed(f) }
+                return steer(b, f)
             }
         }
-        return drop(.malformedDropped)
+        return malformed(f)
     }
 
     /// Ports of the L4 header at `off`; false when it does not fit the datagram.
@@ -194,16 +204,14 @@ struct ReferenceModel {
         return true
     }
 
-    private mutating func steer(_ b: Bytes, _ flow: Flow, _ t: Takeover) -> Expectation {
+    private mutating func steer(_ b: Bytes, _ flow: Flow) -> Expectation {
         var f = flow
-        if f.frag != 0 {
-            let fk = FragKey(src: f.src, dst: f.dst, id: f.fragID, proto: f.fragProto)
-            if f.frag == 2 {
-                guard let p = fragments[fk] else { return drop(.fragmentUnknown) }
-                (f.sport, f.dport, f.proto) = (p.sport, p.dport, p.proto)
-            } else {
-                fragments[fk] = (f.sport, f.dport, f.proto)
+        let fk = FragKey(src: f.src, dst: f.dst, id: f.fragID, proto: f.fragProto)
+        if f.frag == 2 {
+            guard let p = fragments[fk] else {
+                return takeovers[f.dst] != nil ? drop(.fragmentUnknown) : pass(.notTakenOver)
             }
+            (f.sport, f.dport, f.proto) = (p.sport, p.dport, p.proto)
         }
         let candidates: [RuleKey] = [
             RuleKey(src: f.src, dst: f.dst, sport: f.sport, dport: f.dport, proto: f.proto, kind: .exact),
@@ -218,11 +226,15 @@ struct ReferenceModel {
             fwd = rules[k]!
             hit = .rule(k)
             reasons = [.ruleHit]
-        } else {
+        } else if let t = takeovers[f.dst] {
             fwd = t.defaultForward
             hit = .takeover(f.dst)
             reasons = [.defaultHit]
+        } else {
+            return pass(.notTakenOver)
         }
+        // Only a datagram that is ours leaves its first fragment's ports behind.
+        if f.frag == 1 { fragments[fk] = (f.sport, f.dport, f.proto) }
         var out = b.all
         switch fwd.action {
         case .pass:

@@ -55,6 +55,24 @@ struct {
 	__type(value, struct baton_config);
 } baton_config SEC(".maps");
 
+/* Destination filter (see baton_abi.h): BATON_FILTER_WORDS x 64 bits. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BATON_FILTER_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} baton_filter SEC(".maps");
+
+/* False when no takeover or rule can match `addr`: an inlined array read. */
+static __always_inline int filter_may_match(const __u8 *addr)
+{
+	__u32 bit = baton_filter_bit(addr);
+	__u32 word = bit / 64;
+	__u64 *w = bpf_map_lookup_elem(&baton_filter, &word);
+
+	return w && (*w >> (bit % 64)) & 1;
+}
+
 /* Control plane only: which counter slots are in use, a bit each. Kept
  * beside the maps it indexes so a restarted daemon finds it pinned. */
 struct {

@@ -39,6 +39,24 @@
 #define BATON_MATCH_ANY_PEER  3 /* any source address and port, any destination port */
 #define BATON_MATCH_KINDS     4
 
+/*
+ * The destination filter: one bit per hash of an address, set for every
+ * address that has a takeover or a rule. A packet whose destination's bit is
+ * clear cannot be ours and is passed without a single hash-map lookup; a set
+ * bit only means "look it up" (bits are shared, and cleared only by a rebuild).
+ * The hash is defined here, once, for the program and the control plane.
+ */
+#define BATON_FILTER_LOG2  16
+#define BATON_FILTER_WORDS ((1U << BATON_FILTER_LOG2) / 64)
+
+static inline __u32 baton_filter_bit(const __u8 *addr)
+{
+	__u32 w[4];
+
+	__builtin_memcpy(w, addr, sizeof(w));
+	return ((w[0] ^ w[1] ^ w[2] ^ w[3]) * 0x9e3779b1U) >> (32 - BATON_FILTER_LOG2);
+}
+
 /* Takeover flags. */
 #define BATON_TAKEOVER_ANSWER 0x1 /* answer ARP requests / neighbour solicitations in XDP */
 #define BATON_TAKEOVER_ROUTER 0x2 /* set the Router flag in neighbour advertisements */
@@ -87,11 +105,13 @@ struct baton_rule_key {
 	__u8 pad[2];
 };
 
-/* Value of baton_rules. */
+/* Value of baton_rules. The counter slot comes first: with the key it shares
+ * the element's first cache lines, and an L2 hit never reads the tunnel
+ * addresses at the end of fwd. */
 struct baton_rule {
-	struct baton_fwd fwd;
 	__u32 counter;                    /* slot in baton_counters */
 	__u32 pad;
+	struct baton_fwd fwd;
 };
 
 /* Per-CPU counters, one slot per rule and per takeover. Summed by the reader. */

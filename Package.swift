@@ -50,7 +50,7 @@ let package = Package(
             "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet", "BatonLab",
         ]),
         .executableTarget(name: "baton-bench", dependencies: [
-            "BatonDataPlane", "BatonBPF", "BatonModel", "BatonPacket", "BatonNet", "BatonLab",
+            "BatonDataPlane", "BatonBPF", "BatonModel", "BatonPacket", "BatonNet", "BatonLab", "CBatonABI",
         ]),
 
         .testTarget(name: "BatonModelTests", dependencies: ["BatonModel", "BatonPacket"]),

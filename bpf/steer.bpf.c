@@ -25,49 +25,62 @@ static __always_inline int verdict(__u32 reason, __u64 bytes, int action)
 	return action;
 }
 
-/* The most specific rule for key, or NULL. The key itself is left intact.
- * The exact lookup comes first and alone: a transferred session's packet
- * touches nothing else. */
-static __always_inline struct baton_rule *classify(const struct baton_rule_key *key)
+/* Which wildcard kinds have rules (all, until the control plane says). */
+static __always_inline __u32 match_kinds(void)
 {
-	struct baton_rule *r = bpf_map_lookup_elem(&baton_rules, key);
-	__u32 zero = 0, kinds = 0;
-	struct baton_config *cfg;
-	struct baton_rule_key wk;
+	__u32 zero = 0;
+	struct baton_config *cfg = bpf_map_lookup_elem(&baton_config, &zero);
 
-	if (r)
-		return r;
-	cfg = bpf_map_lookup_elem(&baton_config, &zero);
-	if (cfg)
-		kinds = cfg->match_kinds;
-	/* Until the control plane says which kinds are in use, try them all. */
-	if (!(kinds & BATON_CONFIG_VALID))
-		kinds = (1u << BATON_MATCH_KINDS) - 1;
-	if (!(kinds & ~(1u << BATON_MATCH_EXACT) & ((1u << BATON_MATCH_KINDS) - 1)))
-		return NULL;
-	wk = *key;
-	wk.sport = 0;
-	if (kinds & (1u << BATON_MATCH_ANY_SPORT)) {
-		wk.match = BATON_MATCH_ANY_SPORT;
-		r = bpf_map_lookup_elem(&baton_rules, &wk);
-		if (r)
-			return r;
+	if (cfg && (cfg->match_kinds & BATON_CONFIG_VALID))
+		return cfg->match_kinds;
+	return (1u << BATON_MATCH_KINDS) - 1;
+}
+
+/* The exact lookup, then each wildcard kind in use, most specific first;
+ * `clear_src` zeroes the key's source. A statement macro because the IPv4
+ * and IPv6 keys are different types. An exact hit touches nothing else. */
+#define CLASSIFY(map, k, clear_src)                                               \
+	({                                                                         \
+		struct baton_rule *r_ = bpf_map_lookup_elem(&(map), &(k));         \
+		if (!r_) {                                                         \
+			__u32 kinds_ = match_kinds();                              \
+			(k).sport = 0;                                             \
+			if (kinds_ & (1u << BATON_MATCH_ANY_SPORT)) {              \
+				(k).match = BATON_MATCH_ANY_SPORT;                 \
+				r_ = bpf_map_lookup_elem(&(map), &(k));            \
+			}                                                          \
+			clear_src;                                                 \
+			if (!r_ && (kinds_ & (1u << BATON_MATCH_ANY_SRC))) {       \
+				(k).match = BATON_MATCH_ANY_SRC;                   \
+				r_ = bpf_map_lookup_elem(&(map), &(k));            \
+			}                                                          \
+			(k).dport = 0;                                             \
+			if (!r_ && (kinds_ & (1u << BATON_MATCH_ANY_PEER))) {      \
+				(k).match = BATON_MATCH_ANY_PEER;                  \
+				r_ = bpf_map_lookup_elem(&(map), &(k));            \
+			}                                                          \
+		}                                                                  \
+		r_;                                                                \
+	})
+
+/* The most specific rule for the flow, or NULL. The flow is left intact. */
+static __always_inline struct baton_rule *classify(const struct flow *f)
+{
+	if (!f->v6) {
+		struct baton_rule4_key k = {
+			.sport = f->key.sport,
+			.dport = f->key.dport,
+			.proto = f->key.proto,
+		};
+
+		__builtin_memcpy(&k.src, f->key.src + 12, 4);
+		__builtin_memcpy(&k.dst, f->key.dst + 12, 4);
+		return CLASSIFY(baton_rules4, k, k.src = 0);
+	} else {
+		struct baton_rule6_key k = f->key;
+
+		return CLASSIFY(baton_rules6, k, __builtin_memset(k.src, 0, sizeof(k.src)));
 	}
-	__builtin_memset(wk.src, 0, sizeof(wk.src));
-	if (kinds & (1u << BATON_MATCH_ANY_SRC)) {
-		wk.match = BATON_MATCH_ANY_SRC;
-		r = bpf_map_lookup_elem(&baton_rules, &wk);
-		if (r)
-			return r;
-	}
-	wk.dport = 0;
-	if (kinds & (1u << BATON_MATCH_ANY_PEER)) {
-		wk.match = BATON_MATCH_ANY_PEER;
-		r = bpf_map_lookup_elem(&baton_rules, &wk);
-		if (r)
-			return r;
-	}
-	return NULL;
 }
 
 /* Send the packet where fwd says. Packet pointers are reloaded: encap moves them. */
@@ -120,7 +133,7 @@ static __always_inline int malformed(const struct flow *f, __u64 bytes)
  * transferred session's packet costs one hash lookup. */
 static __always_inline int steer(struct xdp_md *ctx, struct flow *f, __u64 bytes)
 {
-	struct baton_frag_key fk = {};
+	struct baton_frag_key fk;
 	const struct baton_fwd *fwd;
 	struct baton_takeover *t;
 	struct baton_rule *rule;
@@ -131,6 +144,7 @@ static __always_inline int steer(struct xdp_md *ctx, struct flow *f, __u64 bytes
 		__builtin_memcpy(fk.dst, f->key.dst, 16);
 		fk.id = f->frag_id;
 		fk.proto = f->frag_proto;
+		fk.pad[0] = fk.pad[1] = fk.pad[2] = 0;
 	}
 	if (f->frag == FRAG_LATER) {
 		/* No ports here: follow the first fragment, or go nowhere. */
@@ -146,18 +160,16 @@ static __always_inline int steer(struct xdp_md *ctx, struct flow *f, __u64 bytes
 		f->key.proto = fp->proto;
 	}
 
-	rule = classify(&f->key);
+	rule = classify(f);
 	if (rule) {
 		fwd = &rule->fwd;
 		slot = rule->counter;
-		stat_add(BATON_STAT_RULE_HIT, bytes);
 	} else {
 		t = bpf_map_lookup_elem(&baton_takeovers, f->key.dst);
 		if (!t)
 			return verdict(BATON_STAT_NOT_TAKEN_OVER, bytes, XDP_PASS);
 		fwd = &t->fwd;
 		slot = t->counter;
-		stat_add(BATON_STAT_DEFAULT_HIT, bytes);
 	}
 	if (f->frag == FRAG_FIRST) {
 		struct baton_frag_ports ports = {
@@ -168,6 +180,8 @@ static __always_inline int steer(struct xdp_md *ctx, struct flow *f, __u64 bytes
 
 		bpf_map_update_elem(&baton_fragments, &fk, &ports, BPF_ANY);
 	}
+	/* The hit is counted here only: rule-hit and default-hit statistics are
+	 * summed from these counters by the control plane. */
 	counter_add(slot, bytes, f->tcp_flags);
 	return forward(ctx, fwd, f);
 }

@@ -143,6 +143,54 @@ public struct TypedMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked
         }
     }
 
+    /// Writes one value per possible CPU (`values.count` must be that number).
+    public func updatePerCPU(_ key: Key, values: [Value]) throws {
+        var k = key
+        let stride = (MemoryLayout<Value>.size + 7) & ~7
+        precondition(values.count == possibleCPUs(), "one value per possible CPU")
+        var buf = [UInt8](repeating: 0, count: stride * values.count)
+        buf.withUnsafeMutableBytes { raw in
+            for (i, v) in values.enumerated() { raw.storeBytes(of: v, toByteOffset: i * stride, as: Value.self) }
+        }
+        try buf.withUnsafeBytes { (raw) throws in
+            try map.updateRaw(&k, raw.baseAddress!, flags: .any)
+        }
+    }
+
+    /// Every entry of a per-CPU map with its per-CPU values, read in batches.
+    public func forEachPerCPU(batchSize: Int = 8192, _ body: (Key, [Value]) throws -> Void) throws {
+        let stride = (MemoryLayout<Value>.size + 7) & ~7
+        let n = possibleCPUs()
+        var keys = [Key](repeating: zeroed(Key.self), count: batchSize)
+        var values = [UInt8](repeating: 0, count: batchSize * stride * n)
+        var token = zeroed(Key.self), nextToken = zeroed(Key.self)
+        var first = true
+        while true {
+            var count = UInt32(batchSize)
+            var opts = bpf_map_batch_opts()
+            opts.sz = MemoryLayout<bpf_map_batch_opts>.size
+            let rc = keys.withUnsafeMutableBytes { kb in
+                values.withUnsafeMutableBytes { vb in
+                    first
+                        ? bpf_map_lookup_batch(map.fd, nil, &nextToken, kb.baseAddress, vb.baseAddress, &count, &opts)
+                        : bpf_map_lookup_batch(map.fd, &token, &nextToken, kb.baseAddress, vb.baseAddress, &count, &opts)
+                }
+            }
+            let e = Glibc.errno
+            first = false
+            token = nextToken
+            try values.withUnsafeBytes { raw in
+                for i in 0..<Int(count) {
+                    let per = (0..<n).map { raw.loadUnaligned(fromByteOffset: (i * n + $0) * stride, as: Value.self) }
+                    try body(keys[i], per)
+                }
+            }
+            if rc == 0 { continue }
+            if e == ENOENT { break }
+            throw BPFError("batch lookup in \(map.name)", errno: e)
+        }
+    }
+
     /// Writes the same value on every CPU (zeroing a counter, for one).
     public func updatePerCPU(_ key: Key, _ value: Value) throws {
         var k = key

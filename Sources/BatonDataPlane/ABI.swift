@@ -80,28 +80,60 @@ func takeoverKey(_ a: IPAddress) -> baton_takeover_key {
     return k
 }
 
-extension SessionMatch {
-    /// The map key; wildcarded fields are zero and the kind is part of the key.
-    func abiKey() throws(DataPlaneError) -> baton_rule_key {
-        let kind = try kind()
-        var k = baton_rule_key()
-        abiStore(destination.bytes16, into: &k.dst)
-        if let s = source { abiStore(s.bytes16, into: &k.src) }
-        k.sport = (sourcePort ?? 0).bigEndian
-        k.dport = (destinationPort ?? 0).bigEndian
-        k.proto = proto.rawValue
-        k.match = kind.rawValue
-        return k
-    }
+/// A rule map key: IPv4 (16 bytes) or IPv6 (40 bytes). Wildcarded fields
+/// are zero and the match kind is part of the key.
+protocol RuleKeyABI {
+    init(_ m: SessionMatch, kind: MatchKind)
+    /// Back to the match; nil for a key no valid rule produces.
+    var sessionMatch: SessionMatch? { get }
+    var kind: MatchKind? { get }
+    var destination: IPAddress { get }
+}
 
-    /// Back from a map key; nil for a key no valid rule produces.
-    init?(abi k: baton_rule_key) {
-        guard let proto = IPProtocol(rawValue: k.proto), let kind = MatchKind(rawValue: k.match) else { return nil }
+extension SessionMatch {
+    fileprivate init?(proto p: UInt8, kind k: UInt8, source: IPAddress, sport: UInt16, destination: IPAddress, dport: UInt16) {
+        guard let proto = IPProtocol(rawValue: p), let kind = MatchKind(rawValue: k) else { return nil }
         let isICMP = proto == .icmp || proto == .icmpv6
         self.init(proto: proto,
-                  source: kind == .exact || kind == .anySourcePort ? IPAddress(bytes16: abiBytes(k.src)) : nil,
-                  sourcePort: kind == .exact ? UInt16(bigEndian: k.sport) : nil,
-                  destination: IPAddress(bytes16: abiBytes(k.dst)),
-                  destinationPort: kind == .anyPeer || isICMP ? nil : UInt16(bigEndian: k.dport))
+                  source: kind == .exact || kind == .anySourcePort ? source : nil,
+                  sourcePort: kind == .exact ? UInt16(bigEndian: sport) : nil,
+                  destination: destination,
+                  destinationPort: kind == .anyPeer || isICMP ? nil : UInt16(bigEndian: dport))
+    }
+}
+
+extension baton_rule4_key: RuleKeyABI {
+    init(_ m: SessionMatch, kind: MatchKind) {
+        self.init()
+        if case .v4(let a) = m.source { src = a.bigEndian }
+        if case .v4(let a) = m.destination { dst = a.bigEndian }
+        sport = (m.sourcePort ?? 0).bigEndian
+        dport = (m.destinationPort ?? 0).bigEndian
+        proto = m.proto.rawValue
+        match = kind.rawValue
+    }
+    var destination: IPAddress { .v4(UInt32(bigEndian: dst)) }
+    var kind: MatchKind? { MatchKind(rawValue: match) }
+    var sessionMatch: SessionMatch? {
+        SessionMatch(proto: proto, kind: match, source: .v4(UInt32(bigEndian: src)), sport: sport,
+                     destination: destination, dport: dport)
+    }
+}
+
+extension baton_rule6_key: RuleKeyABI {
+    init(_ m: SessionMatch, kind: MatchKind) {
+        self.init()
+        abiStore(m.destination.bytes16, into: &dst)
+        if let s = m.source { abiStore(s.bytes16, into: &src) }
+        sport = (m.sourcePort ?? 0).bigEndian
+        dport = (m.destinationPort ?? 0).bigEndian
+        proto = m.proto.rawValue
+        match = kind.rawValue
+    }
+    var destination: IPAddress { IPAddress(bytes16: abiBytes(dst)) }
+    var kind: MatchKind? { MatchKind(rawValue: match) }
+    var sessionMatch: SessionMatch? {
+        SessionMatch(proto: proto, kind: match, source: IPAddress(bytes16: abiBytes(src)), sport: sport,
+                     destination: destination, dport: dport)
     }
 }

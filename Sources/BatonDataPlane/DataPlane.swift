@@ -30,7 +30,7 @@ public final class DataPlane {
     }
 
     public static let defaultRoot = "/sys/fs/bpf/baton"
-    static let mapNames = ["baton_takeovers", "baton_rules", "baton_counters", "baton_fragments",
+    static let mapNames = ["baton_takeovers", "baton_rules4", "baton_rules6", "baton_counters", "baton_fragments",
                            "baton_devices", "baton_config", "baton_stats", "baton_slots", "baton_filter"]
 
     public let pinRoot: String?
@@ -38,7 +38,8 @@ public final class DataPlane {
     public let clockProgram: BPFProgram
 
     let takeoverMap: TypedMap<baton_takeover_key, baton_takeover>
-    let ruleMap: TypedMap<baton_rule_key, baton_rule>
+    let rules4: TypedMap<baton_rule4_key, baton_rule>
+    let rules6: TypedMap<baton_rule6_key, baton_rule>
     let counterMap: TypedMap<UInt32, baton_counter>
     let fragmentMap: TypedMap<baton_frag_key, baton_frag_ports>
     let deviceMap: TypedMap<UInt32, UInt32>
@@ -75,7 +76,8 @@ public final class DataPlane {
         let object = try BPFObject(bytes: UnsafeRawBufferPointer(start: baton_steer_object(), count: Int(baton_steer_object_size())),
                                    name: "baton_steer")
         let counters = options.maxRules + options.maxTakeovers
-        try object.setMaxEntries("baton_rules", options.maxRules)
+        try object.setMaxEntries("baton_rules4", options.maxRules)
+        try object.setMaxEntries("baton_rules6", options.maxRules)
         try object.setMaxEntries("baton_takeovers", options.maxTakeovers)
         try object.setMaxEntries("baton_counters", counters)
         try object.setMaxEntries("baton_slots", (counters + 63) / 64)
@@ -122,7 +124,8 @@ public final class DataPlane {
         steerProgram = steer
         clockProgram = clock
         takeoverMap = try TypedMap(m("baton_takeovers"))
-        ruleMap = try TypedMap(m("baton_rules"))
+        rules4 = try TypedMap(m("baton_rules4"))
+        rules6 = try TypedMap(m("baton_rules6"))
         counterMap = try TypedMap(m("baton_counters"))
         fragmentMap = try TypedMap(m("baton_fragments"))
         deviceMap = try TypedMap(m("baton_devices"))
@@ -180,7 +183,7 @@ public final class DataPlane {
         let key = takeoverKey(address)
         guard let old = try takeoverMap.lookup(key) else { return false }
         try takeoverMap.delete(key)
-        try releaseSlot(old.counter)
+        try releaseSlot(old.counter, retiringInto: .defaultHit)
         return true
     }
 
@@ -207,22 +210,30 @@ public final class DataPlane {
     /// Adds a rule, or replaces the rule with the same match in place.
     public func setRule(_ r: SessionRule) throws {
         try r.validate()
-        let key = try r.match.abiKey()
+        let kind = try r.match.kind()
         try ensureDevice(r.forward)
         try markFilter([r.match.destination])
-        if let old = try ruleMap.lookup(key) {
-            try ruleMap.update(key, baton_rule(counter: old.counter, pad: 0, fwd: r.forward.abi), flags: .exist)
+        switch r.match.destination.family {
+        case .v4: try setRule(r, kind: kind, baton_rule4_key(r.match, kind: kind), in: rules4)
+        case .v6: try setRule(r, kind: kind, baton_rule6_key(r.match, kind: kind), in: rules6)
+        }
+    }
+
+    private func setRule<K: RuleKeyABI & BitwiseCopyable>(_ r: SessionRule, kind: MatchKind, _ key: K,
+                                        in map: TypedMap<K, baton_rule>) throws {
+        if let old = try map.lookup(key) {
+            try map.update(key, baton_rule(counter: old.counter, pad: 0, fwd: r.forward.abi), flags: .exist)
             return
         }
-        try enableMatchKind(MatchKind(rawValue: key.match)!)
+        try enableMatchKind(kind)
         let slot = try slots.allocate()
         do {
             try zeroCounter(slot)
-            try ruleMap.update(key, baton_rule(counter: slot, pad: 0, fwd: r.forward.abi), flags: .noExist)
+            try map.update(key, baton_rule(counter: slot, pad: 0, fwd: r.forward.abi), flags: .noExist)
         } catch {
             try? slots.release(slot)
             if let e = error as? BPFError, e.errno == E2BIG {
-                throw DataPlaneError.full("rule table is full (\(ruleMap.map.maxEntries) rules)")
+                throw DataPlaneError.full("\(r.match.destination.family.rawValue) rule table is full (\(map.map.maxEntries) rules)")
             }
             throw error
         }
@@ -233,71 +244,135 @@ public final class DataPlane {
     /// call before anything is written; a kernel failure part way (a full
     /// table) removes what this call wrote. Existing rules are never touched.
     public func addRules(_ rules: [SessionRule]) throws {
-        var keys: [baton_rule_key] = []
-        keys.reserveCapacity(rules.count)
-        var seen = Set<[UInt8]>()
-        seen.reserveCapacity(rules.count)
         var kinds = Set<MatchKind>()
         for r in rules {
             try r.validate()
-            let k = try r.match.abiKey()
-            guard seen.insert(withUnsafeBytes(of: k) { Array($0) }).inserted else {
-                throw DataPlaneError.invalid("rule \(r.match) is given twice; nothing was added")
-            }
-            if try ruleMap.lookup(k) != nil {
-                throw DataPlaneError.invalid("rule \(r.match) exists; nothing was added")
-            }
-            keys.append(k)
-            kinds.insert(MatchKind(rawValue: k.match)!)
+            kinds.insert(try r.match.kind())
         }
+        let v4 = try RuleBatch(rules.filter { $0.match.destination.family == .v4 }, map: rules4)
+        let v6 = try RuleBatch(rules.filter { $0.match.destination.family == .v6 }, map: rules6)
         for fwd in Set(rules.map(\.forward)) { try ensureDevice(fwd) }
         try markFilter(Set(rules.map(\.match.destination)))
         let ids = try slots.allocate(count: rules.count)
-        var values: [baton_rule] = []
-        values.reserveCapacity(rules.count)
-        for (i, r) in rules.enumerated() { values.append(baton_rule(counter: ids[i], pad: 0, fwd: r.forward.abi)) }
         for k in kinds { try enableMatchKind(k) }
         do {
-            try ruleMap.updateBatch(keys, values)
+            try v4.write(slots: ids[0..<v4.count])
+            do {
+                try v6.write(slots: ids[v4.count...])
+            } catch {
+                v4.undo(v4.count)
+                throw error
+            }
         } catch let e as BatchError {
-            for k in keys.prefix(e.written) { _ = try? ruleMap.delete(k) }
             try? slots.release(ids)
             if e.error.errno == E2BIG {
-                throw DataPlaneError.full("rule table is full (\(ruleMap.map.maxEntries) rules); nothing was added")
+                throw DataPlaneError.full("rule table is full (\(ruleCapacity) rules per family); nothing was added")
             }
             throw e.error
         }
     }
 
+    /// One family's part of addRules: keys checked up front, written in one
+    /// batch, undone on failure.
+    private struct RuleBatch<K: RuleKeyABI & BitwiseCopyable> {
+        let map: TypedMap<K, baton_rule>
+        let rules: [SessionRule]
+        let keys: [K]
+        var count: Int { keys.count }
+
+        init(_ rules: [SessionRule], map: TypedMap<K, baton_rule>) throws {
+            self.map = map
+            self.rules = rules
+            var keys: [K] = []
+            keys.reserveCapacity(rules.count)
+            var seen = Set<KeyBytes>()
+            seen.reserveCapacity(rules.count)
+            // Many rules: read the table once rather than one lookup each.
+            let existing: Set<KeyBytes>? = rules.count > 256 ? Set(try map.keys().map(KeyBytes.init)) : nil
+            for r in rules {
+                let k = K(r.match, kind: try r.match.kind())
+                let bytes = KeyBytes(k)
+                guard seen.insert(bytes).inserted else {
+                    throw DataPlaneError.invalid("rule \(r.match) is given twice; nothing was added")
+                }
+                let exists = try existing.map { $0.contains(bytes) } ?? (map.lookup(k) != nil)
+                if exists { throw DataPlaneError.invalid("rule \(r.match) exists; nothing was added") }
+                keys.append(k)
+            }
+            self.keys = keys
+        }
+
+        func write(slots: ArraySlice<UInt32>) throws {
+            guard !keys.isEmpty else { return }
+            let values = zip(rules, slots).map { r, slot in baton_rule(counter: slot, pad: 0, fwd: r.forward.abi) }
+            do {
+                try map.updateBatch(keys, values)
+            } catch let e as BatchError {
+                undo(e.written)
+                throw e
+            }
+        }
+
+        func undo(_ written: Int) {
+            for k in keys.prefix(written) { _ = try? map.delete(k) }
+        }
+    }
+
     @discardableResult
     public func removeRule(_ m: SessionMatch) throws -> Bool {
-        let key = try m.abiKey()
-        guard let old = try ruleMap.lookup(key) else { return false }
-        try ruleMap.delete(key)
-        try releaseSlot(old.counter)
-        if key.match != UInt8(BATON_MATCH_EXACT) { try recomputeMatchKinds() }
+        let kind = try m.kind()
+        let slot: UInt32?
+        switch m.destination.family {
+        case .v4: slot = try removeRule(baton_rule4_key(m, kind: kind), from: rules4)
+        case .v6: slot = try removeRule(baton_rule6_key(m, kind: kind), from: rules6)
+        }
+        guard let slot else { return false }
+        try releaseSlot(slot, retiringInto: .ruleHit)
+        if kind != .exact { try recomputeMatchKinds() }
         return true
     }
 
+    private func removeRule<K: RuleKeyABI & BitwiseCopyable>(_ key: K, from map: TypedMap<K, baton_rule>) throws -> UInt32? {
+        guard let old = try map.lookup(key) else { return nil }
+        try map.delete(key)
+        return old.counter
+    }
+
     public func rule(_ m: SessionMatch) throws -> RuleEntry? {
-        let key = try m.abiKey()
-        guard let v = try ruleMap.lookup(key), let match = SessionMatch(abi: key) else { return nil }
-        return RuleEntry(rule: SessionRule(match: match, forward: Forwarding(abi: v.fwd)),
-                         kind: MatchKind(rawValue: key.match)!, counter: try counter(v.counter))
+        let kind = try m.kind()
+        switch m.destination.family {
+        case .v4: return try rule(baton_rule4_key(m, kind: kind), in: rules4)
+        case .v6: return try rule(baton_rule6_key(m, kind: kind), in: rules6)
+        }
+    }
+
+    private func rule<K: RuleKeyABI & BitwiseCopyable>(_ key: K, in map: TypedMap<K, baton_rule>) throws -> RuleEntry? {
+        guard let v = try map.lookup(key) else { return nil }
+        return try entry(key, v, withCounter: true)
+    }
+
+    private func entry<K: RuleKeyABI & BitwiseCopyable>(_ k: K, _ v: baton_rule, withCounter: Bool) throws -> RuleEntry? {
+        guard let match = k.sessionMatch, let kind = k.kind else { return nil }
+        return RuleEntry(rule: SessionRule(match: match, forward: Forwarding(abi: v.fwd)), kind: kind,
+                         counter: withCounter ? try counter(v.counter) : Counter())
     }
 
     /// Every rule with its counter, most specific kind first.
     public func rules(withCounters: Bool = true) throws -> [RuleEntry] {
-        try ruleMap.entries().compactMap { k, v -> RuleEntry? in
-            guard let match = SessionMatch(abi: k), let kind = MatchKind(rawValue: k.match) else { return nil }
-            return RuleEntry(rule: SessionRule(match: match, forward: Forwarding(abi: v.fwd)), kind: kind,
-                             counter: withCounters ? try counter(v.counter) : Counter())
-        }.sorted { ($0.kind.rawValue, $0.rule.match.description) < ($1.kind.rawValue, $1.rule.match.description) }
+        let all = try rules4.entries().compactMap { try entry($0, $1, withCounter: withCounters) }
+            + rules6.entries().compactMap { try entry($0, $1, withCounter: withCounters) }
+        return all.sorted { ($0.kind.rawValue, $0.rule.match.description) < ($1.kind.rawValue, $1.rule.match.description) }
     }
 
-    public func ruleCount() throws -> Int { try ruleMap.keys().count }
+    public func ruleCount() throws -> Int { try rules4.keys().count + rules6.keys().count }
 
-    public var ruleCapacity: Int { ruleMap.map.maxEntries }
+    /// Destinations and kinds of every rule (for the filter and the kinds in use).
+    private func ruleKeys() throws -> [(destination: IPAddress, kind: MatchKind?)] {
+        try rules4.keys().map { ($0.destination, $0.kind) } + rules6.keys().map { ($0.destination, $0.kind) }
+    }
+
+    /// Rules each family's table holds.
+    public var ruleCapacity: Int { rules4.map.maxEntries }
     public var takeoverCapacity: Int { takeoverMap.map.maxEntries }
 
     // MARK: counters, stats, clock
@@ -310,17 +385,50 @@ public final class DataPlane {
         try counterMap.updatePerCPU(slot, baton_counter())
     }
 
-    private func releaseSlot(_ slot: UInt32) throws {
-        try zeroCounter(slot)
-        try slots.release(slot)
-    }
-
-    public func stats() throws -> [StatReason: StatValue] {
+    /// The statistics as the program writes them (without the hits summed
+    /// from counters): what one packet moved, for tests.
+    func programStats() throws -> [StatReason: StatValue] {
         var out: [StatReason: StatValue] = [:]
         for r in StatReason.allCases {
             let per = try statMap.lookupPerCPU(UInt32(r.rawValue)) ?? []
             out[r] = StatValue(packets: per.reduce(0) { $0 + $1.packets }, bytes: per.reduce(0) { $0 + $1.bytes })
         }
+        return out
+    }
+
+    /// Frees a counter slot. Its count moves into `reason`'s statistic, so
+    /// rule-hit and default-hit keep counting what removed entries saw.
+    private func releaseSlot(_ slot: UInt32, retiringInto reason: StatReason) throws {
+        let c = try counter(slot)
+        if c.packets > 0 {
+            var per = try statMap.lookupPerCPU(UInt32(reason.rawValue)) ?? [baton_stat()]
+            per[0].packets += c.packets
+            per[0].bytes += c.bytes
+            try statMap.updatePerCPU(UInt32(reason.rawValue), values: per)
+        }
+        try zeroCounter(slot)
+        try slots.release(slot)
+    }
+
+    /// Packets and bytes by reason. The program counts hits only on the
+    /// rule's or takeover's own counter (one write a packet, not two), so
+    /// rule-hit and default-hit are summed here from the counters of the
+    /// entries there are, plus what removed entries had counted.
+    public func stats() throws -> [StatReason: StatValue] {
+        var out = try programStats()
+        var all = StatValue(packets: 0, bytes: 0), takeovers = StatValue(packets: 0, bytes: 0)
+        try counterMap.forEachPerCPU { _, perCPU in
+            for c in perCPU { all.packets += c.packets; all.bytes += c.bytes }
+        }
+        for (_, t) in try takeoverMap.entries() {
+            let c = try counter(t.counter)
+            takeovers.packets += c.packets
+            takeovers.bytes += c.bytes
+        }
+        out[.defaultHit]!.packets += takeovers.packets
+        out[.defaultHit]!.bytes += takeovers.bytes
+        out[.ruleHit]!.packets += all.packets - takeovers.packets
+        out[.ruleHit]!.bytes += all.bytes - takeovers.bytes
         return out
     }
 
@@ -347,6 +455,12 @@ public final class DataPlane {
 
     // MARK: bookkeeping
 
+    /// A map key's bytes, hashable: for finding duplicates in a batch.
+    private struct KeyBytes: Hashable {
+        let bytes: [UInt8]
+        init<K: BitwiseCopyable>(_ k: K) { bytes = withUnsafeBytes(of: k) { Array($0) } }
+    }
+
     /// Sets the filter bits of `addresses` before their entries are written,
     /// so the program looks them up from the first packet.
     private func markFilter(_ addresses: some Collection<IPAddress>) throws {
@@ -371,7 +485,7 @@ public final class DataPlane {
             words[Int(bit / 64)] |= 1 << UInt64(bit % 64)
         }
         for k in try takeoverMap.keys() { mark(abiBytes(k.addr)) }
-        for k in try ruleMap.keys() { mark(abiBytes(k.dst)) }
+        for r in try ruleKeys() { mark(r.destination.bytes16) }
         try filterMap.updateBatch(words.indices.map { UInt32($0) }, words)
     }
 
@@ -400,7 +514,7 @@ public final class DataPlane {
     /// After removing a wildcard rule: look up only kinds that still have rules.
     private func recomputeMatchKinds() throws {
         var bits = UInt32(BATON_CONFIG_VALID)
-        for k in try ruleMap.keys() { bits |= 1 << UInt32(k.match) }
+        for r in try ruleKeys() { if let k = r.kind { bits |= 1 << UInt32(k.rawValue) } }
         try configMap.update(0, baton_config(match_kinds: bits, pad: 0))
     }
 
@@ -412,7 +526,8 @@ public final class DataPlane {
 
     /// Drops every rule and takeover (the maps stay; attachments stay).
     public func flush() throws {
-        for k in try ruleMap.keys() { try ruleMap.delete(k) }
+        for k in try rules4.keys() { try rules4.delete(k) }
+        for k in try rules6.keys() { try rules6.delete(k) }
         for k in try takeoverMap.keys() { try takeoverMap.delete(k) }
         try slots.reset()
         try configMap.update(0, baton_config(match_kinds: UInt32(BATON_CONFIG_VALID), pad: 0))

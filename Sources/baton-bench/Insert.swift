@@ -1,52 +1,31 @@
 import BatonBPF
 import BatonDataPlane
 import BatonModel
+import CBatonABI
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// baton_rule_key (baton_abi.h) as plain bytes: 40. The bench does not import
-/// the ABI module; TypedMap checks these sizes against the kernel's, so an
-/// ABI change makes the raw baseline fail loudly (reported as null), never
-/// silently write something else.
-struct RawRuleKey: BitwiseCopyable {
-    var w: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) =
-        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+/// The raw baseline writes the ABI's own structs (baton_abi.h), exactly the
+/// bytes DataPlane writes for an exact IPv4 rule with an L2 action.
+func rawRuleKey(_ m: SessionMatch) -> baton_rule4_key {
+    var k = baton_rule4_key()
+    if case .v4(let a) = m.source { k.src = a.bigEndian }
+    if case .v4(let a) = m.destination { k.dst = a.bigEndian }
+    k.sport = (m.sourcePort ?? 0).bigEndian
+    k.dport = (m.destinationPort ?? 0).bigEndian
+    k.proto = m.proto.rawValue
+    k.match = UInt8(BATON_MATCH_EXACT)
+    return k
 }
 
-/// baton_rule as plain bytes: 60.
-struct RawRule: BitwiseCopyable {
-    var w: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32,
-            UInt32, UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-}
-
-extension RawRuleKey {
-    /// The same bytes DataPlane writes for an exact rule: src[16], dst[16]
-    /// (IPv4-mapped), sport and dport in network order, proto, match kind 0, pad.
-    init(_ m: SessionMatch) {
-        self.init()
-        withUnsafeMutableBytes(of: &self) { raw in
-            raw.copyBytes(from: (m.source ?? .v4(0)).bytes16)
-            UnsafeMutableRawBufferPointer(rebasing: raw[16..<32]).copyBytes(from: m.destination.bytes16)
-            raw.storeBytes(of: (m.sourcePort ?? 0).bigEndian, toByteOffset: 32, as: UInt16.self)
-            raw.storeBytes(of: (m.destinationPort ?? 0).bigEndian, toByteOffset: 34, as: UInt16.self)
-            raw[36] = m.proto.rawValue
-            raw[37] = 0 // BATON_MATCH_EXACT
-        }
-    }
-}
-
-extension RawRule {
-    /// An L2 forwarding (dst MAC, src MAC, ifindex 0, action 2) and a counter slot.
-    init(l2 to: MACAddress, from: MACAddress, counter: UInt32) {
-        self.init()
-        withUnsafeMutableBytes(of: &self) { raw in
-            raw.copyBytes(from: to.bytes)
-            UnsafeMutableRawBufferPointer(rebasing: raw[6..<12]).copyBytes(from: from.bytes)
-            raw[16] = 2 // BATON_ACTION_L2
-            raw.storeBytes(of: counter, toByteOffset: 52, as: UInt32.self)
-        }
-    }
+func rawRule(l2 to: MACAddress, from: MACAddress, counter: UInt32) -> baton_rule {
+    var r = baton_rule()
+    r.counter = counter
+    withUnsafeMutableBytes(of: &r.fwd.dst_mac) { $0.copyBytes(from: to.bytes) }
+    withUnsafeMutableBytes(of: &r.fwd.src_mac) { $0.copyBytes(from: from.bytes) }
+    r.fwd.action = UInt8(BATON_ACTION_L2)
+    return r
 }
 
 struct InsertResult {
@@ -74,15 +53,15 @@ func runInsert(_ o: Options, rules: [SessionRule]) throws -> (InsertResult, Data
     var result = InsertResult(rules: rules.count, capacity: o.capacity, rounds: o.insertRounds)
     // The raw baseline's keys and values, built outside the timed section
     // (as the caller of addRules builds its SessionRules outside it).
-    let rawKeys = rules.map { RawRuleKey($0.match) }
-    let rawValues = (0..<rules.count).map { RawRule(l2: World.targetMAC, from: World.agentMAC, counter: UInt32($0)) }
+    let rawKeys = rules.map { rawRuleKey($0.match) }
+    let rawValues = (0..<rules.count).map { rawRule(l2: World.targetMAC, from: World.agentMAC, counter: UInt32($0)) }
     var last: DataPlane?
     for round in 1...o.insertRounds {
         // A: raw update_batch into the rule map of a fresh, empty data plane.
         if result.rawUnavailable == nil {
             do {
                 let scratch = try DataPlane.load(.init(pinRoot: nil, maxRules: o.capacity))
-                let map = try TypedMap<RawRuleKey, RawRule>(scratch.maps["baton_rules"]!)
+                let map = try TypedMap<baton_rule4_key, baton_rule>(scratch.maps["baton_rules4"]!)
                 let t0 = now()
                 let n = try map.updateBatch(rawKeys, rawValues)
                 let s = seconds(since: t0)

@@ -23,8 +23,8 @@ struct FixtureTests {
                 for r in fx.rules { try dp.setRule(r); try model.addRule(r) }
                 for b in fx.before { _ = try dp.steerProgram.testRun(b); _ = model.expect(b) }
 
-                let got = try dp.runCounting(fx.frame)
                 let predicted = model.expect(fx.frame)
+                let got = try dp.runCounting(fx.frame, expectedHit: predicted.hit)
                 var ok = true
                 func check(_ cond: Bool, _ what: String) {
                     if !cond { ok = false; Issue.record("\(fx.name): \(what)") }

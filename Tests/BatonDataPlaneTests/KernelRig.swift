@@ -1,5 +1,5 @@
 import BatonBPF
-import BatonDataPlane
+@testable import BatonDataPlane
 import BatonModel
 import BatonNet
 import BatonPacket
@@ -76,12 +76,39 @@ struct KernelResult {
 }
 
 extension DataPlane {
-    func runCounting(_ frame: [UInt8]) throws -> KernelResult {
-        let before = try stats()
+    /// One test run, and which statistics it moved. Hits are counted on the
+    /// hit entry's counter only, so `expectedHit` (the model's prediction)
+    /// names the counter to watch: it must move by one, and then the hit's
+    /// reason is reported. A hit on any other entry leaves that reason out,
+    /// so the comparison with the model fails.
+    func runCounting(_ frame: [UInt8], expectedHit: ReferenceModel.Hit? = nil) throws -> KernelResult {
+        func hitCount() throws -> UInt64 {
+            switch expectedHit {
+            case .rule(let k)?: return try rule(k.sessionMatch)?.counter.packets ?? 0
+            case .takeover(let a)?: return try takeover(IPAddress(bytes16: a))?.counter.packets ?? 0
+            case nil: return 0
+            }
+        }
+        let before = try programStats(), hitsBefore = try hitCount()
         let r = try steerProgram.testRun(frame)
-        let after = try stats()
-        let moved = StatReason.allCases.filter { after[$0]!.packets != before[$0]!.packets }
+        let after = try programStats(), hitsAfter = try hitCount()
+        var moved = StatReason.allCases.filter { after[$0]!.packets != before[$0]!.packets }
+        if hitsAfter == hitsBefore + 1, let hit = expectedHit {
+            if case .rule = hit { moved.insert(.ruleHit, at: 0) } else { moved.insert(.defaultHit, at: 0) }
+        }
         return KernelResult(verdict: r.retval, output: r.output, reasons: moved)
+    }
+}
+
+extension ReferenceModel.RuleKey {
+    var sessionMatch: SessionMatch {
+        let src = src == zero16 ? nil : IPAddress(bytes16: src)
+        let icmp = proto == IPProtocol.icmp.rawValue || proto == IPProtocol.icmpv6.rawValue
+        return SessionMatch(proto: IPProtocol(rawValue: proto)!,
+                            source: kind == .exact || kind == .anySourcePort ? src : nil,
+                            sourcePort: kind == .exact ? sport : nil,
+                            destination: IPAddress(bytes16: dst),
+                            destinationPort: kind == .anyPeer || icmp ? nil : dport)
     }
 }
 

@@ -35,8 +35,8 @@ struct RandomizedTests {
                 var frame = world.frame(using: &g)
                 if Bool.random(using: &g) { frame = FrameMutator.mutate(frame, using: &g) }
                 guard frame.count >= 14 else { continue }
-                let got = try dp.runCounting(frame)
                 let want = model.expect(frame)
+                let got = try dp.runCounting(frame, expectedHit: want.hit)
                 stats[got.verdict, default: 0] += 1
                 var same = got.verdict == want.verdict && got.reasons == want.reasons
                 if same, let out = want.output, got.verdict != Fixture.DROP {

@@ -38,9 +38,9 @@ struct TruncationTests {
                         #expect(throws: BPFError.self) { try dp.steerProgram.testRun(cut) }
                         continue
                     }
-                    let got = try dp.runCounting(cut)
-                    runs += 1
                     let expected = model.expect(cut)
+                    let got = try dp.runCounting(cut, expectedHit: expected.hit)
+                    runs += 1
                     #expect(got.verdict == Fixture.PASS || got.verdict == Fixture.DROP,
                             "\(fx.name) cut to \(len) of \(fx.frame.count) bytes: verdict \(got.verdict)")
                     #expect(got.verdict == expected.verdict && got.reasons == expected.reasons,

@@ -48,7 +48,7 @@ static __always_inline void *push_outer(struct xdp_md *ctx, __u32 l3off, const i
 
 /* A flow hash for the outer IPv6 flow label, so the receiver's RSS spreads
  * encapsulated flows (RFC 6438). */
-static __always_inline __u32 flow_hash(const struct baton_rule_key *k)
+static __always_inline __u32 flow_hash(const struct baton_rule6_key *k)
 {
 	const __u32 *w = (const __u32 *)k;
 	__u32 h = 0x811c9dc5;

@@ -15,13 +15,21 @@ struct {
 	__type(value, struct baton_takeover);
 } baton_takeovers SEC(".maps");
 
-/* Session rules. A plain HASH, never LRU: an evicted transfer is a lost call. */
+/* Session rules, one map per family. A plain HASH, never LRU: an evicted
+ * transfer is a lost call. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, BATON_MAX_RULES);
-	__type(key, struct baton_rule_key);
+	__type(key, struct baton_rule4_key);
 	__type(value, struct baton_rule);
-} baton_rules SEC(".maps");
+} baton_rules4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BATON_MAX_RULES);
+	__type(key, struct baton_rule6_key);
+	__type(value, struct baton_rule);
+} baton_rules6 SEC(".maps");
 
 /* Per-rule and per-takeover counters, per CPU: no atomics on the hot path. */
 struct {

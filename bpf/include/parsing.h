@@ -73,7 +73,7 @@ enum frag_kind {
 
 /* What the parser learned about one packet. */
 struct flow {
-	struct baton_rule_key key; /* src, dst, ports, proto; match = EXACT */
+	struct baton_rule6_key key; /* src, dst (IPv4-mapped for IPv4), ports, proto */
 	__u32 l3off;               /* bytes of Ethernet + VLAN headers */
 	__u32 l4off;               /* start of the L4 header (FRAG_NONE/FIRST) */
 	__u32 l3end;               /* end of the IP datagram (frames may carry padding) */

@@ -64,7 +64,7 @@ static inline __u32 baton_filter_bit(const __u8 *addr)
 /* Map capacities the object is built with; the loader may shrink or grow
  * rules and counters before load (counters = rules + takeovers). */
 #define BATON_MAX_TAKEOVERS 4096
-#define BATON_MAX_RULES     (1U << 20)
+#define BATON_MAX_RULES     (1U << 20) /* per family */
 #define BATON_MAX_COUNTERS  (BATON_MAX_RULES + BATON_MAX_TAKEOVERS)
 #define BATON_MAX_FRAGMENTS 8192
 #define BATON_MAX_DEVICES   256
@@ -94,8 +94,20 @@ struct baton_takeover {
 	__u32 counter;                    /* slot in baton_counters for the default path */
 };
 
-/* Key of baton_rules. Fields a match kind wildcards are zero. */
-struct baton_rule_key {
+/* Key of baton_rules4: IPv4 rules. 16 bytes rather than 40, because the
+ * kernel hashes every key byte on every lookup. Wildcarded fields are zero. */
+struct baton_rule4_key {
+	__be32 src;                       /* correspondent */
+	__be32 dst;                       /* taken-over address */
+	__be16 sport;                     /* ICMP echo: the identifier */
+	__be16 dport;                     /* ICMP echo: 0 */
+	__u8 proto;
+	__u8 match;                       /* BATON_MATCH_* */
+	__u8 pad[2];
+};
+
+/* Key of baton_rules6: IPv6 rules. Wildcarded fields are zero. */
+struct baton_rule6_key {
 	__u8 src[BATON_ADDR_LEN];         /* correspondent */
 	__u8 dst[BATON_ADDR_LEN];         /* taken-over address */
 	__be16 sport;                     /* ICMP echo: the identifier */
@@ -105,7 +117,7 @@ struct baton_rule_key {
 	__u8 pad[2];
 };
 
-/* Value of baton_rules. The counter slot comes first: with the key it shares
+/* Value of baton_rules4 and baton_rules6. The counter slot comes first: with the key it shares
  * the element's first cache lines, and an L2 hit never reads the tunnel
  * addresses at the end of fwd. */
 struct baton_rule {
@@ -152,8 +164,8 @@ struct baton_config {
 #define BATON_STAT_MALFORMED_PASS 1 /* could not be parsed far enough to know it is ours: passed */
 #define BATON_STAT_NOT_TAKEN_OVER 2 /* destination is not taken over: passed */
 #define BATON_STAT_MALFORMED_DROP 3 /* for a taken-over address but truncated or malformed: dropped */
-#define BATON_STAT_RULE_HIT       4 /* matched a session rule */
-#define BATON_STAT_DEFAULT_HIT    5 /* taken over, no rule: the takeover's default */
+#define BATON_STAT_RULE_HIT       4 /* matched a session rule (*) */
+#define BATON_STAT_DEFAULT_HIT    5 /* taken over, no rule: the takeover's default (*) */
 #define BATON_STAT_FRAG_UNKNOWN   6 /* later fragment whose first fragment was not seen: dropped */
 #define BATON_STAT_ARP_REPLY      7 /* ARP request answered */
 #define BATON_STAT_NA_REPLY       8 /* neighbour solicitation answered */
@@ -161,6 +173,9 @@ struct baton_config {
 #define BATON_STAT_REDIRECT_FAIL 10 /* egress not in baton_devices: dropped */
 #define BATON_STAT_COUNT         11
 
+/* (*) Not written per packet: the hit is counted on the rule's or takeover's
+ * counter, and the control plane sums those (plus, in these two slots, what
+ * removed entries had counted). */
 struct baton_stat {
 	__u64 packets;
 	__u64 bytes;

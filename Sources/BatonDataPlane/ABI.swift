@@ -62,6 +62,7 @@ extension Takeover {
         }
         if router { t.flags |= UInt8(BATON_TAKEOVER_ROUTER) }
         t.counter = counter
+        if let temp = temporaryAddress { abiStore(temp.bytes16, into: &t.temporary) }
         return t
     }
 
@@ -70,7 +71,8 @@ extension Takeover {
         self.init(address: address,
                   defaultForward: Forwarding(abi: t.fwd),
                   agentMAC: answers ? MACAddress(bytes: abiBytes(t.agent_mac)) : nil,
-                  router: Int32(t.flags) & BATON_TAKEOVER_ROUTER != 0)
+                  router: Int32(t.flags) & BATON_TAKEOVER_ROUTER != 0,
+                  temporaryAddress: abiBytes(t.temporary).allSatisfy { $0 == 0 } ? nil : IPAddress(bytes16: abiBytes(t.temporary)))
     }
 }
 

@@ -288,7 +288,7 @@ public final class DataPlane {
             var seen = Set<KeyBytes>()
             seen.reserveCapacity(rules.count)
             // Many rules: read the table once rather than one lookup each.
-            let existing: Set<KeyBytes>? = rules.count > 256 ? Set(try map.keys().map(KeyBytes.init)) : nil
+            let existing: Set<KeyBytes>? = rules.count > 256 ? Set(try map.keys().map { KeyBytes($0) }) : nil
             for r in rules {
                 let k = K(r.match, kind: try r.match.kind())
                 let bytes = KeyBytes(k)

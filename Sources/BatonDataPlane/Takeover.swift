@@ -11,12 +11,17 @@ public struct Takeover: Equatable, Sendable, Codable {
     public var agentMAC: MACAddress?
     /// Set the Router flag in advertisements (the address owner is a router).
     public var router: Bool
+    /// The TN's temporary address, where its other sessions continue: the
+    /// tunnel destination of an encap default, kept for the record in L2 mode.
+    public var temporaryAddress: IPAddress?
 
-    public init(address: IPAddress, defaultForward: Forwarding, agentMAC: MACAddress? = nil, router: Bool = false) {
+    public init(address: IPAddress, defaultForward: Forwarding, agentMAC: MACAddress? = nil, router: Bool = false,
+                temporaryAddress: IPAddress? = nil) {
         self.address = address
         self.defaultForward = defaultForward
         self.agentMAC = agentMAC
         self.router = router
+        self.temporaryAddress = temporaryAddress ?? (defaultForward.action == .encap ? defaultForward.outerDestination : nil)
     }
 
     public func validate() throws(DataPlaneError) {
@@ -25,6 +30,11 @@ public struct Takeover: Equatable, Sendable, Codable {
         }
         if let mac = agentMAC, mac.isZero || mac.isMulticast {
             throw .invalid("agent MAC \(mac) must be a unicast address")
+        }
+        if let temp = temporaryAddress {
+            guard temp.family == address.family, !temp.isUnspecified, !temp.isMulticast, temp != address else {
+                throw .invalid("temporary address \(temp) must be another unicast \(address.family.rawValue) address")
+            }
         }
         try defaultForward.validate(for: address.family)
     }

@@ -1,3 +1,4 @@
+import BatonModel
 import BatonNet
 import Glibc
 
@@ -169,9 +170,9 @@ public struct HostInterface: Sendable {
     public let name: String
     /// ifindex inside the host's namespace.
     public let index: Int
-    public let mac: MACAddr
-    public let ipv4: IPAddr
-    public let ipv6: IPAddr
+    public let mac: MACAddress
+    public let ipv4: IPAddress
+    public let ipv6: IPAddress
     /// The segment's IPv4 subnet (a /24).
     public let ipv4Network: IPPrefix
     /// The segment's IPv6 subnet (a /64).

@@ -1,4 +1,5 @@
 import BatonBPF
+import BatonModel
 import BatonNet
 
 /// Names and address ranges derived from a lab's prefix.
@@ -36,7 +37,7 @@ enum Naming {
         let hash = hash(prefix)
         let second = UInt8(truncatingIfNeeded: hash)
         let third = UInt8(truncatingIfNeeded: hash >> 8) & 0xfe | UInt8(segment & 1)
-        return IPPrefix(IPAddr(bytes: [10, second, third, 0])!, length: 24)!
+        return IPPrefix(IPAddress(wire: [10, second, third, 0])!, length: 24)!
     }
 
     /// A ULA /64: fd + 40 bits of the prefix's hash + the segment as subnet id.
@@ -44,7 +45,7 @@ enum Naming {
         let hash = hash(prefix)
         var bytes: [UInt8] = [0xfd] + (0..<5).map { UInt8(truncatingIfNeeded: hash >> (16 + 8 * $0)) }
         bytes += [0, UInt8(segment)] + [UInt8](repeating: 0, count: 8)
-        return IPPrefix(IPAddr(bytes: bytes)!, length: 64)!
+        return IPPrefix(IPAddress(wire: bytes)!, length: 64)!
     }
 }
 

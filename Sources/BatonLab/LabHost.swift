@@ -1,3 +1,4 @@
+import BatonModel
 import BatonNet
 
 /// A test host: a network namespace with one interface per segment it is on.
@@ -17,12 +18,12 @@ public struct LabHost: Sendable {
     public var interface: String { primary.name }
     /// `eth0`'s ifindex inside the host's namespace.
     public var ifindex: Int { primary.index }
-    public var mac: MACAddr { primary.mac }
-    public var ipv4: IPAddr { primary.ipv4 }
-    public var ipv6: IPAddr { primary.ipv6 }
+    public var mac: MACAddress { primary.mac }
+    public var ipv4: IPAddress { primary.ipv4 }
+    public var ipv6: IPAddress { primary.ipv6 }
 
     /// `eth0`'s address of `family`.
-    public func address(_ family: IPFamily) -> IPAddr {
+    public func address(_ family: IPAddress.Family) -> IPAddress {
         family == .v4 ? ipv4 : ipv6
     }
 
@@ -45,7 +46,7 @@ public struct LabHost: Sendable {
 
     /// Adds `address` to `interface` (default `eth0`). The prefix length defaults to the
     /// segment's (/24, /64) on an `eth`, and to a host prefix (/32, /128) on `lo`.
-    public func addAddress(_ address: IPAddr, prefixLength: Int? = nil, interface: String? = nil,
+    public func addAddress(_ address: IPAddress, prefixLength: Int? = nil, interface: String? = nil,
                            flags: AddressFlags = .nodad) throws {
         let interface = interface ?? self.interface
         let length = prefixLength ?? defaultPrefixLength(address.family, interface)
@@ -54,12 +55,12 @@ public struct LabHost: Sendable {
     }
 
     /// Removes `address` from `interface` (default `eth0`), whatever its prefix length.
-    public func deleteAddress(_ address: IPAddr, interface: String? = nil) throws {
+    public func deleteAddress(_ address: IPAddress, interface: String? = nil) throws {
         try netlink().deleteAddress(address, interface: interface ?? self.interface)
     }
 
     /// Addresses on `interface` (default: all interfaces).
-    public func addresses(interface: String? = nil, family: IPFamily? = nil) throws -> [InterfaceAddress] {
+    public func addresses(interface: String? = nil, family: IPAddress.Family? = nil) throws -> [InterfaceAddress] {
         try netlink().addresses(interface: interface, family: family)
     }
 
@@ -67,7 +68,7 @@ public struct LabHost: Sendable {
     /// arrangement): the address goes on `lo`, and for IPv4 `arp_ignore=1` (answer ARP only for
     /// addresses on the asking interface) and `arp_announce=2` (never use it as ARP source).
     /// IPv6 needs nothing more: NDP only answers for addresses of the receiving interface.
-    public func addNonARPAddress(_ address: IPAddr) throws {
+    public func addNonARPAddress(_ address: IPAddress) throws {
         if address.family == .v4 {
             try setSysctl("net.ipv4.conf.all.arp_ignore", 1)
             try setSysctl("net.ipv4.conf.all.arp_announce", 2)
@@ -77,15 +78,15 @@ public struct LabHost: Sendable {
 
     // MARK: Routes
 
-    public func addRoute(_ destination: IPPrefix, via gateway: IPAddr? = nil, interface: String? = nil) throws {
+    public func addRoute(_ destination: IPPrefix, via gateway: IPAddress? = nil, interface: String? = nil) throws {
         try netlink().addRoute(destination, via: gateway, interface: gateway == nil ? interface ?? self.interface : interface)
     }
 
-    public func deleteRoute(_ destination: IPPrefix, via gateway: IPAddr? = nil, interface: String? = nil) throws {
+    public func deleteRoute(_ destination: IPPrefix, via gateway: IPAddress? = nil, interface: String? = nil) throws {
         try netlink().deleteRoute(destination, via: gateway, interface: interface)
     }
 
-    public func routes(_ family: IPFamily) throws -> [Route] {
+    public func routes(_ family: IPAddress.Family) throws -> [Route] {
         try netlink().routes(family: family)
     }
 
@@ -112,29 +113,29 @@ public struct LabHost: Sendable {
     // MARK: Neighbours
 
     /// Adds or replaces a neighbour entry on `interface` (default `eth0`), permanent by default.
-    public func addNeighbour(_ address: IPAddr, mac: MACAddr, interface: String? = nil,
+    public func addNeighbour(_ address: IPAddress, mac: MACAddress, interface: String? = nil,
                              state: NeighbourState = .permanent) throws {
         try netlink().addNeighbour(address, mac: mac, interface: interface ?? self.interface, state: state, replace: true)
     }
 
-    public func deleteNeighbour(_ address: IPAddr, interface: String? = nil) throws {
+    public func deleteNeighbour(_ address: IPAddress, interface: String? = nil) throws {
         try netlink().deleteNeighbour(address, interface: interface ?? self.interface)
     }
 
     /// The host's neighbour entry for `address` on `interface` (default `eth0`), nil if none:
     /// state and link-layer address, e.g. to see whom the correspondent sends to.
-    public func neighbour(_ address: IPAddr, interface: String? = nil) throws -> Neighbour? {
+    public func neighbour(_ address: IPAddress, interface: String? = nil) throws -> Neighbour? {
         try netlink().neighbour(address, interface: interface ?? self.interface)
     }
 
     // MARK: Sockets
 
     /// A UDP socket bound in the host's namespace (default: any address, ephemeral port).
-    public func udpSocket(_ family: IPFamily, address: IPAddr? = nil, port: UInt16 = 0) throws -> UDPSocket {
+    public func udpSocket(_ family: IPAddress.Family, address: IPAddress? = nil, port: UInt16 = 0) throws -> UDPSocket {
         try UDPSocket(in: namespace, family: family, address: address, port: port)
     }
 
-    public func tcpListener(_ family: IPFamily, address: IPAddr? = nil, port: UInt16 = 0) throws -> TCPListener {
+    public func tcpListener(_ family: IPAddress.Family, address: IPAddress? = nil, port: UInt16 = 0) throws -> TCPListener {
         try TCPListener(in: namespace, family: family, address: address, port: port)
     }
 
@@ -142,7 +143,7 @@ public struct LabHost: Sendable {
         try TCPConnection.connect(in: namespace, to: destination, timeout: timeout)
     }
 
-    private func defaultPrefixLength(_ family: IPFamily, _ interface: String) -> Int {
+    private func defaultPrefixLength(_ family: IPAddress.Family, _ interface: String) -> Int {
         guard let attached = interfaces.first(where: { $0.name == interface }) else { return family.bitWidth }
         return family == .v4 ? attached.ipv4Network.length : attached.ipv6Network.length
     }

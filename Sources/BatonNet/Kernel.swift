@@ -176,20 +176,6 @@ enum Kernel {
         guard written == bytes.count else { throw Errno("write \(path)", written < 0 ? errno : EIO) }
     }
 
-    // MARK: addresses
-
-    static func parseAddress(_ text: String, family: CInt, size: Int) -> [UInt8]? {
-        var bytes = [UInt8](repeating: 0, count: size)
-        let ok = bytes.withUnsafeMutableBytes { inet_pton(family, text, $0.baseAddress) }
-        return ok == 1 ? bytes : nil
-    }
-
-    static func formatAddress(_ bytes: [UInt8], family: CInt) -> String {
-        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        _ = bytes.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &text, socklen_t(text.count)) }
-        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
     // MARK: ethtool
 
     /// SIOCETHTOOL with a `struct ethtool_value`; returns the value the kernel leaves in it.

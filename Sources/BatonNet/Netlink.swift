@@ -1,3 +1,4 @@
+import BatonModel
 import CMnl
 import Foundation
 import Glibc
@@ -105,7 +106,7 @@ public final class Netlink: @unchecked Sendable {
         try modify(name, operation, [.u32(IFLA_MASTER, UInt32(masterIndex))])
     }
 
-    public func setMAC(_ name: String, to mac: MACAddr) throws {
+    public func setMAC(_ name: String, to mac: MACAddress) throws {
         try modify(name, "set \(name) address \(mac)", [.bytes(IFLA_ADDRESS, mac.bytes)])
     }
 
@@ -132,7 +133,7 @@ public final class Netlink: @unchecked Sendable {
 
     /// Adds `address/prefixLength` to `interface` (`ip address add`). For IPv6 pass `.nodad` to
     /// make it usable at once; `.noPrefixRoute` skips the subnet route.
-    public func addAddress(_ address: IPAddr, prefixLength: Int, interface: String,
+    public func addAddress(_ address: IPAddress, prefixLength: Int, interface: String,
                            flags: AddressFlags = [], scope: Scope = .universe) throws {
         let operation = "add address \(address)/\(prefixLength) on \(interface)"
         try changeAddress(RTM_NEWADDR, operation, address, prefixLength, interface, flags, scope,
@@ -143,7 +144,7 @@ public final class Netlink: @unchecked Sendable {
         try addAddress(prefix.address, prefixLength: prefix.length, interface: interface, flags: flags, scope: scope)
     }
 
-    public func deleteAddress(_ address: IPAddr, prefixLength: Int, interface: String) throws {
+    public func deleteAddress(_ address: IPAddress, prefixLength: Int, interface: String) throws {
         let operation = "delete address \(address)/\(prefixLength) on \(interface)"
         try changeAddress(RTM_DELADDR, operation, address, prefixLength, interface, [], .universe, extraFlags: 0)
     }
@@ -153,7 +154,7 @@ public final class Netlink: @unchecked Sendable {
     }
 
     /// Deletes `address` from `interface` whatever its prefix length (the kernel wants it).
-    public func deleteAddress(_ address: IPAddr, interface: String) throws {
+    public func deleteAddress(_ address: IPAddress, interface: String) throws {
         guard let entry = try addresses(interface: interface, family: address.family).first(where: { $0.address == address })
         else {
             throw NetError(subsystem: "netlink", operation: "delete address \(address) on \(interface)",
@@ -163,7 +164,7 @@ public final class Netlink: @unchecked Sendable {
     }
 
     /// Addresses, optionally of one interface and/or family.
-    public func addresses(interface: String? = nil, family: IPFamily? = nil) throws -> [InterfaceAddress] {
+    public func addresses(interface: String? = nil, family: IPAddress.Family? = nil) throws -> [InterfaceAddress] {
         let operation = "list addresses" + (interface.map { " on \($0)" } ?? "")
         let index = try interface.map { try findLink($0, for: operation).index }
         var header = ifaddrmsg()
@@ -171,7 +172,7 @@ public final class Netlink: @unchecked Sendable {
         return try dump(operation, type: RTM_GETADDR, header: header).compactMap { message in
             guard message.type == UInt16(RTM_NEWADDR), let fixed = message.header(ifaddrmsg.self) else { return nil }
             let attributes = message.attributes(after: ifaddrmsg.self)
-            guard let bytes = attributes[IFA_LOCAL] ?? attributes[IFA_ADDRESS], let address = IPAddr(bytes: bytes)
+            guard let bytes = attributes[IFA_LOCAL] ?? attributes[IFA_ADDRESS], let address = IPAddress(wire: bytes)
             else { return nil }
             let entry = InterfaceAddress(
                 address: address, prefixLength: Int(fixed.ifa_prefixlen), interfaceIndex: Int(fixed.ifa_index),
@@ -186,8 +187,8 @@ public final class Netlink: @unchecked Sendable {
 
     /// Adds a route (`ip route add DEST [via GATEWAY] [dev INTERFACE]`). At least one of
     /// `gateway` and `interface` is needed.
-    public func addRoute(_ destination: IPPrefix, via gateway: IPAddr? = nil, interface: String? = nil,
-                         source: IPAddr? = nil, metric: Int? = nil, table: Int = Route.mainTable,
+    public func addRoute(_ destination: IPPrefix, via gateway: IPAddress? = nil, interface: String? = nil,
+                         source: IPAddress? = nil, metric: Int? = nil, table: Int = Route.mainTable,
                          replace: Bool = false) throws {
         let operation = "add route " + Self.routeText(destination, gateway, interface)
         try changeRoute(RTM_NEWROUTE, operation, destination, gateway, interface, source, metric, table,
@@ -195,14 +196,14 @@ public final class Netlink: @unchecked Sendable {
     }
 
     /// Deletes the route matching the given fields.
-    public func deleteRoute(_ destination: IPPrefix, via gateway: IPAddr? = nil, interface: String? = nil,
+    public func deleteRoute(_ destination: IPPrefix, via gateway: IPAddress? = nil, interface: String? = nil,
                             metric: Int? = nil, table: Int = Route.mainTable) throws {
         let operation = "delete route " + Self.routeText(destination, gateway, interface)
         try changeRoute(RTM_DELROUTE, operation, destination, gateway, interface, nil, metric, table, extraFlags: 0)
     }
 
     /// Routes of `family` in `table` (nil: all tables, including "local").
-    public func routes(family: IPFamily, table: Int? = Route.mainTable) throws -> [Route] {
+    public func routes(family: IPAddress.Family, table: Int? = Route.mainTable) throws -> [Route] {
         var header = rtmsg()
         header.rtm_family = UInt8(family.addressFamily)
         return try dump("list \(family) routes", type: RTM_GETROUTE, header: header).compactMap { message in
@@ -211,12 +212,12 @@ public final class Netlink: @unchecked Sendable {
             let attributes = message.attributes(after: rtmsg.self)
             let routeTable = Int(attributes.u32(RTA_TABLE.rawValue) ?? UInt32(fixed.rtm_table))
             if let table, routeTable != table { return nil }
-            let destination = attributes[RTA_DST.rawValue].flatMap { IPAddr(bytes: $0) } ?? .any(family)
+            let destination = attributes[RTA_DST.rawValue].flatMap { IPAddress(wire: $0) } ?? .any(family)
             return Route(
                 destination: IPPrefix(destination, length: Int(fixed.rtm_dst_len))!,
-                gateway: attributes[RTA_GATEWAY.rawValue].flatMap { IPAddr(bytes: $0) },
+                gateway: attributes[RTA_GATEWAY.rawValue].flatMap { IPAddress(wire: $0) },
                 interfaceIndex: attributes.u32(RTA_OIF.rawValue).map(Int.init),
-                preferredSource: attributes[RTA_PREFSRC.rawValue].flatMap { IPAddr(bytes: $0) },
+                preferredSource: attributes[RTA_PREFSRC.rawValue].flatMap { IPAddress(wire: $0) },
                 metric: attributes.u32(RTA_PRIORITY.rawValue).map(Int.init),
                 table: routeTable, type: RouteType(rawValue: fixed.rtm_type), scope: Scope(rawValue: fixed.rtm_scope))
         }
@@ -225,7 +226,7 @@ public final class Netlink: @unchecked Sendable {
     // MARK: - Neighbours
 
     /// Adds a neighbour entry (`ip neigh add`, or `replace` with `replace: true`).
-    public func addNeighbour(_ address: IPAddr, mac: MACAddr, interface: String,
+    public func addNeighbour(_ address: IPAddress, mac: MACAddress, interface: String,
                              state: NeighbourState = .permanent, replace: Bool = false) throws {
         let operation = "\(replace ? "replace" : "add") neighbour \(address) lladdr \(mac) on \(interface) \(state)"
         let index = try findLink(interface, for: operation).index
@@ -235,25 +236,25 @@ public final class Netlink: @unchecked Sendable {
         header.ndm_state = state.rawValue
         let flags = NLM_F_CREATE | (replace ? NLM_F_REPLACE : NLM_F_EXCL)
         _ = try request(operation, type: RTM_NEWNEIGH, flags: flags, header: header,
-                        [.bytes(NDA_DST, address.bytes), .bytes(NDA_LLADDR, mac.bytes)])
+                        [.bytes(NDA_DST, address.wireBytes), .bytes(NDA_LLADDR, mac.bytes)])
     }
 
-    public func deleteNeighbour(_ address: IPAddr, interface: String) throws {
+    public func deleteNeighbour(_ address: IPAddress, interface: String) throws {
         let operation = "delete neighbour \(address) on \(interface)"
         var header = ndmsg()
         header.ndm_family = UInt8(address.family.addressFamily)
         header.ndm_ifindex = Int32(try findLink(interface, for: operation).index)
-        _ = try request(operation, type: RTM_DELNEIGH, header: header, [.bytes(NDA_DST, address.bytes)])
+        _ = try request(operation, type: RTM_DELNEIGH, header: header, [.bytes(NDA_DST, address.wireBytes)])
     }
 
     /// The neighbour entry for `address` on `interface`, or nil if there is none.
-    public func neighbour(_ address: IPAddr, interface: String) throws -> Neighbour? {
+    public func neighbour(_ address: IPAddress, interface: String) throws -> Neighbour? {
         let operation = "show neighbour \(address) on \(interface)"
         var header = ndmsg()
         header.ndm_family = UInt8(address.family.addressFamily)
         header.ndm_ifindex = Int32(try findLink(interface, for: operation).index)
         do {
-            let replies = try request(operation, type: RTM_GETNEIGH, header: header, [.bytes(NDA_DST, address.bytes)])
+            let replies = try request(operation, type: RTM_GETNEIGH, header: header, [.bytes(NDA_DST, address.wireBytes)])
             return replies.lazy.compactMap(Self.parseNeighbour).first
         } catch let error as NetError where error.errno == ENOENT {
             return nil
@@ -261,7 +262,7 @@ public final class Netlink: @unchecked Sendable {
     }
 
     /// Neighbour entries (ARP and NDP), optionally of one interface and/or family.
-    public func neighbours(interface: String? = nil, family: IPFamily? = nil) throws -> [Neighbour] {
+    public func neighbours(interface: String? = nil, family: IPAddress.Family? = nil) throws -> [Neighbour] {
         let operation = "list neighbours" + (interface.map { " on \($0)" } ?? "")
         let index = try interface.map { try findLink($0, for: operation).index }
         // One family at a time: an AF_UNSPEC dump also returns the bridge FDB.
@@ -330,7 +331,7 @@ public final class Netlink: @unchecked Sendable {
         _ = try request(operation, type: RTM_NEWLINK, header: header)
     }
 
-    private func changeAddress(_ type: Int, _ operation: String, _ address: IPAddr, _ prefixLength: Int,
+    private func changeAddress(_ type: Int, _ operation: String, _ address: IPAddress, _ prefixLength: Int,
                                _ interface: String, _ flags: AddressFlags, _ scope: Scope, extraFlags: Int32) throws {
         guard (0...address.family.bitWidth).contains(prefixLength) else {
             throw NetError(subsystem: "netlink", operation: operation, errno: EINVAL, detail: "bad prefix length")
@@ -341,15 +342,15 @@ public final class Netlink: @unchecked Sendable {
         header.ifa_flags = UInt8(truncatingIfNeeded: flags.rawValue)
         header.ifa_scope = scope.rawValue
         header.ifa_index = UInt32(try findLink(interface, for: operation).index)
-        var attributes: [NetlinkAttribute] = [.bytes(IFA_ADDRESS, address.bytes)]
-        if address.family == .v4 { attributes.append(.bytes(IFA_LOCAL, address.bytes)) }
+        var attributes: [NetlinkAttribute] = [.bytes(IFA_ADDRESS, address.wireBytes)]
+        if address.family == .v4 { attributes.append(.bytes(IFA_LOCAL, address.wireBytes)) }
         // Flags above bit 7 (noprefixroute, mngtmpaddr) only fit in IFA_FLAGS.
         if type == RTM_NEWADDR { attributes.append(.u32(IFA_FLAGS, flags.rawValue)) }
         _ = try request(operation, type: type, flags: extraFlags, header: header, attributes)
     }
 
-    private func changeRoute(_ type: Int, _ operation: String, _ destination: IPPrefix, _ gateway: IPAddr?,
-                             _ interface: String?, _ source: IPAddr?, _ metric: Int?, _ table: Int,
+    private func changeRoute(_ type: Int, _ operation: String, _ destination: IPPrefix, _ gateway: IPAddress?,
+                             _ interface: String?, _ source: IPAddress?, _ metric: Int?, _ table: Int,
                              extraFlags: Int32) throws {
         if let gateway, gateway.family != destination.family {
             throw NetError(subsystem: "netlink", operation: operation, errno: EINVAL, detail: "gateway family differs")
@@ -371,10 +372,10 @@ public final class Netlink: @unchecked Sendable {
             header.rtm_scope = Scope.nowhere.rawValue
         }
         var attributes: [NetlinkAttribute] = [.u32(RTA_TABLE.rawValue, UInt32(table))]
-        if destination.length > 0 { attributes.append(.bytes(RTA_DST.rawValue, destination.network.address.bytes)) }
-        if let gateway { attributes.append(.bytes(RTA_GATEWAY.rawValue, gateway.bytes)) }
+        if destination.length > 0 { attributes.append(.bytes(RTA_DST.rawValue, destination.network.address.wireBytes)) }
+        if let gateway { attributes.append(.bytes(RTA_GATEWAY.rawValue, gateway.wireBytes)) }
         if let index { attributes.append(.u32(RTA_OIF.rawValue, UInt32(index))) }
-        if let source { attributes.append(.bytes(RTA_PREFSRC.rawValue, source.bytes)) }
+        if let source { attributes.append(.bytes(RTA_PREFSRC.rawValue, source.wireBytes)) }
         if let metric { attributes.append(.u32(RTA_PRIORITY.rawValue, UInt32(metric))) }
         _ = try request(operation, type: type, flags: extraFlags, header: header, attributes)
     }
@@ -390,7 +391,7 @@ public final class Netlink: @unchecked Sendable {
         try body(fd)
     }
 
-    private static func routeText(_ destination: IPPrefix, _ gateway: IPAddr?, _ interface: String?) -> String {
+    private static func routeText(_ destination: IPPrefix, _ gateway: IPAddress?, _ interface: String?) -> String {
         "\(destination)" + (gateway.map { " via \($0)" } ?? "") + (interface.map { " dev \($0)" } ?? "")
     }
 
@@ -402,7 +403,7 @@ public final class Netlink: @unchecked Sendable {
         let peer = attributes.s32(IFLA_LINK).flatMap { $0 == 0 ? nil : Int($0) }  // absent when it is the link itself
         return Link(
             index: Int(fixed.ifi_index), name: name,
-            mac: attributes[IFLA_ADDRESS].flatMap { MACAddr(bytes: $0) },
+            mac: attributes[IFLA_ADDRESS].flatMap { MACAddress(bytes: $0) },
             mtu: Int(attributes.u32(IFLA_MTU) ?? 0), flags: LinkFlags(rawValue: fixed.ifi_flags),
             masterIndex: master, kind: attributes.nested(IFLA_LINKINFO)?.string(IFLA_INFO_KIND),
             peerIndex: peer,
@@ -412,9 +413,9 @@ public final class Netlink: @unchecked Sendable {
     private static func parseNeighbour(_ message: NetlinkMessage) -> Neighbour? {
         guard message.type == UInt16(RTM_NEWNEIGH), let fixed = message.header(ndmsg.self) else { return nil }
         let attributes = message.attributes(after: ndmsg.self)
-        guard let destination = attributes[NDA_DST].flatMap({ IPAddr(bytes: $0) }) else { return nil }
+        guard let destination = attributes[NDA_DST].flatMap({ IPAddress(wire: $0) }) else { return nil }
         return Neighbour(
-            address: destination, mac: attributes[NDA_LLADDR].flatMap { MACAddr(bytes: $0) },
+            address: destination, mac: attributes[NDA_LLADDR].flatMap { MACAddress(bytes: $0) },
             interfaceIndex: Int(fixed.ndm_ifindex), state: NeighbourState(rawValue: fixed.ndm_state),
             isRouter: fixed.ndm_flags & UInt8(NTF_ROUTER) != 0)
     }

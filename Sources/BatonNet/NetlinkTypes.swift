@@ -1,3 +1,4 @@
+import BatonModel
 import CMnl
 import Glibc
 
@@ -35,7 +36,7 @@ public struct Link: Sendable, Hashable, CustomStringConvertible {
     public var index: Int
     public var name: String
     /// The hardware address; nil for links without one.
-    public var mac: MACAddr?
+    public var mac: MACAddress?
     public var mtu: Int
     public var flags: LinkFlags
     /// ifindex of the bridge (or bond) this link is enslaved to.
@@ -110,7 +111,7 @@ public struct Scope: RawRepresentable, Sendable, Hashable, CustomStringConvertib
 
 /// An address on an interface.
 public struct InterfaceAddress: Sendable, Hashable, CustomStringConvertible {
-    public var address: IPAddr
+    public var address: IPAddress
     public var prefixLength: Int
     public var interfaceIndex: Int
     public var flags: AddressFlags
@@ -137,9 +138,9 @@ public struct RouteType: RawRepresentable, Sendable, Hashable {
 public struct Route: Sendable, Hashable, CustomStringConvertible {
     /// The destination; 0.0.0.0/0 or ::/0 for a default route.
     public var destination: IPPrefix
-    public var gateway: IPAddr?
+    public var gateway: IPAddress?
     public var interfaceIndex: Int?
-    public var preferredSource: IPAddr?
+    public var preferredSource: IPAddress?
     public var metric: Int?
     public var table: Int
     public var type: RouteType
@@ -187,9 +188,9 @@ public struct NeighbourState: OptionSet, Sendable, Hashable, CustomStringConvert
 
 /// An ARP (IPv4) or NDP (IPv6) neighbour table entry.
 public struct Neighbour: Sendable, Hashable, CustomStringConvertible {
-    public var address: IPAddr
+    public var address: IPAddress
     /// The link-layer address; nil while unresolved (INCOMPLETE, FAILED).
-    public var mac: MACAddr?
+    public var mac: MACAddress?
     public var interfaceIndex: Int
     public var state: NeighbourState
     /// NTF_ROUTER: the neighbour said it is a router (IPv6).

@@ -1,3 +1,4 @@
+import BatonModel
 import CMnl
 import Foundation
 import Glibc
@@ -32,7 +33,7 @@ private func milliseconds(_ duration: Duration) -> Int {
 }
 
 private func socketAddress(_ raw: (address: [UInt8], port: UInt16)) -> SocketAddress {
-    SocketAddress(IPAddr(bytes: raw.address)!, port: raw.port)
+    SocketAddress(IPAddress(wire: raw.address)!, port: raw.port)
 }
 
 /// A received datagram.
@@ -45,11 +46,11 @@ public struct Datagram: Sendable {
 /// (`init(in:…)` picks one) and can then be used from any thread.
 public final class UDPSocket: Sendable {
     private let handle: SocketHandle
-    public let family: IPFamily
+    public let family: IPAddress.Family
 
     /// A socket bound to `address` (default: any) and `port` (default: an ephemeral one), in
     /// the calling thread's namespace.
-    public init(family: IPFamily, address: IPAddr? = nil, port: UInt16 = 0) throws {
+    public init(family: IPAddress.Family, address: IPAddress? = nil, port: UInt16 = 0) throws {
         let bindAddress = address ?? .any(family)
         let operation = "bind UDP \(SocketAddress(bindAddress, port: port))"
         guard bindAddress.family == family else {
@@ -60,7 +61,7 @@ public final class UDPSocket: Sendable {
             let fd = try Kernel.socket(family: family.addressFamily, type: Int32(SOCK_DGRAM.rawValue))
             do {
                 if family == .v6 { try Kernel.setOption(fd, level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, value: 1) }
-                try Kernel.bind(fd, address: bindAddress.bytes, port: port)
+                try Kernel.bind(fd, address: bindAddress.wireBytes, port: port)
             } catch {
                 Glibc.close(fd)
                 throw error
@@ -70,7 +71,7 @@ public final class UDPSocket: Sendable {
     }
 
     /// The same, made inside `namespace`.
-    public convenience init(in namespace: NetworkNamespace, family: IPFamily, address: IPAddr? = nil, port: UInt16 = 0) throws {
+    public convenience init(in namespace: NetworkNamespace, family: IPAddress.Family, address: IPAddress? = nil, port: UInt16 = 0) throws {
         let handle = try namespace.run { try UDPSocket(family: family, address: address, port: port) }
         self.init(adopting: handle)
     }
@@ -88,11 +89,11 @@ public final class UDPSocket: Sendable {
     public func send(_ payload: [UInt8], to destination: SocketAddress) throws {
         let operation = "send UDP to \(destination)"
         try NetError.wrap("socket", operation) {
-            try Kernel.sendTo(try handle.get(operation), payload, address: destination.address.bytes, port: destination.port)
+            try Kernel.sendTo(try handle.get(operation), payload, address: destination.address.wireBytes, port: destination.port)
         }
     }
 
-    public func send(_ payload: [UInt8], to address: IPAddr, port: UInt16) throws {
+    public func send(_ payload: [UInt8], to address: IPAddress, port: UInt16) throws {
         try send(payload, to: SocketAddress(address, port: port))
     }
 
@@ -104,7 +105,7 @@ public final class UDPSocket: Sendable {
             let deadline = ContinuousClock.now + timeout
             while true {
                 if let (payload, address, port) = try Kernel.receiveFrom(fd, maximum: maximumSize) {
-                    return Datagram(payload: payload, source: SocketAddress(IPAddr(bytes: address)!, port: port))
+                    return Datagram(payload: payload, source: SocketAddress(IPAddress(wire: address)!, port: port))
                 }
                 let left = deadline - ContinuousClock.now
                 if left <= .zero { return nil }
@@ -132,9 +133,9 @@ public final class UDPSocket: Sendable {
 /// A listening TCP socket (see `UDPSocket` for namespaces).
 public final class TCPListener: Sendable {
     private let handle: SocketHandle
-    public let family: IPFamily
+    public let family: IPAddress.Family
 
-    public init(family: IPFamily, address: IPAddr? = nil, port: UInt16 = 0, backlog: Int = 16) throws {
+    public init(family: IPAddress.Family, address: IPAddress? = nil, port: UInt16 = 0, backlog: Int = 16) throws {
         let bindAddress = address ?? .any(family)
         let operation = "listen TCP \(SocketAddress(bindAddress, port: port))"
         self.family = family
@@ -143,7 +144,7 @@ public final class TCPListener: Sendable {
             do {
                 try Kernel.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1)
                 if family == .v6 { try Kernel.setOption(fd, level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, value: 1) }
-                try Kernel.bind(fd, address: bindAddress.bytes, port: port)
+                try Kernel.bind(fd, address: bindAddress.wireBytes, port: port)
                 try Kernel.listen(fd, backlog: CInt(backlog))
             } catch {
                 Glibc.close(fd)
@@ -153,7 +154,7 @@ public final class TCPListener: Sendable {
         })
     }
 
-    public convenience init(in namespace: NetworkNamespace, family: IPFamily, address: IPAddr? = nil,
+    public convenience init(in namespace: NetworkNamespace, family: IPAddress.Family, address: IPAddress? = nil,
                             port: UInt16 = 0, backlog: Int = 16) throws {
         let listener = try namespace.run {
             try TCPListener(family: family, address: address, port: port, backlog: backlog)
@@ -201,7 +202,7 @@ public final class TCPConnection: Sendable {
         return try NetError.wrap("socket", operation) {
             let fd = try Kernel.socket(family: destination.address.family.addressFamily, type: Int32(SOCK_STREAM.rawValue))
             let connection = TCPConnection(fd: fd)
-            if try !Kernel.startConnect(fd, address: destination.address.bytes, port: destination.port) {
+            if try !Kernel.startConnect(fd, address: destination.address.wireBytes, port: destination.port) {
                 guard try Kernel.wait(fd, events: Int16(POLLOUT), milliseconds: milliseconds(timeout)) else {
                     throw Errno("connect", ETIMEDOUT)
                 }

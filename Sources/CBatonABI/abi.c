@@ -3,7 +3,7 @@
 #include "baton_abi.h"
 
 _Static_assert(sizeof(struct baton_fwd) == 52, "baton_fwd layout");
-_Static_assert(sizeof(struct baton_takeover) == 64, "baton_takeover layout");
+_Static_assert(sizeof(struct baton_takeover) == 80, "baton_takeover layout");
 _Static_assert(sizeof(struct baton_rule4_key) == 16, "baton_rule4_key layout");
 _Static_assert(sizeof(struct baton_rule6_key) == 40, "baton_rule6_key layout");
 _Static_assert(sizeof(struct baton_rule) == 60, "baton_rule layout");

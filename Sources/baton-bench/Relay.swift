@@ -173,7 +173,7 @@ final class Relay: @unchecked Sendable {
         var sin = sockaddr_in()
         sin.sin_family = sa_family_t(AF_INET)
         sin.sin_port = a.port.bigEndian
-        let b = a.address.bytes
+        let b = a.address.wireBytes
         sin.sin_addr.s_addr = UInt32(b[0]) | UInt32(b[1]) << 8 | UInt32(b[2]) << 16 | UInt32(b[3]) << 24
         return try withUnsafePointer(to: &sin) { p in
             try p.withMemoryRebound(to: sockaddr.self, capacity: 1) {

@@ -67,7 +67,7 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
     var result = ThroughputResult(rounds: o.throughputRounds, window: o.window, rules: rules)
     result.labPrefix = lab.prefix
     let gen = lab["gen"], dut = lab["dut"]
-    let genMAC = MACAddress(bytes: gen.mac.bytes)!, dutMAC = MACAddress(bytes: dut.mac.bytes)!
+    let genMAC = gen.mac, dutMAC = dut.mac
     let genIP = gen.ipv4, dutIP = dut.ipv4
     // The kernel path's next hop: a third address on the link, with a static
     // neighbour entry. Its MAC is dut's own, not gen's: the generator reuses
@@ -91,8 +91,7 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
     // gen answers no ARP (baton_count drops everything): static neighbours only.
     try dut.addNeighbour(hop, mac: dut.mac)
     try dut.addNeighbour(genIP, mac: gen.mac)
-    let takenOver = IPAddr(bytes: World.takenOver.wireBytes)!
-    try dut.addRoute(IPPrefix(takenOver, length: 32)!, via: hop)
+    try dut.addRoute(IPPrefix(World.takenOver, length: 32)!, via: hop)
     for h in [gen, dut] {
         guard try !Ethtool.txChecksum(interface: "eth0", in: h.namespace) else {
             throw BrokenSetup("\(h.name): TX checksumming is still on")
@@ -105,8 +104,8 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
 
     let flowFrame = World.flowFrame(dstMAC: dutMAC, srcMAC: genMAC)
     let relayPort: UInt16 = 7000
-    let relayFrame = World.frame(dstMAC: dutMAC, srcMAC: genMAC, src: IPAddress(wire: genIP.bytes)!,
-                                 dst: IPAddress(wire: dutIP.bytes)!, sport: 40000, dport: relayPort)
+    let relayFrame = World.frame(dstMAC: dutMAC, srcMAC: genMAC, src: genIP,
+                                 dst: dutIP, sport: 40000, dport: relayPort)
 
     // gen: the counter on its end of the pair.
     let counterLink = try gen.run { try XDPLink.attach(tools.count, ifindex: UInt32(gen.ifindex), mode: .native) }

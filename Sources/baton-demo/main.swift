@@ -63,7 +63,7 @@ final class Sender: @unchecked Sendable {
     private(set) var sent = 0
     private let done = DispatchSemaphore(value: 0)
 
-    init(flow: String, socket: UDPSocket, to address: IPAddr, port: UInt16, perSecond: Int) {
+    init(flow: String, socket: UDPSocket, to address: IPAddress, port: UInt16, perSecond: Int) {
         Thread.detachNewThread { [self] in
             let start = DispatchTime.now().uptimeNanoseconds
             var seq = 0
@@ -89,28 +89,26 @@ func run() throws {
     print("building hosts in network namespaces: cn, sa (session agent), tn, target …")
     try Lab.with(.segment(hosts: ["cn", "sa", "tn", "target"])) { lab in
         let cn = lab["cn"], sa = lab["sa"], tn = lab["tn"], target = lab["target"]
-        var b = cn.ipv4.bytes
+        var b = cn.ipv4.wireBytes
         b[3] = 100
-        let original = IPAddr(bytes: b)!
+        let original = IPAddress(wire: b)!
         // TN and target both hold the address without answering ARP for it.
         try tn.addNonARPAddress(original)
         try target.addNonARPAddress(original)
-        let mac = { (m: MACAddr) in MACAddress(bytes: m.bytes)! }
-        let address = IPAddress(wire: original.bytes)!
 
         let dp = try sa.run { try DataPlane.load(.init(pinRoot: nil, maxRules: 1024, maxTakeovers: 16)) }
-        try dp.setTakeover(Takeover(address: address, defaultForward: .l2(to: mac(tn.mac), from: mac(sa.mac)), agentMAC: mac(sa.mac)))
+        try dp.setTakeover(Takeover(address: original, defaultForward: .l2(to: tn.mac, from: sa.mac), agentMAC: sa.mac))
         let link = try sa.run { try XDPLink.attach(dp.steerProgram, ifindex: UInt32(sa.ifindex), mode: .native) }
         defer { try? link.detach() }
-        print("sa: baton_steer attached to eth0 (native XDP); \(address) taken over, default -> tn \(tn.mac)")
+        print("sa: baton_steer attached to eth0 (native XDP); \(original) taken over, default -> tn \(tn.mac)")
 
         let atTN = Receiver("tn", try tn.udpSocket(.v4, port: 5060))
         let atTarget = Receiver("target", try target.udpSocket(.v4, port: 5060))
         let call = Sender(flow: "call", socket: try cn.udpSocket(.v4, port: 40000), to: original, port: 5060, perSecond: 2000)
         let stream = Sender(flow: "stream", socket: try cn.udpSocket(.v4, port: 40001), to: original, port: 5060, perSecond: 1000)
 
-        let callRule = SessionMatch(proto: .udp, source: IPAddress(wire: cn.ipv4.bytes)!, sourcePort: 40000,
-                                    destination: address, destinationPort: 5060)
+        let callRule = SessionMatch(proto: .udp, source: cn.ipv4, sourcePort: 40000,
+                                    destination: original, destinationPort: 5060)
         print("")
         print("  t(s)  step                        sent call/stream   tn call/stream   target call")
         var step = "both flows -> tn"
@@ -123,7 +121,7 @@ func run() throws {
         for tick in 1...9 {
             usleep(500_000)
             if tick == 3 {
-                try dp.setRule(SessionRule(match: callRule, forward: .l2(to: mac(target.mac), from: mac(sa.mac))))
+                try dp.setRule(SessionRule(match: callRule, forward: .l2(to: target.mac, from: sa.mac)))
                 step = "rule: call -> target"
             }
             if tick == 7 {

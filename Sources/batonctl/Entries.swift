@@ -6,7 +6,8 @@ import BatonModel
 
 /// One takeover in `takeover list --json` (and add/del --json).
 struct TakeoverJSON: Encodable {
-    /// As DataPlane encodes it: address, defaultForward, agentMAC (absent: no ARP/NDP answers), router.
+    /// As DataPlane encodes it: address, defaultForward, agentMAC (absent: no ARP/NDP answers), router,
+    /// temporaryAddress (absent when not given).
     var takeover: Takeover
     /// packets, bytes, lastSeenJiffies, tcpFlags.
     var counter: Counter
@@ -72,15 +73,16 @@ enum Describe {
     }
 
     static func takeoverTable(_ entries: [DataPlane.TakeoverEntry], _ clock: KernelClock?, _ ctx: Context) -> Table {
-        var t = Table(["ADDRESS", "MODE", "NEXT-HOP", "TUNNEL", "EGRESS", "ANSWERS", "PACKETS", "BYTES", "IDLE"],
-                      numeric: [6, 7, 8])
+        var t = Table(["ADDRESS", "MODE", "NEXT-HOP", "TEMPORARY", "TUNNEL", "EGRESS", "ANSWERS", "PACKETS", "BYTES", "IDLE"],
+                      numeric: [7, 8, 9])
         for e in entries {
             let f = e.takeover.defaultForward
             let tunnel = f.action == .encap
                 ? "\(f.outerSource.map { "\($0)" } ?? "?") -> \(f.outerDestination.map { "\($0)" } ?? "?")" : "-"
             let answers = e.takeover.agentMAC.map { "\($0)" + (e.takeover.router ? " router" : "") } ?? "no"
             let hop = f.action == .l2 || f.action == .encap ? "\(f.destinationMAC)" : "-"
-            t.add(["\(e.takeover.address)", f.action.rawValue, hop, tunnel, egressCell(f, ctx), answers,
+            t.add(["\(e.takeover.address)", f.action.rawValue, hop, e.takeover.temporaryAddress.map { "\($0)" } ?? "-",
+                   tunnel, egressCell(f, ctx), answers,
                    "\(e.counter.packets)", Format.bytes(e.counter.bytes), Format.idle(idle(e.counter, clock))])
         }
         return t

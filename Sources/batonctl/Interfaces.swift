@@ -1,6 +1,5 @@
 // The only file that uses BatonNet: interface lookups and entering a
-// network namespace. BatonNet has address types of its own; the rest of
-// batonctl uses BatonModel's.
+// network namespace.
 import BatonModel
 import BatonNet
 import Glibc
@@ -9,7 +8,7 @@ import Glibc
 struct InterfaceInfo: Sendable {
     var name: String
     var ifindex: UInt32
-    var mac: BatonModel.MACAddress?
+    var mac: MACAddress?
 }
 
 /// Interface lookups over netlink in the namespace the command runs in.
@@ -34,8 +33,7 @@ final class Interfaces {
     }
 
     private static func info(_ l: Link) -> InterfaceInfo {
-        InterfaceInfo(name: l.name, ifindex: UInt32(l.index),
-                      mac: l.mac.flatMap { BatonModel.MACAddress(bytes: $0.bytes) })
+        InterfaceInfo(name: l.name, ifindex: UInt32(l.index), mac: l.mac)
     }
 
     /// The interface called `name`, or a not-found error naming it.

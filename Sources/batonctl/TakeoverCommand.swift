@@ -46,7 +46,7 @@ struct TakeoverCommand: ParsableCommand {
                                                 valueName: "l2|encap"))
         var mode: String = "l2"
 
-        @Option(name: .long, help: ArgumentHelp("The TN's temporary address: the tunnel destination (--mode encap only).",
+        @Option(name: .long, help: ArgumentHelp("The TN's temporary address: the tunnel destination in --mode encap (required there); recorded in l2 mode.",
                                                 valueName: "address"))
         var temporary: String?
 
@@ -91,8 +91,12 @@ struct TakeoverCommand: ParsableCommand {
                 }
                 var tunnel: (source: IPAddress, destination: IPAddress)?
                 var nextHop = tn
+                let temp = try temporary.map { try Parse.address($0, "--temporary") }
+                if let temp {
+                    try Parse.sameFamily(temp, "--temporary", as: addr, "the taken-over address", why: "")
+                }
                 if action == .l2 {
-                    for (flag, v) in [("--temporary", temporary), ("--tunnel-source", tunnelSource), ("--next-hop-mac", nextHopMAC)] where v != nil {
+                    for (flag, v) in [("--tunnel-source", tunnelSource), ("--next-hop-mac", nextHopMAC)] where v != nil {
                         throw CLIError.usage("\(flag) is only used with --mode encap (l2 mode rewrites the MAC to --tn-mac)")
                     }
                 } else {
@@ -128,7 +132,8 @@ struct TakeoverCommand: ParsableCommand {
                 } else {
                     .l2(to: tn, from: source, ifindex: ifindex)
                 }
-                let t = Takeover(address: addr, defaultForward: forward, agentMAC: noAnswer ? nil : agent, router: router)
+                let t = Takeover(address: addr, defaultForward: forward, agentMAC: noAnswer ? nil : agent, router: router,
+                                 temporaryAddress: temp)
                 try t.validate()
 
                 let dp = try ctx.open(load)

@@ -86,4 +86,30 @@ struct FixtureTests {
             #expect(try dp.rule(s.match)?.counter.packets == 0)
         }
     }
+
+    /// The takeover record keeps what the control plane wrote, the TN's
+    /// temporary address included, in L2 and encap mode alike.
+    @Test func takeoverRecordRoundTrips() throws {
+        let rig = try KernelRig()
+        defer { rig.teardown() }
+        try rig.run { dp in
+            for family in [IPAddress.Family.v4, .v6] {
+                let temp = World.ip(family, .temp)
+                let l2 = Takeover(address: World.ip(family, .tn), defaultForward: .l2(to: World.tnMAC, from: World.saMAC),
+                                  agentMAC: World.saMAC, router: family == .v6, temporaryAddress: temp)
+                try dp.setTakeover(l2)
+                #expect(try dp.takeover(l2.address)?.takeover == l2)
+                let encap = Takeover(address: World.ip(family, .tn),
+                                     defaultForward: .encap(to: temp, from: World.ip(family, .sa), nextHop: World.routerMAC,
+                                                            sourceMAC: World.saMAC))
+                #expect(encap.temporaryAddress == temp, "an encap default names the temporary address")
+                try dp.setTakeover(encap)
+                #expect(try dp.takeover(encap.address)?.takeover == encap)
+                #expect(throws: DataPlaneError.self) {
+                    try dp.setTakeover(Takeover(address: World.ip(family, .tn), defaultForward: .l2(to: World.tnMAC, from: World.saMAC),
+                                                temporaryAddress: World.ip(family == .v4 ? .v6 : .v4, .temp)))
+                }
+            }
+        }
+    }
 }

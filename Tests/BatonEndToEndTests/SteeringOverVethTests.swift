@@ -18,7 +18,6 @@ struct SteeringOverVethTests {
     func transferredFlowReachesTargetOthersReachTN(family: IPAddress.Family) throws {
         try Lab.with(.segment(hosts: ["cn", "sa", "tn", "target"])) { lab in
             let cn = lab["cn"], sa = lab["sa"], tn = lab["tn"], target = lab["target"]
-            let fam: IPFamily = family == .v4 ? .v4 : .v6
             // The TN's original address: a fresh one on the segment, held as a
             // non-ARP local address by both TN and target (the LVS-DR way), so
             // only the agent answers for it.
@@ -26,24 +25,23 @@ struct SteeringOverVethTests {
             try tn.addNonARPAddress(original)
             try target.addNonARPAddress(original)
 
-            let saMAC = model(sa.mac), tnMAC = model(tn.mac), targetMAC = model(target.mac)
-            let address = IPAddress(wire: original.bytes)!
-            let cnAddress = IPAddress(wire: cn.address(fam).bytes)!
+            let saMAC = sa.mac, tnMAC = tn.mac, targetMAC = target.mac
+            let cnAddress = cn.address(family)
 
             // The agent: data plane in its namespace, attached natively to eth0.
             var link: XDPLink?
             let dp = try sa.run { try DataPlane.load(.init(pinRoot: nil, maxRules: 1024, maxTakeovers: 64)) }
             defer { try? link?.detach() }
             try dp.setRule(SessionRule(
-                match: SessionMatch(proto: .udp, source: cnAddress, sourcePort: 40000, destination: address, destinationPort: 5000),
+                match: SessionMatch(proto: .udp, source: cnAddress, sourcePort: 40000, destination: original, destinationPort: 5000),
                 forward: .l2(to: targetMAC, from: saMAC)))
-            try dp.setTakeover(Takeover(address: address, defaultForward: .l2(to: tnMAC, from: saMAC), agentMAC: saMAC))
+            try dp.setTakeover(Takeover(address: original, defaultForward: .l2(to: tnMAC, from: saMAC), agentMAC: saMAC))
             link = try sa.run { try XDPLink.attach(dp.steerProgram, ifindex: UInt32(sa.ifindex), mode: .native) }
 
-            let atTarget = try target.udpSocket(fam, port: 5000)
-            let atTN = try tn.udpSocket(fam, port: 5000)
-            let transferred = try cn.udpSocket(fam, port: 40000)
-            let other = try cn.udpSocket(fam, port: 40001)
+            let atTarget = try target.udpSocket(family, port: 5000)
+            let atTN = try tn.udpSocket(family, port: 5000)
+            let transferred = try cn.udpSocket(family, port: 40000)
+            let other = try cn.udpSocket(family, port: 40001)
             defer { [atTarget, atTN, transferred, other].forEach { $0.close() } }
 
             for i in 0..<20 {
@@ -59,7 +57,7 @@ struct SteeringOverVethTests {
 
             // The correspondent learnt the agent's MAC for the address from XDP's answer.
             let entry = try cn.neighbour(original)
-            #expect(entry?.mac?.bytes == sa.mac.bytes)
+            #expect(entry?.mac == sa.mac)
 
             let stats = try dp.stats()
             #expect(stats[.ruleHit]!.packets == 20)
@@ -67,7 +65,7 @@ struct SteeringOverVethTests {
             #expect(stats[family == .v4 ? .arpReply : .neighborAdvert]!.packets >= 1)
             let rule = try #require(try dp.rules().first)
             #expect(rule.counter.packets == 20)
-            #expect(try dp.takeover(address)?.counter.packets == 20)
+            #expect(try dp.takeover(original)?.counter.packets == 20)
             // No checksum damage along the way (veth TX offload is off in the lab).
             let key = family == .v4 ? "Udp.InCsumErrors" : "Udp6.Udp6InCsumErrors"
             #expect((try target.snmpCounters()[key] ?? 0) == 0)
@@ -80,8 +78,8 @@ struct SteeringOverVethTests {
             let original = offset(cn.ipv4, by: 41)
             try tn.addNonARPAddress(original)
             let dp = try sa.run { try DataPlane.load(.init(pinRoot: nil, maxRules: 64, maxTakeovers: 8)) }
-            try dp.setTakeover(Takeover(address: IPAddress(wire: original.bytes)!,
-                                        defaultForward: .l2(to: model(tn.mac), from: model(sa.mac)), agentMAC: model(sa.mac)))
+            try dp.setTakeover(Takeover(address: original,
+                                        defaultForward: .l2(to: tn.mac, from: sa.mac), agentMAC: sa.mac))
             let link = try sa.run { try XDPLink.attach(dp.steerProgram, ifindex: UInt32(sa.ifindex), mode: .native) }
             let rx = try tn.udpSocket(.v4, port: 6000)
             let tx = try cn.udpSocket(.v4)
@@ -98,12 +96,9 @@ struct SteeringOverVethTests {
     }
 }
 
-/// BatonNet keeps its own address types; the data plane speaks BatonModel's.
-func model(_ m: MACAddr) -> MACAddress { MACAddress(bytes: m.bytes)! }
-
 /// The address `n` above `a` in its subnet (the lab numbers hosts from 1).
-func offset(_ a: IPAddr, by n: UInt8) -> IPAddr {
-    var b = a.bytes
+func offset(_ a: IPAddress, by n: UInt8) -> IPAddress {
+    var b = a.wireBytes
     b[b.count - 1] = b[b.count - 1] &+ n
-    return IPAddr(bytes: b)!
+    return IPAddress(wire: b)!
 }

@@ -1,4 +1,5 @@
 import BatonLab
+import BatonModel
 import BatonNet
 import Glibc
 import Testing
@@ -6,7 +7,7 @@ import Testing
 extension KernelTests {
     @Suite struct Labs {
         /// Sends one datagram from `sender` to `receiver` and checks it arrives with the sender's address.
-        func expectDatagram(from sender: LabHost, to receiver: LabHost, _ family: IPFamily, to address: IPAddr? = nil) throws {
+        func expectDatagram(from sender: LabHost, to receiver: LabHost, _ family: IPAddress.Family, to address: IPAddress? = nil) throws {
             let server = try receiver.udpSocket(family)
             let client = try sender.udpSocket(family)
             let port = try server.localAddress().port
@@ -25,7 +26,7 @@ extension KernelTests {
                 #expect(lab.hosts.map(\.name) == ["cn", "sa", "tn", "target"])
                 let segment = lab.segments[0]
                 #expect(segment.ipv4.length == 24 && segment.ipv6.length == 64)
-                #expect(segment.ipv4.address.bytes[0] == 10 && segment.ipv6.address.bytes[0] == 0xfd)
+                #expect(segment.ipv4.address.wireBytes[0] == 10 && segment.ipv6.address.wireBytes[0] == 0xfd)
 
                 let bridge = try Netlink(in: segment.namespace).link(named: segment.bridge)
                 for host in lab.hosts {
@@ -69,7 +70,7 @@ extension KernelTests {
                 try expectDatagram(from: tn, to: cn, .v6)
 
                 // The correspondent learnt the node's MAC for both families.
-                for family in [IPFamily.v4, .v6] {
+                for family in [IPAddress.Family.v4, .v6] {
                     let entry = try #require(try cn.neighbour(tn.address(family)))
                     #expect(entry.mac == tn.mac)
                     #expect(!entry.state.isDisjoint(with: NeighbourState.valid))

@@ -1,3 +1,4 @@
+import BatonModel
 import BatonNet
 import Glibc
 import Testing
@@ -31,7 +32,7 @@ extension KernelTests {
                 try netlink.createVeth("va", peer: "vb")
                 try netlink.createBridge("br0")
 
-                let mac = MACAddr("02:42:ba:70:00:01")!
+                let mac = MACAddress("02:42:ba:70:00:01")!
                 try netlink.setMAC("va", to: mac)
                 try netlink.setMTU("va", to: 1400)
                 try netlink.setMaster("va", to: "br0")
@@ -75,11 +76,11 @@ extension KernelTests {
                 try netlink.createVeth("a0", peer: "a1")
                 try netlink.setUp("a0")
                 try netlink.setUp("a1")
-                let v4 = IPAddr("10.77.1.1")!
-                let v6 = IPAddr("fd00:77::1")!
+                let v4 = IPAddress("10.77.1.1")!
+                let v6 = IPAddress("fd00:77::1")!
                 try netlink.addAddress(v4, prefixLength: 24, interface: "a0")
                 try netlink.addAddress(IPPrefix("fd00:77::1/64")!, interface: "a0", flags: [.nodad, .noPrefixRoute])
-                try netlink.addAddress(IPAddr("10.77.9.9")!, prefixLength: 32, interface: "lo", scope: .host)
+                try netlink.addAddress(IPAddress("10.77.9.9")!, prefixLength: 32, interface: "lo", scope: .host)
 
                 let onA0 = try netlink.addresses(interface: "a0")
                 let a0 = try netlink.link(named: "a0")
@@ -92,7 +93,7 @@ extension KernelTests {
                 #expect(found6.flags.contains([.nodad, .noPrefixRoute]))
                 #expect(!found6.flags.contains(.tentative))  // nodad: usable at once
                 let onLo = try netlink.addresses(interface: "lo", family: .v4)
-                #expect(onLo.map(\.address) == [IPAddr("10.77.9.9")!])
+                #expect(onLo.map(\.address) == [IPAddress("10.77.9.9")!])
                 #expect(onLo.first?.scope == .host)
 
                 // noprefixroute: the /24 has its route, the /64 has none.
@@ -111,30 +112,30 @@ extension KernelTests {
                 try netlink.createVeth("r0", peer: "r1")
                 try netlink.setUp("r0")
                 try netlink.setUp("r1")
-                try netlink.addAddress(IPAddr("10.78.0.1")!, prefixLength: 24, interface: "r0")
-                try netlink.addAddress(IPAddr("fd00:78::1")!, prefixLength: 64, interface: "r0", flags: .nodad)
+                try netlink.addAddress(IPAddress("10.78.0.1")!, prefixLength: 24, interface: "r0")
+                try netlink.addAddress(IPAddress("fd00:78::1")!, prefixLength: 64, interface: "r0", flags: .nodad)
                 let index = try netlink.link(named: "r0").index
 
-                try netlink.addRoute(IPPrefix("10.99.0.0/16")!, via: IPAddr("10.78.0.2")!)
+                try netlink.addRoute(IPPrefix("10.99.0.0/16")!, via: IPAddress("10.78.0.2")!)
                 try netlink.addRoute(IPPrefix("10.98.0.0/16")!, interface: "r0", metric: 7)
-                try netlink.addRoute(IPPrefix("fd00:99::/48")!, via: IPAddr("fd00:78::2")!, interface: "r0")
-                try netlink.addRoute(IPPrefix("0.0.0.0/0")!, via: IPAddr("10.78.0.254")!)
+                try netlink.addRoute(IPPrefix("fd00:99::/48")!, via: IPAddress("fd00:78::2")!, interface: "r0")
+                try netlink.addRoute(IPPrefix("0.0.0.0/0")!, via: IPAddress("10.78.0.254")!)
 
                 let v4 = try netlink.routes(family: .v4)
                 let viaGateway = try #require(v4.first { $0.destination == IPPrefix("10.99.0.0/16")! })
-                #expect(viaGateway.gateway == IPAddr("10.78.0.2"))
+                #expect(viaGateway.gateway == IPAddress("10.78.0.2"))
                 #expect(viaGateway.interfaceIndex == index)
                 let onLink = try #require(v4.first { $0.destination == IPPrefix("10.98.0.0/16")! })
                 #expect(onLink.gateway == nil)
                 #expect(onLink.scope == .link)
                 #expect(onLink.metric == 7)
-                #expect(v4.contains { $0.destination.length == 0 && $0.gateway == IPAddr("10.78.0.254") })
+                #expect(v4.contains { $0.destination.length == 0 && $0.gateway == IPAddress("10.78.0.254") })
                 let v6 = try #require(try netlink.routes(family: .v6).first { $0.destination == IPPrefix("fd00:99::/48")! })
-                #expect(v6.gateway == IPAddr("fd00:78::2"))
+                #expect(v6.gateway == IPAddress("fd00:78::2"))
                 #expect(v6.interfaceIndex == index)
 
                 try netlink.deleteRoute(IPPrefix("10.99.0.0/16")!)
-                try netlink.deleteRoute(IPPrefix("fd00:99::/48")!, via: IPAddr("fd00:78::2")!)
+                try netlink.deleteRoute(IPPrefix("fd00:99::/48")!, via: IPAddress("fd00:78::2")!)
                 #expect(!(try netlink.routes(family: .v4).contains { $0.destination == IPPrefix("10.99.0.0/16")! }))
                 #expect(!(try netlink.routes(family: .v6).contains { $0.destination == IPPrefix("fd00:99::/48")! }))
             }
@@ -145,11 +146,11 @@ extension KernelTests {
                 let netlink = try Netlink(in: namespaces[0])
                 try netlink.createVeth("n0", peer: "n1")
                 try netlink.setUp("n0")
-                try netlink.addAddress(IPAddr("10.79.0.1")!, prefixLength: 24, interface: "n0")
-                let peer4 = IPAddr("10.79.0.2")!
-                let peer6 = IPAddr("fd00:79::2")!
-                let mac = MACAddr("02:00:00:00:79:02")!
-                let otherMAC = MACAddr("02:00:00:00:79:03")!
+                try netlink.addAddress(IPAddress("10.79.0.1")!, prefixLength: 24, interface: "n0")
+                let peer4 = IPAddress("10.79.0.2")!
+                let peer6 = IPAddress("fd00:79::2")!
+                let mac = MACAddress("02:00:00:00:79:02")!
+                let otherMAC = MACAddress("02:00:00:00:79:03")!
 
                 #expect(try netlink.neighbour(peer4, interface: "n0") == nil)
                 try netlink.addNeighbour(peer4, mac: mac, interface: "n0")
@@ -182,7 +183,7 @@ extension KernelTests {
             try withNamespaces("err") { namespaces in
                 let netlink = try Netlink(in: namespaces[0])
                 try netlink.createVeth("veth0", peer: "veth1")
-                let address = IPAddr("10.0.0.1")!
+                let address = IPAddress("10.0.0.1")!
 
                 let unknown = #expect(throws: NetError.self) {
                     try netlink.addAddress(address, prefixLength: 24, interface: "nope0")

@@ -92,6 +92,8 @@ struct baton_takeover {
 	__u8 flags;                       /* BATON_TAKEOVER_* */
 	__u8 pad;
 	__u32 counter;                    /* slot in baton_counters for the default path */
+	__u8 temporary[BATON_ADDR_LEN];   /* the TN's temporary address (zero: not given);
+					   * the encap default tunnels to it */
 };
 
 /* Key of baton_rules4: IPv4 rules. 16 bytes rather than 40, because the

@@ -73,8 +73,8 @@ static __always_inline struct baton_rule *classify(const struct flow *f)
 			.proto = f->key.proto,
 		};
 
-		__builtin_memcpy(&k.src, f->key.src + 12, 4);
-		__builtin_memcpy(&k.dst, f->key.dst + 12, 4);
+		k.src = f->saddr4;
+		k.dst = f->daddr4;
 		return CLASSIFY(baton_rules4, k, k.src = 0);
 	} else {
 		struct baton_rule6_key k = f->key;
@@ -121,8 +121,9 @@ static __always_inline int forward(struct xdp_md *ctx, const struct baton_fwd *f
 /* A datagram that could not be read whole: dropped when its destination is
  * taken over (a cut header could name the wrong session), else left to the
  * stack, which owns it. */
-static __always_inline int malformed(const struct flow *f, __u64 bytes)
+static __always_inline int malformed(struct flow *f, __u64 bytes)
 {
+	flow_addr16(f);
 	if (bpf_map_lookup_elem(&baton_takeovers, f->key.dst))
 		return verdict(BATON_STAT_MALFORMED_DROP, bytes, XDP_DROP);
 	return verdict(BATON_STAT_NOT_TAKEN_OVER, bytes, XDP_PASS);
@@ -140,6 +141,7 @@ static __always_inline int steer(struct xdp_md *ctx, struct flow *f, __u64 bytes
 	__u32 slot;
 
 	if (f->frag != FRAG_NONE) {
+		flow_addr16(f);
 		__builtin_memcpy(fk.src, f->key.src, 16);
 		__builtin_memcpy(fk.dst, f->key.dst, 16);
 		fk.id = f->frag_id;
@@ -165,6 +167,7 @@ static __always_inline int steer(struct xdp_md *ctx, struct flow *f, __u64 bytes
 		fwd = &rule->fwd;
 		slot = rule->counter;
 	} else {
+		flow_addr16(f);
 		t = bpf_map_lookup_elem(&baton_takeovers, f->key.dst);
 		if (!t)
 			return verdict(BATON_STAT_NOT_TAKEN_OVER, bytes, XDP_PASS);
@@ -202,8 +205,8 @@ int baton_steer(struct xdp_md *ctx)
 
 		if (!ip)
 			return verdict(BATON_STAT_MALFORMED_PASS, bytes, XDP_PASS);
-		addr_set_v4(f.key.dst, ip->daddr);
-		if (!filter_may_match(f.key.dst))
+		f.daddr4 = ip->daddr;
+		if (!filter_has(baton_filter_bit_v4(ip->daddr)))
 			return verdict(BATON_STAT_NOT_TAKEN_OVER, bytes, XDP_PASS);
 		if (parse_ipv4_rest(data, data_end, ip, &f))
 			return malformed(&f, bytes);
@@ -226,7 +229,7 @@ int baton_steer(struct xdp_md *ctx)
 		__builtin_memcpy(f.key.dst, &ip6->daddr, 16);
 		/* An IPv4-mapped destination on the wire is bogus; it must not
 		 * match an IPv4 takeover or rule. */
-		if (addr_is_v4(f.key.dst) || !filter_may_match(f.key.dst))
+		if (addr_is_v4(f.key.dst) || !filter_has(baton_filter_bit(f.key.dst)))
 			return verdict(BATON_STAT_NOT_TAKEN_OVER, bytes, XDP_PASS);
 		f.v6 = 1;
 		if (parse_ipv6_rest(data, data_end, ip6, &f))

@@ -71,10 +71,10 @@ struct {
 	__type(value, __u64);
 } baton_filter SEC(".maps");
 
-/* False when no takeover or rule can match `addr`: an inlined array read. */
-static __always_inline int filter_may_match(const __u8 *addr)
+/* False when no takeover or rule can match the address whose filter bit is
+ * `bit`: an inlined array read. */
+static __always_inline int filter_has(__u32 bit)
 {
-	__u32 bit = baton_filter_bit(addr);
 	__u32 word = bit / 64;
 	__u64 *w = bpf_map_lookup_elem(&baton_filter, &word);
 

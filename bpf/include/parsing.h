@@ -73,7 +73,9 @@ enum frag_kind {
 
 /* What the parser learned about one packet. */
 struct flow {
-	struct baton_rule6_key key; /* src, dst (IPv4-mapped for IPv4), ports, proto */
+	struct baton_rule6_key key; /* src, dst, ports, proto; for IPv4 the addresses
+				     * are filled in only when needed (flow_addr16) */
+	__be32 saddr4, daddr4;     /* IPv4 addresses, as on the wire */
 	__u32 l3off;               /* bytes of Ethernet + VLAN headers */
 	__u32 l4off;               /* start of the L4 header (FRAG_NONE/FIRST) */
 	__u32 l3end;               /* end of the IP datagram (frames may carry padding) */
@@ -118,6 +120,16 @@ static __always_inline void addr_set_v4(__u8 *dst, __be32 a)
 	dst[10] = 0xff;
 	dst[11] = 0xff;
 	__builtin_memcpy(dst + 12, &a, 4);
+}
+
+/* The 16-byte forms of an IPv4 flow's addresses, for the maps keyed by them
+ * (takeovers, fragments). The IPv4 hit path never needs them. */
+static __always_inline void flow_addr16(struct flow *f)
+{
+	if (!f->v6) {
+		addr_set_v4(f->key.src, f->saddr4);
+		addr_set_v4(f->key.dst, f->daddr4);
+	}
 }
 
 static __always_inline int addr_is_v4(const __u8 *a)
@@ -198,7 +210,7 @@ static __always_inline int parse_ipv4_rest(void *data, void *data_end, struct ip
 	f->l3end = f->l3off + tot;
 	f->l4off = f->l3off + hlen;
 	f->key.proto = ip->protocol;
-	addr_set_v4(f->key.src, ip->saddr);
+	f->saddr4 = ip->saddr;
 	f->frag_id = ip->id;
 	f->frag_proto = ip->protocol;
 	if (frag_off & IP_OFFSET) {

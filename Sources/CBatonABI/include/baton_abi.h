@@ -57,6 +57,17 @@ static inline __u32 baton_filter_bit(const __u8 *addr)
 	return ((w[0] ^ w[1] ^ w[2] ^ w[3]) * 0x9e3779b1U) >> (32 - BATON_FILTER_LOG2);
 }
 
+/* The same bit for an IPv4 address, without building its mapped form:
+ * its first two words are zero and the third is the ::ffff: marker. */
+static inline __u32 baton_filter_bit_v4(__be32 addr)
+{
+	const __u8 marker[4] = {0, 0, 0xff, 0xff};
+	__u32 w2;
+
+	__builtin_memcpy(&w2, marker, sizeof(w2));
+	return ((w2 ^ addr) * 0x9e3779b1U) >> (32 - BATON_FILTER_LOG2);
+}
+
 /* Takeover flags. */
 #define BATON_TAKEOVER_ANSWER 0x1 /* answer ARP requests / neighbour solicitations in XDP */
 #define BATON_TAKEOVER_ROUTER 0x2 /* set the Router flag in neighbour advertisements */

@@ -161,8 +161,21 @@ public struct TypedMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked
     public func forEachPerCPU(batchSize: Int = 8192, _ body: (Key, [Value]) throws -> Void) throws {
         let stride = (MemoryLayout<Value>.size + 7) & ~7
         let n = possibleCPUs()
+        let done = try lookupBatches(batchSize: batchSize, valueBytes: stride * n) { keys, raw, count in
+            for i in 0..<count {
+                try body(keys[i], (0..<n).map { raw.loadUnaligned(fromByteOffset: (i * n + $0) * stride, as: Value.self) })
+            }
+        }
+        if !done { throw BPFError("batch lookup in \(map.name): not supported for this map type", errno: EOPNOTSUPP) }
+    }
+
+    /// Drives bpf_map_lookup_batch over the whole map, handing each batch's
+    /// keys and raw values (`valueBytes` per entry) to `body`. Returns false,
+    /// having read nothing, where the kernel has no batch lookup for the map.
+    private func lookupBatches(batchSize: Int, valueBytes: Int,
+                               _ body: ([Key], UnsafeRawBufferPointer, Int) throws -> Void) throws -> Bool {
         var keys = [Key](repeating: zeroed(Key.self), count: batchSize)
-        var values = [UInt8](repeating: 0, count: batchSize * stride * n)
+        var values = [UInt8](repeating: 0, count: batchSize * valueBytes)
         var token = zeroed(Key.self), nextToken = zeroed(Key.self)
         var first = true
         while true {
@@ -177,16 +190,12 @@ public struct TypedMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked
                 }
             }
             let e = Glibc.errno
+            if rc != 0 && first && (e == EINVAL || e == EOPNOTSUPP || e == ENOTSUPP_) { return false }
             first = false
             token = nextToken
-            try values.withUnsafeBytes { raw in
-                for i in 0..<Int(count) {
-                    let per = (0..<n).map { raw.loadUnaligned(fromByteOffset: (i * n + $0) * stride, as: Value.self) }
-                    try body(keys[i], per)
-                }
-            }
+            try values.withUnsafeBytes { try body(keys, $0, Int(count)) }
             if rc == 0 { continue }
-            if e == ENOENT { break }
+            if e == ENOENT { return true }
             throw BPFError("batch lookup in \(map.name)", errno: e)
         }
     }
@@ -219,43 +228,18 @@ public struct TypedMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked
         return out
     }
 
-    /// Every entry of a (non-per-CPU) hash map, by batched lookup; falls back
-    /// to key iteration where the kernel has no batch support for the map type.
+    /// Every entry of a (non-per-CPU) map, by batched lookup; falls back to
+    /// key iteration where the kernel has no batch support for the map type.
     public func entries(batchSize: Int = 4096) throws -> [(Key, Value)] {
-        precondition(!map.isPerCPU, "per-CPU maps: use lookupPerCPU")
+        precondition(!map.isPerCPU, "per-CPU maps: use forEachPerCPU")
         var out: [(Key, Value)] = []
-        var keys = [Key](repeating: zeroed(Key.self), count: batchSize)
-        var values = [Value](repeating: zeroed(Value.self), count: batchSize)
-        var token = zeroed(Key.self)
-        var nextToken = zeroed(Key.self)
-        var first = true
-        while true {
-            var count = UInt32(batchSize)
-            var opts = bpf_map_batch_opts()
-            opts.sz = MemoryLayout<bpf_map_batch_opts>.size
-            let rc = keys.withUnsafeMutableBytes { kb in
-                values.withUnsafeMutableBytes { vb in
-                    first
-                        ? bpf_map_lookup_batch(map.fd, nil, &nextToken, kb.baseAddress, vb.baseAddress, &count, &opts)
-                        : bpf_map_lookup_batch(map.fd, &token, &nextToken, kb.baseAddress, vb.baseAddress, &count, &opts)
-                }
+        let batched = try lookupBatches(batchSize: batchSize, valueBytes: map.valueSize) { keys, raw, count in
+            for i in 0..<count {
+                out.append((keys[i], raw.loadUnaligned(fromByteOffset: i * map.valueSize, as: Value.self)))
             }
-            let e = Glibc.errno
-            first = false
-            token = nextToken
-            for i in 0..<Int(count) { out.append((keys[i], values[i])) }
-            if rc == 0 { continue }
-            if e == ENOENT { break }
-            if e == EINVAL || e == EOPNOTSUPP || e == ENOTSUPP_ {
-                out = []
-                for k in try self.keys() {
-                    if let v = try lookup(k) { out.append((k, v)) }
-                }
-                return out
-            }
-            throw BPFError("batch lookup in \(map.name)", errno: e)
         }
-        return out
+        if batched { return out }
+        return try keys().compactMap { k in try lookup(k).map { (k, $0) } }
     }
 
     /// Writes many entries with bpf_map_update_batch, `chunk` at a time.

@@ -142,6 +142,9 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
     /// right before the first and right after the last batch.
     func generate(_ frame: [UInt8], for duration: Double) throws -> Window {
         try gen.run {
+            // One CPU for the generator and the veth processing it drives,
+            // the same in every round: the scheduler moving it is noise.
+            pinThisThread(toCPU: possibleCPUs() - 1)
             var generated: UInt64 = 0
             let c0 = try tools.counted()
             let t0 = now()

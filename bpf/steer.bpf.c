@@ -25,11 +25,17 @@ static __always_inline int verdict(__u32 reason, __u64 bytes, int action)
 	return action;
 }
 
+static __always_inline struct baton_config *config(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&baton_config, &zero);
+}
+
 /* Which wildcard kinds have rules (all, until the control plane says). */
 static __always_inline __u32 match_kinds(void)
 {
-	__u32 zero = 0;
-	struct baton_config *cfg = bpf_map_lookup_elem(&baton_config, &zero);
+	struct baton_config *cfg = config();
 
 	if (cfg && (cfg->match_kinds & BATON_CONFIG_VALID))
 		return cfg->match_kinds;
@@ -73,9 +79,38 @@ static __always_inline struct baton_rule *classify(const struct flow *f)
 			.proto = f->key.proto,
 		};
 
+		struct baton_config *cfg = config();
+		struct baton_flow_entry *e = NULL;
+		struct baton_rule *r;
+		__u32 gen = cfg ? cfg->generation : 0;
+		__u32 idx;
+
 		k.src = f->saddr4;
 		k.dst = f->daddr4;
-		return CLASSIFY(baton_rules4, k, k.src = 0);
+		if (gen) {
+			const __u64 *w = (const __u64 *)&k;
+
+			idx = (__u32)((w[0] ^ (w[1] * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL >> 32);
+			idx &= (1u << BATON_FLOW_CACHE_LOG2) - 1;
+			e = bpf_map_lookup_elem(&baton_flow_cache, &idx);
+			if (e && e->generation == gen) {
+				const __u64 *c = (const __u64 *)&e->key;
+
+				if (c[0] == w[0] && c[1] == w[1])
+					return &e->rule;
+			}
+		}
+		{
+			struct baton_rule4_key orig = k;
+
+			r = CLASSIFY(baton_rules4, k, k.src = 0);
+			if (r && e) {
+				e->key = orig;
+				e->generation = gen;
+				e->rule = *r;
+			}
+		}
+		return r;
 	} else {
 		struct baton_rule6_key k = f->key;
 

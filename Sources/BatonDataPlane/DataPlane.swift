@@ -223,6 +223,7 @@ public final class DataPlane {
                                         in map: TypedMap<K, baton_rule>) throws {
         if let old = try map.lookup(key) {
             try map.update(key, baton_rule(counter: old.counter, pad: 0, fwd: r.forward.abi), flags: .exist)
+            try ruleSetChanged()
             return
         }
         try enableMatchKind(kind)
@@ -230,6 +231,7 @@ public final class DataPlane {
         do {
             try zeroCounter(slot)
             try map.update(key, baton_rule(counter: slot, pad: 0, fwd: r.forward.abi), flags: .noExist)
+            try ruleSetChanged()
         } catch {
             try? slots.release(slot)
             if let e = error as? BPFError, e.errno == E2BIG {
@@ -263,7 +265,10 @@ public final class DataPlane {
                 v4.undo(v4.count)
                 throw error
             }
+            try ruleSetChanged()
         } catch let e as BatchError {
+            // Rules written and undone may have been cached meanwhile.
+            try? ruleSetChanged()
             try? slots.release(ids)
             if e.error.errno == E2BIG {
                 throw DataPlaneError.full("rule table is full (\(ruleCapacity) rules per family); nothing was added")
@@ -327,6 +332,7 @@ public final class DataPlane {
         case .v6: slot = try removeRule(baton_rule6_key(m, kind: kind), from: rules6)
         }
         guard let slot else { return false }
+        try ruleSetChanged()
         try releaseSlot(slot, retiringInto: .ruleHit)
         if kind != .exact { try recomputeMatchKinds() }
         return true
@@ -508,14 +514,28 @@ public final class DataPlane {
     private func enableMatchKind(_ k: MatchKind) throws {
         let cur = try currentKinds()
         let bits = (cur & UInt32(BATON_CONFIG_VALID) != 0 ? cur : UInt32(BATON_CONFIG_VALID)) | (1 << UInt32(k.rawValue))
-        if bits != cur { try configMap.update(0, baton_config(match_kinds: bits, pad: 0)) }
+        if bits != cur { try writeConfig(kinds: bits) }
+    }
+
+    /// Writes baton_config, keeping the fields not given.
+    private func writeConfig(kinds: UInt32? = nil, generation: UInt32? = nil) throws {
+        let cur = try configMap.lookup(0) ?? baton_config()
+        try configMap.update(0, baton_config(match_kinds: kinds ?? cur.match_kinds, generation: generation ?? cur.generation))
+    }
+
+    /// After any rule change: the program's flow cache drops every entry of
+    /// the old generation. Called after the map write, so a packet that sees
+    /// the new generation also sees the new rules. Never 0 (cache off).
+    private func ruleSetChanged() throws {
+        let cur = try configMap.lookup(0)?.generation ?? 0
+        try writeConfig(generation: cur == UInt32.max ? 1 : cur + 1)
     }
 
     /// After removing a wildcard rule: look up only kinds that still have rules.
     private func recomputeMatchKinds() throws {
         var bits = UInt32(BATON_CONFIG_VALID)
         for r in try ruleKeys() { if let k = r.kind { bits |= 1 << UInt32(k.rawValue) } }
-        try configMap.update(0, baton_config(match_kinds: bits, pad: 0))
+        try writeConfig(kinds: bits)
     }
 
     /// Forgets every first fragment seen (later fragments of those datagrams
@@ -530,7 +550,8 @@ public final class DataPlane {
         for k in try rules6.keys() { try rules6.delete(k) }
         for k in try takeoverMap.keys() { try takeoverMap.delete(k) }
         try slots.reset()
-        try configMap.update(0, baton_config(match_kinds: UInt32(BATON_CONFIG_VALID), pad: 0))
+        try writeConfig(kinds: UInt32(BATON_CONFIG_VALID))
+        try ruleSetChanged()
         try clearFragments()
         try rebuildFilter()
     }

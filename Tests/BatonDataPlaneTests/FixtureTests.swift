@@ -112,4 +112,48 @@ struct FixtureTests {
             }
         }
     }
+
+    /// The IPv4 flow cache: every rule change (replace, remove, a more
+    /// specific rule added, a batch) is seen by the very next packet of a
+    /// flow the cache already holds.
+    @Test func flowCacheNeverServesAChangedRule() throws {
+        let rig = try KernelRig()
+        defer { rig.teardown() }
+        try rig.run { dp in
+            let s = FrameSpec(.v4, .udp)
+            let a = MACAddress("02:00:00:00:0a:01")!, b = MACAddress("02:00:00:00:0a:02")!, c = MACAddress("02:00:00:00:0a:03")!
+            func nextHop() throws -> MACAddress? {
+                let r = try dp.steerProgram.testRun(s.bytes)
+                return r.retval == Fixture.TX ? MACAddress(bytes: r.output[0..<6]) : nil
+            }
+            try dp.setTakeover(World.takeover(.v4))
+            var wildcard = s.match
+            wildcard.source = nil
+            wildcard.sourcePort = nil
+            try dp.setRule(SessionRule(match: wildcard, forward: .l2(to: a, from: World.saMAC)))
+            #expect(try nextHop() == a)
+            #expect(try nextHop() == a, "served from the cache")
+            // A more specific rule for the cached flow wins at once.
+            try dp.setRule(SessionRule(match: s.match, forward: .l2(to: b, from: World.saMAC)))
+            #expect(try nextHop() == b)
+            // Replaced in place.
+            try dp.setRule(SessionRule(match: s.match, forward: .l2(to: c, from: World.saMAC)))
+            #expect(try nextHop() == c)
+            // Removed: back to the wildcard, then to the takeover's default.
+            try dp.removeRule(s.match)
+            #expect(try nextHop() == a)
+            try dp.removeRule(wildcard)
+            #expect(try nextHop() == World.tnMAC)
+            // A batch that fails part way leaves nothing cached behind.
+            try dp.addRules([SessionRule(match: s.match, forward: .l2(to: b, from: World.saMAC))])
+            #expect(try nextHop() == b)
+            #expect(throws: DataPlaneError.self) {
+                try dp.addRules([SessionRule(match: wildcard, forward: .l2(to: c, from: World.saMAC)),
+                                 SessionRule(match: s.match, forward: .l2(to: c, from: World.saMAC))])
+            }
+            #expect(try nextHop() == b)
+            // Counters still land on the rule that was hit.
+            #expect(try dp.rule(s.match)?.counter.packets == 2)
+        }
+    }
 }

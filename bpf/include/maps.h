@@ -63,6 +63,26 @@ struct {
 	__type(value, struct baton_config);
 } baton_config SEC(".maps");
 
+/* Exact-match flow cache for IPv4 rule hits (the idea of Open vSwitch's
+ * EMC): per CPU, direct-mapped by a hash of the flow. An entry is used only
+ * while its generation equals baton_config's, which the control plane bumps
+ * after every rule change, so it never serves a rule that changed. */
+#define BATON_FLOW_CACHE_LOG2 12
+
+struct baton_flow_entry {
+	struct baton_rule4_key key;
+	__u32 generation;
+	__u32 pad;
+	struct baton_rule rule;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1 << BATON_FLOW_CACHE_LOG2);
+	__type(key, __u32);
+	__type(value, struct baton_flow_entry);
+} baton_flow_cache SEC(".maps");
+
 /* Destination filter (see baton_abi.h): BATON_FILTER_WORDS x 64 bits. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

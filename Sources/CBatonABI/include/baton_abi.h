@@ -169,7 +169,7 @@ struct baton_frag_ports {
 #define BATON_CONFIG_VALID (1U << 31)      /* match_kinds is maintained; without it all kinds are tried */
 struct baton_config {
 	__u32 match_kinds;                /* bit per BATON_MATCH_* that has rules, | BATON_CONFIG_VALID */
-	__u32 pad;
+	__u32 generation;                 /* bumped after every rule change; 0 = flow cache off */
 };
 
 /* Data-plane statistics: one per-CPU slot per reason. */

@@ -31,7 +31,7 @@ public final class DataPlane {
 
     public static let defaultRoot = "/sys/fs/bpf/baton"
     static let mapNames = ["baton_takeovers", "baton_rules4", "baton_rules6", "baton_counters", "baton_fragments",
-                           "baton_devices", "baton_config", "baton_stats", "baton_slots", "baton_filter"]
+                           "baton_devices", "baton_config", "baton_stats", "baton_slots", "baton_filter", "baton_flow_cache"]
 
     public let pinRoot: String?
     public let steerProgram: BPFProgram

@@ -18,6 +18,8 @@ public final class DataPlane {
     public struct Options: Sendable {
         /// Where to pin; nil keeps everything private to this process (tests).
         public var pinRoot: String?
+        /// Rules in all, IPv4 and IPv6 together (one counter slot each);
+        /// each family's map is sized to hold all of them.
         public var maxRules: Int
         public var maxTakeovers: Int
 
@@ -377,7 +379,8 @@ public final class DataPlane {
         try rules4.keys().map { ($0.destination, $0.kind) } + rules6.keys().map { ($0.destination, $0.kind) }
     }
 
-    /// Rules each family's table holds.
+    /// Rules in all (IPv4 and IPv6 share the counter slots; each family's
+    /// map can hold this many).
     public var ruleCapacity: Int { rules4.map.maxEntries }
     public var takeoverCapacity: Int { takeoverMap.map.maxEntries }
 

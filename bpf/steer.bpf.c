@@ -33,23 +33,22 @@ static __always_inline struct baton_config *config(void)
 }
 
 /* Which wildcard kinds have rules (all, until the control plane says). */
-static __always_inline __u32 match_kinds(void)
+static __always_inline __u32 match_kinds(const struct baton_config *cfg)
 {
-	struct baton_config *cfg = config();
-
 	if (cfg && (cfg->match_kinds & BATON_CONFIG_VALID))
 		return cfg->match_kinds;
 	return (1u << BATON_MATCH_KINDS) - 1;
 }
 
 /* The exact lookup, then each wildcard kind in use, most specific first;
- * `clear_src` zeroes the key's source. A statement macro because the IPv4
+ * `clear_src` zeroes the key's source; `cfg` is baton_config, read once per
+ * packet by the caller. A statement macro because the IPv4
  * and IPv6 keys are different types. An exact hit touches nothing else. */
-#define CLASSIFY(map, k, clear_src)                                               \
+#define CLASSIFY(map, k, clear_src, cfg)                                               \
 	({                                                                         \
 		struct baton_rule *r_ = bpf_map_lookup_elem(&(map), &(k));         \
 		if (!r_) {                                                         \
-			__u32 kinds_ = match_kinds();                              \
+			__u32 kinds_ = match_kinds(cfg);                              \
 			(k).sport = 0;                                             \
 			if (kinds_ & (1u << BATON_MATCH_ANY_SPORT)) {              \
 				(k).match = BATON_MATCH_ANY_SPORT;                 \
@@ -103,7 +102,7 @@ static __always_inline struct baton_rule *classify(const struct flow *f)
 		{
 			struct baton_rule4_key orig = k;
 
-			r = CLASSIFY(baton_rules4, k, k.src = 0);
+			r = CLASSIFY(baton_rules4, k, k.src = 0, cfg);
 			if (r && e) {
 				e->key = orig;
 				e->generation = gen;
@@ -114,7 +113,7 @@ static __always_inline struct baton_rule *classify(const struct flow *f)
 	} else {
 		struct baton_rule6_key k = f->key;
 
-		return CLASSIFY(baton_rules6, k, __builtin_memset(k.src, 0, sizeof(k.src)));
+		return CLASSIFY(baton_rules6, k, __builtin_memset(k.src, 0, sizeof(k.src)), config());
 	}
 }
 

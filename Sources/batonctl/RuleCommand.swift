@@ -13,7 +13,8 @@ struct RuleCommand: ParsableCommand {
         in this order only: the source port (kind any-sport), then the source address (any-src), \
         then the destination port (any-peer). Exact rules win over any-sport, which wins over \
         any-src, then any-peer. For icmp/icmpv6 echo, --sport is the echo identifier and there is \
-        no destination port. Rules act only on traffic to a taken-over address.
+        no destination port. A rule acts as soon as it is written, also before its address is taken \
+        over (make-before-break: write the rules, then the takeover).
         """,
         subcommands: [Add.self, Del.self, List.self])
 

@@ -156,8 +156,8 @@ struct TakeoverCommand: ParsableCommand {
 
     struct Del: ParsableCommand, HasGlobals {
         static let configuration = CommandConfiguration(
-            abstract: "End a takeover: stop answering for the address and stop steering it.",
-            discussion: "Session rules for the address stay until removed with `rule del`; without the takeover they match nothing.")
+            abstract: "End a takeover: stop answering for the address and sending its other packets to the TN.",
+            discussion: "Session rules for the address stay, and keep steering their sessions, until removed with `rule del`.")
 
         @OptionGroup(title: "Global Options") var globals: GlobalOptions
         @OptionGroup var output: OutputOptions

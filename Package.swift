@@ -6,6 +6,7 @@ let package = Package(
     name: "baton",
     products: [
         .executable(name: "batonctl", targets: ["batonctl"]),
+        .executable(name: "batond", targets: ["batond"]),
         .executable(name: "baton-bench", targets: ["baton-bench"]),
         .executable(name: "baton-demo", targets: ["baton-demo"]),
         .library(name: "BatonDataPlane", targets: ["BatonDataPlane"]),
@@ -14,6 +15,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // C libraries from Debian packages.
@@ -36,13 +38,29 @@ let package = Package(
         // The steering data plane: maps, rules, takeovers, counters, attach.
         .target(name: "BatonDataPlane",
                 dependencies: ["BatonBPF", "BatonModel", "CBatonABI", "CBatonObjects"]),
-        // Netlink (libmnl), network namespaces, ethtool.
-        .target(name: "BatonNet", dependencies: ["CMnl", "BatonModel"]),
+        // Netlink (libmnl), network namespaces, ethtool, packet sockets and announcements.
+        .target(name: "BatonNet", dependencies: ["CMnl", "BatonModel", "BatonPacket"]),
         // Test hosts in network namespaces (and the small XDP programs they need).
         .target(name: "BatonLab", dependencies: ["BatonNet", "BatonModel", "BatonBPF", "CBatonObjects"]),
 
+        // The transfer protocol: session keys, sealing, authenticated messages, replay guard.
+        .target(name: "BatonProtocol", dependencies: [
+            "BatonModel", "BatonDataPlane",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // batond's roles: the agent (takeover, steering, wake-up) and the node (TN and target).
+        .target(name: "BatonDaemon", dependencies: [
+            "BatonDataPlane", "BatonBPF", "BatonModel", "BatonPacket", "BatonNet", "BatonProtocol",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .executableTarget(name: "batond", dependencies: [
+            "BatonDaemon", "BatonNet", "BatonModel",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "batonctl", dependencies: [
-            "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet",
+            "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet", "BatonLab", "BatonDaemon",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -64,5 +82,10 @@ let package = Package(
         ]),
         .testTarget(name: "BatonNetTests", dependencies: ["BatonNet", "BatonLab", "BatonModel"]),
         .testTarget(name: "BatonCtlTests", dependencies: ["BatonModel", "BatonNet"]),
+        .testTarget(name: "BatonProtocolTests", dependencies: ["BatonProtocol", "BatonModel", "BatonDataPlane"]),
+        // Whole transfers: batond agent and nodes in lab namespaces, driven through batonctl.
+        .testTarget(name: "BatonTransferTests", dependencies: [
+            "BatonDaemon", "BatonDataPlane", "BatonModel", "BatonPacket", "BatonNet", "BatonLab", "BatonProtocol",
+        ]),
     ]
 )

@@ -185,3 +185,14 @@ private final class ThreadJob<T>: @unchecked Sendable {
         body = nil  // release it before the caller's withoutActuallyEscaping checks
     }
 }
+
+extension NetworkNamespace {
+    /// Moves the calling thread into this network namespace for good. For a process that
+    /// lives in one namespace (`batond --netns`): call it first thing in `main`, before any
+    /// other thread exists, so that every later thread inherits the namespace.
+    public func enterOnCurrentThread() throws {
+        try NetError.wrap("netns", "enter \(description)") {
+            try Kernel.enterNetworkNamespace(path: path)
+        }
+    }
+}

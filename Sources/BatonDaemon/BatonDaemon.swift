@@ -1,0 +1,1 @@
+// batond roles.

@@ -1,0 +1,1 @@
+// The transfer protocol. See docs/protocol.md.

@@ -5,7 +5,7 @@ BPF_CLANG  ?= clang
 BPF_CFLAGS := -target bpf -O2 -g -Wall -Werror -Wno-unused-function \
               -I/usr/include/$(ARCH)-linux-gnu -Ibpf/include -ISources/CBatonABI/include
 BPF_OUT    := bpf/build
-BPF_OBJS   := $(BPF_OUT)/steer.bpf.o $(BPF_OUT)/tools.bpf.o
+BPF_OBJS   := $(BPF_OUT)/steer.bpf.o $(BPF_OUT)/tools.bpf.o $(BPF_OUT)/decap.bpf.o
 BPF_DEPS   := $(wildcard bpf/include/*.h) Sources/CBatonABI/include/baton_abi.h
 SWIFT      ?= swift
 SWIFT_FLAGS ?=
@@ -31,8 +31,9 @@ test: bpf
 	$(SWIFT) test --skip-build --no-parallel $(SWIFT_FLAGS)
 
 demo: bpf
+	$(SWIFT) build --product batond $(SWIFT_FLAGS)
 	$(SWIFT) build --product baton-demo $(SWIFT_FLAGS)
-	$(SWIFT) run --skip-build baton-demo
+	$(SWIFT) run --skip-build baton-demo $(DEMO_ARGS)
 
 bench: release
 	$(SWIFT) run -c release --skip-build baton-bench $(BENCH_ARGS)

@@ -55,7 +55,7 @@ let package = Package(
         ]),
 
         .executableTarget(name: "batond", dependencies: [
-            "BatonDaemon", "BatonNet", "BatonModel",
+            "BatonDaemon", "BatonNet", "BatonModel", "BatonProtocol", "BatonBPF", "BatonDataPlane",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -65,10 +65,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "baton-demo", dependencies: [
-            "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet", "BatonLab",
+            "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet", "BatonLab", "BatonDaemon",
         ]),
         .executableTarget(name: "baton-bench", dependencies: [
-            "BatonDataPlane", "BatonBPF", "BatonModel", "BatonPacket", "BatonNet", "BatonLab", "CBatonABI",
+            "BatonDataPlane", "BatonBPF", "BatonModel", "BatonPacket", "BatonNet", "BatonLab", "CBatonABI", "BatonDaemon",
         ]),
 
         .testTarget(name: "BatonModelTests", dependencies: ["BatonModel", "BatonPacket"]),

@@ -24,6 +24,9 @@ enum GNULibc {
     static let setns: SetnsFunction? = symbol("setns")
     static let unshare: IntFunction? = symbol("unshare")
     static let strerrorname: NameFunction? = symbol("strerrorname_np")
+    // Declared by Glibc only under _GNU_SOURCE, which Swift's import does not set.
+    typealias SetAffinityFunction = @convention(c) (pid_t, Int, UnsafeRawPointer) -> CInt
+    static let schedSetaffinity: SetAffinityFunction? = symbol("sched_setaffinity")
 
     private static func symbol<F>(_ name: String) -> F? {
         guard let handle = dlopen(nil, RTLD_NOW), let address = dlsym(handle, name) else { return nil }
@@ -616,4 +619,87 @@ final class NetlinkSocket {
             }
         }
     }
+}
+
+// MARK: - packet sockets (AF_PACKET, SOCK_RAW)
+
+extension Kernel {
+    static let packetOutgoing: UInt8 = 4  // PACKET_OUTGOING
+
+    /// `struct sockaddr_ll` (20 bytes) as bytes: family, protocol (network order), ifindex,
+    /// hatype, pkttype, halen, addr[8]. Built by hand: glibc's <netpacket/packet.h> is not imported.
+    private static func linkLayerAddress(etherType: UInt16, ifindex: CInt) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: 20)
+        withUnsafeBytes(of: UInt16(AF_PACKET)) { bytes.replaceSubrange(0..<2, with: $0) }
+        withUnsafeBytes(of: etherType.bigEndian) { bytes.replaceSubrange(2..<4, with: $0) }
+        withUnsafeBytes(of: ifindex) { bytes.replaceSubrange(4..<8, with: $0) }
+        return bytes
+    }
+
+    /// The ifindex of `name` in the calling thread's namespace.
+    static func interfaceIndex(_ name: String) throws(Errno) -> CInt {
+        let index = if_nametoindex(name)
+        guard index != 0 else { throw Errno("if_nametoindex \(name)") }
+        return CInt(index)
+    }
+
+    /// An AF_PACKET raw socket bound to `ifindex`, receiving frames of `etherType` (host order;
+    /// 0: none, ETH_P_ALL = 3: all). Made with protocol 0 and bound with the real one, so it
+    /// never sees frames of other interfaces. Non-blocking, close-on-exec.
+    static func packetSocket(ifindex: CInt, etherType: UInt16) throws(Errno) -> CInt {
+        let fd = try socket(family: AF_PACKET, type: Int32(SOCK_RAW.rawValue))
+        let address = linkLayerAddress(etherType: etherType, ifindex: ifindex)
+        let result = address.withUnsafeBytes { raw in
+            Glibc.bind(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count))
+        }
+        guard result == 0 else {
+            let failure = Errno("bind(AF_PACKET)")
+            Glibc.close(fd)
+            throw failure
+        }
+        return fd
+    }
+
+    /// Sends one whole frame; false when the socket buffer is full (EAGAIN).
+    static func sendFrame(_ fd: CInt, _ frame: [UInt8]) throws(Errno) -> Bool {
+        let sent = frame.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        if sent >= 0 {
+            guard sent == frame.count else { throw Errno("send(AF_PACKET)", EMSGSIZE) }
+            return true
+        }
+        if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ENOBUFS { return false }
+        throw Errno("send(AF_PACKET)")
+    }
+
+    /// One frame and its packet type (PACKET_HOST, …, PACKET_OUTGOING), or nil when nothing is
+    /// waiting (EAGAIN).
+    static func receiveFrame(_ fd: CInt, maximum: Int) throws(Errno) -> (frame: [UInt8], packetType: UInt8)? {
+        var buffer = [UInt8](repeating: 0, count: maximum)
+        var address = [UInt8](repeating: 0, count: 32)
+        var length = socklen_t(address.count)
+        let count = buffer.withUnsafeMutableBytes { raw in
+            address.withUnsafeMutableBytes { from in
+                recvfrom(fd, raw.baseAddress, raw.count, Int32(MSG_DONTWAIT),
+                         from.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length)
+            }
+        }
+        if count < 0 {
+            if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return nil }
+            throw Errno("recvfrom(AF_PACKET)")
+        }
+        return (Array(buffer[..<count]), address[10])  // sll_pkttype
+    }
+}
+
+/// Pins the calling thread to one CPU (best effort: a failure leaves it free). Lab senders
+/// use it: a veth delivers into the sending CPU's backlog, so a sender thread that migrates
+/// between CPUs would reorder its own flow, which a NIC hashing the flow to one queue never does.
+public func pinCurrentThread(toCPU cpu: Int) {
+    var set = cpu_set_t()
+    withUnsafeMutableBytes(of: &set) { raw in
+        guard cpu >= 0, cpu / 8 < raw.count else { return }
+        raw[cpu / 8] |= UInt8(1 << (cpu % 8))
+    }
+    guard let setAffinity = GNULibc.schedSetaffinity else { return }
+    _ = withUnsafeBytes(of: &set) { setAffinity(0, $0.count, $0.baseAddress!) }
 }

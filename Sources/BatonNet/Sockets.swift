@@ -114,10 +114,12 @@ public final class UDPSocket: Sendable {
         }
     }
 
-    /// SO_RCVBUF (the kernel doubles it and caps it at net.core.rmem_max).
-    public func setReceiveBufferSize(_ bytes: Int) throws {
-        try NetError.wrap("socket", "set SO_RCVBUF \(bytes)") {
-            try Kernel.setOption(try handle.get("setsockopt"), level: SOL_SOCKET, name: SO_RCVBUF, value: CInt(clamping: bytes))
+    /// SO_RCVBUF (the kernel doubles it and caps it at net.core.rmem_max); with `force`,
+    /// SO_RCVBUFFORCE, which root may set past that cap (net.core.rmem_max is not per namespace).
+    public func setReceiveBufferSize(_ bytes: Int, force: Bool = false) throws {
+        let name = force ? SO_RCVBUFFORCE : SO_RCVBUF
+        try NetError.wrap("socket", "set \(force ? "SO_RCVBUFFORCE" : "SO_RCVBUF") \(bytes)") {
+            try Kernel.setOption(try handle.get("setsockopt"), level: SOL_SOCKET, name: name, value: CInt(clamping: bytes))
         }
     }
 

@@ -9,3 +9,5 @@ _Static_assert(sizeof(struct baton_rule6_key) == 40, "baton_rule6_key layout");
 _Static_assert(sizeof(struct baton_rule) == 60, "baton_rule layout");
 _Static_assert(sizeof(struct baton_counter) == 32, "baton_counter layout");
 _Static_assert(sizeof(struct baton_frag_key) == 40, "baton_frag_key layout");
+_Static_assert(sizeof(struct baton_decap_key) == 16, "baton_decap_key layout");
+_Static_assert(sizeof(struct baton_decap) == 16, "baton_decap layout");

@@ -24,13 +24,17 @@ struct Options {
     var skipTestRun = false
     var skipThroughput = false
     var skipInsert = false
+    var skipHandover = false
+    /// Part 4: transfers between batond daemons, one after another.
+    var handovers = 100
     var verbose = false
     /// Throughput paths to run (all by default; fewer for profiling one).
     var paths = Path.allCases
 
     static let usage = """
     usage: baton-bench [--quick] [--rounds N] [--window SECONDS] [--rules N]
-                       [--paths LIST] [--no-testrun] [--no-throughput] [--no-insert]
+                       [--paths LIST] [--handovers N] [--no-testrun] [--no-throughput]
+                       [--no-insert] [--no-handover]
                        [--verbose] [--help]
 
     Measures Baton's XDP data plane on this machine and prints a table, then the
@@ -45,7 +49,10 @@ struct Options {
       2. Mpps over a veth pair with a live-frames generator: bare MAC swap,
          baton_steer with 1M rules, the kernel's forwarding, a userspace relay;
       3. rules per second inserted by DataPlane.addRules (1M rules) beside raw
-         bpf_map_update_batch of the same keys.
+         bpf_map_update_batch of the same keys;
+      4. handover: transfers between batond daemons while a 20 kpps call runs:
+         transfer start to the first packet at the target, and the gap at
+         wake-up (p50/p99), beside a UDP round trip and the call's spacing.
 
     options:
       --quick            a ~30 s smoke run (fewer rounds, 1 s windows, 100k rules)
@@ -55,7 +62,8 @@ struct Options {
       --paths LIST       throughput paths to run, comma-separated, from
                          bare,steered,kernel,relay (default: all; ratios need
                          steered and the other path)
-      --no-testrun, --no-throughput, --no-insert
+      --handovers N      transfers in part 4 (default 100, quick 20)
+      --no-testrun, --no-throughput, --no-insert, --no-handover
                          skip a part (its figures are null in the JSON)
       --verbose          progress details on stderr
       --help             this text
@@ -70,6 +78,7 @@ struct Options {
         var rules: Int?
         var rounds: Int?
         var window: Double?
+        var handovers: Int?
         var i = 0
         func value(_ name: String) throws(UsageError) -> String {
             i += 1
@@ -85,6 +94,10 @@ struct Options {
             case "--no-testrun": o.skipTestRun = true
             case "--no-throughput": o.skipThroughput = true
             case "--no-insert": o.skipInsert = true
+            case "--no-handover": o.skipHandover = true
+            case "--handovers":
+                guard let n = Int(try value(a)), n >= 1, n <= 10_000 else { throw UsageError("--handovers takes 1-10000") }
+                handovers = n
             case "--rules":
                 guard let n = Int(try value(a)), n >= 10_000, n <= 4_000_000 else {
                     throw UsageError("--rules takes a number from 10000 to 4000000")
@@ -118,6 +131,7 @@ struct Options {
             o.window = 1.0
             o.warmup = 0.1
             o.insertRounds = 1
+            o.handovers = 20
         }
         if let rules {
             o.levels = [1, 10_000, rules].filter { $0 <= rules }
@@ -130,6 +144,7 @@ struct Options {
         while o.capacity < largest + largest / 50 { o.capacity *= 2 }
         if let rounds { o.throughputRounds = rounds }
         if let window { o.window = window }
+        if let handovers { o.handovers = handovers }
         return o
     }
 }

@@ -58,6 +58,7 @@ struct Report {
     var insert: InsertResult?
     var testRun: TestRunResult?
     var throughput: ThroughputResult?
+    var handover: HandoverResult?
     var broken: [String] = []
     var elapsed: Double?
 
@@ -101,6 +102,7 @@ struct Report {
         if let t = testRun { printTestRun(t) }
         if let t = throughput { printThroughput(t) }
         if let i = insert { printInsert(i) }
+        if let h = handover { h.printTable() }
         for b in broken { print("BROKEN: \(b)") }
     }
 
@@ -205,6 +207,7 @@ struct Report {
         top.append(("testRun", testRun.map(testRunJSON) ?? .null))
         top.append(("throughput", throughput.map(throughputJSON) ?? .null))
         top.append(("insert", insert.map(insertJSON) ?? .null))
+        top.append(("handover", handover.map { $0.json() } ?? .null))
         top.append(("broken", .array(broken.map { .string($0) })))
         return JSON.object(top).text
     }

@@ -108,17 +108,3 @@ final class Cleanup: @unchecked Sendable {
         }
     }
 }
-
-/// Pins the calling thread to one CPU (best effort: a failure leaves it free).
-func pinThisThread(toCPU cpu: Int) {
-    var set = cpu_set_t()
-    withUnsafeMutableBytes(of: &set) { raw in
-        guard cpu / 8 < raw.count else { return }
-        raw[cpu / 8] |= UInt8(1 << (cpu % 8))
-    }
-    // Glibc declares sched_setaffinity only under _GNU_SOURCE, which Swift's
-    // import does not set: look it up.
-    typealias SetAffinity = @convention(c) (pid_t, Int, UnsafeRawPointer) -> Int32
-    guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "sched_setaffinity") else { return }
-    _ = withUnsafeBytes(of: &set) { unsafeBitCast(sym, to: SetAffinity.self)(0, $0.count, $0.baseAddress!) }
-}

@@ -144,7 +144,7 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
         try gen.run {
             // One CPU for the generator and the veth processing it drives,
             // the same in every round: the scheduler moving it is noise.
-            pinThisThread(toCPU: possibleCPUs() - 1)
+            pinCurrentThread(toCPU: possibleCPUs() - 1)
             var generated: UInt64 = 0
             let c0 = try tools.counted()
             let t0 = now()

@@ -71,6 +71,10 @@ do {
         Log.info("throughput: \(options.throughputRounds) rounds of \(fmt(options.window, 1)) s per path")
         report.throughput = try runThroughput(options, tools: tools, dp: full, rules: largest, lab: lab, hold: hold)
     }
+    if !options.skipHandover {
+        Log.info("handover: \(options.handovers) transfers between batond daemons")
+        report.handover = try runHandover(options)
+    }
     report.elapsed = seconds(since: started)
 } catch let e as BrokenSetup {
     report.broken.append(e.description)

@@ -15,7 +15,7 @@ struct Batonctl: ParsableCommand {
         print take --json. See docs/cli.md.
         """,
         subcommands: [Attach.self, Detach.self, Status.self, TakeoverCommand.self, RuleCommand.self,
-                      Stats.self, Unload.self])
+                      Stats.self, Unload.self, LabCommand.self])
 
     @OptionGroup(title: "Global Options") var globals: GlobalOptions
 

@@ -194,4 +194,30 @@ struct baton_stat {
 	__u64 bytes;
 };
 
+/* ------------------------------------------------------------------------
+ * Decapsulation (bpf/decap.bpf.c): the L3 mode's receiving side, the target
+ * or the TN. Separate from the steering maps above; nothing above uses it.
+ * ------------------------------------------------------------------------ */
+
+#define BATON_MAX_DECAP 4096
+
+/* Key of baton_decap_accept: an inner destination (an original address the
+ * host now serves), 16 bytes, IPv4 mapped as everywhere else. */
+struct baton_decap_key {
+	__u8 addr[BATON_ADDR_LEN];
+};
+
+/* Value of baton_decap_accept. */
+struct baton_decap {
+	__u8 agent[BATON_ADDR_LEN];       /* outer source that may send; all zero = any */
+};
+
+/* baton_decap_stats: one per-CPU slot per reason, struct baton_stat each. */
+#define BATON_DECAP_STAT_DONE         0 /* decapsulated: the inner packet goes up the stack */
+#define BATON_DECAP_STAT_NOT_TUNNEL   1 /* not IPIP / IPv6-in-IPv6 (or outer extension headers): passed */
+#define BATON_DECAP_STAT_NOT_ACCEPTED 2 /* inner destination not accepted, or wrong agent: passed */
+#define BATON_DECAP_STAT_MALFORMED    3 /* truncated or inconsistent outer or inner header: passed */
+#define BATON_DECAP_STAT_FRAGMENT     4 /* outer IPv4 fragment: cannot be decapsulated alone: passed */
+#define BATON_DECAP_STAT_COUNT        5
+
 #endif /* BATON_ABI_H */

@@ -9,4 +9,7 @@ unsigned long baton_steer_object_size(void);
 // Harness and benchmark programs (baton_pass, baton_macswap, baton_tx, baton_count).
 const unsigned char *baton_tools_object(void);
 unsigned long baton_tools_object_size(void);
+// The L3 mode's receiving side (baton_decap) and its maps.
+const unsigned char *baton_decap_object(void);
+unsigned long baton_decap_object_size(void);
 #endif

@@ -1,1 +1,0 @@
-// batond roles.

@@ -1,0 +1,139 @@
+import BatonModel
+import BatonNet
+import BatonProtocol
+import Foundation
+import Logging
+
+/// The daemon's protocol sockets: one IPv4 and one IPv6 UDP socket on the protocol port, each
+/// read by its own thread, plus the mailbox through which blocked requesters get their answers.
+final class Messenger: @unchecked Sendable {
+    let port: UInt16
+    private let v4: UDPSocket
+    private let v6: UDPSocket?
+    private let lock = NSLock()
+    private var stopped = false
+    private var slots: [TransferID: Slot] = [:]
+
+    init(port: UInt16) throws {
+        self.port = port
+        v4 = try UDPSocket(family: .v4, port: port)
+        // A host without IPv6 still works over IPv4.
+        v6 = try? UDPSocket(family: .v6, port: port)
+    }
+
+    /// Starts the reader threads; `handle` runs on them, one datagram at a time per socket.
+    func start(_ handle: @escaping @Sendable (Datagram) -> Void) {
+        for socket in [v4, v6].compactMap({ $0 }) {
+            Thread.detachNewThread { [self] in
+                while !lock.withLock({ stopped }) {
+                    guard let datagram = try? socket.receive(timeout: .milliseconds(200), maximumSize: 65536) else { continue }
+                    handle(datagram)
+                }
+            }
+        }
+    }
+
+    func stop() {
+        lock.withLock { stopped = true }
+    }
+
+    func send(_ bytes: [UInt8], to destination: SocketAddress) throws {
+        guard let socket = destination.address.family == .v4 ? v4 : v6 else {
+            throw ControlError("no IPv6 socket to reach \(destination)")
+        }
+        try socket.send(bytes, to: destination)
+    }
+
+    // MARK: Answers to requests in flight
+
+    /// Hands `message` to a requester waiting on `transfer`; false if nobody waits.
+    @discardableResult
+    func deliver(_ message: Message, transfer: TransferID) -> Bool {
+        guard let slot = lock.withLock({ slots[transfer] }) else { return false }
+        slot.put(message)
+        return true
+    }
+
+    /// Sends what `make` seals (a fresh counter each time: an identical datagram is always a
+    /// replay), every `retransmit` until `answer` accepts a delivered message or `timeout`.
+    func request(transfer: TransferID, to destination: SocketAddress, timeout: Duration,
+                 retransmit: Duration = .milliseconds(200), _ make: () throws -> [UInt8],
+                 answer: (Message) -> Bool) throws -> Message? {
+        let slot = Slot()
+        lock.withLock { slots[transfer] = slot }
+        defer { lock.withLock { if slots[transfer] === slot { slots[transfer] = nil } } }
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            try send(try make(), to: destination)
+            let wait = min(retransmit, deadline - ContinuousClock.now)
+            let until = ContinuousClock.now + wait
+            while ContinuousClock.now < until {
+                if let m = slot.take(timeout: until - ContinuousClock.now), answer(m) { return m }
+            }
+        }
+        return nil
+    }
+}
+
+/// Messages delivered for one waiting requester.
+private final class Slot: @unchecked Sendable {
+    private let lock = NSLock()
+    private let signal = DispatchSemaphore(value: 0)
+    private var queue: [Message] = []
+
+    func put(_ m: Message) {
+        lock.withLock { queue.append(m) }
+        signal.signal()
+    }
+
+    func take(timeout: Duration) -> Message? {
+        let (s, atto) = timeout.components
+        let nanos = max(0, Int(s) * 1_000_000_000 + Int(atto / 1_000_000_000))
+        guard signal.wait(timeout: .now() + .nanoseconds(nanos)) == .success else { return nil }
+        return lock.withLock { queue.isEmpty ? nil : queue.removeFirst() }
+    }
+}
+
+/// Counts rejected messages by reason and logs each one.
+final class Rejections: @unchecked Sendable {
+    private let lock = NSLock()
+    private var counts: [String: Int] = [:]
+    private let logger: Logger
+
+    init(logger: Logger) { self.logger = logger }
+
+    func record(_ reason: String, from source: SocketAddress, _ detail: String) {
+        lock.withLock { counts[reason, default: 0] += 1 }
+        logger.warning("rejected message from \(source): \(reason): \(detail)")
+    }
+
+    func record(_ error: ProtocolError, from source: SocketAddress) {
+        record(Self.reason(error), from: source, error.description)
+    }
+
+    var snapshot: [String: Int] { lock.withLock { counts } }
+
+    static func reason(_ e: ProtocolError) -> String {
+        switch e {
+        case .replayed: return "replayed"
+        case .stale: return "stale"
+        case .untrustedSender: return "untrusted"
+        case .authenticationFailed, .badSealedKey: return "forged"
+        case .wrongRole: return "misdirected"
+        case .missingSealedKey, .wrongTransfer: return "unknown-transfer"
+        default: return "malformed"
+        }
+    }
+}
+
+extension Endpoint {
+    var socketAddress: SocketAddress { SocketAddress(address, port: port) }
+}
+
+func unixTime(_ date: Date = Date()) -> Double { date.timeIntervalSince1970 }
+
+func milliseconds(since start: ContinuousClock.Instant) -> Double {
+    let d = ContinuousClock.now - start
+    let (s, atto) = d.components
+    return Double(s) * 1000 + Double(atto) / 1e15
+}

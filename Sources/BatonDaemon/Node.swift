@@ -1,0 +1,542 @@
+import BatonBPF
+import BatonDataPlane
+import BatonModel
+import BatonNet
+import BatonProtocol
+import Foundation
+import Logging
+
+/// Another daemon this node talks to: a target, or the agent.
+public struct Peer: Sendable, Hashable {
+    public var name: String
+    /// Its addresses (an IPv4 and/or an IPv6 one); a transfer uses one of its own family if
+    /// there is one.
+    public var addresses: [IPAddress]
+    public var port: UInt16
+    public var key: PublicKey
+
+    public init(name: String, addresses: [IPAddress], port: UInt16 = 7390, key: PublicKey) {
+        self.name = name
+        self.addresses = addresses
+        self.port = port
+        self.key = key
+    }
+
+    func address(_ family: IPAddress.Family) -> IPAddress? { addresses.first { $0.family == family } }
+
+    func endpoint(_ family: IPAddress.Family) -> SocketAddress {
+        SocketAddress(address(family) ?? addresses[0], port: port)
+    }
+}
+
+public struct NodeConfiguration: Sendable {
+    public var interface: String
+    public var port: UInt16 = 7390
+    public var control: String = "/run/baton/batond.sock"
+    public var identity: NodeIdentity
+    /// The session agent (needed to transfer sessions away, not to receive them).
+    public var agent: Peer?
+    /// Targets this node may transfer to, by name; their keys are also trusted to offer
+    /// sessions to this node.
+    public var peers: [Peer] = []
+    /// Temporary addresses are picked from these blocks when `transfer start` names none.
+    public var temporaryPool: [IPPrefix] = []
+    /// The reclaim announcement: a burst, no refresh (the address is ours again).
+    public var announcements = AnnouncementPolicy(count: 3, interval: .milliseconds(100), refresh: nil)
+    /// Where the decapsulation program is pinned (L3 mode).
+    public var decapRoot: String = "/sys/fs/bpf/baton-node"
+    public var xdpMode: XDPMode = .native
+    /// How long the temporary address stays after the reclaim, for a wake-up ack that got lost.
+    public var temporaryGrace: Double = 2
+    /// How long to wait for the target's and the agent's answers.
+    public var answerTimeout: Duration = .seconds(3)
+
+    public init(interface: String, identity: NodeIdentity) {
+        self.interface = interface
+        self.identity = identity
+    }
+}
+
+/// The node role: on the TN it moves sessions away (negotiate, temporary address, register,
+/// off the wire) and takes its address back on wake-up; on the target it accepts sessions
+/// (the original address held locally, decapsulation for the L3 mode). One daemon does both.
+public final class Node: @unchecked Sendable {
+    enum State: String { case negotiating, registering, active, ending, ended, failed, accepted, released }
+
+    /// A transfer this node started (it is the TN).
+    // Guarded by the node's lock.
+    final class Outgoing: @unchecked Sendable {
+        let id: TransferID
+        let channel: TransferChannel
+        let request: TransferRequest
+        let original: InterfaceAddress
+        let mode: TransferMode
+        let target: Peer
+        var temporary: IPAddress?
+        var temporaryAdded = false
+        var accepted = false
+        var state: State = .negotiating
+        var reason: String?
+        let started = Date()
+        let startedClock = ContinuousClock.now
+        var ended: Date?
+        var milestones: [String: Double] = [:]
+
+        init(id: TransferID, channel: TransferChannel, request: TransferRequest, original: InterfaceAddress,
+             mode: TransferMode, target: Peer) {
+            self.id = id
+            self.channel = channel
+            self.request = request
+            self.original = original
+            self.mode = mode
+            self.target = target
+        }
+
+        func mark(_ name: String) { milestones[name] = milliseconds(since: startedClock) }
+    }
+
+    /// A transfer offered to this node (it is the target).
+    final class Incoming: @unchecked Sendable {
+        let id: TransferID
+        let channel: TransferChannel
+        let offer: Offer
+        var state: State = .accepted
+        let started = Date()
+        var ended: Date?
+
+        init(id: TransferID, channel: TransferChannel, offer: Offer) {
+            self.id = id
+            self.channel = channel
+            self.offer = offer
+        }
+    }
+
+    public let configuration: NodeConfiguration
+    let logger: Logger
+    let mac: MACAddress
+    let ifindex: UInt32
+    let addresses: NodeAddresses
+    let announcer: Announcer
+    let messenger: Messenger
+    let rejections: Rejections
+    // Recursive: handlers that hold it call helpers that take it too.
+    private let lock = NSRecursiveLock()
+    private var outgoing: [TransferID: Outgoing] = [:]
+    private var incoming: [TransferID: Incoming] = [:]
+    private var decapsulator: Decapsulator?
+    private var decapLink: XDPLink?
+    private var control: ControlListener?
+    private var stopped = false
+
+    public init(_ configuration: NodeConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        rejections = Rejections(logger: logger)
+        let link = try Netlink().link(named: configuration.interface)
+        guard let mac = link.mac else { throw ControlError("\(configuration.interface) has no MAC address") }
+        self.mac = mac
+        ifindex = UInt32(link.index)
+        addresses = NodeAddresses(interface: configuration.interface)
+        announcer = try Announcer(interface: configuration.interface)
+        messenger = try Messenger(port: configuration.port)
+    }
+
+    public func run() throws {
+        let listener = try ControlListener(path: configuration.control)
+        lock.withLock { control = listener }
+        listener.serve(controlHandler { [self] in try handle($0) })
+        messenger.start { [self] in receive($0) }
+        logger.info("node on \(configuration.interface) (\(mac)), port \(configuration.port), control \(configuration.control), public key \(configuration.identity.publicKey)")
+        while !lock.withLock({ stopped }) { Thread.sleep(forTimeInterval: 0.2) }
+    }
+
+    public func stop() {
+        lock.withLock { stopped = true }
+        messenger.stop()
+        control?.stop()
+    }
+
+    private var trustedKeys: Set<PublicKey> { Set(configuration.peers.map(\.key)) }
+
+    // MARK: - TN: moving sessions away
+
+    func start(_ request: TransferRequest) throws -> TransferInfo {
+        guard let agent = configuration.agent else { throw ControlError("this node has no agent configured (--agent)") }
+        guard let target = configuration.peers.first(where: { $0.name == request.to }) else {
+            let known = configuration.peers.map(\.name).joined(separator: ", ")
+            throw ControlError("unknown target '\(request.to)': configured peers are \(known.isEmpty ? "none" : known) (--peer)")
+        }
+        guard let mode = TransferMode(rawValue: request.mode) else {
+            throw ControlError("invalid mode '\(request.mode)': expected l2 or l3")
+        }
+        guard let first = request.sessions.first else { throw ControlError("no sessions to transfer") }
+        let originalAddress = first.destination
+        for s in request.sessions where s.destination != originalAddress {
+            throw ControlError("sessions go to \(originalAddress) and \(s.destination): a transfer moves sessions of one address")
+        }
+        for s in request.sessions { try s.validate() }
+        let family = originalAddress.family
+        if let t = request.temporary, t.family != family || t == originalAddress {
+            throw ControlError("temporary address \(t) must be another \(family == .v4 ? "IPv4" : "IPv6") address")
+        }
+        guard let original = try addresses.onInterface(originalAddress) else {
+            throw ControlError("\(originalAddress) is not an address of \(configuration.interface) on the wire")
+        }
+        let agentTunnelSource = agent.address(family)
+        if mode == .l3, agentTunnelSource == nil {
+            throw ControlError("the agent has no \(family == .v4 ? "IPv4" : "IPv6") address configured (--agent) to tunnel from")
+        }
+
+        let id = TransferID.random()
+        let channel = TransferChannel(transfer: id, key: SessionKey.random(), role: .tn)
+        let t = Outgoing(id: id, channel: channel, request: request, original: original, mode: mode, target: target)
+        try lock.withLock {
+            if let busy = outgoing.values.first(where: { $0.original.address == originalAddress && $0.state != .ended && $0.state != .failed }) {
+                throw ControlError("\(originalAddress) is already being transferred (transfer \(busy.id))")
+            }
+            outgoing[id] = t
+        }
+        do {
+            try negotiateAndRegister(t, agent: agent, agentTunnelSource: agentTunnelSource ?? agent.addresses[0])
+        } catch {
+            lock.withLock {
+                t.state = .failed
+                t.reason = "\(error)"
+                t.ended = Date()
+            }
+            logger.error("transfer \(id): failed: \(error)")
+            throw error
+        }
+        return lock.withLock { info(t) }
+    }
+
+    private func negotiateAndRegister(_ t: Outgoing, agent: Peer, agentTunnelSource: IPAddress) throws {
+        let original = t.original.address
+        let family = original.family
+        let identity = configuration.identity
+        do {
+            // 1. The temporary address beside the original, first: the target and the agent
+            //    answer there, since both will treat the original as not the TN's.
+            let temporary = try lock.withLock { () throws -> IPAddress in
+                if let given = t.request.temporary { return given }
+                let inUse = Set(outgoing.values.compactMap(\.temporary))
+                guard let picked = try addresses.pick(from: configuration.temporaryPool, family: family, excluding: inUse) else {
+                    throw ControlError("no free \(family == .v4 ? "IPv4" : "IPv6") temporary address: give one (--temporary) or configure a pool (--temporary-pool)")
+                }
+                t.temporary = picked
+                return picked
+            }
+            t.temporary = temporary
+            if try addresses.onInterface(temporary) == nil {
+                try addresses.addToInterface(temporary, prefixLength: t.original.prefixLength)
+                t.temporaryAdded = true
+            }
+            let control = Endpoint(address: temporary, port: configuration.port)
+            lock.withLock { t.mark("temporary") }
+
+            // 2. Negotiate: the target prepares (holds the address, decap for L3) and accepts.
+            let offer = Offer(sessions: t.request.sessions, original: original, mode: t.mode, agent: agentTunnelSource,
+                              control: control)
+            let answer = try messenger.request(transfer: t.id, to: t.target.endpoint(family), timeout: configuration.answerTimeout, {
+                try t.channel.seal(.offer(offer), sealingKeyFor: t.target.key, identity: identity)
+            }, answer: { if case .accept = $0 { true } else if case .reject = $0 { true } else { false } })
+            let accept: Accept
+            switch answer {
+            case .accept(let a)?: accept = a
+            case .reject(let r)?: throw ControlError("target \(t.target.name) refused: \(r.reason)")
+            default: throw ControlError("target \(t.target.name) (\(t.target.endpoint(family))) did not answer")
+            }
+            lock.withLock {
+                t.accepted = true
+                t.mark("accepted")
+            }
+
+            // 3. The original held locally too, so nothing is lost whichever MAC the
+            //    correspondent uses meanwhile; decapsulation for the agent's tunnel (L3).
+            try addresses.hold(original)
+            if t.mode == .l3 { try acceptTunnelled(original, from: agentTunnelSource) }
+            lock.withLock { t.state = .registering }
+
+            // 4. Register with the agent; it writes its maps, then answers, then announces.
+            let register = Register(original: original, temporary: temporary, tnMAC: mac, mode: t.mode,
+                                    sessions: t.request.sessions, targetMAC: accept.mac, targetAddress: accept.address,
+                                    control: control, idleTimeout: t.request.idleTimeout)
+            let registered = try messenger.request(transfer: t.id, to: agent.endpoint(family), timeout: configuration.answerTimeout, {
+                try t.channel.seal(.register(register), sealingKeyFor: agent.key, identity: identity)
+            }, answer: { if case .registered = $0 { true } else if case .reject = $0 { true } else { false } })
+            switch registered {
+            case .registered?: break
+            case .reject(let r)?: throw ControlError("agent refused: \(r.reason)")
+            default: throw ControlError("agent \(agent.endpoint(family)) did not answer")
+            }
+            lock.withLock { t.mark("registered") }
+
+            // 5. Off the wire: the agent answers for the address now.
+            try addresses.removeFromInterface(original)
+            lock.withLock {
+                t.state = .active
+                t.mark("off-wire")
+            }
+            logger.info("transfer \(t.id): \(t.request.sessions.count) session(s) of \(original) moved to \(t.target.name); other sessions continue through \(temporary)")
+        } catch {
+            rollBack(t)
+            throw error
+        }
+    }
+
+    /// Undoes a start that failed after the target accepted: the address stays ours.
+    private func rollBack(_ t: Outgoing) {
+        let original = t.original.address
+        try? addresses.addToInterface(original, prefixLength: t.original.prefixLength)
+        try? addresses.unhold(original)
+        if t.mode == .l3 { _ = try? decapsulator?.remove(original) }
+        if t.accepted { releaseTarget(t) }
+        if t.temporaryAdded, let temporary = t.temporary { try? addresses.removeFromInterface(temporary) }
+    }
+
+    /// On wake-up: the address goes back on the wire and is announced, then the agent hears
+    /// that it may stop answering for it. The lock is held.
+    private func reclaim(_ t: Outgoing, reason: String) {
+        let original = t.original.address
+        do {
+            try addresses.addToInterface(original, prefixLength: t.original.prefixLength)
+        } catch {
+            logger.error("transfer \(t.id): putting \(original) back on \(configuration.interface) failed: \(error)")
+            return // no ack: the agent keeps forwarding and asks again
+        }
+        do {
+            _ = try announcer.start(original, at: mac, policy: configuration.announcements)
+        } catch {
+            logger.error("transfer \(t.id): announcing \(original) failed: \(error)")
+        }
+        t.state = .ended
+        t.reason = reason
+        t.ended = Date()
+        t.mark("reclaimed")
+        try? addresses.unhold(original)
+        logger.info("transfer \(t.id): woken up (\(reason)); \(original) is back on \(configuration.interface)")
+        let grace = configuration.temporaryGrace
+        Thread.detachNewThread { [self] in
+            releaseTarget(t) // answered at the temporary address: before it goes
+            Thread.sleep(forTimeInterval: grace)
+            lock.withLock {
+                if t.temporaryAdded, let temporary = t.temporary,
+                   !outgoing.values.contains(where: { $0 !== t && $0.temporary == temporary && $0.state == .active }) {
+                    do { try addresses.removeFromInterface(temporary) } catch { logger.error("removing temporary \(temporary): \(error)") }
+                }
+                if t.mode == .l3 { _ = try? decapsulator?.remove(original) }
+            }
+        }
+    }
+
+    /// Tells the target it may let go of the address (best effort, retried for a while).
+    private func releaseTarget(_ t: Outgoing) {
+        let family = t.original.address.family
+        _ = try? messenger.request(transfer: t.id, to: t.target.endpoint(family), timeout: .seconds(3), {
+            try t.channel.seal(.release(Release()))
+        }, answer: { if case .released = $0 { true } else { false } })
+    }
+
+    /// `transfer end` on the TN: asks the agent to end; returns once woken up and reclaimed.
+    private func end(_ t: Outgoing) throws -> TransferInfo {
+        guard let agent = configuration.agent else { throw ControlError("no agent configured") }
+        guard t.state == .active else { return info(t) }
+        lock.withLock {
+            t.state = .ending
+            t.mark("end")
+        }
+        let family = t.original.address.family
+        _ = try messenger.request(transfer: t.id, to: agent.endpoint(family), timeout: configuration.answerTimeout, {
+            try t.channel.seal(.end(End(reason: "requested by the TN")))
+        }, answer: { if case .wakeUp = $0 { true } else { false } })
+        return lock.withLock {
+            if t.state == .ending { t.state = .active } // no wake-up came: still transferred
+            return info(t)
+        }
+    }
+
+    // MARK: - Target: accepting sessions
+
+    /// This node's own address of `original`'s family: where tunnels to it go (L3).
+    private func ownAddress(_ original: IPAddress) throws -> IPAddress {
+        let family = original.family
+        guard let own = try Netlink().addresses(interface: configuration.interface, family: family)
+            .first(where: { $0.scope == .universe && $0.address != original })?.address else {
+            throw ControlError("\(configuration.interface) has no \(family == .v4 ? "IPv4" : "IPv6") address")
+        }
+        return own
+    }
+
+    private func prepare(_ offer: Offer, id: TransferID, channel: TransferChannel) throws -> Accept {
+        guard offer.control.address != offer.original else {
+            throw ControlError("the offer's control address is the original address itself: answers could not leave this node")
+        }
+        let own = try ownAddress(offer.original)
+        guard try addresses.onInterface(offer.original) == nil else {
+            throw ControlError("\(offer.original) is this node's own address on the wire")
+        }
+        try addresses.hold(offer.original)
+        if offer.mode == .l3 { try acceptTunnelled(offer.original, from: offer.agent) }
+        incoming[id] = Incoming(id: id, channel: channel, offer: offer)
+        logger.info("transfer \(id): accepted \(offer.sessions.count) session(s) of \(offer.original) (\(offer.mode.rawValue))")
+        return Accept(mac: mac, address: own)
+    }
+
+    /// Lock held.
+    private func release(_ t: Incoming) {
+        guard t.state == .accepted else { return }
+        t.state = .released
+        t.ended = Date()
+        let original = t.offer.original
+        let stillNeeded = incoming.values.contains { $0 !== t && $0.offer.original == original && $0.state == .accepted }
+        if !stillNeeded {
+            do { try addresses.unhold(original) } catch { logger.error("transfer \(t.id): releasing \(original): \(error)") }
+            if t.offer.mode == .l3 { _ = try? decapsulator?.remove(original) }
+        }
+        logger.info("transfer \(t.id): released \(original)")
+    }
+
+    /// Decapsulates tunnelled packets for `original` from `agent` (L3 mode); loads and attaches
+    /// baton_decap on first use.
+    private func acceptTunnelled(_ original: IPAddress, from agent: IPAddress) throws {
+        try lock.withLock {
+            if decapsulator == nil {
+                let d = try Decapsulator.open(root: configuration.decapRoot)
+                decapLink = try d.attach(ifindex: ifindex, mode: configuration.xdpMode)
+                decapsulator = d
+                logger.info("baton_decap attached to \(configuration.interface)")
+            }
+            try decapsulator!.accept(original, from: agent)
+        }
+    }
+
+    // MARK: - Protocol
+
+    func receive(_ datagram: Datagram) {
+        let envelope: Envelope
+        do {
+            envelope = try Envelope.parse(datagram.payload)
+        } catch {
+            rejections.record(error, from: datagram.source)
+            return
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        do {
+            if let t = outgoing[envelope.transfer] {
+                let message = try t.channel.open(envelope)
+                switch message {
+                case .wakeUp(let w):
+                    if t.state == .active || t.state == .ending { reclaim(t, reason: w.reason) }
+                    if t.state == .ended {
+                        try messenger.send(try t.channel.seal(.wakeUpAck(WakeUpAck())), to: datagram.source)
+                    }
+                    messenger.deliver(message, transfer: t.id)
+                case .accept, .reject, .registered, .released:
+                    messenger.deliver(message, transfer: t.id)
+                default:
+                    rejections.record("unexpected", from: datagram.source, "\(message.type) for transfer \(t.id)")
+                }
+            } else if let t = incoming[envelope.transfer] {
+                let message = try t.channel.open(envelope)
+                switch message {
+                case .offer:
+                    // A retransmission: our accept was lost.
+                    if t.state == .accepted, let own = try? ownAddress(t.offer.original) {
+                        try messenger.send(try t.channel.seal(.accept(Accept(mac: mac, address: own))), to: t.offer.control.socketAddress)
+                    }
+                case .release:
+                    release(t)
+                    try messenger.send(try t.channel.seal(.released(Released())), to: t.offer.control.socketAddress)
+                default:
+                    rejections.record("unexpected", from: datagram.source, "\(message.type) for transfer \(t.id)")
+                }
+            } else {
+                let (channel, message) = try TransferChannel.opening(
+                    envelope, identity: configuration.identity, role: .target, trusted: { [keys = trustedKeys] in keys.contains($0) })
+                guard case .offer(let offer) = message else {
+                    rejections.record("unexpected", from: datagram.source, "\(message.type) for unknown transfer \(envelope.transfer)")
+                    return
+                }
+                let reply: Message
+                do {
+                    reply = .accept(try prepare(offer, id: envelope.transfer, channel: channel))
+                } catch {
+                    logger.error("transfer \(envelope.transfer): refusing the offer: \(error)")
+                    reply = .reject(Reject(reason: "\(error)"))
+                }
+                try messenger.send(try channel.seal(reply), to: offer.control.socketAddress)
+            }
+        } catch let e as ProtocolError {
+            rejections.record(e, from: datagram.source)
+        } catch {
+            logger.error("transfer \(envelope.transfer): \(error)")
+        }
+    }
+
+    // MARK: - Control
+
+    func handle(_ request: ControlRequest) throws -> ControlResponse {
+        switch request.command {
+        case .status:
+            return ControlResponse(status: status())
+        case .transferStart:
+            guard let start = request.start else { throw ControlError("transfer.start needs `start`") }
+            return ControlResponse(transfer: try self.start(start))
+        case .transferList:
+            return ControlResponse(transfers: lock.withLock {
+                outgoing.values.map(info) + incoming.values.map(info)
+            }.sorted { $0.started < $1.started })
+        case .transferShow:
+            return ControlResponse(transfer: try lock.withLock {
+                let id = try parseID(request.transfer)
+                if let t = outgoing[id] { return info(t) }
+                if let t = incoming[id] { return info(t) }
+                throw ControlError("no transfer \(id)")
+            })
+        case .transferEnd:
+            let id = try parseID(request.transfer)
+            guard let t = lock.withLock({ outgoing[id] }) else {
+                if lock.withLock({ incoming[id] }) != nil {
+                    throw ControlError("transfer \(id) was accepted here as its target: end it on the TN or the agent")
+                }
+                throw ControlError("no transfer \(id)")
+            }
+            return ControlResponse(transfer: try end(t))
+        }
+    }
+
+    private func parseID(_ text: String?) throws -> TransferID {
+        guard let text, let id = TransferID(text) else { throw ControlError("invalid transfer ID '\(text ?? "")': expected 16 hex digits") }
+        return id
+    }
+
+    private func info(_ t: Outgoing) -> TransferInfo {
+        TransferInfo(id: "\(t.id)", role: "tn", state: t.state.rawValue, original: t.original.address, temporary: t.temporary,
+                     mode: t.mode.rawValue, target: "\(t.target.name) (\(t.target.endpoint(t.original.address.family).address))",
+                     sessions: t.request.sessions.map { SessionInfo(match: $0) }, reason: t.reason,
+                     started: unixTime(t.started), ended: t.ended.map { unixTime($0) }, milestones: t.milestones)
+    }
+
+    private func info(_ t: Incoming) -> TransferInfo {
+        TransferInfo(id: "\(t.id)", role: "target", state: t.state.rawValue, original: t.offer.original, temporary: nil,
+                     mode: t.offer.mode.rawValue, target: nil, sessions: t.offer.sessions.map { SessionInfo(match: $0) },
+                     reason: nil, started: unixTime(t.started), ended: t.ended.map { unixTime($0) }, milestones: [:])
+    }
+
+    private func status() -> DaemonStatus {
+        let netlink = try? Netlink()
+        let own = ((try? netlink?.addresses(interface: configuration.interface)) ?? []).map(\.description)
+        let held = ((try? netlink?.addresses(interface: "lo")) ?? [])
+            .filter { $0.address != IPAddress("127.0.0.1")! && $0.address != IPAddress("::1")! }.map { "\($0.address)" }
+        return lock.withLock {
+            DaemonStatus(role: "node", publicKey: "\(configuration.identity.publicKey)", interface: configuration.interface,
+                         mac: mac, addresses: own, port: configuration.port,
+                         activeTransfers: outgoing.values.filter { $0.state == .active }.count
+                            + incoming.values.filter { $0.state == .accepted }.count,
+                         rejected: rejections.snapshot, heldAddresses: held,
+                         temporaryAddresses: outgoing.values.filter { $0.state != .ended && $0.state != .failed }
+                            .compactMap { $0.temporary.map { "\($0)" } })
+        }
+    }
+}

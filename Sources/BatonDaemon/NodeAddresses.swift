@@ -1,0 +1,72 @@
+import BatonModel
+import BatonNet
+
+/// The node's address moves, all through netlink and /proc/sys (never `ip`):
+///
+/// - a held address is a local address the node does not claim on the wire: on `lo`, with
+///   `arp_ignore=1` (answer ARP only for addresses of the asking interface) and
+///   `arp_announce=2` (never use it as an ARP source). IPv6 needs nothing more: NDP answers
+///   only for addresses of the receiving interface. Sockets bound to it keep working;
+/// - the temporary address goes on the interface beside the original before the original
+///   leaves it, with `promote_secondaries` so that removing the (primary) original keeps the
+///   temporary and the subnet route.
+struct NodeAddresses {
+    let interface: String
+
+    /// The interface's address `address`, with its prefix length; nil if it is not there.
+    func onInterface(_ address: IPAddress) throws -> InterfaceAddress? {
+        try Netlink().addresses(interface: interface, family: address.family).first { $0.address == address }
+    }
+
+    func onLoopback(_ address: IPAddress) throws -> Bool {
+        try Netlink().addresses(interface: "lo", family: address.family).contains { $0.address == address }
+    }
+
+    /// Keeps `address` local without answering for it. Idempotent.
+    func hold(_ address: IPAddress) throws {
+        if address.family == .v4 {
+            try Sysctl.write("net.ipv4.conf.all.arp_ignore", 1)
+            try Sysctl.write("net.ipv4.conf.all.arp_announce", 2)
+        }
+        guard try !onLoopback(address) else { return }
+        try Netlink().addAddress(address, prefixLength: address.family.bitWidth, interface: "lo",
+                                 flags: address.family == .v6 ? .nodad : [])
+    }
+
+    /// Stops holding `address` on `lo`. Idempotent.
+    func unhold(_ address: IPAddress) throws {
+        guard try onLoopback(address) else { return }
+        try Netlink().deleteAddress(address, interface: "lo")
+    }
+
+    /// Puts `address` on the interface (no duplicate detection: it is ours and in use).
+    func addToInterface(_ address: IPAddress, prefixLength: Int) throws {
+        if address.family == .v4 {
+            try Sysctl.write("net.ipv4.conf.\(interface).promote_secondaries", 1)
+        }
+        guard try onInterface(address) == nil else { return }
+        try Netlink().addAddress(address, prefixLength: prefixLength, interface: interface,
+                                 flags: address.family == .v6 ? .nodad : [])
+    }
+
+    func removeFromInterface(_ address: IPAddress) throws {
+        guard try onInterface(address) != nil else { return }
+        try Netlink().deleteAddress(address, interface: interface)
+    }
+
+    /// The first address of `pool` of `family` that is on no interface of this host and not in
+    /// `inUse`.
+    func pick(from pool: [IPPrefix], family: IPAddress.Family, excluding inUse: Set<IPAddress>) throws -> IPAddress? {
+        let present = Set(try Netlink().addresses(family: family).map(\.address))
+        for prefix in pool where prefix.family == family {
+            let count = family == .v4 ? (1 << (32 - prefix.length)) : 1 << min(16, 128 - prefix.length)
+            // Skip the network and broadcast addresses of IPv4 blocks larger than two.
+            let range = family == .v4 && prefix.length < 31 ? 1..<(count - 1) : 0..<count
+            for index in range {
+                guard let candidate = prefix.network.address(at: index) else { break }
+                if !present.contains(candidate), !inUse.contains(candidate) { return candidate }
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,184 @@
+import BatonModel
+import BatonNet
+import Foundation
+
+/// A running `batond` in a lab host's network namespace.
+public final class DaemonProcess: @unchecked Sendable {
+    public let host: String
+    /// Its control socket, for batonctl (`--control`) or `Control(path:)`.
+    public let control: String
+    /// Its stderr (the log).
+    public let log: String
+    let process: Process
+
+    init(host: String, control: String, log: String, process: Process) {
+        self.host = host
+        self.control = control
+        self.log = log
+        self.process = process
+    }
+
+    public var isRunning: Bool { process.isRunning }
+
+    /// The log so far.
+    public func logText() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+    /// SIGTERM, then SIGKILL if it has not exited within `grace`.
+    public func stop(grace: Double = 3) {
+        guard process.isRunning else { return }
+        process.terminate()
+        let deadline = Date().addingTimeInterval(grace)
+        while process.isRunning, Date() < deadline { usleep(10_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+}
+
+/// `batond` running on the agent, the TN and the target of a transfer lab (`Lab.transfer`),
+/// configured to trust each other. Each daemon has its own state directory, control socket and
+/// bpffs pin root, all named after the lab, so labs never share anything; `stop()` kills the
+/// daemons and removes their pins, the caller tears the lab down.
+public final class LabDaemons: @unchecked Sendable {
+    public let lab: Lab
+    public let directory: String
+    public let agent: DaemonProcess
+    public let tn: DaemonProcess
+    public let target: DaemonProcess
+    /// bpffs pin roots the daemons use (removed by `stop`).
+    public let pinRoots: [String]
+
+    public struct Options: Sendable {
+        /// Extra `batond agent` arguments (e.g. ["--idle-timeout", "2"]).
+        public var agentArguments: [String] = []
+        public var nodeArguments: [String] = []
+        public var logLevel = "info"
+        public init() {}
+    }
+
+    /// Starts target, TN and agent in that order and waits until each serves its control
+    /// socket. `batond` is the daemon's executable (see `LabDaemons.findBatond`).
+    public static func start(_ lab: Lab, batond: String, options: Options = Options()) throws -> LabDaemons {
+        let directory = "/tmp/baton-\(lab.prefix)"
+        try? FileManager.default.removeItem(atPath: directory)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let sa = lab["sa"], tn = lab["tn"], target = lab["target"]
+        var started: [DaemonProcess] = []
+        let roots = ["/sys/fs/bpf/baton-\(lab.prefix)-sa", "/sys/fs/bpf/baton-\(lab.prefix)-tn",
+                     "/sys/fs/bpf/baton-\(lab.prefix)-target"]
+        do {
+            func key(_ host: String) throws -> String {
+                try run(batond, ["key", "--state-dir", "\(directory)/\(host)"]).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            let saKey = try key("sa"), tnKey = try key("tn"), targetKey = try key("target")
+            func addresses(_ h: LabHost) -> String { "\(h.ipv4),\(h.ipv6)" }
+            // Temporary addresses: the top of the TN's segment (.200/29 and ::c8/125).
+            let pool4 = IPPrefix(tn.primary.ipv4Network.address(at: 200)!, length: 29)!
+            let pool6 = IPPrefix(tn.primary.ipv6Network.address(at: 200)!, length: 125)!
+            func common(_ host: String) -> [String] {
+                ["--netns", lab[host].namespace.name!, "--state-dir", "\(directory)/\(host)",
+                 "--control", "\(directory)/\(host).sock", "--log-level", options.logLevel]
+            }
+            let targetProcess = try launch(batond, host: "target", directory: directory,
+                                           ["node"] + common("target") + ["--decap-root", roots[2],
+                                            "--peer=tn,\(tnKey),\(addresses(tn))"] + options.nodeArguments)
+            started.append(targetProcess)
+            let tnProcess = try launch(batond, host: "tn", directory: directory,
+                                       ["node"] + common("tn") + ["--decap-root", roots[1],
+                                        // KEY=value form: a base64url key may begin with "-".
+                                        "--agent=\(saKey),\(addresses(sa))",
+                                        "--peer=target,\(targetKey),\(addresses(target))",
+                                        "--temporary-pool", "\(pool4)", "--temporary-pool", "\(pool6)"] + options.nodeArguments)
+            started.append(tnProcess)
+            let agentProcess = try launch(batond, host: "sa", directory: directory,
+                                          ["agent"] + common("sa") + ["--root", roots[0], "--trust=\(tnKey)"] + options.agentArguments)
+            started.append(agentProcess)
+            for p in started { try waitForControl(p) }
+            return LabDaemons(lab: lab, directory: directory, agent: agentProcess, tn: tnProcess, target: targetProcess,
+                              pinRoots: roots)
+        } catch {
+            for p in started { p.stop() }
+            for root in roots { try? FileManager.default.removeItem(atPath: root) }
+            throw error
+        }
+    }
+
+    private init(lab: Lab, directory: String, agent: DaemonProcess, tn: DaemonProcess, target: DaemonProcess, pinRoots: [String]) {
+        self.lab = lab
+        self.directory = directory
+        self.agent = agent
+        self.tn = tn
+        self.target = target
+        self.pinRoots = pinRoots
+    }
+
+    public var all: [DaemonProcess] { [agent, tn, target] }
+
+    /// Stops the daemons and removes their pins (which detaches their XDP links).
+    public func stop(keepLogs: Bool = false) {
+        for p in all { p.stop() }
+        for root in pinRoots { try? FileManager.default.removeItem(atPath: root) }
+        if !keepLogs { try? FileManager.default.removeItem(atPath: directory) }
+    }
+
+    /// Every daemon's log, for a failure message.
+    public func logs() -> String {
+        all.map { "---- batond on \($0.host) ----\n" + $0.logText() }.joined(separator: "\n")
+    }
+
+    /// `batond` next to the running executable or a loaded bundle (the build directory).
+    public static func findBatond() -> String? {
+        var directories: [URL] = []
+        if let exe = Bundle.main.executableURL { directories.append(exe.deletingLastPathComponent()) }
+        directories += Bundle.allBundles.map { $0.bundleURL.deletingLastPathComponent() }
+        directories.append(URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent())
+        for d in directories {
+            let candidate = d.appendingPathComponent("batond").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    private static func launch(_ batond: String, host: String, directory: String, _ arguments: [String]) throws -> DaemonProcess {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: batond)
+        p.arguments = arguments
+        let log = "\(directory)/\(host).log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        return DaemonProcess(host: host, control: "\(directory)/\(host).sock", log: log, process: p)
+    }
+
+    private static func waitForControl(_ p: DaemonProcess) throws {
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if !p.isRunning {
+                throw LabError(description: "batond on \(p.host) exited at start: \(p.logText())")
+            }
+            if FileManager.default.fileExists(atPath: p.control) { return }
+            usleep(20_000)
+        }
+        throw LabError(description: "batond on \(p.host) did not open \(p.control) within 20 s: \(p.logText())")
+    }
+
+    /// Runs a short command and returns its stdout; throws with its stderr if it fails.
+    static func run(_ executable: String, _ arguments: [String]) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let output = out.fileHandleForReading.readDataToEndOfFile()
+        let error = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw LabError(description: "\(executable) \(arguments.joined(separator: " ")) failed: \(String(decoding: error, as: UTF8.self))")
+        }
+        return String(decoding: output, as: UTF8.self)
+    }
+}

@@ -1,0 +1,274 @@
+import BatonModel
+import BatonNet
+import Foundation
+
+// Traffic for whole-transfer runs (tests, demo, benchmark): a sequence-numbered UDP flow whose
+// every arrival is timed, and a TCP stream whose bytes are checked one by one.
+
+/// Nanoseconds on the monotonic clock; comparable across threads of one process.
+public func monotonicNanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+/// A sequence-numbered datagram: "BTSQ", flow, sequence number.
+enum SequencedPayload {
+    static let magic: [UInt8] = Array("BTSQ".utf8)
+
+    static func make(flow: UInt32, sequence: UInt64, size: Int) -> [UInt8] {
+        var bytes = magic
+        withUnsafeBytes(of: flow.bigEndian) { bytes += $0 }
+        withUnsafeBytes(of: sequence.bigEndian) { bytes += $0 }
+        if bytes.count < size { bytes += [UInt8](repeating: 0x5a, count: size - bytes.count) }
+        return bytes
+    }
+
+    static func parse(_ bytes: [UInt8]) -> (flow: UInt32, sequence: UInt64)? {
+        guard bytes.count >= 16, Array(bytes[0..<4]) == magic else { return nil }
+        let flow = bytes[4..<8].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        let sequence = bytes[8..<16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        return (flow, sequence)
+    }
+}
+
+/// Sends a sequence-numbered flow at a fixed rate on its own thread, paced per millisecond.
+public final class SequenceSender: @unchecked Sendable {
+    public let flow: UInt32
+    private let lock = NSLock()
+    private var running = true
+    private var count = 0
+    private var failures = 0
+    private let done = DispatchSemaphore(value: 0)
+
+    /// `cpu`: the CPU the sending thread is pinned to (see `pinCurrentThread`); nil leaves it free.
+    public init(socket: UDPSocket, to destination: SocketAddress, flow: UInt32, perSecond: Int, size: Int = 64,
+                cpu: Int? = 0) {
+        self.flow = flow
+        Thread.detachNewThread { [self] in
+            if let cpu { pinCurrentThread(toCPU: cpu) }
+            let start = monotonicNanoseconds()
+            var sequence: UInt64 = 0
+            while lock.withLock({ running }) {
+                let due = UInt64(Double(monotonicNanoseconds() - start) * Double(perSecond) / 1e9)
+                while sequence < due {
+                    do {
+                        try socket.send(SequencedPayload.make(flow: flow, sequence: sequence, size: size), to: destination)
+                        sequence += 1
+                    } catch {
+                        // ENOBUFS and the like: the same number is sent again, so a gap means loss on the way.
+                        lock.withLock { failures += 1 }
+                        break
+                    }
+                }
+                lock.withLock { count = Int(sequence) }
+                usleep(200)
+            }
+            done.signal()
+        }
+    }
+
+    /// Datagrams sent so far (numbers 0..<sent).
+    public var sent: Int { lock.withLock { count } }
+    /// Sends the socket refused (retried with the same number).
+    public var sendFailures: Int { lock.withLock { failures } }
+
+    /// Stops and returns how many were sent.
+    @discardableResult
+    public func stop() -> Int {
+        lock.withLock { running = false }
+        done.wait()
+        return sent
+    }
+}
+
+/// One datagram's arrival.
+public struct Arrival: Sendable {
+    public var host: String
+    public var flow: UInt32
+    public var sequence: UInt64
+    /// `monotonicNanoseconds()` when it was read.
+    public var time: UInt64
+}
+
+/// Receives sequence-numbered datagrams on one host and records every arrival.
+public final class SequenceReceiver: @unchecked Sendable {
+    public let host: String
+    private let socket: UDPSocket
+    private let lock = NSLock()
+    private var running = true
+    private var arrivals: [Arrival] = []
+    private let done = DispatchSemaphore(value: 0)
+
+    public init(host: String, socket: UDPSocket) {
+        self.host = host
+        self.socket = socket
+        // A deep buffer: the receiver thread shares two cores with daemons and senders, and a
+        // socket-buffer drop would look like a loss in the network.
+        try? socket.setReceiveBufferSize(8 << 20, force: true)
+        arrivals.reserveCapacity(1 << 16)
+        Thread.detachNewThread { [self] in
+            while lock.withLock({ running }) {
+                guard let d = try? socket.receive(timeout: .milliseconds(50)),
+                      let (flow, sequence) = SequencedPayload.parse(d.payload) else { continue }
+                let a = Arrival(host: host, flow: flow, sequence: sequence, time: monotonicNanoseconds())
+                lock.withLock { arrivals.append(a) }
+            }
+            done.signal()
+        }
+    }
+
+    public func count(flow: UInt32) -> Int { lock.withLock { arrivals.lazy.filter { $0.flow == flow }.count } }
+
+    /// The first arrival of `flow` at or after `time`, if any.
+    public func first(flow: UInt32, after time: UInt64 = 0) -> Arrival? {
+        lock.withLock { arrivals.first { $0.flow == flow && $0.time >= time } }
+    }
+
+    public var snapshot: [Arrival] { lock.withLock { arrivals } }
+
+    /// Stops receiving (after the socket drained for `drain`) and returns every arrival.
+    public func stop(drain: Duration = .milliseconds(300)) -> [Arrival] {
+        Thread.sleep(forTimeInterval: Double(drain.components.seconds) + Double(drain.components.attoseconds) / 1e18)
+        lock.withLock { running = false }
+        done.wait()
+        socket.close()
+        return snapshot
+    }
+}
+
+/// What happened to one sequence-numbered flow across all hosts.
+public struct FlowReport: Sendable, CustomStringConvertible {
+    public var sent: Int
+    /// Distinct sequence numbers received anywhere.
+    public var received: Int
+    public var lost: Int { sent - received }
+    public var duplicates: Int
+    /// Datagrams that arrived at a host after a higher number had arrived at that host.
+    public var reordered: Int
+    /// Received per host.
+    public var perHost: [String: Int]
+    /// The largest time between two consecutive arrivals of the flow, any host (ms).
+    public var largestGapMilliseconds: Double
+    /// Per host, the received numbers as contiguous ranges (e.g. tn: 0..<4210, 9112..<20000).
+    public var ranges: [String: [Range<UInt64>]]
+    /// The first few reorderings, as "host: 812 after 815".
+    public var reorderings: [String]
+
+    public init(flow: UInt32, sent: Int, arrivals: [Arrival]) {
+        // Stable by time: one host's arrivals keep the order they were read in.
+        let mine = arrivals.enumerated().filter { $0.element.flow == flow }
+            .sorted { ($0.element.time, $0.offset) < ($1.element.time, $1.offset) }.map(\.element)
+        self.sent = sent
+        var seen = Set<UInt64>()
+        var duplicates = 0
+        var highest: [String: UInt64] = [:]
+        var reordered = 0
+        var perHost: [String: Int] = [:]
+        var gap: UInt64 = 0
+        var numbers: [String: [UInt64]] = [:]
+        var reorderings: [String] = []
+        for (i, a) in mine.enumerated() {
+            if !seen.insert(a.sequence).inserted { duplicates += 1 }
+            if let h = highest[a.host], a.sequence < h {
+                reordered += 1
+                if reorderings.count < 5 { reorderings.append("\(a.host): \(a.sequence) after \(h)") }
+            }
+            highest[a.host] = max(highest[a.host] ?? 0, a.sequence)
+            perHost[a.host, default: 0] += 1
+            numbers[a.host, default: []].append(a.sequence)
+            if i > 0 { gap = max(gap, a.time - mine[i - 1].time) }
+        }
+        received = seen.filter { $0 < UInt64(sent) }.count
+        self.duplicates = duplicates
+        self.reordered = reordered
+        self.reorderings = reorderings
+        self.perHost = perHost
+        largestGapMilliseconds = Double(gap) / 1e6
+        ranges = numbers.mapValues { list in
+            var result: [Range<UInt64>] = []
+            for n in list.sorted() {
+                if let last = result.last, last.upperBound == n {
+                    result[result.count - 1] = last.lowerBound..<(n + 1)
+                } else if let last = result.last, last.contains(n) {
+                    continue
+                } else {
+                    result.append(n..<(n + 1))
+                }
+            }
+            return result
+        }
+    }
+
+    public var description: String {
+        let hosts = perHost.keys.sorted().map { h in
+            "\(h) \(perHost[h]!) [" + (ranges[h] ?? []).map { "\($0.lowerBound)-\($0.upperBound - 1)" }.joined(separator: ", ") + "]"
+        }.joined(separator: "; ")
+        return "sent \(sent), received \(received), lost \(lost), duplicates \(duplicates), reordered \(reordered), "
+            + "largest gap \(String(format: "%.2f", largestGapMilliseconds)) ms; \(hosts)"
+            + (reorderings.isEmpty ? "" : "; reorderings: " + reorderings.joined(separator: ", "))
+    }
+}
+
+/// A TCP stream from a correspondent to a listener: the client writes a known byte pattern
+/// continuously, the server reads and checks every byte. A reset or a wrong byte is recorded.
+public final class TCPStreamCheck: @unchecked Sendable {
+    private let lock = NSLock()
+    private var running = true
+    private var written = 0
+    private var read = 0
+    private var failure: String?
+    private let group = DispatchGroup()
+
+    static func byte(_ index: Int) -> UInt8 { UInt8(truncatingIfNeeded: index % 251) }
+
+    /// `client` writes `chunk` bytes every `interval`; `server` is the accepted connection.
+    public init(client: TCPConnection, server: TCPConnection, chunk: Int = 1024, interval: Duration = .milliseconds(2)) {
+        group.enter()
+        Thread.detachNewThread { [self] in
+            defer { group.leave() }
+            var offset = 0
+            while lock.withLock({ running }) {
+                let bytes = (offset..<(offset + chunk)).map(Self.byte)
+                do {
+                    try client.send(bytes, timeout: .seconds(10))
+                } catch {
+                    lock.withLock { failure = failure ?? "client send: \(error)" }
+                    return
+                }
+                offset += chunk
+                lock.withLock { written = offset }
+                Thread.sleep(forTimeInterval: Double(interval.components.attoseconds) / 1e18 + Double(interval.components.seconds))
+            }
+            try? client.shutdownWrite()
+        }
+        group.enter()
+        Thread.detachNewThread { [self] in
+            defer { group.leave() }
+            var offset = 0
+            while true {
+                let bytes: [UInt8]
+                do {
+                    bytes = try server.receive(upTo: 65536, timeout: .seconds(15))
+                } catch {
+                    lock.withLock { failure = failure ?? "server receive: \(error)" }
+                    return
+                }
+                if bytes.isEmpty { return } // the client's FIN: all read
+                for (i, b) in bytes.enumerated() where b != Self.byte(offset + i) {
+                    lock.withLock { failure = failure ?? "byte \(offset + i) is \(b), expected \(Self.byte(offset + i))" }
+                    return
+                }
+                offset += bytes.count
+                lock.withLock { read = offset }
+            }
+        }
+    }
+
+    public var bytesWritten: Int { lock.withLock { written } }
+    public var bytesRead: Int { lock.withLock { read } }
+
+    /// Stops writing, waits until the server has read everything (or failed), and returns
+    /// (written, read, failure).
+    public func stop() -> (written: Int, read: Int, failure: String?) {
+        lock.withLock { running = false }
+        group.wait()
+        return lock.withLock { (written, read, failure) }
+    }
+}

@@ -1,0 +1,159 @@
+import BatonDaemon
+import BatonDataPlane
+import BatonLab
+import BatonModel
+import BatonNet
+import Foundation
+
+/// Part 4: whole transfers between batond daemons in a lab, one after another, while a
+/// 20 kpps sequence-numbered call runs: the time from `transfer start` to the call's first
+/// packet at the target, and the gap the call sees at wake-up. Baselines from the same run:
+/// a UDP round trip TN → agent → TN (what one protocol exchange costs at least), and the
+/// call's median spacing between packets.
+struct HandoverResult {
+    var transfers: Int
+    var rate: Int
+    /// ms, one per transfer.
+    var firstPacket: [Double]
+    /// ms: the call's last packet at the target → its first back at the TN, per transfer.
+    var wakeUpGap: [Double]
+    /// ms: median UDP round trip TN ↔ agent.
+    var roundTrip: Double?
+    /// ms: median spacing of the call's packets over the whole run.
+    var spacing: Double?
+    var lost: Int
+    var reordered: Int
+    var sent: Int
+    var failures: [String]
+}
+
+func percentile(_ xs: [Double], _ p: Double) -> Double? {
+    guard !xs.isEmpty else { return nil }
+    let s = xs.sorted()
+    let rank = Int((p / 100 * Double(s.count - 1)).rounded())
+    return s[min(s.count - 1, max(0, rank))]
+}
+
+func runHandover(_ options: Options) throws -> HandoverResult {
+    guard let batond = LabDaemons.findBatond() else { throw BrokenSetup("batond not found next to baton-bench (make bench builds it)") }
+    let lab = try Lab.transfer(.l2, correspondents: ["cn"])
+    Cleanup.shared.add(lab)
+    defer { Cleanup.shared.remove(lab) }
+    var daemonOptions = LabDaemons.Options()
+    daemonOptions.agentArguments = ["--idle-timeout", "600", "--linger", "0.05", "--announce-refresh", "0"]
+    daemonOptions.logLevel = "warning"
+    let daemons = try LabDaemons.start(lab, batond: batond, options: daemonOptions)
+    defer { daemons.stop() }
+    let cn = lab["cn"], sa = lab["sa"], tn = lab["tn"], target = lab["target"]
+    let original = tn.ipv4
+    let rate = 20_000
+
+    // Baseline 1: UDP round trips TN → agent's namespace → TN.
+    let echo = try sa.udpSocket(.v4, port: 9999)
+    let pinger = try tn.udpSocket(.v4)
+    let echoing = Thread {
+        while let d = try? echo.receive(timeout: .milliseconds(500)) { try? echo.send(d.payload, to: d.source) }
+    }
+    echoing.start()
+    var trips: [Double] = []
+    for _ in 0..<200 {
+        let t0 = now()
+        try pinger.send([1], to: sa.ipv4, port: 9999)
+        if try pinger.receive(timeout: .seconds(1)) != nil { trips.append(Double(now() - t0) / 1e6) }
+    }
+    pinger.close()
+
+    let atTN = SequenceReceiver(host: "tn", socket: try tn.udpSocket(.v4, port: 5004))
+    let atTarget = SequenceReceiver(host: "target", socket: try target.udpSocket(.v4, port: 5004))
+    let call = SequenceSender(socket: try cn.udpSocket(.v4, port: 40000), to: SocketAddress(original, port: 5004),
+                              flow: 1, perSecond: rate)
+    let tnControl = Control(path: daemons.tn.control)
+    let session = SessionMatch(proto: .udp, source: cn.ipv4, sourcePort: 40000, destination: original, destinationPort: 5004)
+    var firstPacket: [Double] = []
+    var cycles: [(start: UInt64, end: UInt64)] = []
+    var failures: [String] = []
+    usleep(300_000)
+    for i in 0..<options.handovers {
+        let started = monotonicNanoseconds()
+        do {
+            let t = try tnControl.start(TransferRequest(to: "target", sessions: [session], mode: "l2"))
+            var first: Arrival?
+            let deadline = Date().addingTimeInterval(3)
+            while first == nil, Date() < deadline {
+                first = atTarget.first(flow: 1, after: started)
+                if first == nil { usleep(100) }
+            }
+            if let first { firstPacket.append(Double(first.time - started) / 1e6) } else { failures.append("transfer \(i): no packet at the target") }
+            usleep(20_000)
+            let ending = monotonicNanoseconds()
+            try tnControl.end(t.id)
+            // Let the agent's linger pass and the call settle at the TN before the next one.
+            usleep(150_000)
+            cycles.append((started, ending))
+        } catch {
+            failures.append("transfer \(i): \(error)")
+            usleep(500_000)
+        }
+        if i % 20 == 19 { Log.info("handover: \(i + 1)/\(options.handovers)") }
+    }
+    let sent = call.stop()
+    let arrivals = atTN.stop() + atTarget.stop()
+    echoing.cancel()
+    echo.close()
+
+    // The wake-up gap of each cycle: last packet at the target before the next start, first
+    // packet at the TN after it.
+    let bounds = cycles.map(\.start) + [UInt64.max]
+    let targetTimes = arrivals.filter { $0.host == "target" }.map(\.time).sorted()
+    let tnTimes = arrivals.filter { $0.host == "tn" }.map(\.time).sorted()
+    var gaps: [Double] = []
+    for (i, c) in cycles.enumerated() {
+        guard let last = targetTimes.last(where: { $0 >= c.start && $0 < bounds[i + 1] }),
+              let back = tnTimes.first(where: { $0 > last }) else { continue }
+        gaps.append(Double(back - last) / 1e6)
+    }
+    let all = arrivals.sorted { $0.time < $1.time }
+    let spacing = medianOf(zip(all.dropFirst(), all).map { Double($0.time - $1.time) / 1e6 })
+    let report = FlowReport(flow: 1, sent: sent, arrivals: arrivals)
+    return HandoverResult(transfers: options.handovers, rate: rate, firstPacket: firstPacket, wakeUpGap: gaps,
+                          roundTrip: medianOf(trips), spacing: spacing, lost: report.lost, reordered: report.reordered,
+                          sent: sent, failures: failures)
+}
+
+extension HandoverResult {
+    func printTable() {
+        print("")
+        print("4. Handover: \(transfers) transfers tn → target → tn between batond daemons (L2, IPv4) while a \(rate / 1000) kpps call runs.")
+        func line(_ name: String, _ xs: [Double], _ base: Double?, _ baseName: String) {
+            let p50 = percentile(xs, 50), p99 = percentile(xs, 99)
+            let r50 = p50.flatMap { v in base.map { v / $0 } }, r99 = p99.flatMap { v in base.map { v / $0 } }
+            print("   " + name.padding(toLength: 44, withPad: " ", startingAt: 0)
+                  + "p50 " + (p50.map { fmt($0, 2) } ?? "n/a") + " ms (" + (r50.map { fmt($0, 1) } ?? "-") + "x " + baseName + ")"
+                  + ", p99 " + (p99.map { fmt($0, 2) } ?? "n/a") + " ms (" + (r99.map { fmt($0, 1) } ?? "-") + "x), n=\(xs.count)")
+        }
+        print("   baselines in the same run: UDP round trip tn ↔ sa " + (roundTrip.map { fmt($0, 3) } ?? "n/a")
+              + " ms (median); call packet spacing " + (spacing.map { fmt($0, 3) } ?? "n/a") + " ms (median)")
+        line("transfer start → first packet at the target", firstPacket, roundTrip, "round trip")
+        line("wake-up gap (last at target → first at TN)", wakeUpGap, spacing, "spacing")
+        print("   call: sent \(sent), lost \(lost), reordered \(reordered)" + (failures.isEmpty ? "" : "; failures: \(failures.prefix(3).joined(separator: "; "))"))
+    }
+
+    func json() -> JSON {
+        .object([
+            ("transfers", .int(Int64(transfers))),
+            ("ratePps", .int(Int64(rate))),
+            ("firstPacketMs", .object([("p50", .num(percentile(firstPacket, 50), 3)), ("p99", .num(percentile(firstPacket, 99), 3)),
+                                       ("n", .int(Int64(firstPacket.count)))])),
+            ("wakeUpGapMs", .object([("p50", .num(percentile(wakeUpGap, 50), 3)), ("p99", .num(percentile(wakeUpGap, 99), 3)),
+                                     ("n", .int(Int64(wakeUpGap.count)))])),
+            ("roundTripMs", .num(roundTrip, 4)),
+            ("spacingMs", .num(spacing, 4)),
+            ("firstPacketOverRoundTrip", .num(percentile(firstPacket, 50).flatMap { v in roundTrip.map { v / $0 } }, 2)),
+            ("wakeUpGapOverSpacing", .num(percentile(wakeUpGap, 50).flatMap { v in spacing.map { v / $0 } }, 2)),
+            ("sent", .int(Int64(sent))),
+            ("lost", .int(Int64(lost))),
+            ("reordered", .int(Int64(reordered))),
+            ("failures", .array(failures.map { .string($0) })),
+        ])
+    }
+}

@@ -1,0 +1,232 @@
+import BatonLab
+import BatonModel
+import BatonNet
+import Foundation
+import Glibc
+import Testing
+
+extension KernelTests {
+    @Suite struct TransferLabs {
+        /// Sends one UDP datagram from `sender` (bound to `source`, default its own address) to
+        /// `receiver` and checks it arrives with that source.
+        func expectDatagram(from sender: LabHost, source: IPAddress? = nil, to receiver: LabHost,
+                            _ family: IPAddress.Family) throws {
+            let server = try receiver.udpSocket(family)
+            let client = try sender.udpSocket(family, address: source)
+            let message = payload("\(sender.name)→\(receiver.name)")
+            try client.send(message, to: receiver.address(family), port: try server.localAddress().port)
+            let datagram = try #require(try server.receive(timeout: .seconds(3)),
+                                        "no \(family) datagram \(sender.name) (\(source ?? sender.address(family))) → \(receiver.name)")
+            #expect(datagram.payload == message)
+            #expect(datagram.source.address == source ?? sender.address(family))
+        }
+
+        @Test func l2LayoutIsOneSegmentWithTheRoles() throws {
+            try Lab.withTransfer(.l2, correspondents: ["cn", "cn2"]) { lab in
+                #expect(lab.hosts.map(\.name) == ["cn", "cn2", "sa", "tn", "target"])
+                #expect(lab.segments.count == 1)
+                #expect(lab.layout == .l2)
+                #expect(lab.correspondents.map(\.name) == ["cn", "cn2"])
+                #expect(lab.hosts.allSatisfy { $0.interfaces.count == 1 && lab.segments[0].ipv4.contains($0.ipv4) })
+                try expectDatagram(from: lab["cn"], to: lab["target"], .v4)
+                try expectDatagram(from: lab["cn2"], to: lab["tn"], .v6)
+            }
+        }
+
+        @Test func l3LayoutPutsTheTargetBehindTheRouter() throws {
+            try Lab.withTransfer(.l3) { lab in
+                #expect(lab.layout == .l3)
+                #expect(lab.hosts.map(\.name) == ["cn", "tn", "sa", "rt", "target"])
+                #expect(lab.correspondents.map(\.name) == ["cn"])
+                let (seg0, seg1) = (lab.segments[0], lab.segments[1])
+                for name in ["cn", "tn", "sa"] {
+                    #expect(lab[name].interfaces.map(\.segment) == ["seg"])
+                    #expect(seg0.ipv4.contains(lab[name].ipv4) && seg0.ipv6.contains(lab[name].ipv6))
+                }
+                #expect(lab["target"].interfaces.map(\.segment) == ["seg1"])
+                #expect(seg1.ipv4.contains(lab["target"].ipv4))
+                #expect(lab["rt"].interfaces.map(\.segment) == ["seg", "seg1"])
+
+                let rt = lab["rt"]
+                for key in ["all", "default", "eth0", "eth1"] {
+                    #expect(try rt.sysctl("net.ipv4.conf.\(key).rp_filter") == "0")
+                }
+                try expectDatagram(from: lab["cn"], to: lab["target"], .v4)
+                try expectDatagram(from: lab["target"], to: lab["cn"], .v6)
+                // The correspondent reaches the target only through rt.
+                #expect(try lab["cn"].neighbour(lab["target"].ipv4) == nil)
+            }
+        }
+
+        @Test(arguments: [IPAddress.Family.v4, .v6])
+        func routerForwardsTheTargetsAnswersFromTheOriginalAddress(family: IPAddress.Family) throws {
+            // Direct server return in L3: the target answers from the TN's address, a segment-0
+            // address it holds on lo, out of segment 1. rt must forward it (no rp_filter drop).
+            try Lab.withTransfer(.l3) { lab in
+                let (cn, target) = (lab["cn"], lab["target"])
+                let network = family == .v4 ? lab.segments[0].ipv4 : lab.segments[0].ipv6
+                let original = try #require(network.address(at: 200))
+                #expect(!lab.hosts.contains { $0.address(family) == original })
+                try target.addNonARPAddress(original)
+                try expectDatagram(from: target, source: original, to: cn, family)
+            }
+        }
+
+        @Test func badCorrespondentNamesAreRefused() throws {
+            let before = NetworkNamespace.list()
+            #expect(throws: LabError.self) { try Lab.transfer(.l2, correspondents: ["sa"]) }
+            #expect(throws: LabError.self) { try Lab.transfer(.l3, correspondents: ["rt"]) }
+            #expect(throws: LabError.self) { try Lab.transfer(.l2, correspondents: []) }
+            #expect(NetworkNamespace.list() == before)
+        }
+
+        @Test(arguments: LabLayout.allCases)
+        func aLabIsReadBackFromTheKernel(layout: LabLayout) throws {
+            try Lab.withTransfer(layout) { lab in
+                #expect(Lab.presentPrefixes().contains(lab.prefix))
+                #expect(Lab.exists(prefix: lab.prefix))
+                let opened = try Lab.open(prefix: lab.prefix)
+                #expect(opened.prefix == lab.prefix)
+                #expect(opened.layout == layout)
+                #expect(opened.segments.map(\.name) == lab.segments.map(\.name))
+                #expect(opened.segments.map(\.ipv4) == lab.segments.map(\.ipv4))
+                #expect(opened.hosts.map(\.name) == lab.hosts.map(\.name))
+                for host in lab.hosts {
+                    let other = try #require(opened.host(host.name))
+                    #expect(other.namespace == host.namespace)
+                    #expect(other.interfaces.map(\.name) == host.interfaces.map(\.name))
+                    #expect(other.interfaces.map(\.mac) == host.interfaces.map(\.mac))
+                    #expect(other.interfaces.map(\.ipv4) == host.interfaces.map(\.ipv4))
+                    #expect(other.interfaces.map(\.ipv6) == host.interfaces.map(\.ipv6))
+                    #expect(other.interfaces.map(\.index) == host.interfaces.map(\.index))
+                    #expect(other.interfaces.map(\.segment) == host.interfaces.map(\.segment))
+                    #expect(other.interfaces.map(\.bridgePort) == host.interfaces.map(\.bridgePort))
+                    #expect(other.interfaces.map(\.bridgePortIndex) == host.interfaces.map(\.bridgePortIndex))
+                }
+            }
+            #expect(throws: LabError.self) { try Lab.open(prefix: "btnone0") }
+        }
+
+        // MARK: batonctl lab
+
+        @Test(.enabled(if: LabCtl.path != nil, "batonctl not built next to the tests"))
+        func batonctlLabUpStatusExecDown() throws {
+            let prefix = uniqueNamespaceName("x").prefix(7).description
+            defer { _ = try? Lab.removeStale(prefix: prefix) }
+
+            let up = try LabCtl.run(["lab", "up", "--layout", "l3", "--correspondents", "2", "--prefix", prefix, "--json"])
+            #expect(up.status == 0, "\(up)")
+            let built = try JSONSerialization.jsonObject(with: Data(up.stdout.utf8)) as? [String: Any]
+            #expect(built?["prefix"] as? String == prefix)
+            #expect(built?["layout"] as? String == "l3")
+            let hosts = (built?["hosts"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
+            #expect(hosts == ["cn1", "cn2", "tn", "sa", "rt", "target"])
+
+            // A fresh process reads the same lab back from the kernel.
+            let lab = try Lab.open(prefix: prefix)
+            let status = try LabCtl.run(["lab", "status", prefix, "--json"])
+            #expect(status.status == 0, "\(status)")
+            let listed = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [[String: Any]]
+            #expect(listed?.count == 1)
+            let target = (listed?.first?["hosts"] as? [[String: Any]])?.first { $0["name"] as? String == "target" }
+            let targetInterface = (target?["interfaces"] as? [[String: Any]])?.first
+            #expect(targetInterface?["ipv4"] as? String == "\(lab["target"].ipv4)")
+            #expect(targetInterface?["mac"] as? String == "\(lab["target"].mac)")
+            let text = try LabCtl.run(["lab", "status"])
+            #expect(text.status == 0 && text.stdout.contains("lab \(prefix) (layout l3)"), "\(text)")
+
+            // exec: in the host's network namespace only; the command's exit status.
+            let ip = try LabCtl.run(["lab", "exec", prefix, "target", "--", "cat", "/proc/thread-self/net/dev"])
+            #expect(ip.status == 0 && ip.stdout.contains("eth0:") && !ip.stdout.contains("eth1:"), "\(ip)")
+            let namespace = try LabCtl.run(["lab", "exec", prefix, "rt", "--", "readlink", "/proc/self/ns/net"])
+            #expect(namespace.stdout.contains("net:[\(try lab["rt"].namespace.identity().inode)]"), "\(namespace)")
+            #expect(try LabCtl.run(["lab", "exec", prefix, "cn1", "--", "sh", "-c", "exit 7"]).status == 7)
+            #expect(try LabCtl.run(["lab", "exec", prefix, "cn1", "--", "no-such-command-here"]).status == 127)
+            let noHost = try LabCtl.run(["lab", "exec", prefix, "nobody", "--", "true"])
+            #expect(noHost.status == 2 && noHost.stderr.contains("no host nobody"), "\(noHost)")
+
+            let down = try LabCtl.run(["lab", "down", prefix])
+            #expect(down.status == 0, "\(down)")
+            #expect(!Lab.exists(prefix: prefix))
+            let again = try LabCtl.run(["lab", "down", prefix])
+            #expect(again.status == 2, "\(again)")
+            #expect(again.stderr.hasPrefix("batonctl: no lab with prefix \(prefix)") && again.stderr.split(separator: "\n").count == 1)
+            let unknown = try LabCtl.run(["lab", "status", prefix])
+            #expect(unknown.status == 2, "\(unknown)")
+        }
+
+        @Test(.enabled(if: LabCtl.path != nil, "batonctl not built next to the tests"))
+        func batonctlLabRefusesBadArguments() throws {
+            let before = NetworkNamespace.list()
+            for arguments in [["lab", "up", "--layout", "l4"], ["lab", "up", "--prefix", "NOPE"],
+                              ["lab", "up", "--correspondents", "sa"], ["lab", "up", "--correspondents", "0"],
+                              ["lab", "down"], ["lab", "exec", "btnone0", "cn"]] {
+                let result = try LabCtl.run(arguments)
+                #expect(result.status != 0, "\(arguments): \(result)")
+                #expect(!result.stderr.isEmpty)
+            }
+            #expect(NetworkNamespace.list() == before)
+        }
+    }
+}
+
+/// The built `batonctl`, found as BatonCtlTests finds it: $BATONCTL, else next to the test bundle.
+enum LabCtl {
+    struct Result: CustomStringConvertible {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+        var description: String { "exit \(status)\nstdout: \(stdout)\nstderr: \(stderr)" }
+    }
+
+    static let path: String? = {
+        if let p = ProcessInfo.processInfo.environment["BATONCTL"], access(p, X_OK) == 0 { return p }
+        var starts: [URL] = [URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath(),
+                             Bundle.main.bundleURL, Bundle.main.executableURL].compactMap { $0 }
+        starts += Bundle.allBundles.map(\.bundleURL)
+        for start in starts {
+            var directory = start
+            for _ in 0..<5 {
+                let candidate = directory.appendingPathComponent("batonctl").path
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue,
+                   access(candidate, X_OK) == 0 {
+                    return candidate
+                }
+                directory = directory.deletingLastPathComponent()
+            }
+        }
+        return nil
+    }()
+
+    /// Runs batonctl with `arguments`, output captured in files, killed after 60 s.
+    static func run(_ arguments: [String]) throws -> Result {
+        let executable = try #require(path)
+        let directory = FileManager.default.temporaryDirectory
+        let out = directory.appendingPathComponent("batonctl-lab-\(UUID().uuidString).out")
+        let err = directory.appendingPathComponent("batonctl-lab-\(UUID().uuidString).err")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+        defer {
+            try? FileManager.default.removeItem(at: out)
+            try? FileManager.default.removeItem(at: err)
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: err)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(60)
+        while process.isRunning && Date() < deadline { usleep(5000) }
+        if process.isRunning {
+            process.terminate()
+            Issue.record("batonctl \(arguments.joined(separator: " ")) timed out")
+        }
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus,
+                      stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+                      stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+    }
+}

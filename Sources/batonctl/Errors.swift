@@ -1,4 +1,5 @@
 import BatonBPF
+import BatonDaemon
 import BatonDataPlane
 import Foundation
 
@@ -15,7 +16,10 @@ enum ExitStatus: Int32 {
     /// Bad command line: unknown flag, malformed or contradictory value
     /// (ArgumentParser's own usage errors use the same code).
     case usage = 64
-    /// Not root.
+    /// No daemon answers on the control socket (--control): batond is not
+    /// running there (sysexits' EX_UNAVAILABLE).
+    case unavailable = 69
+    /// Not root (or, for the daemon verbs, not allowed to open the control socket).
     case notRoot = 77
 }
 
@@ -73,6 +77,29 @@ struct CLIError: Error, CustomStringConvertible {
         }
     }
 
+    /// What the daemon verbs report: the control socket's and the daemon's errors keep their
+    /// text; the exit status comes from what the text says (ControlError carries only text).
+    static func fromControl(_ error: any Error, path: String) -> CLIError {
+        switch error {
+        case let e as CLIError:
+            return e
+        case let e as ControlError:
+            let text = e.description.split(separator: "\n", maxSplits: 1).first.map(String.init) ?? e.description
+            if text.hasPrefix("no daemon at ") { return CLIError(text, .unavailable) }
+            if text.hasPrefix("connect to "), text.hasSuffix(strerrorText(EACCES)) {
+                return CLIError("\(text): the control socket is root's; run batonctl as root", .notRoot)
+            }
+            if text.hasPrefix("control socket path ") { return .usage(text + " (--control)") }
+            if text.hasPrefix("no transfer ") || text.hasPrefix("unknown target ") { return .notFound(text) }
+            if text.hasPrefix("invalid transfer ID ") { return .usage(text) }
+            return CLIError(text, .failure)
+        default:
+            let text = String(describing: error)
+            return CLIError(text.split(separator: "\n", maxSplits: 1).first.map(String.init) ?? text, .failure,
+                            detail: text)
+        }
+    }
+
     static func describe(_ e: DecodingError) -> String {
         func path(_ c: [any CodingKey]) -> String {
             var out = ""
@@ -97,6 +124,8 @@ struct CLIError: Error, CustomStringConvertible {
         }
     }
 }
+
+func strerrorText(_ code: Int32) -> String { String(cString: strerror(code)) }
 
 /// stderr, unbuffered.
 func printError(_ text: String) {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BatonBPF
+import BatonDaemon
 import BatonDataPlane
 import BatonModel
 import Foundation
@@ -18,6 +19,26 @@ struct GlobalOptions: ParsableArguments {
 
     @Flag(name: [.customShort("v"), .long], help: "Log each step, and libbpf's log on errors, to stderr.")
     var verbose = false
+}
+
+/// The daemon verbs' options (`transfer`, `node`): where the local batond listens.
+struct ControlOptions: ParsableArguments {
+    static let defaultPath = "/run/baton/batond.sock"
+
+    @Option(name: .long, help: ArgumentHelp(
+        "The local batond's control socket (batond's --control).", valueName: "path"))
+    var control: String = ControlOptions.defaultPath
+}
+
+/// Runs a daemon verb's body with a client for the control socket; every error below becomes
+/// a one-line CLIError (the no-daemon case exits 69).
+func withDaemon<T>(_ o: ControlOptions, _ body: (Control) throws -> T) throws -> T {
+    guard !o.control.isEmpty else { throw CLIError.usage("invalid --control '': expected the path of batond's control socket") }
+    do {
+        return try body(Control(path: o.control))
+    } catch {
+        throw CLIError.fromControl(error, path: o.control)
+    }
 }
 
 /// Capacities used only when a command loads the data plane (first attach or add).

@@ -49,7 +49,6 @@ public final class Agent: @unchecked Sendable {
         var state: State = .active
         var reason: String?
         var announcement: Announcement?
-        let registeredJiffies: UInt64
         let started = Date()
         let startedClock = ContinuousClock.now
         var ended: Date?
@@ -59,13 +58,11 @@ public final class Agent: @unchecked Sendable {
         var lingerUntil: ContinuousClock.Instant?
         let idleTimeout: Double
 
-        init(id: TransferID, channel: TransferChannel, register: Register, takeover: Takeover,
-             registeredJiffies: UInt64, idleTimeout: Double) {
+        init(id: TransferID, channel: TransferChannel, register: Register, takeover: Takeover, idleTimeout: Double) {
             self.id = id
             self.channel = channel
             self.register = register
             self.takeover = takeover
-            self.registeredJiffies = registeredJiffies
             self.idleTimeout = idleTimeout
         }
 
@@ -229,7 +226,6 @@ public final class Agent: @unchecked Sendable {
         for rule in rules { try rule.validate() }
 
         let t = Transfer(id: id, channel: channel, register: r, takeover: takeover,
-                         registeredJiffies: (try? dataPlane.clock().jiffies) ?? 0,
                          idleTimeout: r.idleTimeout ?? configuration.idleTimeout)
         try dataPlane.addRules(rules)
         do {
@@ -315,6 +311,11 @@ public final class Agent: @unchecked Sendable {
         guard t.state == .active else { return }
         t.state = .waking
         t.reason = reason
+        // No more announcements from here on: one sent after the TN's own would point the
+        // correspondent back at us just before we let go. ARP/NDP answers go on until the
+        // TN confirms, for correspondents that ask meanwhile.
+        t.announcement?.cancel()
+        t.announcement = nil
         t.mark("wake-up")
         t.nextWakeUp = .now
         sendWakeUp(t)
@@ -332,8 +333,6 @@ public final class Agent: @unchecked Sendable {
     /// does now), keep forwarding for `linger`, then clear. Lock held.
     private func confirmWakeUp(_ t: Transfer) {
         guard t.state == .waking else { return }
-        t.announcement?.cancel()
-        t.announcement = nil
         var quiet = t.takeover
         quiet.agentMAC = nil
         do {
@@ -372,8 +371,10 @@ public final class Agent: @unchecked Sendable {
             for t in active {
                 let counters = t.rules.map { (try? dataPlane.rule($0.match))?.counter ?? Counter() }
                 let closed = !counters.isEmpty && counters.allSatisfy(\.sawFinOrReset)
+                // A session never seen is idle since the registration.
+                let sinceRegistration = milliseconds(since: t.startedClock) / 1000
                 let idle = counters.allSatisfy { c in
-                    clock.seconds(sinceJiffies: max(c.lastSeenJiffies, t.registeredJiffies)) >= t.idleTimeout
+                    min(c.idleSeconds(at: clock) ?? sinceRegistration, sinceRegistration) >= t.idleTimeout
                 }
                 if closed { beginEnd(t, reason: "closed") } else if idle { beginEnd(t, reason: "idle") }
             }

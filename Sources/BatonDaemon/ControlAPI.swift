@@ -30,7 +30,7 @@ public struct ControlRequest: Codable, Sendable {
 
 /// `transfer start`: move `sessions` from this node (the TN) to the target `to`.
 public struct TransferRequest: Codable, Sendable {
-    /// A target peer's name (from `--peer NAME=…`).
+    /// A target peer's name (from `--peer NAME,KEY,ADDRESS`).
     public var to: String
     /// The sessions to move. Each destination must be the same local address (the original
     /// address); a nil destination port or source means "any" (see SessionMatch).
@@ -101,7 +101,8 @@ public struct TransferInfo: Codable, Sendable {
     public var id: String
     /// "agent", "tn" or "target": this daemon's part in it.
     public var role: String
-    /// See docs/protocol.md: negotiating, registering, active, waking, lingering, ended, failed.
+    /// See docs/daemon.md. TN: negotiating, registering, active, ending, ended, failed; target:
+    /// accepted, released; agent: active, waking, lingering, ended.
     public var state: String
     public var original: IPAddress
     public var temporary: IPAddress?
@@ -145,7 +146,8 @@ public struct DaemonStatus: Codable, Sendable {
     public var addresses: [String]
     public var port: UInt16
     public var activeTransfers: Int
-    /// Messages rejected, by reason (forged, replayed, stale, untrusted, malformed, unexpected).
+    /// Messages rejected, by reason (forged, replayed, stale, untrusted, misdirected,
+    /// unknown-transfer, malformed, unexpected).
     public var rejected: [String: Int]
     /// Node: addresses held as non-ARP local addresses (originals moved off the wire on a TN,
     /// accepted originals on a target).

@@ -12,7 +12,9 @@ final class Messenger: @unchecked Sendable {
     private let v6: UDPSocket?
     private let lock = NSLock()
     private var stopped = false
-    private var slots: [TransferID: Slot] = [:]
+    /// Requesters waiting for answers, per transfer (a TN may wait for the agent and the
+    /// target of one transfer at once).
+    private var slots: [TransferID: [ObjectIdentifier: Slot]] = [:]
 
     init(port: UInt16) throws {
         self.port = port
@@ -49,9 +51,9 @@ final class Messenger: @unchecked Sendable {
     /// Hands `message` to a requester waiting on `transfer`; false if nobody waits.
     @discardableResult
     func deliver(_ message: Message, transfer: TransferID) -> Bool {
-        guard let slot = lock.withLock({ slots[transfer] }) else { return false }
-        slot.put(message)
-        return true
+        let waiting = lock.withLock { slots[transfer].map { Array($0.values) } ?? [] }
+        for slot in waiting { slot.put(message) }
+        return !waiting.isEmpty
     }
 
     /// Sends what `make` seals (a fresh counter each time: an identical datagram is always a
@@ -60,8 +62,13 @@ final class Messenger: @unchecked Sendable {
                  retransmit: Duration = .milliseconds(200), _ make: () throws -> [UInt8],
                  answer: (Message) -> Bool) throws -> Message? {
         let slot = Slot()
-        lock.withLock { slots[transfer] = slot }
-        defer { lock.withLock { if slots[transfer] === slot { slots[transfer] = nil } } }
+        lock.withLock { slots[transfer, default: [:]][ObjectIdentifier(slot)] = slot }
+        defer {
+            lock.withLock {
+                slots[transfer]?[ObjectIdentifier(slot)] = nil
+                if slots[transfer]?.isEmpty == true { slots[transfer] = nil }
+            }
+        }
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             try send(try make(), to: destination)

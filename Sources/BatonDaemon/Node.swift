@@ -93,6 +93,8 @@ public final class Node: @unchecked Sendable {
         }
 
         func mark(_ name: String) { milestones[name] = milliseconds(since: startedClock) }
+
+        var isFinished: Bool { state == .ended || state == .failed }
     }
 
     /// A transfer offered to this node (it is the target).
@@ -219,7 +221,7 @@ public final class Node: @unchecked Sendable {
             //    answer there, since both will treat the original as not the TN's.
             let temporary = try lock.withLock { () throws -> IPAddress in
                 if let given = t.request.temporary { return given }
-                let inUse = Set(outgoing.values.compactMap(\.temporary))
+                let inUse = Set(outgoing.values.filter { !$0.isFinished }.compactMap(\.temporary))
                 guard let picked = try addresses.pick(from: configuration.temporaryPool, family: family, excluding: inUse) else {
                     throw ControlError("no free \(family == .v4 ? "IPv4" : "IPv6") temporary address: give one (--temporary) or configure a pool (--temporary-pool)")
                 }
@@ -279,19 +281,34 @@ public final class Node: @unchecked Sendable {
             }
             logger.info("transfer \(t.id): \(t.request.sessions.count) session(s) of \(original) moved to \(t.target.name); other sessions continue through \(temporary)")
         } catch {
-            rollBack(t)
+            rollBack(t, agent: agent)
             throw error
         }
     }
 
-    /// Undoes a start that failed after the target accepted: the address stays ours.
-    private func rollBack(_ t: Outgoing) {
+    /// Undoes a start that failed after the target accepted: the address stays ours. If the
+    /// registration went out, the agent may have taken over all the same (its answer lost):
+    /// it is asked to end, and its wake-up is acknowledged (see `receive`), so it lets go.
+    private func rollBack(_ t: Outgoing, agent: Peer) {
         let original = t.original.address
         try? addresses.addToInterface(original, prefixLength: t.original.prefixLength)
         try? addresses.unhold(original)
         if t.mode == .l3 { _ = try? decapsulator?.remove(original) }
-        if t.accepted { releaseTarget(t) }
-        if t.temporaryAdded, let temporary = t.temporary { try? addresses.removeFromInterface(temporary) }
+        let registered = t.state == .registering
+        let grace = configuration.temporaryGrace
+        Thread.detachNewThread { [self] in
+            if t.accepted { releaseTarget(t) }
+            if registered, let bytes = try? t.channel.seal(.end(End(reason: "the TN gave up on the registration"))) {
+                try? messenger.send(bytes, to: agent.endpoint(original.family))
+            }
+            Thread.sleep(forTimeInterval: grace)
+            lock.withLock {
+                if t.temporaryAdded, let temporary = t.temporary,
+                   !outgoing.values.contains(where: { $0 !== t && $0.temporary == temporary && !$0.isFinished }) {
+                    try? addresses.removeFromInterface(temporary)
+                }
+            }
+        }
     }
 
     /// On wake-up: the address goes back on the wire and is announced, then the agent hears
@@ -313,7 +330,6 @@ public final class Node: @unchecked Sendable {
         t.reason = reason
         t.ended = Date()
         t.mark("reclaimed")
-        try? addresses.unhold(original)
         logger.info("transfer \(t.id): woken up (\(reason)); \(original) is back on \(configuration.interface)")
         let grace = configuration.temporaryGrace
         Thread.detachNewThread { [self] in
@@ -321,8 +337,12 @@ public final class Node: @unchecked Sendable {
             Thread.sleep(forTimeInterval: grace)
             lock.withLock {
                 if t.temporaryAdded, let temporary = t.temporary,
-                   !outgoing.values.contains(where: { $0 !== t && $0.temporary == temporary && $0.state == .active }) {
+                   !outgoing.values.contains(where: { $0 !== t && $0.temporary == temporary && !$0.isFinished }) {
                     do { try addresses.removeFromInterface(temporary) } catch { logger.error("removing temporary \(temporary): \(error)") }
+                }
+                // The copy on lo goes last, once nothing of the transfer can still arrive.
+                if !outgoing.values.contains(where: { $0 !== t && $0.original.address == original && !$0.isFinished }) {
+                    try? addresses.unhold(original)
                 }
                 if t.mode == .l3 { _ = try? decapsulator?.remove(original) }
             }
@@ -428,7 +448,8 @@ public final class Node: @unchecked Sendable {
                 switch message {
                 case .wakeUp(let w):
                     if t.state == .active || t.state == .ending { reclaim(t, reason: w.reason) }
-                    if t.state == .ended {
+                    // Ended, or failed and rolled back: the address is on the wire again.
+                    if t.state == .ended || t.state == .failed {
                         try messenger.send(try t.channel.seal(.wakeUpAck(WakeUpAck())), to: datagram.source)
                     }
                     messenger.deliver(message, transfer: t.id)

@@ -73,9 +73,10 @@ public final class LabDaemons: @unchecked Sendable {
             }
             let saKey = try key("sa"), tnKey = try key("tn"), targetKey = try key("target")
             func addresses(_ h: LabHost) -> String { "\(h.ipv4),\(h.ipv6)" }
-            // Temporary addresses: the top of the TN's segment (.200/29 and ::c8/125).
-            let pool4 = IPPrefix(tn.primary.ipv4Network.address(at: 200)!, length: 29)!
-            let pool6 = IPPrefix(tn.primary.ipv6Network.address(at: 200)!, length: 125)!
+            // Temporary addresses: the top of the TN's segment (.192/26 and ::c0/122). Each
+            // stays a grace period after its transfer, so back-to-back runs need a few dozen.
+            let pool4 = IPPrefix(tn.primary.ipv4Network.address(at: 192)!, length: 26)!
+            let pool6 = IPPrefix(tn.primary.ipv6Network.address(at: 192)!, length: 122)!
             func common(_ host: String) -> [String] {
                 ["--netns", lab[host].namespace.name!, "--state-dir", "\(directory)/\(host)",
                  "--control", "\(directory)/\(host).sock", "--log-level", options.logLevel]

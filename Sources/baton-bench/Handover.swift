@@ -25,6 +25,8 @@ struct HandoverResult {
     var reordered: Int
     var sent: Int
     var failures: [String]
+    /// Where the first losses fell: "seq 812: after tn +0.4 ms of cycle 3's start", for diagnosis.
+    var lossNotes: [String] = []
 }
 
 func percentile(_ xs: [Double], _ p: Double) -> Double? {
@@ -115,9 +117,22 @@ func runHandover(_ options: Options) throws -> HandoverResult {
     let all = arrivals.sorted { $0.time < $1.time }
     let spacing = medianOf(zip(all.dropFirst(), all).map { Double($0.time - $1.time) / 1e6 })
     let report = FlowReport(flow: 1, sent: sent, arrivals: arrivals)
+    var bySequence: [UInt64: Arrival] = [:]
+    for a in arrivals where a.flow == 1 { bySequence[a.sequence] = a }
+    var lossNotes: [String] = []
+    for n in 1..<UInt64(max(1, sent)) where bySequence[n] == nil && lossNotes.count < 8 {
+        guard let before = (1...n).lazy.compactMap({ bySequence[n - $0] }).first else { continue }
+        let cycle = cycles.lastIndex { $0.start <= before.time }
+        let phase = cycle.map { i -> String in
+            let c = cycles[i]
+            return before.time < c.end ? String(format: "%.2f ms after start %d", Double(before.time - c.start) / 1e6, i)
+                : String(format: "%.2f ms after end %d", Double(before.time - c.end) / 1e6, i)
+        } ?? "before the first transfer"
+        lossNotes.append("seq \(n) lost; the one before reached \(before.host), \(phase)")
+    }
     return HandoverResult(transfers: options.handovers, rate: rate, firstPacket: firstPacket, wakeUpGap: gaps,
                           roundTrip: medianOf(trips), spacing: spacing, lost: report.lost, reordered: report.reordered,
-                          sent: sent, failures: failures)
+                          sent: sent, failures: failures, lossNotes: lossNotes)
 }
 
 extension HandoverResult {
@@ -136,6 +151,7 @@ extension HandoverResult {
         line("transfer start → first packet at the target", firstPacket, roundTrip, "round trip")
         line("wake-up gap (last at target → first at TN)", wakeUpGap, spacing, "spacing")
         print("   call: sent \(sent), lost \(lost), reordered \(reordered)" + (failures.isEmpty ? "" : "; failures: \(failures.prefix(3).joined(separator: "; "))"))
+        for note in lossNotes { print("     " + note) }
     }
 
     func json() -> JSON {

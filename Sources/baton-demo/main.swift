@@ -126,6 +126,7 @@ func run() throws -> Bool {
     print("         transfer \(transfer.id) active: temporary address \(transfer.temporary.map { "\($0)" } ?? "?"), milestones (ms) \(transfer.milestones.sorted { $0.value < $1.value }.map { "\($0.key) \(String(format: "%.1f", $0.value))" }.joined(separator: ", "))")
     tick(4)
     let shown = try agentControl.show(transfer.id)
+    print("         agent: state \(shown.state), milestones (ms after the registration arrived) \(shown.milestones.sorted { $0.value < $1.value }.map { "\($0.key) \(String(format: "%.1f", $0.value))" }.joined(separator: ", "))")
     for s in shown.sessions {
         print("         agent: \(s.match) \(s.forward ?? ""): \(s.packets ?? 0) packets, \(s.bytes ?? 0) bytes")
     }

@@ -81,7 +81,7 @@ let package = Package(
             "BatonDataPlane", "BatonBPF", "BatonModel", "BatonPacket", "BatonNet", "BatonLab",
         ]),
         .testTarget(name: "BatonNetTests", dependencies: ["BatonNet", "BatonLab", "BatonModel"]),
-        .testTarget(name: "BatonCtlTests", dependencies: ["BatonModel", "BatonNet"]),
+        .testTarget(name: "BatonCtlTests", dependencies: ["BatonModel", "BatonNet", "BatonLab", "BatonDaemon", "BatonBPF"]),
         .testTarget(name: "BatonProtocolTests", dependencies: ["BatonProtocol", "BatonModel", "BatonDataPlane"]),
         // Whole transfers: batond agent and nodes in lab namespaces, driven through batonctl.
         .testTarget(name: "BatonTransferTests", dependencies: [

@@ -147,13 +147,7 @@ public final class Agent: @unchecked Sendable {
     // MARK: - Protocol
 
     func receive(_ datagram: Datagram) {
-        let envelope: Envelope
-        do {
-            envelope = try Envelope.parse(datagram.payload)
-        } catch {
-            rejections.record(error, from: datagram.source)
-            return
-        }
+        guard let envelope = rejections.envelope(of: datagram) else { return }
         lock.lock()
         defer { lock.unlock() }
         let known = transfers[envelope.transfer] ?? finished.last(where: { $0.id == envelope.transfer })

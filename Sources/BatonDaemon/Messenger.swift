@@ -120,6 +120,16 @@ final class Rejections: @unchecked Sendable {
 
     var snapshot: [String: Int] { lock.withLock { counts } }
 
+    /// The datagram's envelope, or nil (recorded) if its header is malformed.
+    func envelope(of datagram: Datagram) -> Envelope? {
+        do {
+            return try Envelope.parse(datagram.payload)
+        } catch {
+            record(error, from: datagram.source)
+            return nil
+        }
+    }
+
     static func reason(_ e: ProtocolError) -> String {
         switch e {
         case .replayed: return "replayed"

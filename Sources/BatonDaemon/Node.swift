@@ -433,13 +433,7 @@ public final class Node: @unchecked Sendable {
     // MARK: - Protocol
 
     func receive(_ datagram: Datagram) {
-        let envelope: Envelope
-        do {
-            envelope = try Envelope.parse(datagram.payload)
-        } catch {
-            rejections.record(error, from: datagram.source)
-            return
-        }
+        guard let envelope = rejections.envelope(of: datagram) else { return }
         lock.lock()
         defer { lock.unlock() }
         do {

@@ -67,6 +67,8 @@ public struct Lab: Sendable {
     public enum Topology: Sendable {
         case segment(hosts: [String])
         case routed(correspondents: [String] = ["cn"], router: String = "sa", nodes: [String] = ["tn", "target"])
+        /// `Lab.transfer`: the correspondents, sa, tn and target (and rt in L3).
+        case transfer(LabLayout, correspondents: [String] = ["cn"])
     }
 
     public static func build(_ topology: Topology, prefix: String? = nil) throws -> Lab {
@@ -75,6 +77,8 @@ public struct Lab: Sendable {
             return try segment(hosts: hosts, prefix: prefix)
         case .routed(let correspondents, let router, let nodes):
             return try routed(correspondents: correspondents, router: router, nodes: nodes, prefix: prefix)
+        case .transfer(let layout, let correspondents):
+            return try transfer(layout, correspondents: correspondents, prefix: prefix)
         }
     }
 

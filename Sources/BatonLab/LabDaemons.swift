@@ -129,14 +129,27 @@ public final class LabDaemons: @unchecked Sendable {
     }
 
     /// `batond` next to the running executable or a loaded bundle (the build directory).
-    public static func findBatond() -> String? {
-        var directories: [URL] = []
-        if let exe = Bundle.main.executableURL { directories.append(exe.deletingLastPathComponent()) }
-        directories += Bundle.allBundles.map { $0.bundleURL.deletingLastPathComponent() }
-        directories.append(URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent())
-        for d in directories {
-            let candidate = d.appendingPathComponent("batond").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    public static func findBatond() -> String? { findExecutable("batond") }
+
+    /// A built executable of this package: `$NAME` in upper case if set (e.g. BATONCTL),
+    /// else the first `name` found in, or up to four levels above, the running executable,
+    /// the main bundle or any loaded bundle (a test bundle sits in the build directory).
+    public static func findExecutable(_ name: String) -> String? {
+        if let p = ProcessInfo.processInfo.environment[name.uppercased()], access(p, X_OK) == 0 { return p }
+        var starts: [URL] = [URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath(),
+                             Bundle.main.bundleURL, Bundle.main.executableURL].compactMap { $0 }
+        starts += Bundle.allBundles.map(\.bundleURL)
+        for start in starts {
+            var directory = start
+            for _ in 0..<5 {
+                let candidate = directory.appendingPathComponent(name).path
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue,
+                   access(candidate, X_OK) == 0 {
+                    return candidate
+                }
+                directory = directory.deletingLastPathComponent()
+            }
         }
         return nil
     }

@@ -103,32 +103,14 @@ extension Lab {
     /// Builds a transfer lab, runs `body`, and tears the lab down whether `body` returns or throws.
     public static func withTransfer<T>(_ layout: LabLayout, correspondents: [String] = ["cn"], prefix: String? = nil,
                                        _ body: (Lab) throws -> T) throws -> T {
-        let lab = try transfer(layout, correspondents: correspondents, prefix: prefix)
-        let result: T
-        do {
-            result = try body(lab)
-        } catch {
-            try? lab.teardown()
-            throw error
-        }
-        try lab.teardown()
-        return result
+        try with(.transfer(layout, correspondents: correspondents), prefix: prefix, body)
     }
 
     /// The same for async bodies.
     public static func withTransfer<T>(_ layout: LabLayout, correspondents: [String] = ["cn"], prefix: String? = nil,
                                        isolation: isolated (any Actor)? = #isolation,
                                        _ body: (Lab) async throws -> T) async throws -> T {
-        let lab = try transfer(layout, correspondents: correspondents, prefix: prefix)
-        let result: T
-        do {
-            result = try await body(lab)
-        } catch {
-            try? lab.teardown()
-            throw error
-        }
-        try lab.teardown()
-        return result
+        try await with(.transfer(layout, correspondents: correspondents), prefix: prefix, isolation: isolation, body)
     }
 
     /// Which transfer layout this lab has, judged by its hosts and segments; nil for other labs.

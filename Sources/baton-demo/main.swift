@@ -68,6 +68,31 @@ guard let batond = LabDaemons.findBatond() else { fail("batond not found next to
 
 func seconds(_ ns: UInt64, from start: UInt64) -> Double { Double(ns &- start) / 1e9 }
 
+/// What to undo if the demo is interrupted (Ctrl-C): the daemons and the lab's namespaces.
+final class Interrupted: @unchecked Sendable {
+    static let shared = Interrupted()
+    private let lock = NSLock()
+    private var undo: [() -> Void] = []
+    private var sources: [DispatchSourceSignal] = []
+
+    func push(_ action: @escaping () -> Void) { lock.withLock { undo.append(action) } }
+    func pop() { lock.withLock { _ = undo.popLast() } }
+
+    func install() {
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { [self] in
+                FileHandle.standardError.write(Data("baton-demo: interrupted; removing the daemons and the lab\n".utf8))
+                for action in lock.withLock({ undo.reversed() }) { action() }
+                exit(128 + sig)
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+}
+
 struct DemoFailure: Error, CustomStringConvertible { let description: String }
 
 /// Builds, runs and tears everything down; true if nothing was lost. Never exits by itself, so
@@ -76,7 +101,9 @@ func run() throws -> Bool {
     let family = settings.family
     print("building the lab (\(settings.layout.rawValue)): cn, sa (session agent), tn, target in network namespaces …")
     let lab = try Lab.transfer(settings.layout, correspondents: ["cn"])
+    Interrupted.shared.push { try? lab.teardown() }
     defer {
+        Interrupted.shared.pop()
         try? lab.teardown()
         print("lab \(lab.prefix) torn down")
     }
@@ -87,7 +114,11 @@ func run() throws -> Bool {
         return o
     }())
     var keepLogs = true
-    defer { daemons.stop(keepLogs: keepLogs) }
+    Interrupted.shared.push { daemons.stop() }
+    defer {
+        Interrupted.shared.pop()
+        daemons.stop(keepLogs: keepLogs)
+    }
     let original = tn.address(family)
     print("batond running: agent on sa (\(sa.mac)), nodes on tn (\(tn.mac)) and target (\(target.mac))")
     print("the TN's address \(original); the call: udp \(cn.address(family)):40000 → \(original):5004 at \(settings.rate) packets/s")
@@ -175,6 +206,7 @@ func run() throws -> Bool {
     return ok
 }
 
+Interrupted.shared.install()
 do {
     if try !run() { exit(1) }
 } catch {

@@ -3,6 +3,7 @@
 // where it needs interfaces, its own network namespace with a veth pair made
 // through BatonNet. Everything is torn down on the way out, pass or fail.
 import BatonNet
+import BatonLab
 import Foundation
 import Glibc
 import Testing
@@ -22,27 +23,8 @@ struct Run: CustomStringConvertible {
 }
 
 enum Binary {
-    /// `batonctl` in the build directory the tests were built into
-    /// ($BATONCTL overrides).
-    static let path: String? = {
-        if let p = ProcessInfo.processInfo.environment["BATONCTL"], access(p, X_OK) == 0 { return p }
-        var starts: [URL] = [URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath(),
-                             Bundle.main.bundleURL, Bundle.main.executableURL].compactMap { $0 }
-        starts += Bundle.allBundles.map(\.bundleURL)
-        for start in starts {
-            var dir = start
-            for _ in 0..<5 {
-                let candidate = dir.appendingPathComponent("batonctl").path
-                var isDir: ObjCBool = false
-                if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDir), !isDir.boolValue,
-                   access(candidate, X_OK) == 0 {
-                    return candidate
-                }
-                dir = dir.deletingLastPathComponent()
-            }
-        }
-        return nil
-    }()
+    /// `batonctl` in the build directory the tests were built into ($BATONCTL overrides).
+    static let path: String? = LabDaemons.findExecutable("batonctl")
 }
 
 /// Runs batonctl with `args`, stdout and stderr captured, killed after `timeout`.

@@ -179,25 +179,7 @@ enum LabCtl {
         var description: String { "exit \(status)\nstdout: \(stdout)\nstderr: \(stderr)" }
     }
 
-    static let path: String? = {
-        if let p = ProcessInfo.processInfo.environment["BATONCTL"], access(p, X_OK) == 0 { return p }
-        var starts: [URL] = [URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath(),
-                             Bundle.main.bundleURL, Bundle.main.executableURL].compactMap { $0 }
-        starts += Bundle.allBundles.map(\.bundleURL)
-        for start in starts {
-            var directory = start
-            for _ in 0..<5 {
-                let candidate = directory.appendingPathComponent("batonctl").path
-                var isDirectory: ObjCBool = false
-                if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue,
-                   access(candidate, X_OK) == 0 {
-                    return candidate
-                }
-                directory = directory.deletingLastPathComponent()
-            }
-        }
-        return nil
-    }()
+    static let path: String? = LabDaemons.findExecutable("batonctl")
 
     /// Runs batonctl with `arguments`, output captured in files, killed after 60 s.
     static func run(_ arguments: [String]) throws -> Result {

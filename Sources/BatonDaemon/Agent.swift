@@ -13,7 +13,7 @@ public struct AgentConfiguration: Sendable {
     public var maxRules: Int = 65536
     public var maxTakeovers: Int = 1024
     public var xdpMode: XDPMode = .native
-    public var port: UInt16 = 7390
+    public var port: UInt16 = TransferProtocol.defaultPort
     public var control: String = "/run/baton/batond.sock"
     public var identity: NodeIdentity
     /// Nodes whose registrations are accepted.
@@ -203,7 +203,6 @@ public final class Agent: @unchecked Sendable {
         try validate(r)
         let mode = r.mode
         let family = r.original.family
-        let ownAddress = try localAddress(family)
         let toTarget: Forwarding
         let toTN: Forwarding
         switch mode {
@@ -211,6 +210,8 @@ public final class Agent: @unchecked Sendable {
             toTarget = .l2(to: r.targetMAC, from: mac)
             toTN = .l2(to: r.tnMAC, from: mac)
         case .l3:
+            // Only tunnels need the agent's own address: an L2 takeover works without one.
+            let ownAddress = try NodeAddresses(interface: configuration.interface).global(family)
             toTarget = .encap(to: r.targetAddress, from: ownAddress, nextHop: try nextHop(r.targetAddress), sourceMAC: mac)
             toTN = .encap(to: r.temporary, from: ownAddress, nextHop: r.tnMAC, sourceMAC: mac)
         }
@@ -256,14 +257,6 @@ public final class Agent: @unchecked Sendable {
         }
         let own = try Netlink().addresses(interface: configuration.interface, family: family).map(\.address)
         guard !own.contains(r.original) else { throw ControlError("\(r.original) is the agent's own address") }
-    }
-
-    private func localAddress(_ family: IPAddress.Family) throws -> IPAddress {
-        let addresses = try Netlink().addresses(interface: configuration.interface, family: family)
-        guard let a = addresses.first(where: { $0.scope == .universe })?.address else {
-            throw ControlError("\(configuration.interface) has no global \(family == .v4 ? "IPv4" : "IPv6") address to tunnel from")
-        }
-        return a
     }
 
     /// The MAC of the next hop towards `destination`, resolving it if the kernel has none yet.

@@ -59,7 +59,7 @@ final class Messenger: @unchecked Sendable {
     /// Sends what `make` seals (a fresh counter each time: an identical datagram is always a
     /// replay), every `retransmit` until `answer` accepts a delivered message or `timeout`.
     func request(transfer: TransferID, to destination: SocketAddress, timeout: Duration,
-                 retransmit: Duration = .milliseconds(200), _ make: () throws -> [UInt8],
+                 retransmit: Duration = .milliseconds(Int(TransferProtocol.retransmitInterval * 1000)), _ make: () throws -> [UInt8],
                  answer: (Message) -> Bool) throws -> Message? {
         let slot = Slot()
         lock.withLock { slots[transfer, default: [:]][ObjectIdentifier(slot)] = slot }

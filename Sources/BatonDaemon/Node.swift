@@ -15,7 +15,7 @@ public struct Peer: Sendable, Hashable {
     public var port: UInt16
     public var key: PublicKey
 
-    public init(name: String, addresses: [IPAddress], port: UInt16 = 7390, key: PublicKey) {
+    public init(name: String, addresses: [IPAddress], port: UInt16 = TransferProtocol.defaultPort, key: PublicKey) {
         self.name = name
         self.addresses = addresses
         self.port = port
@@ -31,7 +31,7 @@ public struct Peer: Sendable, Hashable {
 
 public struct NodeConfiguration: Sendable {
     public var interface: String
-    public var port: UInt16 = 7390
+    public var port: UInt16 = TransferProtocol.defaultPort
     public var control: String = "/run/baton/batond.sock"
     public var identity: NodeIdentity
     /// The session agent (needed to transfer sessions away, not to receive them).
@@ -241,7 +241,7 @@ public final class Node: @unchecked Sendable {
                               control: control)
             let answer = try messenger.request(transfer: t.id, to: t.target.endpoint(family), timeout: configuration.answerTimeout, {
                 try t.channel.seal(.offer(offer), sealingKeyFor: t.target.key, identity: identity)
-            }, answer: { if case .accept = $0 { true } else if case .reject = $0 { true } else { false } })
+            }, answer: { [.accept, .reject].contains($0.type) })
             let accept: Accept
             switch answer {
             case .accept(let a)?: accept = a
@@ -265,7 +265,7 @@ public final class Node: @unchecked Sendable {
                                     control: control, idleTimeout: t.request.idleTimeout)
             let registered = try messenger.request(transfer: t.id, to: agent.endpoint(family), timeout: configuration.answerTimeout, {
                 try t.channel.seal(.register(register), sealingKeyFor: agent.key, identity: identity)
-            }, answer: { if case .registered = $0 { true } else if case .reject = $0 { true } else { false } })
+            }, answer: { [.registered, .reject].contains($0.type) })
             switch registered {
             case .registered?: break
             case .reject(let r)?: throw ControlError("agent refused: \(r.reason)")
@@ -354,7 +354,7 @@ public final class Node: @unchecked Sendable {
         let family = t.original.address.family
         _ = try? messenger.request(transfer: t.id, to: t.target.endpoint(family), timeout: .seconds(3), {
             try t.channel.seal(.release(Release()))
-        }, answer: { if case .released = $0 { true } else { false } })
+        }, answer: { $0.type == .released })
     }
 
     /// `transfer end` on the TN: asks the agent to end; returns once woken up and reclaimed.
@@ -368,7 +368,7 @@ public final class Node: @unchecked Sendable {
         let family = t.original.address.family
         _ = try messenger.request(transfer: t.id, to: agent.endpoint(family), timeout: configuration.answerTimeout, {
             try t.channel.seal(.end(End(reason: "requested by the TN")))
-        }, answer: { if case .wakeUp = $0 { true } else { false } })
+        }, answer: { $0.type == .wakeUp })
         return lock.withLock {
             if t.state == .ending { t.state = .active } // no wake-up came: still transferred
             return info(t)
@@ -377,21 +377,11 @@ public final class Node: @unchecked Sendable {
 
     // MARK: - Target: accepting sessions
 
-    /// This node's own address of `original`'s family: where tunnels to it go (L3).
-    private func ownAddress(_ original: IPAddress) throws -> IPAddress {
-        let family = original.family
-        guard let own = try Netlink().addresses(interface: configuration.interface, family: family)
-            .first(where: { $0.scope == .universe && $0.address != original })?.address else {
-            throw ControlError("\(configuration.interface) has no \(family == .v4 ? "IPv4" : "IPv6") address")
-        }
-        return own
-    }
-
     private func prepare(_ offer: Offer, id: TransferID, channel: TransferChannel) throws -> Accept {
         guard offer.control.address != offer.original else {
             throw ControlError("the offer's control address is the original address itself: answers could not leave this node")
         }
-        let own = try ownAddress(offer.original)
+        let own = try addresses.global(offer.original.family, excluding: offer.original)
         guard try addresses.onInterface(offer.original) == nil else {
             throw ControlError("\(offer.original) is this node's own address on the wire")
         }
@@ -457,7 +447,7 @@ public final class Node: @unchecked Sendable {
                 switch message {
                 case .offer:
                     // A retransmission: our accept was lost.
-                    if t.state == .accepted, let own = try? ownAddress(t.offer.original) {
+                    if t.state == .accepted, let own = try? addresses.global(t.offer.original.family, excluding: t.offer.original) {
                         try messenger.send(try t.channel.seal(.accept(Accept(mac: mac, address: own))), to: t.offer.control.socketAddress)
                     }
                 case .release:

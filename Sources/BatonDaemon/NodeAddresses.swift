@@ -18,6 +18,16 @@ struct NodeAddresses {
         try Netlink().addresses(interface: interface, family: address.family).first { $0.address == address }
     }
 
+    /// The interface's first global address of `family` other than `excluding`: what this host
+    /// tunnels from (agent) or is tunnelled to (target).
+    func global(_ family: IPAddress.Family, excluding: IPAddress? = nil) throws -> IPAddress {
+        guard let a = try Netlink().addresses(interface: interface, family: family)
+            .first(where: { $0.scope == .universe && $0.address != excluding })?.address else {
+            throw ControlError("\(interface) has no global \(family == .v4 ? "IPv4" : "IPv6") address")
+        }
+        return a
+    }
+
     func onLoopback(_ address: IPAddress) throws -> Bool {
         try Netlink().addresses(interface: "lo", family: address.family).contains { $0.address == address }
     }

@@ -93,7 +93,9 @@ public final class SequenceReceiver: @unchecked Sendable {
     private let socket: UDPSocket
     private let lock = NSLock()
     private var running = true
+    /// In arrival order, so also in time order.
     private var arrivals: [Arrival] = []
+    private var counts: [UInt32: Int] = [:]
     private let done = DispatchSemaphore(value: 0)
 
     public init(host: String, socket: UDPSocket) {
@@ -108,17 +110,28 @@ public final class SequenceReceiver: @unchecked Sendable {
                 guard let d = try? socket.receive(timeout: .milliseconds(50)),
                       let (flow, sequence) = SequencedPayload.parse(d.payload) else { continue }
                 let a = Arrival(host: host, flow: flow, sequence: sequence, time: monotonicNanoseconds())
-                lock.withLock { arrivals.append(a) }
+                lock.withLock {
+                    arrivals.append(a)
+                    counts[flow, default: 0] += 1
+                }
             }
             done.signal()
         }
     }
 
-    public func count(flow: UInt32) -> Int { lock.withLock { arrivals.lazy.filter { $0.flow == flow }.count } }
+    // Both are polled while the receiver runs: neither rescans every arrival under the lock.
+    public func count(flow: UInt32) -> Int { lock.withLock { counts[flow] ?? 0 } }
 
     /// The first arrival of `flow` at or after `time`, if any.
     public func first(flow: UInt32, after time: UInt64 = 0) -> Arrival? {
-        lock.withLock { arrivals.first { $0.flow == flow && $0.time >= time } }
+        lock.withLock {
+            var low = 0, high = arrivals.count
+            while low < high {
+                let middle = (low + high) / 2
+                if arrivals[middle].time < time { low = middle + 1 } else { high = middle }
+            }
+            return arrivals[low...].first { $0.flow == flow }
+        }
     }
 
     public var snapshot: [Arrival] { lock.withLock { arrivals } }

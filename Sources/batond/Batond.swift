@@ -38,7 +38,7 @@ struct DaemonOptions: ParsableArguments {
     var control: String = "/run/baton/batond.sock"
 
     @Option(name: .long, help: ArgumentHelp("UDP port of the transfer protocol (all daemons use the same).", valueName: "port"))
-    var port: Int = 7390
+    var port: Int = Int(TransferProtocol.defaultPort)
 
     @Option(name: .long, help: ArgumentHelp("XDP attach mode: native or generic.", valueName: "mode"))
     var xdpMode: String = "native"

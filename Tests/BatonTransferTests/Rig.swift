@@ -71,5 +71,4 @@ struct Rig {
         return mac
     }
 
-    func state(_ control: Control, _ id: String) throws -> String { try control.show(id).state }
 }

@@ -16,6 +16,14 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // C libraries from Debian packages.
@@ -41,34 +49,56 @@ let package = Package(
         // Netlink (libmnl), network namespaces, ethtool, packet sockets and announcements.
         .target(name: "BatonNet", dependencies: ["CMnl", "BatonModel", "BatonPacket"]),
         // Test hosts in network namespaces (and the small XDP programs they need).
-        .target(name: "BatonLab", dependencies: ["BatonNet", "BatonModel", "BatonBPF", "CBatonObjects"]),
+        .target(name: "BatonLab", dependencies: ["BatonAPI", "BatonNet", "BatonModel", "BatonBPF", "CBatonObjects"]),
 
         // The transfer protocol: session keys, sealing, authenticated messages, replay guard.
         .target(name: "BatonProtocol", dependencies: [
             "BatonModel", "BatonDataPlane",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // What the daemon keeps across restarts: transfers, rules, takeovers, devices, policies (SQLite).
+        .target(name: "BatonStore", dependencies: [
+            "BatonModel", "BatonDataPlane",
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
+        // The HTTP/JSON API: request and response bodies, the route table, and the client.
+        .target(name: "BatonAPI", dependencies: [
+            "BatonModel", "BatonDataPlane",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        ]),
         // batond's roles: the agent (takeover, steering, wake-up) and the node (TN and target).
         .target(name: "BatonDaemon", dependencies: [
             "BatonDataPlane", "BatonBPF", "BatonModel", "BatonPacket", "BatonNet", "BatonProtocol",
+            "BatonStore", "BatonAPI",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTLS", package: "hummingbird"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "Metrics", package: "swift-metrics"),
         ]),
 
         .executableTarget(name: "batond", dependencies: [
-            "BatonDaemon", "BatonNet", "BatonModel", "BatonProtocol", "BatonBPF", "BatonDataPlane",
+            "BatonAPI", "BatonDaemon", "BatonNet", "BatonModel", "BatonProtocol", "BatonBPF", "BatonDataPlane",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "batonctl", dependencies: [
-            "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet", "BatonLab", "BatonDaemon",
+            "BatonAPI", "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet", "BatonLab", "BatonDaemon",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "baton-demo", dependencies: [
-            "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet", "BatonLab", "BatonDaemon",
+            "BatonAPI", "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet", "BatonLab", "BatonDaemon",
         ]),
         .executableTarget(name: "baton-bench", dependencies: [
-            "BatonDataPlane", "BatonBPF", "BatonModel", "BatonPacket", "BatonNet", "BatonLab", "CBatonABI", "BatonDaemon",
+            "BatonAPI", "BatonProtocol", "BatonStore", "BatonDataPlane", "BatonBPF", "BatonModel", "BatonPacket", "BatonNet", "BatonLab", "CBatonABI", "BatonDaemon",
         ]),
 
         .testTarget(name: "BatonModelTests", dependencies: ["BatonModel", "BatonPacket"]),
@@ -81,11 +111,14 @@ let package = Package(
             "BatonDataPlane", "BatonBPF", "BatonModel", "BatonPacket", "BatonNet", "BatonLab",
         ]),
         .testTarget(name: "BatonNetTests", dependencies: ["BatonNet", "BatonLab", "BatonModel"]),
-        .testTarget(name: "BatonCtlTests", dependencies: ["BatonModel", "BatonNet", "BatonLab", "BatonDaemon", "BatonBPF"]),
+        .testTarget(name: "BatonCtlTests", dependencies: ["BatonAPI", "BatonModel", "BatonNet", "BatonLab", "BatonDaemon", "BatonBPF"]),
+        // The API's document (docs/openapi.json) against the route table and the bodies.
+        .testTarget(name: "BatonAPITests", dependencies: ["BatonAPI", "BatonModel", "BatonDataPlane"]),
+        .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore", "BatonModel", "BatonDataPlane"]),
         .testTarget(name: "BatonProtocolTests", dependencies: ["BatonProtocol", "BatonModel", "BatonDataPlane"]),
         // Whole transfers: batond agent and nodes in lab namespaces, driven through batonctl.
         .testTarget(name: "BatonTransferTests", dependencies: [
-            "BatonDaemon", "BatonDataPlane", "BatonModel", "BatonPacket", "BatonNet", "BatonLab", "BatonProtocol",
+            "BatonAPI", "BatonDaemon", "BatonStore", "BatonDataPlane", "BatonModel", "BatonPacket", "BatonNet", "BatonLab", "BatonProtocol",
         ]),
     ]
 )

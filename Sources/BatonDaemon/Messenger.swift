@@ -1,3 +1,4 @@
+import BatonAPI
 import BatonModel
 import BatonNet
 import BatonProtocol
@@ -39,7 +40,15 @@ final class Messenger: @unchecked Sendable {
         lock.withLock { stopped = true }
     }
 
-    func send(_ bytes: [UInt8], to destination: SocketAddress) throws {
+    /// `source`: the address to send from (a TN's temporary address: its original may be
+    /// held by the target, which then drops datagrams from it as martians); nil: the kernel's choice.
+    func send(_ bytes: [UInt8], to destination: SocketAddress, from source: IPAddress? = nil) throws {
+        if let source, source.family == destination.address.family {
+            let socket = try UDPSocket(family: source.family, address: source, port: 0)
+            defer { socket.close() }
+            try socket.send(bytes, to: destination)
+            return
+        }
         guard let socket = destination.address.family == .v4 ? v4 : v6 else {
             throw ControlError("no IPv6 socket to reach \(destination)")
         }
@@ -58,7 +67,7 @@ final class Messenger: @unchecked Sendable {
 
     /// Sends what `make` seals (a fresh counter each time: an identical datagram is always a
     /// replay), every `retransmit` until `answer` accepts a delivered message or `timeout`.
-    func request(transfer: TransferID, to destination: SocketAddress, timeout: Duration,
+    func request(transfer: TransferID, to destination: SocketAddress, from source: IPAddress? = nil, timeout: Duration,
                  retransmit: Duration = .milliseconds(Int(TransferProtocol.retransmitInterval * 1000)), _ make: () throws -> [UInt8],
                  answer: (Message) -> Bool) throws -> Message? {
         let slot = Slot()
@@ -71,7 +80,7 @@ final class Messenger: @unchecked Sendable {
         }
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            try send(try make(), to: destination)
+            try send(try make(), to: destination, from: source)
             let wait = min(retransmit, deadline - ContinuousClock.now)
             let until = ContinuousClock.now + wait
             while ContinuousClock.now < until {
@@ -106,15 +115,21 @@ final class Rejections: @unchecked Sendable {
     private let lock = NSLock()
     private var counts: [String: Int] = [:]
     private let logger: Logger
+    private let metrics: DaemonMetrics?
 
-    init(logger: Logger) { self.logger = logger }
+    init(logger: Logger, metrics: DaemonMetrics? = nil) {
+        self.logger = logger
+        self.metrics = metrics
+    }
 
-    func record(_ reason: String, from source: SocketAddress, _ detail: String) {
+    /// `source`: the datagram's sender, or "api".
+    func record(_ reason: String, from source: some CustomStringConvertible, _ detail: String) {
         lock.withLock { counts[reason, default: 0] += 1 }
+        metrics?.rejection(reason)
         logger.warning("rejected message from \(source): \(reason): \(detail)")
     }
 
-    func record(_ error: ProtocolError, from source: SocketAddress) {
+    func record(_ error: ProtocolError, from source: some CustomStringConvertible) {
         record(Self.reason(error), from: source, error.description)
     }
 

@@ -1,3 +1,4 @@
+import BatonAPI
 import BatonBPF
 import BatonDataPlane
 import BatonModel
@@ -32,7 +33,8 @@ public struct Peer: Sendable, Hashable {
 public struct NodeConfiguration: Sendable {
     public var interface: String
     public var port: UInt16 = TransferProtocol.defaultPort
-    public var control: String = "/run/baton/batond.sock"
+    /// Where the API listens (the Unix socket, and HTTPS if configured).
+    public var listeners: APIListeners = APIListeners(control: "/run/baton/batond.sock")
     public var identity: NodeIdentity
     /// The session agent (needed to transfer sessions away, not to receive them).
     public var agent: Peer?
@@ -60,7 +62,7 @@ public struct NodeConfiguration: Sendable {
 /// The node role: on the TN it moves sessions away (negotiate, temporary address, register,
 /// off the wire) and takes its address back on wake-up; on the target it accepts sessions
 /// (the original address held locally, decapsulation for the L3 mode). One daemon does both.
-public final class Node: @unchecked Sendable {
+public final class Node: APIHandler, @unchecked Sendable {
     enum State: String { case negotiating, registering, active, ending, ended, failed, accepted, released }
 
     /// A transfer this node started (it is the TN).
@@ -121,19 +123,21 @@ public final class Node: @unchecked Sendable {
     let announcer: Announcer
     let messenger: Messenger
     let rejections: Rejections
+    let metrics: DaemonMetrics
     // Recursive: handlers that hold it call helpers that take it too.
     private let lock = NSRecursiveLock()
     private var outgoing: [TransferID: Outgoing] = [:]
     private var incoming: [TransferID: Incoming] = [:]
     private var decapsulator: Decapsulator?
     private var decapLink: XDPLink?
-    private var control: ControlListener?
+    private var api: APIServer?
     private var stopped = false
 
     public init(_ configuration: NodeConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
-        rejections = Rejections(logger: logger)
+        metrics = DaemonMetrics(role: "node")
+        rejections = Rejections(logger: logger, metrics: metrics)
         let link = try Netlink().link(named: configuration.interface)
         guard let mac = link.mac else { throw ControlError("\(configuration.interface) has no MAC address") }
         self.mac = mac
@@ -144,18 +148,17 @@ public final class Node: @unchecked Sendable {
     }
 
     public func run() throws {
-        let listener = try ControlListener(path: configuration.control)
-        lock.withLock { control = listener }
-        listener.serve(controlHandler { [self] in try handle($0) })
+        let server = try APIServer(handler: self, listeners: configuration.listeners, logger: logger)
+        lock.withLock { api = server }
         messenger.start { [self] in receive($0) }
-        logger.info("node on \(configuration.interface) (\(mac)), port \(configuration.port), control \(configuration.control), public key \(configuration.identity.publicKey)")
+        logger.info("node on \(configuration.interface) (\(mac)), port \(configuration.port), public key \(configuration.identity.publicKey)")
         while !lock.withLock({ stopped }) { Thread.sleep(forTimeInterval: 0.2) }
     }
 
     public func stop() {
         lock.withLock { stopped = true }
         messenger.stop()
-        control?.stop()
+        api?.stop()
     }
 
     private var trustedKeys: Set<PublicKey> { Set(configuration.peers.map(\.key)) }
@@ -239,7 +242,7 @@ public final class Node: @unchecked Sendable {
             // 2. Negotiate: the target prepares (holds the address, decap for L3) and accepts.
             let offer = Offer(sessions: t.request.sessions, original: original, mode: t.mode, agent: agentTunnelSource,
                               control: control)
-            let answer = try messenger.request(transfer: t.id, to: t.target.endpoint(family), timeout: configuration.answerTimeout, {
+            let answer = try messenger.request(transfer: t.id, to: t.target.endpoint(family), from: temporary, timeout: configuration.answerTimeout, {
                 try t.channel.seal(.offer(offer), sealingKeyFor: t.target.key, identity: identity)
             }, answer: { [.accept, .reject].contains($0.type) })
             let accept: Accept
@@ -263,7 +266,7 @@ public final class Node: @unchecked Sendable {
             let register = Register(original: original, temporary: temporary, tnMAC: mac, mode: t.mode,
                                     sessions: t.request.sessions, targetMAC: accept.mac, targetAddress: accept.address,
                                     control: control, idleTimeout: t.request.idleTimeout)
-            let registered = try messenger.request(transfer: t.id, to: agent.endpoint(family), timeout: configuration.answerTimeout, {
+            let registered = try messenger.request(transfer: t.id, to: agent.endpoint(family), from: temporary, timeout: configuration.answerTimeout, {
                 try t.channel.seal(.register(register), sealingKeyFor: agent.key, identity: identity)
             }, answer: { [.registered, .reject].contains($0.type) })
             switch registered {
@@ -299,7 +302,7 @@ public final class Node: @unchecked Sendable {
         Thread.detachNewThread { [self] in
             if t.accepted { releaseTarget(t) }
             if registered, let bytes = try? t.channel.seal(.end(End(reason: "the TN gave up on the registration"))) {
-                try? messenger.send(bytes, to: agent.endpoint(original.family))
+                try? messenger.send(bytes, to: agent.endpoint(original.family), from: t.temporary)
             }
             Thread.sleep(forTimeInterval: grace)
             lock.withLock {
@@ -352,7 +355,7 @@ public final class Node: @unchecked Sendable {
     /// Tells the target it may let go of the address (best effort, retried for a while).
     private func releaseTarget(_ t: Outgoing) {
         let family = t.original.address.family
-        _ = try? messenger.request(transfer: t.id, to: t.target.endpoint(family), timeout: .seconds(3), {
+        _ = try? messenger.request(transfer: t.id, to: t.target.endpoint(family), from: t.temporary, timeout: .seconds(3), {
             try t.channel.seal(.release(Release()))
         }, answer: { $0.type == .released })
     }
@@ -366,7 +369,7 @@ public final class Node: @unchecked Sendable {
             t.mark("end")
         }
         let family = t.original.address.family
-        _ = try messenger.request(transfer: t.id, to: agent.endpoint(family), timeout: configuration.answerTimeout, {
+        _ = try messenger.request(transfer: t.id, to: agent.endpoint(family), from: t.temporary, timeout: configuration.answerTimeout, {
             try t.channel.seal(.end(End(reason: "requested by the TN")))
         }, answer: { $0.type == .wakeUp })
         return lock.withLock {
@@ -479,40 +482,48 @@ public final class Node: @unchecked Sendable {
         }
     }
 
-    // MARK: - Control
+    // MARK: - API
 
-    func handle(_ request: ControlRequest) throws -> ControlResponse {
-        switch request.command {
-        case .status:
-            return ControlResponse(status: status())
-        case .transferStart:
-            guard let start = request.start else { throw ControlError("transfer.start needs `start`") }
-            return ControlResponse(transfer: try self.start(start))
-        case .transferList:
-            return ControlResponse(transfers: lock.withLock {
-                outgoing.values.map(info) + incoming.values.map(info)
-            }.sorted { $0.started < $1.started })
-        case .transferShow:
-            return ControlResponse(transfer: try lock.withLock {
-                let id = try parseID(request.transfer)
-                if let t = outgoing[id] { return info(t) }
-                if let t = incoming[id] { return info(t) }
-                throw ControlError("no transfer \(id)")
-            })
-        case .transferEnd:
-            let id = try parseID(request.transfer)
-            guard let t = lock.withLock({ outgoing[id] }) else {
-                if lock.withLock({ incoming[id] }) != nil {
-                    throw ControlError("transfer \(id) was accepted here as its target: end it on the TN or the agent")
-                }
-                throw ControlError("no transfer \(id)")
-            }
-            return ControlResponse(transfer: try end(t))
+    public var apiRole: APIRoute.Role { .node }
+
+    public func startTransfer(_ request: TransferRequest) throws -> TransferInfo { try start(request) }
+
+    public func listTransfers() throws -> [TransferInfo] {
+        lock.withLock { outgoing.values.map(info) + incoming.values.map(info) }.sorted { $0.started < $1.started }
+    }
+
+    public func showTransfer(_ text: String) throws -> TransferInfo {
+        let id = try parseID(text)
+        return try lock.withLock {
+            if let t = outgoing[id] { return info(t) }
+            if let t = incoming[id] { return info(t) }
+            throw ControlError.notFound("no transfer \(id)")
         }
     }
 
-    private func parseID(_ text: String?) throws -> TransferID {
-        guard let text, let id = TransferID(text) else { throw ControlError("invalid transfer ID '\(text ?? "")': expected 16 hex digits") }
+    public func endTransfer(_ text: String) throws -> TransferInfo {
+        let id = try parseID(text)
+        guard let t = lock.withLock({ outgoing[id] }) else {
+            if lock.withLock({ incoming[id] }) != nil {
+                throw ControlError.conflict("transfer \(id) was accepted here as its target: end it on the TN or the agent")
+            }
+            throw ControlError.notFound("no transfer \(id)")
+        }
+        return try end(t)
+    }
+
+    public func metricsExposition() throws -> String {
+        let byState = lock.withLock {
+            var n: [String: Int] = [:]
+            for t in outgoing.values { n[t.state.rawValue, default: 0] += 1 }
+            for t in incoming.values { n[t.state.rawValue, default: 0] += 1 }
+            return n
+        }
+        return metrics.render(transfersByState: byState, rules: [], mapRules: nil, mapTakeovers: nil, datapath: [:])
+    }
+
+    private func parseID(_ text: String) throws -> TransferID {
+        guard let id = TransferID(text) else { throw ControlError.invalid("invalid transfer ID '\(text)': expected 16 hex digits") }
         return id
     }
 
@@ -529,7 +540,7 @@ public final class Node: @unchecked Sendable {
                      reason: nil, started: unixTime(t.started), ended: t.ended.map { unixTime($0) }, milestones: [:])
     }
 
-    private func status() -> DaemonStatus {
+    public func status() throws -> DaemonStatus {
         let netlink = try? Netlink()
         let own = ((try? netlink?.addresses(interface: configuration.interface)) ?? []).map(\.description)
         let held = ((try? netlink?.addresses(interface: "lo")) ?? [])

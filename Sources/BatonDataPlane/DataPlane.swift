@@ -390,7 +390,7 @@ public final class DataPlane {
         Counter(perCPU: try counterMap.lookupPerCPU(slot) ?? [])
     }
 
-    private func zeroCounter(_ slot: UInt32) throws {
+    func zeroCounter(_ slot: UInt32) throws {
         try counterMap.updatePerCPU(slot, baton_counter())
     }
 
@@ -499,7 +499,7 @@ public final class DataPlane {
     }
 
     /// Redirects need their egress in the device map.
-    private func ensureDevice(_ f: Forwarding) throws {
+    func ensureDevice(_ f: Forwarding) throws {
         guard f.action == .l2 || f.action == .encap, f.ifindex != 0 else { return }
         if try deviceMap.lookup(f.ifindex) == nil {
             do {
@@ -521,7 +521,7 @@ public final class DataPlane {
     }
 
     /// Writes baton_config, keeping the fields not given.
-    private func writeConfig(kinds: UInt32? = nil, generation: UInt32? = nil) throws {
+    func writeConfig(kinds: UInt32? = nil, generation: UInt32? = nil) throws {
         let cur = try configMap.lookup(0) ?? baton_config()
         try configMap.update(0, baton_config(match_kinds: kinds ?? cur.match_kinds, generation: generation ?? cur.generation))
     }
@@ -529,7 +529,7 @@ public final class DataPlane {
     /// After any rule change: the program's flow cache drops every entry of
     /// the old generation. Called after the map write, so a packet that sees
     /// the new generation also sees the new rules. Never 0 (cache off).
-    private func ruleSetChanged() throws {
+    func ruleSetChanged() throws {
         let cur = try configMap.lookup(0)?.generation ?? 0
         try writeConfig(generation: cur == UInt32.max ? 1 : cur + 1)
     }

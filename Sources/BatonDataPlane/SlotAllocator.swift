@@ -6,7 +6,7 @@ import BatonBPF
 final class SlotAllocator {
     private let bitmap: TypedMap<UInt32, UInt64>
     private let capacity: Int
-    private var words: [UInt64]
+    var words: [UInt64]
     private var hint = 0
 
     init(bitmap: TypedMap<UInt32, UInt64>, capacity: Int) throws {
@@ -64,7 +64,7 @@ final class SlotAllocator {
         try flush(dirty)
     }
 
-    private func flush(_ dirty: Set<Int>) throws {
+    func flush(_ dirty: Set<Int>) throws {
         let idx = dirty.sorted()
         if idx.count > 64 {
             try bitmap.updateBatch(idx.map { UInt32($0) }, idx.map { words[$0] })

@@ -1,24 +1,56 @@
+import BatonAPI
 import BatonModel
 import BatonNet
 import Foundation
+import Glibc
 
 /// A running `batond` in a lab host's network namespace.
 public final class DaemonProcess: @unchecked Sendable {
     public let host: String
     /// Its control socket, for batonctl (`--control`) or `Control(path:)`.
     public let control: String
-    /// Its stderr (the log).
+    /// Its stderr (the log; restarts append).
     public let log: String
-    let process: Process
+    private(set) var process: Process
+    let executable: String
+    let arguments: [String]
 
-    init(host: String, control: String, log: String, process: Process) {
+    init(host: String, control: String, log: String, process: Process, executable: String, arguments: [String]) {
         self.host = host
         self.control = control
         self.log = log
         self.process = process
+        self.executable = executable
+        self.arguments = arguments
     }
 
     public var isRunning: Bool { process.isRunning }
+
+    /// A client of its API.
+    public var api: Control { Control(path: control) }
+
+    /// SIGKILL, as a crash would: nothing is cleaned up.
+    public func kill() {
+        guard process.isRunning else { return }
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// Waits until it exits by itself (a BATON_CRASH_AT crash); false if still running after `timeout`.
+    public func waitForExit(timeout: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning, Date() < deadline { usleep(10_000) }
+        return !process.isRunning
+    }
+
+    /// Starts it again with the same arguments (after `stop` or `kill`), with `environment`
+    /// added, and waits until its API answers.
+    public func restart(environment: [String: String] = [:]) throws {
+        guard !process.isRunning else { throw LabError(description: "batond on \(host) is still running: stop or kill it first") }
+        try? FileManager.default.removeItem(atPath: control)
+        process = try LabDaemons.spawn(executable, arguments, log: log, environment: environment)
+        try LabDaemons.waitForControl(self)
+    }
 
     /// The log so far.
     public func logText() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
@@ -30,7 +62,7 @@ public final class DaemonProcess: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(grace)
         while process.isRunning, Date() < deadline { usleep(10_000) }
         if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
+            Glibc.kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
     }
@@ -54,6 +86,10 @@ public final class LabDaemons: @unchecked Sendable {
         public var agentArguments: [String] = []
         public var nodeArguments: [String] = []
         public var logLevel = "info"
+        /// Environment added to the agent's (BATON_CRASH_AT for crash tests).
+        public var agentEnvironment: [String: String] = [:]
+        /// Enrol the TN and the target at the agent and allow tn → target.
+        public var enrol = true
         public init() {}
     }
 
@@ -93,9 +129,19 @@ public final class LabDaemons: @unchecked Sendable {
                                         "--temporary-pool", "\(pool4)", "--temporary-pool", "\(pool6)"] + options.nodeArguments)
             started.append(tnProcess)
             let agentProcess = try launch(batond, host: "sa", directory: directory,
-                                          ["agent"] + common("sa") + ["--root", roots[0], "--trust=\(tnKey)"] + options.agentArguments)
+                                          ["agent"] + common("sa") + ["--root", roots[0]] + options.agentArguments,
+                                          environment: options.agentEnvironment)
             started.append(agentProcess)
             for p in started { try waitForControl(p) }
+            // Enrolment: the TN owns its addresses, the target its own; the TN may move
+            // sessions to the target.
+            if options.enrol {
+                let api = agentProcess.api
+                try api.addDevice(Device(name: "tn", publicKey: tnKey, addresses: ["\(tn.ipv4)/32", "\(tn.ipv6)/128"]))
+                try api.addDevice(Device(name: "target", publicKey: targetKey,
+                                         addresses: ["\(target.ipv4)/32", "\(target.ipv6)/128"]))
+                try api.addPolicy(Policy(from: "tn", to: "target"))
+            }
             return LabDaemons(lab: lab, directory: directory, agent: agentProcess, tn: tnProcess, target: targetProcess,
                               pinRoots: roots)
         } catch {
@@ -154,25 +200,36 @@ public final class LabDaemons: @unchecked Sendable {
         return nil
     }
 
-    private static func launch(_ batond: String, host: String, directory: String, _ arguments: [String]) throws -> DaemonProcess {
+    private static func launch(_ batond: String, host: String, directory: String, _ arguments: [String],
+                               environment: [String: String] = [:]) throws -> DaemonProcess {
+        let log = "\(directory)/\(host).log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let p = try spawn(batond, arguments, log: log, environment: environment)
+        return DaemonProcess(host: host, control: "\(directory)/\(host).sock", log: log, process: p, executable: batond,
+                             arguments: arguments)
+    }
+
+    static func spawn(_ batond: String, _ arguments: [String], log: String, environment: [String: String]) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: batond)
         p.arguments = arguments
-        let log = "\(directory)/\(host).log"
-        FileManager.default.createFile(atPath: log, contents: nil)
-        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        handle.seekToEndOfFile()
+        p.standardError = handle
         p.standardOutput = FileHandle.nullDevice
         try p.run()
-        return DaemonProcess(host: host, control: "\(directory)/\(host).sock", log: log, process: p)
+        return p
     }
 
-    private static func waitForControl(_ p: DaemonProcess) throws {
+    /// Until its API answers.
+    static func waitForControl(_ p: DaemonProcess) throws {
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
             if !p.isRunning {
                 throw LabError(description: "batond on \(p.host) exited at start: \(p.logText())")
             }
-            if FileManager.default.fileExists(atPath: p.control) { return }
+            if FileManager.default.fileExists(atPath: p.control), (try? Control(path: p.control, timeout: 2).status()) != nil { return }
             usleep(20_000)
         }
         throw LabError(description: "batond on \(p.host) did not open \(p.control) within 20 s: \(p.logText())")

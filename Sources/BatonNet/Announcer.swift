@@ -35,6 +35,9 @@ public struct AnnouncementPolicy: Sendable, Codable, Equatable {
 /// they create none from them unless `arp_accept` / `accept_untracked_na` say so.
 public final class Announcer: Sendable {
     private let socket: PacketSocket
+    private let scheduler = AnnouncementScheduler()
+
+    deinit { scheduler.close() }
     /// The interface the announcements leave from.
     public var interface: String { socket.interface }
 
@@ -65,8 +68,9 @@ public final class Announcer: Sendable {
 
     /// Sends the first round now (its errors are thrown here), the rest of the burst
     /// (`policy.count` rounds `policy.interval` apart) and then one round every
-    /// `policy.refresh` from a background thread, until the returned announcement is cancelled
-    /// (or released). Errors on that thread are kept in `Announcement.lastError`; it goes on.
+    /// `policy.refresh` from the announcer's scheduler thread, until the returned announcement
+    /// is cancelled (or released). Errors there are kept in `Announcement.lastError`; it goes on.
+    /// One thread serves every announcement of this announcer, however many takeovers run.
     public func start(_ address: IPAddress, at mac: MACAddress, router: Bool = false,
                       policy: AnnouncementPolicy) throws -> Announcement {
         let operation = "announce \(address) at \(mac)"
@@ -76,33 +80,22 @@ public final class Announcer: Sendable {
         }
         try announceOnce(address, at: mac, router: router)
         let state = AnnouncementState(rounds: 1)
-        let thread = Thread { [self] in
-            var sent = 1
-            while true {
-                let wait: Duration
-                if sent < policy.count {
-                    wait = policy.interval
-                } else if let refresh = policy.refresh {
-                    wait = refresh
-                } else {
-                    break
-                }
-                guard state.sleep(for: wait) else { break }
+        let first: Duration? = policy.count > 1 ? policy.interval : policy.refresh
+        if let first {
+            scheduler.schedule(ScheduledRound(due: .now + first, state: state, address: address, mac: mac, router: router,
+                                              policy: policy, sent: 1)) { [self] round in
                 do {
-                    try announceOnce(address, at: mac, router: router)
-                    state.roundSent()
+                    try announceOnce(round.address, at: round.mac, router: round.router)
+                    return nil
                 } catch let error as NetError {
-                    state.failed(error)
+                    return error
                 } catch {
-                    state.failed(NetError(subsystem: "socket", operation: operation, errno: EIO,
-                                          detail: String(describing: error)))
+                    return NetError(subsystem: "socket", operation: operation, errno: EIO, detail: String(describing: error))
                 }
-                sent += 1
             }
-            state.finish()
+        } else {
+            state.finishIdle()
         }
-        thread.name = "baton-announce"
-        thread.start()
         return Announcement(address: address, mac: mac, state: state)
     }
 
@@ -138,12 +131,104 @@ public final class Announcement: Sendable {
     public var isFinished: Bool { state.snapshot().finished }
 }
 
-/// Shared by an `Announcement` and its thread; every access holds `condition`.
+/// One announcement's later rounds, waiting in the scheduler.
+struct ScheduledRound: Sendable {
+    var due: ContinuousClock.Instant
+    let state: AnnouncementState
+    let address: IPAddress
+    let mac: MACAddress
+    let router: Bool
+    let policy: AnnouncementPolicy
+    var sent: Int
+
+    /// When the round after this one is due, if any.
+    func next() -> ContinuousClock.Instant? {
+        if sent < policy.count { return due + policy.interval }
+        return policy.refresh.map { due + $0 }
+    }
+}
+
+/// Sends the rounds of every announcement of one announcer from one thread, earliest first
+/// (thousands of takeovers must not mean thousands of threads). The thread starts with the
+/// first scheduled round and stops when the announcer goes.
+final class AnnouncementScheduler: @unchecked Sendable {
+    typealias Send = @Sendable (ScheduledRound) -> NetError?
+    private let condition = NSCondition()
+    /// Sorted by `due`, latest first, so that the next one is popped from the end.
+    private var rounds: [(round: ScheduledRound, send: Send)] = []
+    private var running = false
+    private var closed = false
+
+    /// Stops the thread; rounds not yet sent are dropped (their announcements finish).
+    func close() {
+        condition.lock()
+        closed = true
+        for r in rounds { r.round.state.cancel() }
+        rounds = []
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func schedule(_ round: ScheduledRound, send: @escaping Send) {
+        condition.lock()
+        defer { condition.unlock() }
+        insert(round, send)
+        if !running {
+            running = true
+            let thread = Thread { [weak self] in self?.loop() }
+            thread.name = "baton-announce"
+            thread.start()
+        }
+        condition.broadcast()
+    }
+
+    /// Lock held.
+    private func insert(_ round: ScheduledRound, _ send: @escaping Send) {
+        // Binary search for the first element due no later than `round` (the array is latest first).
+        var low = 0, high = rounds.count
+        while low < high {
+            let mid = (low + high) / 2
+            if rounds[mid].round.due > round.due { low = mid + 1 } else { high = mid }
+        }
+        rounds.insert((round, send), at: low)
+    }
+
+    private func loop() {
+        condition.lock()
+        while !closed {
+            guard let last = rounds.last else {
+                condition.wait()
+                continue
+            }
+            let now = ContinuousClock.now
+            if last.round.due > now {
+                let (s, atto) = (last.round.due - now).components
+                _ = condition.wait(until: Date(timeIntervalSinceNow: Double(s) + Double(atto) / 1e18))
+                continue
+            }
+            var (round, send) = rounds.removeLast()
+            guard round.state.beginRound() else { continue }
+            condition.unlock()
+            let error = send(round)
+            condition.lock()
+            round.sent += 1
+            let next = round.next()
+            if round.state.endRound(error: error, more: next != nil), let next {
+                round.due = max(next, .now)
+                insert(round, send)
+            }
+        }
+        condition.unlock()
+    }
+}
+
+/// Shared by an `Announcement` and the scheduler; every access holds `condition`.
 final class AnnouncementState: @unchecked Sendable {
     private let condition = NSCondition()
     private var rounds: Int
     private var lastError: NetError?
     private var cancelled = false
+    private var inFlight = false
     private var finished = false
 
     init(rounds: Int) { self.rounds = rounds }
@@ -154,42 +239,43 @@ final class AnnouncementState: @unchecked Sendable {
         return (rounds, lastError, finished)
     }
 
-    func roundSent() {
-        condition.lock()
-        rounds += 1
-        condition.unlock()
-    }
-
-    func failed(_ error: NetError) {
-        condition.lock()
-        lastError = error
-        condition.unlock()
-    }
-
-    /// Waits `duration` unless cancelled first; false if cancelled.
-    func sleep(for duration: Duration) -> Bool {
-        let (seconds, attoseconds) = duration.components
-        let deadline = Date(timeIntervalSinceNow: Double(seconds) + Double(attoseconds) / 1e18)
+    /// The scheduler is about to send a round; false if cancelled meanwhile (then finished).
+    func beginRound() -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        while !cancelled {
-            if !condition.wait(until: deadline) { return !cancelled }
+        if cancelled {
+            finished = true
+            return false
         }
-        return false
+        inFlight = true
+        return true
     }
 
-    func finish() {
+    /// The round is out; true if the announcement goes on.
+    func endRound(error: NetError?, more: Bool) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        inFlight = false
+        if let error { lastError = error } else { rounds += 1 }
+        if cancelled || !more { finished = true }
+        condition.broadcast()
+        return !finished
+    }
+
+    /// A burst of one round: over at once.
+    func finishIdle() {
         condition.lock()
         finished = true
-        condition.broadcast()
         condition.unlock()
     }
 
+    /// No round is sent after this returns (one in flight is waited for).
     func cancel() {
         condition.lock()
         cancelled = true
+        while inFlight { condition.wait() }
+        finished = true
         condition.broadcast()
-        while !finished { condition.wait() }
         condition.unlock()
     }
 }

@@ -46,6 +46,10 @@ public final class TransferChannel: Sendable {
         state.withLock { $0.highest[sender] }
     }
 
+    func restore(highest counter: UInt64, from sender: Role) {
+        state.withLock { s in s.highest[sender] = max(s.highest[sender] ?? 0, counter) }
+    }
+
     /// The counter the next sealed message will carry.
     public var nextCounter: UInt64 { state.withLock { $0.nextCounter } }
 

@@ -1,3 +1,4 @@
+import BatonAPI
 import BatonDaemon
 import BatonDataPlane
 import BatonLab

@@ -25,6 +25,10 @@ struct Options {
     var skipThroughput = false
     var skipInsert = false
     var skipHandover = false
+    var skipControlPlane = false
+    /// Part 5: registrations per configuration, and rules stored for the reconcile.
+    var registrations = 20_000
+    var reconcileRules = 1_000_000
     /// Part 4: transfers between batond daemons, one after another.
     var handovers = 100
     var verbose = false
@@ -34,7 +38,8 @@ struct Options {
     static let usage = """
     usage: baton-bench [--quick] [--rounds N] [--window SECONDS] [--rules N]
                        [--paths LIST] [--handovers N] [--no-testrun] [--no-throughput]
-                       [--no-insert] [--no-handover]
+                       [--no-insert] [--no-handover] [--no-control-plane]
+                       [--registrations N] [--reconcile-rules N]
                        [--verbose] [--help]
 
     Measures Baton's XDP data plane on this machine and prints a table, then the
@@ -52,7 +57,10 @@ struct Options {
          bpf_map_update_batch of the same keys;
       4. handover: transfers between batond daemons while a 20 kpps call runs:
          transfer start to the first packet at the target, and the gap at
-         wake-up (p50/p99), beside a UDP round trip and the call's spacing.
+         wake-up (p50/p99), beside a UDP round trip and the call's spacing;
+      5. control plane: registrations per second through the agent's API (one and
+         64 per request) beside a trivial API request's rate, and the agent's
+         start-up reconcile with 1M stored rules beside reading the maps.
 
     options:
       --quick            a ~30 s smoke run (fewer rounds, 1 s windows, 100k rules)
@@ -63,7 +71,9 @@ struct Options {
                          bare,steered,kernel,relay (default: all; ratios need
                          steered and the other path)
       --handovers N      transfers in part 4 (default 100, quick 20)
-      --no-testrun, --no-throughput, --no-insert, --no-handover
+      --registrations N  registrations per configuration in part 5 (default 20000)
+      --reconcile-rules N  stored rules in part 5 (default 1000000, quick 100000)
+      --no-testrun, --no-throughput, --no-insert, --no-handover, --no-control-plane
                          skip a part (its figures are null in the JSON)
       --verbose          progress details on stderr
       --help             this text
@@ -79,6 +89,8 @@ struct Options {
         var rounds: Int?
         var window: Double?
         var handovers: Int?
+        var registrations: Int?
+        var reconcileRules: Int?
         var i = 0
         func value(_ name: String) throws(UsageError) -> String {
             i += 1
@@ -95,6 +107,13 @@ struct Options {
             case "--no-throughput": o.skipThroughput = true
             case "--no-insert": o.skipInsert = true
             case "--no-handover": o.skipHandover = true
+            case "--no-control-plane": o.skipControlPlane = true
+            case "--registrations":
+                guard let n = Int(try value(a)), n >= 100, n <= 100_000 else { throw UsageError("--registrations takes 100-100000") }
+                registrations = n
+            case "--reconcile-rules":
+                guard let n = Int(try value(a)), n >= 1000, n <= 4_000_000 else { throw UsageError("--reconcile-rules takes 1000-4000000") }
+                reconcileRules = n
             case "--handovers":
                 guard let n = Int(try value(a)), n >= 1, n <= 10_000 else { throw UsageError("--handovers takes 1-10000") }
                 handovers = n
@@ -132,6 +151,8 @@ struct Options {
             o.warmup = 0.1
             o.insertRounds = 1
             o.handovers = 20
+            o.registrations = 2000
+            o.reconcileRules = 100_000
         }
         if let rules {
             o.levels = [1, 10_000, rules].filter { $0 <= rules }
@@ -145,6 +166,8 @@ struct Options {
         if let rounds { o.throughputRounds = rounds }
         if let window { o.window = window }
         if let handovers { o.handovers = handovers }
+        if let registrations { o.registrations = registrations }
+        if let reconcileRules { o.reconcileRules = reconcileRules }
         return o
     }
 }

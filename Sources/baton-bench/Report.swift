@@ -59,6 +59,7 @@ struct Report {
     var testRun: TestRunResult?
     var throughput: ThroughputResult?
     var handover: HandoverResult?
+    var controlPlane: ControlPlaneResult?
     var broken: [String] = []
     var elapsed: Double?
 
@@ -103,6 +104,7 @@ struct Report {
         if let t = throughput { printThroughput(t) }
         if let i = insert { printInsert(i) }
         if let h = handover { h.printTable() }
+        if let c = controlPlane { c.printTable() }
         for b in broken { print("BROKEN: \(b)") }
     }
 
@@ -208,6 +210,7 @@ struct Report {
         top.append(("throughput", throughput.map(throughputJSON) ?? .null))
         top.append(("insert", insert.map(insertJSON) ?? .null))
         top.append(("handover", handover.map { $0.json() } ?? .null))
+        top.append(("controlPlane", controlPlane.map { $0.json() } ?? .null))
         top.append(("broken", .array(broken.map { .string($0) })))
         return JSON.object(top).text
     }

@@ -75,6 +75,10 @@ do {
         Log.info("handover: \(options.handovers) transfers between batond daemons")
         report.handover = try runHandover(options)
     }
+    if !options.skipControlPlane {
+        Log.info("control plane: registrations through the API, reconcile of \(options.reconcileRules) rules")
+        report.controlPlane = try runControlPlane(options)
+    }
     report.elapsed = seconds(since: started)
 } catch let e as BrokenSetup {
     report.broken.append(e.description)

@@ -10,6 +10,7 @@
 //
 // Usage: baton-demo [--layout l2|l3] [--family 4|6] [--rate PPS] [--output FILE.svg]
 
+import BatonAPI
 import BatonDaemon
 import BatonDataPlane
 import BatonLab

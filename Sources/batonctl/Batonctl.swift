@@ -1,32 +1,39 @@
 import ArgumentParser
 import Foundation
 
-/// batonctl: the operator's CLI for Baton. The daemon verbs (transfer, node) talk to
-/// the local batond over its control socket; the map verbs work directly on the
-/// objects pinned under bpffs (like bpftool/bpfctl), for debugging, without a daemon.
+/// batonctl: the operator's CLI for Baton. The daemon verbs (transfer, node, device, policy,
+/// metrics) talk to batond through its HTTP/JSON API, on the local socket or remotely over
+/// mutual TLS; the map verbs work directly on the objects pinned under bpffs (like
+/// bpftool/bpfctl), for debugging, without a daemon.
 @main
 struct Batonctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "batonctl",
-        abstract: "Operate Baton: transfers through the local batond, and its XDP data plane directly.",
+        abstract: "Operate Baton: transfers, devices and policies through batond's API, and its XDP data plane directly.",
         discussion: """
-        Daemon verbs: `transfer` (start, list, show, end) and `node status` talk to the batond \
-        running on this host over its control socket (--control, default /run/baton/batond.sock); \
-        this is the normal way to move sessions.
+        Daemon verbs: `transfer` (start, list, show, end), `node status`, `device` (add, list, \
+        show, del), `policy` (add, list, del) and `metrics` talk to batond through its API: the \
+        local socket (--control, default /run/baton/batond.sock) or a remote daemon over mutual \
+        TLS (--api https://HOST:PORT with --tls-ca, --tls-cert, --tls-key). This is the normal \
+        way to move sessions and to enrol devices.
 
         Map verbs (attach, detach, status, takeover, rule, stats, unload) work directly on the \
         data plane pinned at --root (default /sys/fs/bpf/baton), without a daemon, for debugging \
         and trying things by hand; they need root. Rules and takeovers may be added before \
         anything is attached: the first `takeover add`, `rule add` or `attach` loads and pins the \
-        data plane. `lab` builds test labs in network namespaces.
+        data plane. `teardown` detaches and removes everything Baton pinned (refusing while a \
+        batond answers). `lab` builds test labs in network namespaces.
 
         Commands that print take --json. See docs/cli.md.
         """,
-        subcommands: [TransferCommand.self, NodeCommand.self,
+        subcommands: [TransferCommand.self, NodeCommand.self, DeviceCommand.self, PolicyCommand.self, MetricsCommand.self,
                       Attach.self, Detach.self, Status.self, TakeoverCommand.self, RuleCommand.self,
-                      Stats.self, Unload.self, LabCommand.self])
+                      Stats.self, Unload.self, Teardown.self, LabCommand.self])
 
     @OptionGroup(title: "Global Options") var globals: GlobalOptions
+    /// So that --control and --api may come before the verb too (the daemon verbs read the
+    /// same values); hidden here, shown in each daemon verb's help.
+    @OptionGroup(title: "Daemon Options", visibility: .hidden) var daemon: ControlOptions
 
     static func main() {
         let command: ParsableCommand

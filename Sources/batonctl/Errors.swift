@@ -1,5 +1,5 @@
+import BatonAPI
 import BatonBPF
-import BatonDaemon
 import BatonDataPlane
 import Foundation
 
@@ -8,19 +8,23 @@ enum ExitStatus: Int32 {
     /// Done.
     case success = 0
     /// A kernel, BPF or netlink call failed, a map is full, or the state
-    /// forbids it (already attached).
+    /// forbids it (already attached); the daemon's conflict, failed,
+    /// rate-limited and internal errors.
     case failure = 1
     /// What the command names does not exist: nothing loaded at the root, no
-    /// such rule, takeover, interface, network namespace or attachment.
+    /// such rule, takeover, interface, network namespace or attachment; the
+    /// daemon's not-found (no such transfer, device, policy or target).
     case notFound = 2
     /// Bad command line: unknown flag, malformed or contradictory value
-    /// (ArgumentParser's own usage errors use the same code).
+    /// (ArgumentParser's own usage errors use the same code); the daemon's
+    /// invalid (it found the request malformed).
     case usage = 64
-    /// No daemon answers on the control socket (--control): batond is not
-    /// running there (sysexits' EX_UNAVAILABLE).
+    /// No daemon answers at --control or --api (batond is not running there),
+    /// or it answers unavailable (shutting down): sysexits' EX_UNAVAILABLE.
     case unavailable = 69
-    /// Not root (or, for the daemon verbs, not allowed to open the control socket).
-    case notRoot = 77
+    /// Not root (map verbs); not allowed to open the API socket, or the daemon
+    /// answers forbidden (daemon verbs): sysexits' EX_NOPERM.
+    case forbidden = 77
 }
 
 /// An error batonctl reports as one line on stderr, `batonctl: <message>`.
@@ -41,7 +45,7 @@ struct CLIError: Error, CustomStringConvertible {
     static func usage(_ message: String) -> CLIError { CLIError(message, .usage) }
     static func notFound(_ message: String) -> CLIError { CLIError(message, .notFound) }
 
-    static let notRoot = CLIError("must run as root (BPF and XDP need CAP_BPF and CAP_NET_ADMIN)", .notRoot)
+    static let notRoot = CLIError("must run as root (BPF and XDP need CAP_BPF and CAP_NET_ADMIN)", .forbidden)
 
     static func notLoaded(_ root: String) -> CLIError {
         .notFound("nothing is loaded at \(root); `batonctl attach IFACE` loads it")
@@ -64,7 +68,7 @@ struct CLIError: Error, CustomStringConvertible {
         case let e as BPFError:
             let line = e.description.split(separator: "\n", maxSplits: 1).first.map(String.init) ?? e.operation
             if e.errno == E2BIG { return CLIError("map full: \(line)", .failure, detail: e.log) }
-            if e.errno == EPERM || e.errno == EACCES { return CLIError(line, .notRoot, detail: e.log) }
+            if e.errno == EPERM || e.errno == EACCES { return CLIError(line, .forbidden, detail: e.log) }
             var message = line
             if !e.log.isEmpty { message += " (--verbose shows libbpf's log)" }
             return CLIError(message, .failure, detail: e.log)
@@ -77,27 +81,34 @@ struct CLIError: Error, CustomStringConvertible {
         }
     }
 
-    /// What the daemon verbs report: the control socket's and the daemon's errors keep their
-    /// text; the exit status comes from what the text says (ControlError carries only text).
-    static func fromControl(_ error: any Error, path: String) -> CLIError {
+    /// What the daemon verbs report: the daemon's (or the client's) one line, with the exit
+    /// status its code calls for (docs/cli.md, "Errors and exit codes").
+    static func fromControl(_ error: any Error) -> CLIError {
         switch error {
         case let e as CLIError:
             return e
         case let e as ControlError:
-            let text = e.description.split(separator: "\n", maxSplits: 1).first.map(String.init) ?? e.description
-            if text.hasPrefix("no daemon at ") { return CLIError(text, .unavailable) }
-            if text.hasPrefix("connect to "), text.hasSuffix(strerrorText(EACCES)) {
-                return CLIError("\(text): the control socket is root's; run batonctl as root", .notRoot)
-            }
-            if text.hasPrefix("control socket path ") { return .usage(text + " (--control)") }
-            if text.hasPrefix("no transfer ") || text.hasPrefix("unknown target ") { return .notFound(text) }
-            if text.hasPrefix("invalid transfer ID ") { return .usage(text) }
-            return CLIError(text, .failure)
+            let text = firstLine(e.description)
+            return CLIError(text, status(of: e.code), detail: e.description)
         default:
             let text = String(describing: error)
-            return CLIError(text.split(separator: "\n", maxSplits: 1).first.map(String.init) ?? text, .failure,
-                            detail: text)
+            return CLIError(firstLine(text), .failure, detail: text)
         }
+    }
+
+    /// The exit status of an API error code.
+    static func status(of code: ControlError.Code) -> ExitStatus {
+        switch code {
+        case .invalid: .usage
+        case .notFound: .notFound
+        case .forbidden: .forbidden
+        case .unavailable: .unavailable
+        case .conflict, .failed, .rateLimited, .internal: .failure
+        }
+    }
+
+    static func firstLine(_ text: String) -> String {
+        text.split(separator: "\n", maxSplits: 1).first.map(String.init) ?? text
     }
 
     static func describe(_ e: DecodingError) -> String {

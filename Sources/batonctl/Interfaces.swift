@@ -1,4 +1,4 @@
-// The only file that uses BatonNet: interface lookups and entering a
+// Interface lookups over netlink (BatonNet) and entering a
 // network namespace.
 import BatonModel
 import BatonNet

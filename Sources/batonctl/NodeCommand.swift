@@ -1,13 +1,13 @@
 import ArgumentParser
-import BatonDaemon
+import BatonAPI
 import Foundation
 
-/// `batonctl node …`: the local batond itself.
+/// `batonctl node …`: a batond itself.
 struct NodeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "node",
-        abstract: "Ask the local batond (agent or node) about itself.",
-        discussion: "Talks to batond over its control socket (--control, default \(ControlOptions.defaultPath)).",
+        abstract: "Ask batond (agent or node) about itself.",
+        discussion: "Talks to batond through its API: the local socket (--control, default \(ControlOptions.defaultPath)) or a remote daemon (--api).",
         subcommands: [Status.self])
 
     struct Status: ParsableCommand {
@@ -18,7 +18,9 @@ struct NodeCommand: ParsableCommand {
             TN, accepted originals on a target); TEMPORARY the temporary addresses in use; \
             TAKEOVERS the addresses an agent has taken over. REJECTED counts the protocol messages \
             the daemon refused since it started, by reason (forged, replayed, stale, untrusted, \
-            misdirected, unknown-transfer, malformed, unexpected).
+            misdirected, unknown-transfer, malformed, unexpected; on the agent also unenrolled, \
+            not-owner, unenrolled-target, not-allowed, rate-limited). RECONCILE (agent) is what \
+            its last start found in the pinned maps and did about it.
             """)
 
         @OptionGroup(title: "Daemon Options") var daemon: ControlOptions
@@ -47,8 +49,30 @@ struct NodeCommand: ParsableCommand {
                 lines.append(("held", list(s.heldAddresses)))
                 lines.append(("temporary", list(s.temporaryAddresses)))
             }
+            if let r = s.reconcile { lines.append(("reconcile", NodeText.reconcile(r))) }
             lines.append(("rejected", rejected.isEmpty ? "none" : rejected.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
             for (key, value) in lines { print((key + ":").padding(toLength: 12, withPad: " ", startingAt: 0) + value) }
         }
+    }
+}
+
+enum NodeText {
+    /// "rules 3 kept, 1 restored; takeovers 1 kept; transfers 1 resumed (4.2 ms)": the counts
+    /// that are not zero.
+    static func reconcile(_ r: ReconcileSummary) -> String {
+        func part(_ what: String, _ counts: [(String, Int)]) -> String? {
+            let nonzero = counts.filter { $0.1 > 0 }
+            return nonzero.isEmpty ? nil : what + " " + nonzero.map { "\($0.1) \($0.0)" }.joined(separator: ", ")
+        }
+        let parts = [
+            part("rules", [("kept", r.rulesKept), ("restored", r.rulesRestored), ("rewritten", r.rulesRewritten),
+                           ("removed", r.rulesRemoved)]),
+            part("takeovers", [("kept", r.takeoversKept), ("restored", r.takeoversRestored),
+                               ("rewritten", r.takeoversRewritten), ("removed", r.takeoversRemoved)]),
+            part("transfers", [("resumed", r.transfersResumed), ("rolled back", r.transfersRolledBack),
+                               ("cleared", r.transfersCleared)]),
+        ].compactMap { $0 }
+        let time = String(format: "%.1f ms", r.seconds * 1000)
+        return (parts.isEmpty ? "nothing to do" : parts.joined(separator: "; ")) + " (\(time))"
     }
 }

@@ -1,6 +1,9 @@
+import BatonAPI
 import BatonBPF
 import BatonDataPlane
 import BatonModel
+import BatonNet
+import Foundation
 
 // Parsing of command-line values. Options are declared as strings and parsed
 // here, so every malformed value gets the same kind of one-line message:
@@ -92,5 +95,72 @@ enum Parse {
         guard a.family == b.family else {
             throw CLIError.usage("address family mismatch: \(aFlag) \(a) is \(familyName(a.family)) but \(bWhat) \(b) is \(familyName(b.family))" + why)
         }
+    }
+
+    // MARK: daemon values
+
+    /// `--api`: https://HOST:PORT (IPv6 in brackets), nothing after the port.
+    static func apiBase(_ text: String) throws -> String {
+        var t = text
+        while t.hasSuffix("/") { t.removeLast() }
+        guard let c = URLComponents(string: t), c.scheme == "https", let host = c.host, !host.isEmpty,
+              let port = c.port, (1...65535).contains(port), c.path.isEmpty, c.query == nil, c.fragment == nil,
+              c.user == nil, c.password == nil else {
+            throw CLIError.usage("invalid --api '\(text)': expected https://HOST:PORT, like https://10.0.0.2:7391 or https://[2001:db8::2]:7391")
+        }
+        return t
+    }
+
+    static let deviceNameForm = "1-63 letters, digits, '-', '_' or '.'"
+
+    /// A device's name, as the agent accepts it.
+    static func deviceName(_ text: String, _ what: String = "device name") throws -> String {
+        guard Device.validName(text) else {
+            throw CLIError.usage("invalid \(what) '\(text)': expected \(deviceNameForm)")
+        }
+        return text
+    }
+
+    /// A batond public key: 32 bytes as 43 base64url characters, as `batond key` prints.
+    static func publicKey(_ text: String, _ flag: String = "--key") throws -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+        // 43 characters carry 258 bits: the last one's two low bits must be zero (canonical).
+        guard text.count == 43, text.allSatisfy({ alphabet.contains($0) }),
+              let last = text.last.flatMap({ alphabet.firstIndex(of: $0) }), last % 4 == 0 else {
+            throw CLIError.usage("invalid public key '\(text)': expected 43 base64url characters, as `batond key` prints (\(flag); write --key=KEY when it begins with '-')")
+        }
+        return text
+    }
+
+    /// An address prefix a device owns: ADDRESS/LENGTH, or a bare address (a host prefix).
+    static func prefix(_ text: String, _ flag: String = "--address") throws -> String {
+        guard let p = IPPrefix(text) else {
+            throw CLIError.usage("invalid address prefix '\(text)': expected ADDRESS/LENGTH like 10.0.0.3/32 or 2001:db8::/64 (\(flag))")
+        }
+        return p.description
+    }
+
+    /// One side of a policy: a device's name or `*`.
+    static func policySide(_ text: String, _ flag: String) throws -> String {
+        guard text == "*" || Device.validName(text) else {
+            throw CLIError.usage("invalid device '\(text)': expected a device name (\(deviceNameForm)) or * for any (\(flag))")
+        }
+        return text
+    }
+
+    /// A policy's ID, as `policy list` shows it.
+    static func policyID(_ text: String) throws -> Int {
+        guard let n = Int(text), n >= 0 else {
+            throw CLIError.usage("invalid policy ID '\(text)': expected a number, as `batonctl policy list` shows")
+        }
+        return n
+    }
+
+    /// A positive, finite rate (per second).
+    static func rate(_ text: String, _ flag: String) throws -> Double {
+        guard let r = Double(text), r.isFinite, r > 0 else {
+            throw CLIError.usage("invalid rate '\(text)': expected a positive number per second (\(flag))")
+        }
+        return r
     }
 }

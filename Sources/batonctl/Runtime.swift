@@ -1,6 +1,6 @@
+import BatonAPI
 import ArgumentParser
 import BatonBPF
-import BatonDaemon
 import BatonDataPlane
 import BatonModel
 import Foundation
@@ -8,9 +8,11 @@ import Logging
 
 /// Options every command takes, before or after the verb.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp(
-        "The data plane's pin root on bpffs (maps/, progs/, links/ below it).", valueName: "path"))
-    var root: String = DataPlane.defaultRoot
+    /// Every `--root` given (teardown takes several; the other verbs one, the last).
+    @Option(name: .customLong("root"), help: ArgumentHelp(
+        "The data plane's pin root on bpffs (maps/, progs/, links/ below it); default \(DataPlane.defaultRoot). Only teardown takes it more than once.",
+        valueName: "path"))
+    var roots: [String] = []
 
     @Option(name: .long, help: ArgumentHelp(
         "Enter the named network namespace (/var/run/netns/<name>, as `ip netns add` makes) first. Only the network namespace is entered, so bpffs stays the host's; interface names and ifindexes are that namespace's.",
@@ -19,26 +21,125 @@ struct GlobalOptions: ParsableArguments {
 
     @Flag(name: [.customShort("v"), .long], help: "Log each step, and libbpf's log on errors, to stderr.")
     var verbose = false
+
+    /// The one pin root of a map verb.
+    var root: String { roots.last ?? DataPlane.defaultRoot }
+
+    /// The pin root, refusing several (only teardown takes them).
+    func singleRoot() throws -> String {
+        guard roots.count <= 1 else {
+            throw CLIError.usage("--root given \(roots.count) times (\(roots.joined(separator: ", "))): only teardown takes several pin roots")
+        }
+        return root
+    }
 }
 
-/// The daemon verbs' options (`transfer`, `node`): where the local batond listens.
+/// The daemon verbs' options: which batond to talk to. The local one over its Unix socket
+/// (--control), or a remote one over HTTPS with client certificates (--api and the TLS files).
+/// Accepted before or after the verb.
 struct ControlOptions: ParsableArguments {
     static let defaultPath = "/run/baton/batond.sock"
 
     @Option(name: .long, help: ArgumentHelp(
-        "The local batond's control socket (batond's --control).", valueName: "path"))
-    var control: String = ControlOptions.defaultPath
+        "The local batond's API socket (batond's --control; default \(ControlOptions.defaultPath)).", valueName: "path"))
+    var control: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "A remote batond's API instead (batond's --listen), over mutual TLS: needs --tls-ca, --tls-cert and --tls-key.",
+        valueName: "https://host:port"))
+    var api: String?
+
+    @Option(name: [.customLong("tls-ca"), .customLong("ca")], help: ArgumentHelp(
+        "With --api: the CA that signed the daemon's certificate (PEM).", valueName: "file"))
+    var tlsCA: String?
+
+    @Option(name: [.customLong("tls-cert"), .customLong("cert")], help: ArgumentHelp(
+        "With --api: this client's certificate (PEM), signed by the daemon's --tls-client-ca.", valueName: "file"))
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: ArgumentHelp(
+        "With --api: this client's private key (PEM).", valueName: "file"))
+    var tlsKey: String?
+
+    /// The local socket's path (--control or the default), when --api is not given.
+    var controlPath: String { control ?? Self.defaultPath }
+
+    /// Where to send requests; every contradiction or malformed value is a usage error.
+    func endpoint() throws -> APIEndpoint {
+        guard let api else {
+            let given = [("--tls-ca", tlsCA), ("--tls-cert", tlsCert), ("--tls-key", tlsKey)].filter { $0.1 != nil }.map(\.0)
+            if !given.isEmpty {
+                throw CLIError.usage("\(given.joined(separator: ", ")): --tls-ca, --tls-cert and --tls-key go with --api (a remote daemon); the local socket needs no certificates")
+            }
+            let path = controlPath
+            guard !path.isEmpty else { throw CLIError.usage("invalid --control '': expected the path of batond's API socket") }
+            guard path.utf8.count < MemoryLayout.size(ofValue: sockaddr_un().sun_path) else {
+                throw CLIError.usage("invalid --control '\(path)': a socket path is at most \(MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1) bytes")
+            }
+            return .unix(path: path)
+        }
+        if control != nil {
+            throw CLIError.usage("--control and --api are exclusive: --control is the local daemon's socket, --api a remote daemon's address")
+        }
+        let base = try Parse.apiBase(api)
+        let files = [("--tls-ca", tlsCA), ("--tls-cert", tlsCert), ("--tls-key", tlsKey)]
+        let missing = files.filter { $0.1 == nil }.map(\.0)
+        guard missing.isEmpty, let ca = tlsCA, let cert = tlsCert, let key = tlsKey else {
+            throw CLIError.usage("--api needs \(missing.joined(separator: ", ")): the daemon's API over TCP is mutual TLS (--tls-ca, --tls-cert, --tls-key)")
+        }
+        for (flag, file) in files {
+            guard let file else { continue }
+            if access(file, R_OK) != 0 {
+                let why = strerrorText(errno)
+                throw CLIError.notFound("cannot read \(file): \(why) (\(flag))")
+            }
+        }
+        return .https(base: base, tls: ClientTLS(ca: ca, certificate: cert, key: key))
+    }
 }
 
-/// Runs a daemon verb's body with a client for the control socket; every error below becomes
-/// a one-line CLIError (the no-daemon case exits 69).
+/// Runs a daemon verb's body with a client of the daemon's API; every error below becomes a
+/// one-line CLIError whose exit status follows the error's code (docs/cli.md).
 func withDaemon<T>(_ o: ControlOptions, _ body: (Control) throws -> T) throws -> T {
-    guard !o.control.isEmpty else { throw CLIError.usage("invalid --control '': expected the path of batond's control socket") }
+    let endpoint = try o.endpoint()
+    if case .unix(let path) = endpoint { try probeSocket(path) }
     do {
-        return try body(Control(path: o.control))
+        return try body(Control(endpoint: endpoint))
     } catch {
-        throw CLIError.fromControl(error, path: o.control)
+        throw CLIError.fromControl(error)
     }
+}
+
+/// Connects once to the local socket, so that "nothing there" and "not yours" get their own
+/// one-line messages (exit 69 and 77) before any request is made.
+func probeSocket(_ path: String) throws {
+    switch connectUnix(path) {
+    case 0:
+        return
+    case EACCES, EPERM:
+        throw CLIError("connect to \(path): \(strerrorText(EACCES)): the API socket is root's; run batonctl as root", .forbidden)
+    case let e:
+        throw CLIError("no daemon at \(path) (\(strerrorText(e))): is batond running? (--control)", .unavailable)
+    }
+}
+
+/// connect(2) to a Unix stream socket and close it: 0, or the errno.
+func connectUnix(_ path: String) -> Int32 {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { return errno }
+    defer { close(fd) }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return ENAMETOOLONG }
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        raw.copyBytes(from: bytes)
+        raw[bytes.count] = 0
+    }
+    let r = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    return r == 0 ? 0 : errno
 }
 
 /// Capacities used only when a command loads the data plane (first attach or add).
@@ -138,21 +239,26 @@ final class Context {
 /// Runs a command's body: root check, bpffs check, namespace, errors.
 func perform<T>(_ g: GlobalOptions, _ body: (Context) throws -> T) throws -> T {
     bootstrapLogging(verbose: g.verbose)
-    let root = try checkedRoot(g.root)
+    let root = try checkedRoot(try g.singleRoot())
     guard geteuid() == 0 else { throw CLIError.notRoot }
-    let parent = (root as NSString).deletingLastPathComponent
-    if !BPFFS.isBPFFS(parent) {
-        if BPFFS.isBPFFS(root) {
-            throw CLIError.usage("--root \(root) is a bpffs mount itself; use a directory below it, such as \(root)/baton")
-        }
-        throw CLIError("\(parent) is not on a BPF filesystem (bpffs); mount it with: mount -t bpf bpf /sys/fs/bpf (or choose a --root below a bpffs mount)")
-    }
+    try checkBPFFS(root)
     let ctx = Context(root: root, netns: g.netns, verbose: g.verbose)
     do {
         if let name = g.netns { return try Interfaces.inNamespace(name) { try body(ctx) } }
         return try body(ctx)
     } catch {
         throw CLIError.from(error, root: root)
+    }
+}
+
+/// The pin root's parent must be on bpffs, and the root not a bpffs mount itself.
+func checkBPFFS(_ root: String) throws {
+    let parent = (root as NSString).deletingLastPathComponent
+    if !BPFFS.isBPFFS(parent) {
+        if BPFFS.isBPFFS(root) {
+            throw CLIError.usage("--root \(root) is a bpffs mount itself; use a directory below it, such as \(root)/baton")
+        }
+        throw CLIError("\(parent) is not on a BPF filesystem (bpffs); mount it with: mount -t bpf bpf /sys/fs/bpf (or choose a --root below a bpffs mount)")
     }
 }
 

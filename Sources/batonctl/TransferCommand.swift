@@ -1,17 +1,18 @@
+import BatonAPI
 import ArgumentParser
-import BatonDaemon
 import BatonDataPlane
 import BatonModel
 import Foundation
 
-/// `batonctl transfer …`: transfers as the local batond sees them, over its control socket.
+/// `batonctl transfer …`: transfers as a batond sees them, through its API.
 struct TransferCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "transfer",
-        abstract: "Start, list, show and end transfers through the local batond.",
+        abstract: "Start, list, show and end transfers through batond's API.",
         discussion: """
-        These verbs talk to the batond running on this host over its control socket (--control, \
-        default \(ControlOptions.defaultPath)); they touch no BPF object themselves. `start` is \
+        These verbs talk to the batond running on this host through its API socket (--control, \
+        default \(ControlOptions.defaultPath)), or to a remote one over mutual TLS (--api with \
+        --tls-ca, --tls-cert, --tls-key); they touch no BPF object themselves. `start` is \
         run on the transferring node (TN); `list`, `show` and `end` work on the TN and on the \
         session agent (the target's daemon lists and shows the transfers it accepted).
         """,

@@ -10,7 +10,8 @@ struct Unload: ParsableCommand, HasGlobals {
         <root>/decap/links), then removes <root> with its maps and programs: every rule, \
         takeover and counter is gone. Nothing at the root is not an error. Refuses a root \
         holding anything besides maps/, progs/, links/ and decap/, so a wrong --root cannot \
-        remove someone else's pins.
+        remove someone else's pins. `batonctl teardown` does the same for several roots (or \
+        every /sys/fs/bpf/baton* with --all), with a dry run and a check for a running batond.
         """)
 
     @OptionGroup(title: "Global Options") var globals: GlobalOptions
@@ -28,27 +29,22 @@ struct Unload: ParsableCommand, HasGlobals {
 
     func run() throws {
         try perform(globals) { ctx in
-            guard BPFFS.exists(ctx.root) else {
+            let pins = PinRoot.inspect(ctx.root)
+            guard pins.exists else {
                 let r = Result(root: ctx.root, removed: false, detached: [])
                 if output.json { try JSON.print(r) } else { print("nothing to unload at \(ctx.root)") }
                 return
             }
-            let foreign = BPFFS.list(ctx.root).filter { !["maps", "progs", "links", "decap"].contains($0) }
-            guard foreign.isEmpty else {
-                throw CLIError("\(ctx.root) holds \(foreign.joined(separator: ", ")) besides maps/, progs/, links/ and decap/; not a Baton pin root, refusing to remove it")
-            }
-            let links = ctx.pinnedLinks
-            let decapLinks = BPFFS.list(Decapsulator.pinDirectory(root: ctx.root) + "/links")
-            ctx.log.debug("detaching \(links) (decap: \(decapLinks)) and removing \(ctx.root)")
-            try Decapsulator.unload(root: ctx.root)
-            try DataPlane.unload(root: ctx.root)
-            if BPFFS.exists(ctx.root) { throw CLIError("could not remove \(ctx.root)") }
-            let r = Result(root: ctx.root, removed: true, detached: links, decapDetached: decapLinks.isEmpty ? nil : decapLinks)
+            try pins.checkIsBaton()
+            ctx.log.debug("detaching \(pins.links) (decap: \(pins.decapLinks)) and removing \(ctx.root)")
+            try pins.remove()
+            let r = Result(root: ctx.root, removed: true, detached: pins.links,
+                           decapDetached: pins.decapLinks.isEmpty ? nil : pins.decapLinks)
             if output.json {
                 try JSON.print(r)
             } else {
-                var d = links.isEmpty ? "no links attached" : "detached \(links.joined(separator: ", "))"
-                if !decapLinks.isEmpty { d += "; decap detached from \(decapLinks.joined(separator: ", "))" }
+                var d = pins.links.isEmpty ? "no links attached" : "detached \(pins.links.joined(separator: ", "))"
+                if !pins.decapLinks.isEmpty { d += "; decap detached from \(pins.decapLinks.joined(separator: ", "))" }
                 print("unloaded \(ctx.root) (\(d))")
             }
         }

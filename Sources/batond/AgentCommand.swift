@@ -1,5 +1,6 @@
 import ArgumentParser
 import BatonBPF
+import BatonAPI
 import BatonDaemon
 import BatonDataPlane
 import BatonNet
@@ -12,8 +13,10 @@ struct AgentCommand: ParsableCommand {
         abstract: "Run the session agent: take over addresses, steer transferred sessions, wake TNs up.",
         discussion: """
         Loads the steering data plane (or adopts the one pinned at --root), attaches it to \
-        --interface and serves registrations from trusted nodes (--trust). Stopping the agent \
-        leaves the data plane pinned and attached: steering goes on.
+        --interface, reconciles the maps with its store (--state-dir) and serves registrations \
+        from enrolled devices (batonctl device add) that a policy allows (batonctl policy add). \
+        Stopping the agent (SIGTERM) leaves the data plane pinned and attached: steering goes \
+        on, and the next start resumes every stored transfer.
         """)
 
     @OptionGroup var daemon: DaemonOptions
@@ -21,9 +24,11 @@ struct AgentCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The data plane's pin root on bpffs.", valueName: "path"))
     var root: String = DataPlane.defaultRoot
 
-    @Option(name: .long, parsing: .singleValue, help: ArgumentHelp(
-        "The public key of a node allowed to register transfers (repeat for each).", valueName: "key"))
-    var trust: [String] = []
+    @Option(name: .long, help: ArgumentHelp("Registrations per second each device may make (a device's own limit overrides it).", valueName: "n"))
+    var rateLimit: Double = 50
+
+    @Option(name: .long, help: ArgumentHelp("Registrations a device may make at once before --rate-limit applies.", valueName: "n"))
+    var rateBurst: Double = 100
 
     @Option(name: .long, help: ArgumentHelp("End a transfer when all its sessions have been idle this long (seconds).", valueName: "s"))
     var idleTimeout: Double = 30
@@ -49,25 +54,25 @@ struct AgentCommand: ParsableCommand {
         guard announceCount >= 1 else { throw ValidationError("--announce-count must be at least 1") }
         guard announceInterval >= 0, announceRefresh >= 0 else { throw ValidationError("announcement times must not be negative") }
         guard maxRules > 0 else { throw ValidationError("--max-rules must be positive") }
-        for key in trust where PublicKey(key) == nil {
-            throw ValidationError("invalid public key '\(key)' (--trust): expected 43 base64url characters, as `batond key` prints")
-        }
+        guard rateLimit > 0, rateLimit.isFinite else { throw ValidationError("--rate-limit must be positive") }
+        guard rateBurst >= 1, rateBurst.isFinite else { throw ValidationError("--rate-burst must be at least 1") }
     }
 
     func run() throws {
         let logger = try daemon.prepare("batond.agent")
-        var c = AgentConfiguration(interface: daemon.interface, identity: try daemon.identity(),
-                                   trusted: Set(trust.compactMap(PublicKey.init)))
+        var c = AgentConfiguration(interface: daemon.interface, identity: try daemon.identity())
         c.pinRoot = root
         c.port = UInt16(daemon.port)
-        c.control = daemon.control
+        c.listeners = try daemon.listeners()
+        c.stateDirectory = daemon.stateDir
+        c.rateLimit = rateLimit
+        c.rateBurst = rateBurst
         c.xdpMode = XDPMode(rawValue: daemon.xdpMode)!
         c.idleTimeout = idleTimeout
         c.linger = linger
         c.maxRules = maxRules
         c.announcements = AnnouncementPolicy(count: announceCount, interval: .milliseconds(announceInterval),
                                              refresh: announceRefresh > 0 ? .milliseconds(Int(announceRefresh * 1000)) : nil)
-        if trust.isEmpty { logger.warning("no --trust keys: every registration will be refused") }
         let agent: Agent
         do {
             agent = try Agent(c, logger: logger)

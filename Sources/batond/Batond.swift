@@ -1,4 +1,5 @@
 import ArgumentParser
+import BatonAPI
 import BatonDaemon
 import BatonNet
 import BatonProtocol
@@ -16,7 +17,9 @@ struct Batond: ParsableCommand {
         Run `batond agent` on the host whose XDP program takes over addresses and steers, and \
         `batond node` on every device that transfers sessions away or receives them. Daemons \
         trust each other by public key: `batond key` creates this host's key and prints the \
-        public half to give to its peers. batonctl talks to the local daemon over --control.
+        public half to give to its peers; the agent accepts registrations only from enrolled \
+        devices (batonctl device add, batonctl policy add). batonctl talks to the local daemon's \
+        API on --control; --listen serves the same API over HTTPS with client certificates.
         """,
         subcommands: [AgentCommand.self, NodeCommand.self, KeyCommand.self])
 }
@@ -31,11 +34,26 @@ struct DaemonOptions: ParsableArguments {
         valueName: "name"))
     var netns: String?
 
-    @Option(name: .long, help: ArgumentHelp("Where this host's key (identity.key) is kept.", valueName: "dir"))
+    @Option(name: .long, help: ArgumentHelp(
+        "Where this host's key (identity.key) and, on the agent, its store (batond.sqlite) are kept.", valueName: "dir"))
     var stateDir: String = "/var/lib/baton"
 
-    @Option(name: .long, help: ArgumentHelp("The control socket batonctl connects to.", valueName: "path"))
+    @Option(name: .long, help: ArgumentHelp("The API's Unix socket (mode 0600), which batonctl uses.", valueName: "path"))
     var control: String = "/run/baton/batond.sock"
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Also serve the API over HTTPS on HOST:PORT, to clients with a certificate from --tls-client-ca (off by default).",
+        valueName: "host:port"))
+    var listen: String?
+
+    @Option(name: .long, help: ArgumentHelp("This daemon's certificate for --listen (PEM).", valueName: "file"))
+    var tlsCert: String?
+
+    @Option(name: .long, help: ArgumentHelp("The key of --tls-cert (PEM).", valueName: "file"))
+    var tlsKey: String?
+
+    @Option(name: .long, help: ArgumentHelp("The CA whose client certificates --listen accepts (PEM).", valueName: "file"))
+    var tlsClientCA: String?
 
     @Option(name: .long, help: ArgumentHelp("UDP port of the transfer protocol (all daemons use the same).", valueName: "port"))
     var port: Int = Int(TransferProtocol.defaultPort)
@@ -52,6 +70,34 @@ struct DaemonOptions: ParsableArguments {
             throw ValidationError("invalid log level '\(logLevel)': expected trace, debug, info, notice, warning, error or critical")
         }
         guard ["native", "generic"].contains(xdpMode) else { throw ValidationError("invalid XDP mode '\(xdpMode)': expected native or generic") }
+        guard !control.isEmpty else { throw ValidationError("--control must name a socket path") }
+        if listen != nil {
+            _ = try listenAddress()
+            guard tlsCert != nil, tlsKey != nil, tlsClientCA != nil else {
+                throw ValidationError("--listen needs --tls-cert, --tls-key and --tls-client-ca: the TCP API takes only clients with certificates")
+            }
+        } else if tlsCert != nil || tlsKey != nil || tlsClientCA != nil {
+            throw ValidationError("--tls-cert, --tls-key and --tls-client-ca go with --listen")
+        }
+    }
+
+    /// --listen as host and port ("[::1]:7391" for IPv6).
+    func listenAddress() throws -> (host: String, port: Int)? {
+        guard let listen else { return nil }
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+              (1...65535).contains(port) else {
+            throw ValidationError("invalid --listen '\(listen)': expected HOST:PORT, like 10.0.0.2:7391 or [2001:db8::2]:7391")
+        }
+        var host = String(listen[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { throw ValidationError("invalid --listen '\(listen)': no host") }
+        return (host, port)
+    }
+
+    /// Where the API listens.
+    func listeners() throws -> APIListeners {
+        let tls = tlsCert.map { ServerTLS(certificate: $0, key: tlsKey!, clientCA: tlsClientCA!) }
+        return APIListeners(control: control, listen: try listenAddress(), tls: tls)
     }
 
     /// Enters the namespace (before any thread exists) and sets up logging.
@@ -97,7 +143,7 @@ struct KeyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "key",
         abstract: "Create this host's key pair if there is none, and print its public key.",
-        discussion: "The private key stays in <state-dir>/identity.key (mode 0600); peers are given the public key (--peer, --agent, --trust).")
+        discussion: "The private key stays in <state-dir>/identity.key (mode 0600); peers are given the public key (--peer, --agent); the agent enrols it (batonctl device add).")
 
     @Option(name: .long, help: ArgumentHelp("Where identity.key is kept.", valueName: "dir"))
     var stateDir: String = "/var/lib/baton"

@@ -67,7 +67,7 @@ struct NodeCommand: ParsableCommand {
         let logger = try daemon.prepare("batond.node")
         var c = NodeConfiguration(interface: daemon.interface, identity: try daemon.identity())
         c.port = UInt16(daemon.port)
-        c.control = daemon.control
+        c.listeners = try daemon.listeners()
         c.xdpMode = XDPMode(rawValue: daemon.xdpMode)!
         c.decapRoot = decapRoot
         c.agent = try agent.map { var p = try Self.parsePeer("agent," + $0, "--agent"); p.port = c.port; return p }

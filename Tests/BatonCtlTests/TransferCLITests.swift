@@ -1,5 +1,6 @@
 // The daemon verbs of the built `batonctl` (transfer, node) against real batond daemons in a
-// transfer lab, run as a subprocess with --control pointing at each daemon's socket.
+// transfer lab, run as a subprocess with --control pointing at each daemon's API socket.
+import BatonAPI
 import BatonBPF
 import BatonDaemon
 import BatonLab
@@ -30,11 +31,11 @@ struct TransferCLITests {
     }
 
     /// A lab with batond on sa, tn and target; daemons stopped and the lab torn down whatever happens.
-    static func withDaemons(_ body: (Lab, LabDaemons) throws -> Void) throws {
+    static func withDaemons(options: LabDaemons.Options = LabDaemons.Options(), _ body: (Lab, LabDaemons) throws -> Void) throws {
         let batond = try #require(LabDaemons.findBatond(), "batond not found next to the tests: run `swift build` first")
         let lab = try Lab.transfer(.l2)
         defer { try? lab.teardown() }
-        let daemons = try LabDaemons.start(lab, batond: batond)
+        let daemons = try LabDaemons.start(lab, batond: batond, options: options)
         var failed = true
         defer {
             daemons.stop(keepLogs: failed)
@@ -82,8 +83,8 @@ struct TransferCLITests {
             // An unknown target: exit 2.
             try Self.fails(tnSock, 2, "unknown target 'nobody'",
                            ["transfer", "start", "--to", "nobody", "--session", "udp/*/\(original):6000"])
-            // Start is the TN's.
-            try Self.fails(agentSock, 1, "transfer start is the TN's",
+            // Start is the TN's: the agent does not serve the route (not-found, exit 2).
+            try Self.fails(agentSock, 2, "is served by a node",
                            ["transfer", "start", "--to", "target", "--session", spec])
 
             // list on the TN, the agent and the target.

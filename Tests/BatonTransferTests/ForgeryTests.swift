@@ -1,3 +1,4 @@
+import BatonAPI
 import BatonBPF
 import BatonDaemon
 import BatonDataPlane
@@ -83,7 +84,7 @@ struct ForgeryTests {
             try attacker.send(tampered, to: agentEndpoint)
             try rig.wait(3, "the agent to reject the tampered registration") { try rejected(rig.agentControl, "forged") > forgedBefore }
 
-            // 3. A well-formed registration sealed by a key the agent does not trust.
+            // 3. A well-formed registration sealed by a key that is not an enrolled device.
             let stranger = NodeIdentity.generate()
             let agentKey = try #require(PublicKey(try rig.agentControl.status().publicKey))
             let id = TransferID.random()
@@ -92,9 +93,9 @@ struct ForgeryTests {
                 original: original, temporary: tn.primary.ipv4Network.address(at: 99)!,
                 tnMAC: tn.mac, mode: .l2, sessions: [session], targetMAC: cn.mac, targetAddress: cn.ipv4,
                 control: Endpoint(address: cn.ipv4, port: 7390))), sealingKeyFor: agentKey, identity: stranger)
-            let untrustedBefore = try rejected(rig.agentControl, "untrusted")
+            let unenrolledBefore = try rejected(rig.agentControl, "unenrolled")
             try attacker.send(forged, to: agentEndpoint)
-            try rig.wait(3, "the agent to reject the untrusted registration") { try rejected(rig.agentControl, "untrusted") > untrustedBefore }
+            try rig.wait(3, "the agent to reject the unenrolled registration") { try rejected(rig.agentControl, "unenrolled") > unenrolledBefore }
 
             #expect(try agentMaps() == (0, 0), "no takeover and no rule came of it")
             #expect(try rig.agentControl.list().count == transfersBefore)

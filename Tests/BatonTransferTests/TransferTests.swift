@@ -1,3 +1,4 @@
+import BatonAPI
 import BatonBPF
 import BatonDaemon
 import BatonDataPlane

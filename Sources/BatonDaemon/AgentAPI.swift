@@ -1,0 +1,131 @@
+import BatonAPI
+import BatonDataPlane
+import BatonModel
+import BatonNet
+import BatonProtocol
+import Foundation
+
+// The agent's side of the API: status, transfers, registrations, metrics. Devices and
+// policies are in AgentAuthority.swift.
+
+extension Agent: APIHandler {
+    public var apiRole: APIRoute.Role { .agent }
+
+    public func status() throws -> DaemonStatus {
+        let addresses = ((try? Netlink().addresses(interface: configuration.interface)) ?? []).map(\.description)
+        return lock.withLock {
+            var s = DaemonStatus(role: "agent", publicKey: "\(configuration.identity.publicKey)", interface: configuration.interface,
+                                 mac: mac, addresses: addresses, port: configuration.port,
+                                 activeTransfers: transfers.count, rejected: rejections.snapshot,
+                                 takeovers: transfers.values.map { "\($0.register.original)" }.sorted())
+            s.reconcile = reconciliation
+            return s
+        }
+    }
+
+    public func listTransfers() throws -> [TransferInfo] {
+        lock.withLock { (finished + transfers.values.sorted { $0.started < $1.started }).map(info) }
+    }
+
+    public func showTransfer(_ id: String) throws -> TransferInfo {
+        try lock.withLock { info(try find(id)) }
+    }
+
+    public func endTransfer(_ id: String) throws -> TransferInfo {
+        try lock.withLock {
+            let t = try find(id)
+            guard t.state == .active || t.state == .waking else {
+                throw ControlError.conflict("transfer \(id) is \(t.state.rawValue): only an active transfer can be ended")
+            }
+            beginEnd(t, reason: WakeUp.Reason.operator)
+            return info(t)
+        }
+    }
+
+    /// Registrations through the API: the same sealed messages as over UDP, answered in the
+    /// response instead of by datagram.
+    public func register(_ batch: RegistrationBatch) throws -> RegistrationResults {
+        guard !batch.envelopes.isEmpty, batch.envelopes.count <= RegistrationBatch.maximum else {
+            throw ControlError.invalid("a batch holds 1 to \(RegistrationBatch.maximum) envelopes, not \(batch.envelopes.count)")
+        }
+        var results: [RegistrationResult] = []
+        results.reserveCapacity(batch.envelopes.count)
+        for text in batch.envelopes {
+            guard let bytes = Data(base64Encoded: text) else {
+                rejections.record("malformed", from: "api", "an envelope is not base64")
+                results.append(RegistrationResult(transfer: nil, accepted: false, error: "not base64"))
+                continue
+            }
+            let envelope: Envelope
+            do {
+                envelope = try Envelope.parse(Array(bytes))
+            } catch {
+                rejections.record(error, from: "api")
+                results.append(RegistrationResult(transfer: nil, accepted: false, error: "\(error)"))
+                continue
+            }
+            guard envelope.type == .register else {
+                rejections.record("unexpected", from: "api", "\(envelope.type) sent to the registration API")
+                results.append(RegistrationResult(transfer: "\(envelope.transfer)", accepted: false,
+                                                  error: "only register messages are taken here, not \(envelope.type)"))
+                continue
+            }
+            if let answer = receive(envelope, from: "api") {
+                answer.then?()
+                results.append(RegistrationResult(transfer: "\(envelope.transfer)", accepted: answer.accepted,
+                                                  envelope: Data(answer.bytes).base64EncodedString(),
+                                                  error: answer.accepted ? nil : "refused: the sealed answer says why"))
+            } else {
+                results.append(RegistrationResult(transfer: "\(envelope.transfer)", accepted: false,
+                                                  error: "not accepted: unauthenticated, unenrolled or replayed (see the agent's log and rejection counters)"))
+            }
+        }
+        return RegistrationResults(results: results)
+    }
+
+    public func metricsExposition() throws -> String {
+        let (byState, samples) = lock.withLock { () -> ([String: Int], [DaemonMetrics.RuleSample]) in
+            var byState: [String: Int] = [:]
+            for t in transfers.values { byState[t.state.rawValue, default: 0] += 1 }
+            var samples: [DaemonMetrics.RuleSample] = []
+            for t in transfers.values {
+                for rule in t.rules {
+                    let c = (try? dataPlane.rule(rule.match))?.counter
+                    samples.append(.init(transfer: "\(t.id)", session: "\(rule.match)", packets: c?.packets ?? 0, bytes: c?.bytes ?? 0))
+                }
+            }
+            return (byState, samples)
+        }
+        return metrics.render(transfersByState: byState, rules: samples, mapRules: try? dataPlane.ruleCount(),
+                              mapTakeovers: (try? dataPlane.takeovers())?.count, datapath: (try? dataPlane.stats()) ?? [:])
+    }
+
+    func find(_ id: String) throws -> Transfer {
+        guard let tid = TransferID(id) else { throw ControlError.invalid("invalid transfer ID '\(id)': expected 16 hex digits") }
+        guard let t = transfers[tid] ?? finished.last(where: { $0.id == tid }) else { throw ControlError.notFound("no transfer \(id)") }
+        return t
+    }
+
+    func info(_ t: Transfer) -> TransferInfo {
+        let clock = try? dataPlane.clock()
+        let live = t.state != .ended && t.state != .failed
+        let sessions = t.rules.map { rule -> SessionInfo in
+            let counter = live ? (try? dataPlane.rule(rule.match))?.counter : nil
+            return SessionInfo(match: rule.match, forward: describe(rule.forward), packets: counter?.packets, bytes: counter?.bytes,
+                               idleSeconds: clock.flatMap { counter?.idleSeconds(at: $0) }, closed: counter?.sawFinOrReset)
+        }
+        return TransferInfo(id: "\(t.id)", role: "agent", state: t.state.rawValue, original: t.register.original,
+                            temporary: t.register.temporary, mode: t.register.mode.rawValue,
+                            target: "\(t.register.targetAddress)", sessions: sessions, reason: t.reason,
+                            started: unixTime(t.started), ended: t.ended.map { unixTime($0) }, milestones: t.milestones)
+    }
+
+    private func describe(_ f: Forwarding) -> String {
+        switch f.action {
+        case .l2: return "l2 → \(f.destinationMAC)"
+        case .encap: return "encap → \(f.outerDestination.map { "\($0)" } ?? "?") via \(f.destinationMAC)"
+        case .pass: return "pass"
+        case .drop: return "drop"
+        }
+    }
+}

@@ -1,0 +1,144 @@
+import BatonDataPlane
+import BatonModel
+
+/// A transfer's session rules as one compact blob. The store never reads or
+/// changes a single rule: rules are written once with their transfer and
+/// read back all together (a transfer's, or every active one's for
+/// reconcile), so one row per transfer beats one per rule by far, and
+/// decoding bytes by hand beats JSON by two orders of magnitude.
+///
+/// Layout: a version byte, then per rule
+///   match:   proto, flags (1 dst v6, 2 has src, 4 src v6, 8 has sport, 16 has dport),
+///            [sport BE16], [dport BE16], dst (4|16), [src (4|16)]
+///   forward: action (0 pass, 1 drop, 2 l2, 3 encap),
+///            flags (1 has outer src, 2 outer src v6, 4 has outer dst, 8 outer dst v6),
+///            dst MAC (6), src MAC (6), ifindex BE32, [outer src (4|16)], [outer dst (4|16)]
+/// Addresses keep their case (.v4 or .v6), so a rule reads back equal.
+enum RuleCodec {
+    static let version: UInt8 = 1
+
+    static func encode(_ rules: [SessionRule]) -> [UInt8] {
+        var out: [UInt8] = [version]
+        out.reserveCapacity(1 + rules.count * 32)
+        for r in rules {
+            let m = r.match
+            var flags: UInt8 = m.destination.family == .v6 ? 1 : 0
+            if let s = m.source { flags |= 2 | (s.family == .v6 ? 4 : 0) }
+            if m.sourcePort != nil { flags |= 8 }
+            if m.destinationPort != nil { flags |= 16 }
+            out.append(m.proto.rawValue)
+            out.append(flags)
+            if let p = m.sourcePort { out.append(UInt8(p >> 8)); out.append(UInt8(p & 0xff)) }
+            if let p = m.destinationPort { out.append(UInt8(p >> 8)); out.append(UInt8(p & 0xff)) }
+            out += m.destination.wireBytes
+            if let s = m.source { out += s.wireBytes }
+
+            let f = r.forward
+            out.append(actionCode(f.action))
+            var ff: UInt8 = 0
+            if let s = f.outerSource { ff |= 1 | (s.family == .v6 ? 2 : 0) }
+            if let d = f.outerDestination { ff |= 4 | (d.family == .v6 ? 8 : 0) }
+            out.append(ff)
+            out += f.destinationMAC.bytes
+            out += f.sourceMAC.bytes
+            for shift in [24, 16, 8, 0] as [UInt32] { out.append(UInt8(truncatingIfNeeded: f.ifindex >> shift)) }
+            if let s = f.outerSource { out += s.wireBytes }
+            if let d = f.outerDestination { out += d.wireBytes }
+        }
+        return out
+    }
+
+    /// Appends the rules in `bytes` to `out`. Addresses and forwardings
+    /// repeated from the rule before are reused rather than rebuilt (a
+    /// transfer's rules share their destination and mostly their target).
+    static func decode(_ bytes: UnsafeRawBufferPointer, into out: inout [SessionRule]) throws(StoreError) {
+        var r = Reader(bytes)
+        guard try r.byte() == version else { throw StoreError(.io, "rules stored in an unknown encoding") }
+        var lastDestination: (bytes: [UInt8], address: IPAddress)?
+        var lastForward: (bytes: UnsafeRawBufferPointer, value: Forwarding)?
+        while !r.atEnd {
+            guard let proto = IPProtocol(rawValue: try r.byte()) else { throw StoreError(.io, "stored rule with an unknown protocol") }
+            let flags = try r.byte()
+            let sport: UInt16? = flags & 8 != 0 ? try r.u16() : nil
+            let dport: UInt16? = flags & 16 != 0 ? try r.u16() : nil
+            let dst = try r.raw(flags & 1 != 0 ? 16 : 4)
+            let destination: IPAddress
+            if let last = lastDestination, last.bytes.elementsEqual(dst) {
+                destination = last.address
+            } else {
+                destination = IPAddress(wire: dst)!
+                lastDestination = (Array(dst), destination)
+            }
+            let source: IPAddress? = flags & 2 != 0 ? IPAddress(wire: try r.raw(flags & 4 != 0 ? 16 : 4))! : nil
+
+            let start = r.offset
+            let action = try r.byte(), ff = try r.byte()
+            let length = 2 + 16 + (ff & 1 != 0 ? (ff & 2 != 0 ? 16 : 4) : 0) + (ff & 4 != 0 ? (ff & 8 != 0 ? 16 : 4) : 0)
+            r.offset = start
+            let fbytes = try r.raw(length)
+            let forward: Forwarding
+            if let last = lastForward, last.bytes.elementsEqual(fbytes) {
+                forward = last.value
+            } else {
+                forward = try decodeForward(fbytes, action: action, flags: ff)
+                lastForward = (fbytes, forward)
+            }
+            out.append(SessionRule(match: SessionMatch(proto: proto, source: source, sourcePort: sport,
+                                                       destination: destination, destinationPort: dport),
+                                   forward: forward))
+        }
+    }
+
+    private static func decodeForward(_ bytes: UnsafeRawBufferPointer, action code: UInt8, flags: UInt8) throws(StoreError) -> Forwarding {
+        var r = Reader(bytes)
+        r.offset = 2
+        guard let action = action(code) else { throw StoreError(.io, "stored rule with an unknown action \(code)") }
+        let dmac = MACAddress(bytes: try r.raw(6))!, smac = MACAddress(bytes: try r.raw(6))!
+        let ifindex = UInt32(try r.u16()) << 16 | UInt32(try r.u16())
+        let outerSource: IPAddress? = flags & 1 != 0 ? IPAddress(wire: try r.raw(flags & 2 != 0 ? 16 : 4))! : nil
+        let outerDestination: IPAddress? = flags & 4 != 0 ? IPAddress(wire: try r.raw(flags & 8 != 0 ? 16 : 4))! : nil
+        return Forwarding(action: action, destinationMAC: dmac, sourceMAC: smac, ifindex: ifindex,
+                          outerSource: outerSource, outerDestination: outerDestination)
+    }
+
+    private static func actionCode(_ a: Forwarding.Action) -> UInt8 {
+        switch a {
+        case .pass: 0
+        case .drop: 1
+        case .l2: 2
+        case .encap: 3
+        }
+    }
+
+    private static func action(_ code: UInt8) -> Forwarding.Action? {
+        switch code {
+        case 0: .pass
+        case 1: .drop
+        case 2: .l2
+        case 3: .encap
+        default: nil
+        }
+    }
+
+    /// Bounds-checked reading: a truncated blob is an error, not a crash.
+    private struct Reader {
+        let bytes: UnsafeRawBufferPointer
+        var offset = 0
+        init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+        var atEnd: Bool { offset >= bytes.count }
+
+        mutating func raw(_ n: Int) throws(StoreError) -> UnsafeRawBufferPointer {
+            guard offset + n <= bytes.count else { throw StoreError(.io, "stored rules are truncated") }
+            defer { offset += n }
+            return UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + n])
+        }
+
+        mutating func byte() throws(StoreError) -> UInt8 { try raw(1)[0] }
+
+        mutating func u16() throws(StoreError) -> UInt16 {
+            let b = try raw(2)
+            return UInt16(b[0]) << 8 | UInt16(b[1])
+        }
+    }
+}

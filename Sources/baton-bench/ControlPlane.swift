@@ -1,0 +1,294 @@
+import BatonAPI
+import BatonDataPlane
+import BatonLab
+import BatonModel
+import BatonNet
+import BatonProtocol
+import BatonStore
+import Foundation
+
+/// Part 5: the control plane. (a) Registrations per second through the agent's API (sealed
+/// `register` messages posted to POST /v1/registrations, answered after the store and the maps
+/// are written), one per request and 64 per request, beside a trivial API call's rate with the
+/// same concurrency. (b) The agent's start with 1M stored rules: reconcile time when the maps
+/// are right, and when 1% are missing and 0.5% stale, beside a plain read of the same maps.
+struct ControlPlaneResult {
+    var registrations: Int
+    var concurrency: Int
+    /// Requests/s of GET /v1/policies (the baseline).
+    var trivialPerSecond: Double?
+    /// Registrations/s with one per request, and with `batch` per request.
+    var singlePerSecond: Double?
+    var batchPerSecond: Double?
+    var batch: Int
+    var refused: Int
+    var rules: Int
+    /// Seconds: reading every rule from the maps (the baseline).
+    var mapRead: Double?
+    /// Seconds, from the agent's own report.
+    var reconcileClean: Double?
+    var reconcileDamaged: Double?
+    /// What the damaged reconcile found.
+    var damaged: ReconcileSummary?
+    var failures: [String] = []
+}
+
+let goalRegistrationsPerSecond = 10_000.0
+
+func runControlPlane(_ options: Options) throws -> ControlPlaneResult {
+    guard let batond = LabDaemons.findBatond() else { throw BrokenSetup("batond not found next to baton-bench (make bench builds it)") }
+    let lab = try Lab.transfer(.l2, correspondents: ["cn"])
+    Cleanup.shared.add(lab)
+    defer { Cleanup.shared.remove(lab) }
+    var result = ControlPlaneResult(registrations: options.registrations, concurrency: 16, batch: 64, refused: 0,
+                                    rules: options.reconcileRules)
+
+    // (a) Registration throughput.
+    var daemonOptions = LabDaemons.Options()
+    daemonOptions.agentArguments = ["--rate-limit", "1000000", "--rate-burst", "1000000", "--announce-count", "1",
+                                    "--announce-refresh", "0", "--idle-timeout", "3600", "--max-rules", "262144"]
+    daemonOptions.logLevel = "error"
+    let daemons = try LabDaemons.start(lab, batond: batond, options: daemonOptions)
+    do {
+        defer { daemons.stop() }
+        let agent = daemons.agent.api
+        let agentKey = try requireKey(try agent.status().publicKey)
+        let device = NodeIdentity.generate()
+        // RFC 2544's benchmarking range: made-up originals, nothing real is taken over.
+        try agent.addDevice(Device(name: "bench", publicKey: "\(device.publicKey)", addresses: ["198.18.0.0/15"]))
+        try agent.addPolicy(Policy(from: "bench", to: "target"))
+        let target = lab["target"], tn = lab["tn"]
+        Log.info("control plane: sealing \(2 * options.registrations) registrations")
+        func envelopes(_ count: Int, from offset: Int) -> [String] {
+            (0..<count).map { i -> String in
+                let n = UInt32(offset + i)
+                let original = IPAddress.v4(0xC612_0000 | (n & 0x1_FFFF))
+                let channel = TransferChannel(transfer: .random(), key: .random(), role: .tn)
+                let bytes = try! channel.seal(.register(Register(
+                    original: original, temporary: tn.ipv4, tnMAC: tn.mac, mode: .l2,
+                    sessions: [SessionMatch(proto: .udp, source: nil, sourcePort: nil, destination: original, destinationPort: 5004)],
+                    targetMAC: target.mac, targetAddress: target.ipv4, control: Endpoint(address: tn.ipv4, port: 7390))),
+                    sealingKeyFor: agentKey, identity: device)
+                return Data(bytes).base64EncodedString()
+            }
+        }
+        let single = envelopes(options.registrations, from: 0)
+        let batched = envelopes(options.registrations, from: options.registrations)
+
+        result.trivialPerSecond = try rate(requests: options.registrations, concurrency: result.concurrency) { _ in
+            let answer = try await agent.sendAsync(.GET, "/v1/policies")
+            guard answer.status == 200 else { throw BrokenSetup("GET /v1/policies answered \(answer.status)") }
+            return 1
+        }
+        let refused = Tally()
+        @Sendable func post(_ slice: ArraySlice<String>) async throws -> Int {
+            let body = try JSONEncoder().encode(RegistrationBatch(envelopes: Array(slice)))
+            let answer = try await agent.sendAsync(.POST, "/v1/registrations", body: body)
+            let results = try Control.decode(answer, as: RegistrationResults.self).results
+            refused.add(results.filter { !$0.accepted }.count)
+            return results.count
+        }
+        Log.info("control plane: \(options.registrations) registrations, one per request")
+        result.singlePerSecond = try rate(requests: single.count, concurrency: result.concurrency) { i in
+            try await post(single[i...i])
+        }
+        Log.info("control plane: \(options.registrations) registrations, \(result.batch) per request")
+        let batches = stride(from: 0, to: batched.count, by: result.batch).map { batched[$0..<min($0 + result.batch, batched.count)] }
+        result.batchPerSecond = try rate(requests: batches.count, concurrency: result.concurrency) { i in
+            try await post(batches[i])
+        }
+        result.refused = refused.total
+        if result.refused > 0 { result.failures.append("\(result.refused) registrations refused") }
+    }
+
+    // (b) Reconcile with 1M stored rules, as the agent's start does it.
+    let root = "/sys/fs/bpf/baton-bench-\(getpid())"
+    let stateDir = "/tmp/baton-bench-\(getpid())"
+    defer {
+        try? FileManager.default.removeItem(atPath: root)
+        try? FileManager.default.removeItem(atPath: stateDir)
+    }
+    Log.info("control plane: storing \(options.reconcileRules) rules")
+    let sa = lab["sa"]
+    let seeded = try seed(rules: options.reconcileRules, root: root, stateDir: stateDir, sa: sa, target: lab["target"])
+    let read0 = now()
+    let inMaps = try seeded.rules(withCounters: false).count
+    result.mapRead = seconds(since: read0)
+    guard inMaps == options.reconcileRules else { throw BrokenSetup("seeded \(inMaps) rules, wanted \(options.reconcileRules)") }
+    let arguments = ["agent", "--netns", sa.namespace.name!, "--interface", sa.interface, "--root", root,
+                     "--state-dir", stateDir, "--control", "\(stateDir)/agent.sock", "--log-level", "warning",
+                     "--idle-timeout", "3600", "--announce-refresh", "0", "--xdp-mode", "generic"]
+    func startAgent() throws -> (Process, ReconcileSummary) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: batond)
+        p.arguments = arguments
+        p.standardError = FileHandle.nullDevice
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let control = Control(path: "\(stateDir)/agent.sock", timeout: 5)
+        let deadline = Date().addingTimeInterval(600)
+        while Date() < deadline, p.isRunning {
+            if let s = try? control.status(), let r = s.reconcile { return (p, r) }
+            usleep(50_000)
+        }
+        p.terminate()
+        throw BrokenSetup("the agent did not start with \(options.reconcileRules) stored rules")
+    }
+    Log.info("control plane: agent start, maps as stored")
+    var (agentProcess, clean) = try startAgent()
+    result.reconcileClean = clean.seconds
+    if clean.rulesKept != options.reconcileRules { result.failures.append("clean reconcile: \(clean)") }
+    kill(agentProcess.processIdentifier, SIGKILL)
+    agentProcess.waitUntilExit()
+    // Damage while it is down: 1% of the rules gone, 0.5% stale ones added.
+    let all = try seeded.rules(withCounters: false).map(\.rule)
+    let missing = all.count / 100, stale = all.count / 200
+    for r in all.prefix(missing) { _ = try seeded.removeRule(r.match) }
+    let forward = all[0].forward
+    try seeded.addRules((0..<stale).map { i in
+        SessionRule(match: SessionMatch(proto: .udp, source: nil, sourcePort: nil, destination: IPAddress.v4(0xCB00_7100 | UInt32(i % 256)),
+                                        destinationPort: UInt16(1 + i / 256)), forward: forward)
+    })
+    Log.info("control plane: agent start, \(missing) rules missing and \(stale) stale")
+    (agentProcess, clean) = try startAgent()
+    result.reconcileDamaged = clean.seconds
+    result.damaged = clean
+    if clean.rulesRestored != missing || clean.rulesRemoved != stale {
+        result.failures.append("damaged reconcile: restored \(clean.rulesRestored) of \(missing), removed \(clean.rulesRemoved) of \(stale)")
+    }
+    if try seeded.ruleCount() != options.reconcileRules { result.failures.append("after the reconcile the maps hold \(try seeded.ruleCount()) rules") }
+    agentProcess.terminate()
+    agentProcess.waitUntilExit()
+    return result
+}
+
+private func requireKey(_ text: String) throws -> PublicKey {
+    guard let k = PublicKey(text) else { throw BrokenSetup("the agent's public key '\(text)' is not readable") }
+    return k
+}
+
+/// Work items 0..<requests, `concurrency` at a time; items per second.
+private func rate(requests: Int, concurrency: Int, _ body: @escaping @Sendable (Int) async throws -> Int) throws -> Double {
+    let box = ResultBox()
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        let start = now()
+        do {
+            let items = try await withThrowingTaskGroup(of: Int.self) { group -> Int in
+                var next = 0, total = 0
+                for _ in 0..<min(concurrency, requests) {
+                    let i = next
+                    group.addTask { try await body(i) }
+                    next += 1
+                }
+                while let n = try await group.next() {
+                    total += n
+                    if next < requests {
+                        let i = next
+                        group.addTask { try await body(i) }
+                        next += 1
+                    }
+                }
+                return total
+            }
+            box.set(.success(Double(items) / seconds(since: start)))
+        } catch {
+            box.set(.failure(error))
+        }
+        done.signal()
+    }
+    done.wait()
+    return try box.get()
+}
+
+private final class Tally: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func add(_ k: Int) { lock.withLock { n += k } }
+    var total: Int { lock.withLock { n } }
+}
+
+private final class ResultBox: @unchecked Sendable {
+    private var result: Result<Double, any Error> = .success(0)
+    func set(_ r: Result<Double, any Error>) { result = r }
+    func get() throws -> Double { try result.get() }
+}
+
+/// A store and pinned maps with `rules` rules in transfers of 1000 sessions each, as an agent
+/// would have left them.
+private func seed(rules: Int, root: String, stateDir: String, sa: LabHost, target: LabHost) throws -> DataPlane {
+    var capacity = 1 << 16
+    while capacity < rules + rules / 50 { capacity *= 2 }
+    let dp = try DataPlane.load(.init(pinRoot: root, maxRules: capacity))
+    let store = try Store.open(directory: stateDir)
+    let forward = Forwarding.l2(to: target.mac, from: sa.mac)
+    var batch: [(Store.TransferRecord, [SessionRule])] = []
+    var all: [SessionRule] = []
+    var takeovers: [Takeover] = []
+    let perTransfer = 1000
+    for t in 0..<(rules + perTransfer - 1) / perTransfer {
+        let original = IPAddress.v4(0xC613_0000 | UInt32(t))
+        let count = min(perTransfer, rules - t * perTransfer)
+        let sessions = (0..<count).map { i in
+            SessionMatch(proto: .udp, source: IPAddress.v4(0x0A00_0000 | UInt32(i)), sourcePort: 40000,
+                         destination: original, destinationPort: 5004)
+        }
+        let register = Register(original: original, temporary: sa.ipv4, tnMAC: sa.mac, mode: .l2, sessions: sessions,
+                                targetMAC: target.mac, targetAddress: target.ipv4, control: Endpoint(address: sa.ipv4, port: 7390))
+        let takeover = Takeover(address: original, defaultForward: .l2(to: sa.mac, from: sa.mac), agentMAC: sa.mac,
+                                temporaryAddress: sa.ipv4)
+        let id = TransferID.random()
+        let record = Store.TransferRecord(
+            id: "\(id)", device: "bench", state: "active", original: "\(original)", register: try JSONEncoder().encode(register),
+            sessionKey: Data(SessionKey.random().storedBytes), highestTN: nil, takeover: takeover, reason: nil,
+            started: Date().timeIntervalSince1970, ended: nil, milestones: [:])
+        let rs = sessions.map { SessionRule(match: $0, forward: forward) }
+        batch.append((record, rs))
+        all += rs
+        takeovers.append(takeover)
+    }
+    try store.insert(batch)
+    try dp.addRules(all)
+    for t in takeovers { try dp.setTakeover(t) }
+    return dp
+}
+
+extension ControlPlaneResult {
+    func printTable() {
+        print("")
+        print("5. Control plane: registrations through the agent's API (\(concurrency) requests in flight), and the agent's start with \(rules) stored rules.")
+        print("   baseline in the same run: GET /v1/policies " + (trivialPerSecond.map { fmt($0, 0) } ?? "n/a") + " requests/s")
+        func line(_ name: String, _ v: Double?) {
+            let ratio = v.flatMap { v in trivialPerSecond.map { v / $0 } }
+            print("   " + name.padding(toLength: 44, withPad: " ", startingAt: 0) + (v.map { fmt($0, 0) } ?? "n/a")
+                  + " transfers/s (" + (ratio.map { fmt($0, 2) } ?? "-") + "x trivial requests/s; goal ≥ \(Int(goalRegistrationsPerSecond)))")
+        }
+        line("registrations, 1 per request", singlePerSecond)
+        line("registrations, \(batch) per request", batchPerSecond)
+        print("   reconcile at start, maps as stored:        " + (reconcileClean.map { fmt($0, 2) } ?? "n/a") + " s ("
+              + (reconcileClean.flatMap { c in mapRead.map { fmt(c / $0, 1) } } ?? "-") + "x reading the maps, "
+              + (mapRead.map { fmt($0, 2) } ?? "n/a") + " s)")
+        print("   reconcile at start, 1% missing, 0.5% stale: " + (reconcileDamaged.map { fmt($0, 2) } ?? "n/a") + " s"
+              + (damaged.map { " (restored \($0.rulesRestored), removed \($0.rulesRemoved), kept \($0.rulesKept))" } ?? ""))
+        if !failures.isEmpty { print("   failures: " + failures.joined(separator: "; ")) }
+    }
+
+    func json() -> JSON {
+        .object([
+            ("registrations", .int(Int64(registrations))),
+            ("concurrency", .int(Int64(concurrency))),
+            ("trivialRequestsPerSecond", .num(trivialPerSecond, 0)),
+            ("registrationsPerSecond", .num(singlePerSecond, 0)),
+            ("registrationsPerSecondBatched", .num(batchPerSecond, 0)),
+            ("batch", .int(Int64(batch))),
+            ("registrationsOverTrivial", .num(singlePerSecond.flatMap { v in trivialPerSecond.map { v / $0 } }, 3)),
+            ("refused", .int(Int64(refused))),
+            ("reconcileRules", .int(Int64(rules))),
+            ("mapReadSeconds", .num(mapRead, 3)),
+            ("reconcileSeconds", .num(reconcileClean, 3)),
+            ("reconcileDamagedSeconds", .num(reconcileDamaged, 3)),
+            ("reconcileOverMapRead", .num(reconcileClean.flatMap { c in mapRead.map { c / $0 } }, 2)),
+            ("failures", .array(failures.map { .string($0) })),
+        ])
+    }
+}

@@ -1,0 +1,156 @@
+import BatonAPI
+import BatonBPF
+import BatonDaemon
+import BatonDataPlane
+import BatonLab
+import BatonModel
+import BatonNet
+import BatonStore
+import Foundation
+import Testing
+
+/// The agent dies (SIGKILL, or a crash injected between two steps of a registration) and
+/// starts again: the pinned data plane steers meanwhile, the store brings every transfer
+/// back, and the maps end up holding exactly the stored rules.
+@Suite(.serialized, .enabled(if: geteuid() == 0 && xdpSupported(), "needs root and XDP"))
+struct RestartTests {
+    /// A 20 kpps call is transferred; the agent is killed with SIGKILL mid-transfer and
+    /// restarted. Not one datagram is lost, `transfer list` is the same after the restart,
+    /// the maps hold exactly the stored rules, and the transfer ends normally afterwards.
+    @Test(arguments: [(LabLayout.l2, IPAddress.Family.v4), (.l3, .v6)])
+    func agentKilledDuringTransfer(layout: LabLayout, family: IPAddress.Family) throws {
+        var options = LabDaemons.Options()
+        options.agentArguments = ["--idle-timeout", "120"]
+        try Rig.with(layout, family: family, options: options) { rig in
+            let cn = rig.cn, tn = rig.tn, target = rig.target, original = rig.original
+            let atTN = SequenceReceiver(host: "tn", socket: try tn.udpSocket(family, port: 5004))
+            let atTarget = SequenceReceiver(host: "target", socket: try target.udpSocket(family, port: 5004))
+            let call = SequenceSender(socket: try cn.udpSocket(family, port: 40000), to: SocketAddress(original, port: 5004),
+                                      flow: 1, perSecond: 20_000)
+            try rig.wait(3, "the call to reach the TN") { atTN.count(flow: 1) > 1000 }
+            let transfer = try rig.tnControl.start(TransferRequest(
+                to: "target",
+                sessions: [SessionMatch(proto: .udp, source: cn.address(family), sourcePort: 40000,
+                                        destination: original, destinationPort: 5004)],
+                mode: layout.rawValue))
+            try rig.wait(3, "the call to reach the target") { atTarget.count(flow: 1) > 2000 }
+            let before = try rig.agentControl.list()
+
+            rig.daemons.agent.kill()
+            let whileDead = atTarget.count(flow: 1)
+            try rig.wait(3, "the pinned data plane to steer while the agent is dead") { atTarget.count(flow: 1) > whileDead + 5000 }
+            try rig.daemons.agent.restart()
+
+            let after = try rig.agentControl.list()
+            #expect(after.map(\.id) == before.map(\.id), "the same transfers after the restart")
+            #expect(after.map(\.state) == before.map(\.state))
+            #expect(after.map { $0.sessions.map(\.match) } == before.map { $0.sessions.map(\.match) })
+            let status = try rig.agentControl.status()
+            let r = try #require(status.reconcile)
+            #expect(r.transfersResumed == 1 && r.rulesKept == 1 && r.takeoversKept == 1, "\(r)")
+            #expect(r.rulesRestored == 0 && r.rulesRemoved == 0 && r.rulesRewritten == 0 && r.takeoversRemoved == 0, "\(r)")
+            try expectMapsHoldTheStore(rig)
+
+            // It ends as if nothing happened: the restored channel wakes the TN up.
+            Thread.sleep(forTimeInterval: 0.3)
+            try rig.agentControl.end(transfer.id)
+            try rig.wait(5, "the agent to clear the transfer") { try rig.agentControl.show(transfer.id).state == "ended" }
+            let endedAt = monotonicNanoseconds()
+            try rig.wait(3, "the call to reach the TN again") { atTN.first(flow: 1, after: endedAt) != nil }
+            Thread.sleep(forTimeInterval: 0.3)
+            let report = FlowReport(flow: 1, sent: call.stop(), arrivals: atTN.stop() + atTarget.stop())
+            print("\(layout.rawValue)/\(family): agent killed mid-transfer: \(report)")
+            #expect(report.lost == 0, "no datagram lost across the agent's SIGKILL and restart: \(report)")
+            #expect(report.reordered == 0 && report.duplicates == 0, "\(report)")
+            try expectMapsHoldTheStore(rig)
+        }
+    }
+
+    /// The registration steps, in order (docs/daemon.md, "Restarts"). A crash is injected
+    /// after each; the next start must leave the maps holding exactly the stored transfers'
+    /// entries, and the agent and the TN must agree again (both active, or neither).
+    static let steps = ["authorized", "stored", "rules-written", "takeover-written", "active", "registered-sent"]
+
+    @Test func crashAtEveryRegistrationStep() throws {
+        var options = LabDaemons.Options()
+        // Short, so that a transfer the TN gave up on while the agent was down ends soon.
+        options.agentArguments = ["--idle-timeout", "2"]
+        try Rig.with(.l2, family: .v4, options: options) { rig in
+            let original = rig.original
+            let session = SessionMatch(proto: .udp, source: rig.cn.address(.v4), sourcePort: 40000,
+                                       destination: original, destinationPort: 5004)
+            for step in Self.steps {
+                let agent = rig.daemons.agent
+                agent.stop()
+                try agent.restart(environment: ["BATON_CRASH_AT": step])
+                // The TN's start blocks while it waits for the agent: run it beside.
+                let outcome = Outcome()
+                let starter = Thread { outcome.set(Result { try rig.tnControl.start(TransferRequest(to: "target", sessions: [session])) }) }
+                starter.start()
+                let crashed = agent.waitForExit(timeout: 10)
+                #expect(crashed, "\(step): the agent crashed at the step; the TN's start: \(crashed ? "" : outcome.wait())")
+                if !crashed { agent.kill() }
+                try agent.restart()
+                let r = try #require(try rig.agentControl.status().reconcile)
+                print("crash at \(step): reconcile \(r); TN's start: \(outcome.wait())")
+                try expectMapsHoldTheStore(rig, step)
+
+                // Agent and TN agree again: both active, or neither.
+                try rig.wait(15, "\(step): agent and TN to agree") {
+                    let agentLive = try rig.agentControl.list().filter { ["active", "waking", "lingering"].contains($0.state) }
+                    let tnLive = try rig.tnControl.list().filter { ["active", "ending", "registering"].contains($0.state) }
+                    return agentLive.map(\.id) == tnLive.map(\.id)
+                }
+                // Then end whatever is left and come back to nothing.
+                for t in try rig.agentControl.list() where t.state == "active" { try rig.agentControl.end(t.id) }
+                try rig.wait(10, "\(step): everything to end") {
+                    try rig.agentControl.status().takeovers.isEmpty
+                        && rig.tnControl.list().allSatisfy { ["ended", "failed"].contains($0.state) }
+                }
+                try expectMapsHoldTheStore(rig, step)
+                #expect(try rig.tn.addresses(interface: rig.tn.interface, family: .v4).contains { $0.address == original },
+                        "\(step): the TN has its address on the wire again")
+                // The grace period of the TN's temporary address, so the next step finds the pool free.
+                Thread.sleep(forTimeInterval: 2.2)
+            }
+        }
+    }
+
+    /// The agent's pinned maps hold exactly the rules and takeovers of the stored transfers
+    /// that are not over (read from the maps and from the store file, not from the agent).
+    func expectMapsHoldTheStore(_ rig: Rig, _ context: String = "", sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let dataPlane = try DataPlane.adopt(root: rig.daemons.pinRoots[0])
+        let store = try Store.open(directory: "\(rig.daemons.directory)/sa")
+        let live: Set<String> = ["active", "waking", "lingering"]
+        let storedRules = try store.rules(states: live)
+        let mapRules = try dataPlane.rules(withCounters: false).map(\.rule)
+        #expect(Set(mapRules.map(\.match)) == Set(storedRules.map(\.match)) && mapRules.count == storedRules.count,
+                "\(context): map rules \(mapRules.map(\.match)) ≠ stored \(storedRules.map(\.match))", sourceLocation: sourceLocation)
+        for rule in mapRules {
+            #expect(storedRules.contains(rule), "\(context): rule \(rule.match) forwards as stored", sourceLocation: sourceLocation)
+        }
+        let storedTakeovers = try store.transfers(states: live).map(\.takeover.address)
+        let mapTakeovers = try dataPlane.takeovers().map(\.takeover.address)
+        #expect(Set(mapTakeovers) == Set(storedTakeovers), "\(context): takeovers \(mapTakeovers) ≠ stored \(storedTakeovers)",
+                sourceLocation: sourceLocation)
+    }
+}
+
+/// A result handed from one thread to another.
+final class Outcome: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var result: Result<TransferInfo, any Error>?
+
+    func set(_ r: Result<TransferInfo, any Error>) {
+        result = r
+        done.signal()
+    }
+
+    func wait() -> String {
+        done.wait()
+        switch result! {
+        case .success(let t): return "\(t.state)"
+        case .failure(let e): return "failed: \(e)"
+        }
+    }
+}

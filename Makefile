@@ -10,7 +10,7 @@ BPF_DEPS   := $(wildcard bpf/include/*.h) Sources/CBatonABI/include/baton_abi.h
 SWIFT      ?= swift
 SWIFT_FLAGS ?=
 
-.PHONY: all bpf build release test bench demo clean
+.PHONY: all bpf build release test bench demo fuzz clean
 
 all: build
 
@@ -29,6 +29,14 @@ release: bpf
 test: bpf
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
 	$(SWIFT) test --skip-build --no-parallel $(SWIFT_FLAGS)
+	FUZZ_MAX_EXAMPLES=$(TEST_FUZZ_EXAMPLES) FUZZ_SEED=$(TEST_FUZZ_SEED) $(MAKE) fuzz
+
+# The API fuzzing (schemathesis against docs/openapi.json, scripts/fuzz-api). `make test`
+# runs it with a fixed seed and fewer examples; `make fuzz` alone draws new cases each run.
+TEST_FUZZ_EXAMPLES ?= 100
+TEST_FUZZ_SEED ?= 4242
+fuzz: bpf
+	SWIFT="$(SWIFT)" SWIFT_FLAGS="$(SWIFT_FLAGS)" scripts/fuzz-api $(FUZZ_ARGS)
 
 demo: bpf
 	$(SWIFT) build --product batond $(SWIFT_FLAGS)

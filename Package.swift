@@ -90,7 +90,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "batonctl", dependencies: [
-            "BatonAPI", "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet", "BatonLab", "BatonDaemon",
+            "BatonAPI", "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet", "BatonLab",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -111,7 +111,7 @@ let package = Package(
             "BatonDataPlane", "BatonBPF", "BatonModel", "BatonPacket", "BatonNet", "BatonLab",
         ]),
         .testTarget(name: "BatonNetTests", dependencies: ["BatonNet", "BatonLab", "BatonModel"]),
-        .testTarget(name: "BatonCtlTests", dependencies: ["BatonAPI", "BatonModel", "BatonNet", "BatonLab", "BatonDaemon", "BatonBPF"]),
+        .testTarget(name: "BatonCtlTests", dependencies: ["BatonAPI", "BatonDataPlane", "BatonModel", "BatonNet", "BatonLab", "BatonDaemon", "BatonBPF"]),
         // The API's document (docs/openapi.json) against the route table and the bodies.
         .testTarget(name: "BatonAPITests", dependencies: ["BatonAPI", "BatonModel", "BatonDataPlane"]),
         .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore", "BatonModel", "BatonDataPlane"]),

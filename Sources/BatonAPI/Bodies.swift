@@ -2,7 +2,7 @@ import BatonDataPlane
 import BatonModel
 import Foundation
 
-// The bodies of batond's HTTP/JSON API (docs/api.md, docs/openapi.yaml). Both roles answer
+// The bodies of batond's HTTP/JSON API (docs/api.md, docs/openapi.json). Both roles answer
 // status and the transfer routes; devices, policies and registrations are the agent's;
 // starting a transfer is the TN's.
 
@@ -165,11 +165,12 @@ public struct Device: Codable, Sendable, Equatable {
         self.enrolled = enrolled
     }
 
-    /// Device names: what `batonctl device` and the API accept.
+    /// Device names: what `batonctl device` and the API accept: 1-63 ASCII letters, digits,
+    /// '-', '_' and '.', the first a letter or digit (so that "." and ".." never name one).
     public static func validName(_ name: String) -> Bool {
-        !name.isEmpty && name.count <= 63 && name.unicodeScalars.allSatisfy {
-            CharacterSet.alphanumerics.contains($0) && $0.isASCII || "-_.".unicodeScalars.contains($0)
-        }
+        guard let first = name.unicodeScalars.first, name.unicodeScalars.count <= 63 else { return false }
+        func alnum(_ u: Unicode.Scalar) -> Bool { u.isASCII && CharacterSet.alphanumerics.contains(u) }
+        return alnum(first) && name.unicodeScalars.allSatisfy { alnum($0) || "-_.".unicodeScalars.contains($0) }
     }
 }
 

@@ -1,5 +1,5 @@
 /// Every route batond serves. The server registers exactly these (APIServer switches over
-/// them), docs/openapi.yaml documents exactly these (OpenAPIDocumentTests checks both ways).
+/// them), docs/openapi.json documents exactly these (OpenAPIDocumentTests checks both ways).
 public enum APIRoute: String, CaseIterable, Sendable {
     case status
     case metrics
@@ -51,6 +51,19 @@ public enum APIRoute: String, CaseIterable, Sendable {
         case .startTransfer: .node
         case .register, .listDevices, .addDevice, .showDevice, .deleteDevice, .listPolicies, .addPolicy, .deletePolicy: .agent
         }
+    }
+
+    /// The methods served on a concrete request path ("/v1/devices/tn" matches "/v1/devices/{name}").
+    public static func methods(servingPath path: String) -> [Method] {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        var out: [Method] = []
+        for route in allCases {
+            let template = route.path.split(separator: "/", omittingEmptySubsequences: false)
+            guard template.count == parts.count,
+                  zip(template, parts).allSatisfy({ t, p in (t.hasPrefix("{") && !p.isEmpty) || t == p }) else { continue }
+            if !out.contains(route.method) { out.append(route.method) }
+        }
+        return out
     }
 
     /// The OpenAPI operationId.

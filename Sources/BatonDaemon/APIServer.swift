@@ -193,7 +193,12 @@ public final class APIServer: Sendable {
     static func respond(_ route: APIRoute, handler: any APIHandler, parameter: (String) -> String?,
                         body: ByteBuffer?) throws -> Response {
         func p(_ name: String) throws -> String {
-            guard let v = parameter(name), !v.isEmpty else { throw ControlError.invalid("missing path parameter \(name)") }
+            guard let raw = parameter(name), let v = raw.removingPercentEncoding, !v.isEmpty else {
+                throw ControlError.invalid("missing or malformed path parameter \(name)")
+            }
+            if name == "name", !Device.validName(v) {
+                throw ControlError.invalid("invalid device name '\(v)': 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit")
+            }
             return v
         }
         guard handler.apiRole == .both || route.role == .both || route.role == handler.apiRole else {
@@ -257,6 +262,18 @@ struct ErrorMiddleware: RouterMiddleware {
         } catch {
             let e = Self.controlError(error, request: request)
             if e.code == .internal { logger.error("API \(request.method) \(request.uri.path): \(e)") }
+            // A path we serve asked with a method it does not take: 405 with Allow, as HTTP says.
+            if let http = error as? HTTPError, http.status == .notFound {
+                let allowed = APIRoute.methods(servingPath: request.uri.path)
+                if !allowed.isEmpty {
+                    var response = try APIServer.json(
+                        ErrorBody(code: ControlError.Code.invalid.rawValue,
+                                  error: "\(request.method) is not served on \(request.uri.path); it takes \(allowed.map(\.rawValue).joined(separator: ", "))"),
+                        status: .methodNotAllowed)
+                    response.headers[.allow] = allowed.map(\.rawValue).joined(separator: ", ")
+                    return response
+                }
+            }
             var response = try APIServer.json(ErrorBody(code: e.code.rawValue, error: e.description),
                                               status: .init(code: e.code.httpStatus))
             if let http = error as? HTTPError, http.status == .contentTooLarge { response.status = .contentTooLarge }

@@ -76,6 +76,7 @@ public final class Node: APIHandler, @unchecked Sendable {
         let target: Peer
         var temporary: IPAddress?
         var temporaryAdded = false
+        var reclaimAnnouncement: Announcement?
         var accepted = false
         var state: State = .negotiating
         var reason: String?
@@ -166,26 +167,26 @@ public final class Node: APIHandler, @unchecked Sendable {
     // MARK: - TN: moving sessions away
 
     func start(_ request: TransferRequest) throws -> TransferInfo {
-        guard let agent = configuration.agent else { throw ControlError("this node has no agent configured (--agent)") }
+        guard let agent = configuration.agent else { throw ControlError.conflict("this node has no agent configured (--agent)") }
         guard let target = configuration.peers.first(where: { $0.name == request.to }) else {
             let known = configuration.peers.map(\.name).joined(separator: ", ")
-            throw ControlError("unknown target '\(request.to)': configured peers are \(known.isEmpty ? "none" : known) (--peer)")
+            throw ControlError.notFound("unknown target '\(request.to)': configured peers are \(known.isEmpty ? "none" : known) (--peer)")
         }
         guard let mode = TransferMode(rawValue: request.mode) else {
-            throw ControlError("invalid mode '\(request.mode)': expected l2 or l3")
+            throw ControlError.invalid("invalid mode '\(request.mode)': expected l2 or l3")
         }
-        guard let first = request.sessions.first else { throw ControlError("no sessions to transfer") }
+        guard let first = request.sessions.first else { throw ControlError.invalid("no sessions to transfer") }
         let originalAddress = first.destination
         for s in request.sessions where s.destination != originalAddress {
-            throw ControlError("sessions go to \(originalAddress) and \(s.destination): a transfer moves sessions of one address")
+            throw ControlError.invalid("sessions go to \(originalAddress) and \(s.destination): a transfer moves sessions of one address")
         }
         for s in request.sessions { try s.validate() }
         let family = originalAddress.family
         if let t = request.temporary, t.family != family || t == originalAddress {
-            throw ControlError("temporary address \(t) must be another \(family == .v4 ? "IPv4" : "IPv6") address")
+            throw ControlError.invalid("temporary address \(t) must be another \(family == .v4 ? "IPv4" : "IPv6") address")
         }
         guard let original = try addresses.onInterface(originalAddress) else {
-            throw ControlError("\(originalAddress) is not an address of \(configuration.interface) on the wire")
+            throw ControlError.invalid("\(originalAddress) is not an address of \(configuration.interface) on the wire")
         }
         let agentTunnelSource = agent.address(family)
         if mode == .l3, agentTunnelSource == nil {
@@ -197,7 +198,7 @@ public final class Node: APIHandler, @unchecked Sendable {
         let t = Outgoing(id: id, channel: channel, request: request, original: original, mode: mode, target: target)
         try lock.withLock {
             if let busy = outgoing.values.first(where: { $0.original.address == originalAddress && $0.state != .ended && $0.state != .failed }) {
-                throw ControlError("\(originalAddress) is already being transferred (transfer \(busy.id))")
+                throw ControlError.conflict("\(originalAddress) is already being transferred (transfer \(busy.id))")
             }
             outgoing[id] = t
         }
@@ -325,7 +326,8 @@ public final class Node: APIHandler, @unchecked Sendable {
             return // no ack: the agent keeps forwarding and asks again
         }
         do {
-            _ = try announcer.start(original, at: mac, policy: configuration.announcements)
+            // Kept on the transfer: releasing an announcement cancels the rest of its burst.
+            t.reclaimAnnouncement = try announcer.start(original, at: mac, policy: configuration.announcements)
         } catch {
             logger.error("transfer \(t.id): announcing \(original) failed: \(error)")
         }

@@ -46,7 +46,8 @@ func runControlPlane(_ options: Options) throws -> ControlPlaneResult {
     // (a) Registration throughput.
     var daemonOptions = LabDaemons.Options()
     daemonOptions.agentArguments = ["--rate-limit", "1000000", "--rate-burst", "1000000", "--announce-count", "1",
-                                    "--announce-refresh", "0", "--idle-timeout", "3600", "--max-rules", "262144"]
+                                    "--announce-refresh", "0", "--idle-timeout", "3600", "--max-rules", "262144",
+                                    "--max-takeovers", "262144"]
     daemonOptions.logLevel = "error"
     let daemons = try LabDaemons.start(lab, batond: batond, options: daemonOptions)
     do {

@@ -71,7 +71,8 @@ struct Options {
                          bare,steered,kernel,relay (default: all; ratios need
                          steered and the other path)
       --handovers N      transfers in part 4 (default 100, quick 20)
-      --registrations N  registrations per configuration in part 5 (default 20000)
+      --registrations N  registrations per configuration in part 5 (default 20000,
+                         at most 60000: each takes over its own address)
       --reconcile-rules N  stored rules in part 5 (default 1000000, quick 100000)
       --no-testrun, --no-throughput, --no-insert, --no-handover, --no-control-plane
                          skip a part (its figures are null in the JSON)
@@ -109,7 +110,7 @@ struct Options {
             case "--no-handover": o.skipHandover = true
             case "--no-control-plane": o.skipControlPlane = true
             case "--registrations":
-                guard let n = Int(try value(a)), n >= 100, n <= 100_000 else { throw UsageError("--registrations takes 100-100000") }
+                guard let n = Int(try value(a)), n >= 100, n <= 60_000 else { throw UsageError("--registrations takes 100-60000") }
                 registrations = n
             case "--reconcile-rules":
                 guard let n = Int(try value(a)), n >= 1000, n <= 4_000_000 else { throw UsageError("--reconcile-rules takes 1000-4000000") }

@@ -8,9 +8,9 @@ import Logging
 
 /// Options every command takes, before or after the verb.
 struct GlobalOptions: ParsableArguments {
-    /// Every `--root` given (teardown takes several; the other verbs one, the last).
+    /// Every `--root` given (teardown takes them all; the other verbs the last).
     @Option(name: .customLong("root"), help: ArgumentHelp(
-        "The data plane's pin root on bpffs (maps/, progs/, links/ below it); default \(DataPlane.defaultRoot). Only teardown takes it more than once.",
+        "The data plane's pin root on bpffs (maps/, progs/, links/ below it); default \(DataPlane.defaultRoot). Given twice, the last counts; teardown takes several.",
         valueName: "path"))
     var roots: [String] = []
 
@@ -22,16 +22,8 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: [.customShort("v"), .long], help: "Log each step, and libbpf's log on errors, to stderr.")
     var verbose = false
 
-    /// The one pin root of a map verb.
+    /// The pin root of a map verb: the last --root given, as for any option given twice.
     var root: String { roots.last ?? DataPlane.defaultRoot }
-
-    /// The pin root, refusing several (only teardown takes them).
-    func singleRoot() throws -> String {
-        guard roots.count <= 1 else {
-            throw CLIError.usage("--root given \(roots.count) times (\(roots.joined(separator: ", "))): only teardown takes several pin roots")
-        }
-        return root
-    }
 }
 
 /// The daemon verbs' options: which batond to talk to. The local one over its Unix socket
@@ -239,7 +231,7 @@ final class Context {
 /// Runs a command's body: root check, bpffs check, namespace, errors.
 func perform<T>(_ g: GlobalOptions, _ body: (Context) throws -> T) throws -> T {
     bootstrapLogging(verbose: g.verbose)
-    let root = try checkedRoot(try g.singleRoot())
+    let root = try checkedRoot(g.root)
     guard geteuid() == 0 else { throw CLIError.notRoot }
     try checkBPFFS(root)
     let ctx = Context(root: root, netns: g.netns, verbose: g.verbose)

@@ -48,12 +48,16 @@ struct AgentCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Rule capacity when the data plane is loaded.", valueName: "n"))
     var maxRules: Int = 65536
 
+    @Option(name: .long, help: ArgumentHelp("Takeover capacity (addresses taken over at once) when the data plane is loaded.", valueName: "n"))
+    var maxTakeovers: Int = 1024
+
     func validate() throws {
         guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
         guard linger >= 0 else { throw ValidationError("--linger must not be negative") }
         guard announceCount >= 1 else { throw ValidationError("--announce-count must be at least 1") }
         guard announceInterval >= 0, announceRefresh >= 0 else { throw ValidationError("announcement times must not be negative") }
         guard maxRules > 0 else { throw ValidationError("--max-rules must be positive") }
+        guard maxTakeovers > 0 else { throw ValidationError("--max-takeovers must be positive") }
         guard rateLimit > 0, rateLimit.isFinite else { throw ValidationError("--rate-limit must be positive") }
         guard rateBurst >= 1, rateBurst.isFinite else { throw ValidationError("--rate-burst must be at least 1") }
     }
@@ -71,6 +75,7 @@ struct AgentCommand: ParsableCommand {
         c.idleTimeout = idleTimeout
         c.linger = linger
         c.maxRules = maxRules
+        c.maxTakeovers = maxTakeovers
         c.announcements = AnnouncementPolicy(count: announceCount, interval: .milliseconds(announceInterval),
                                              refresh: announceRefresh > 0 ? .milliseconds(Int(announceRefresh * 1000)) : nil)
         let agent: Agent

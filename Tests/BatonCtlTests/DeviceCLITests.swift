@@ -232,7 +232,7 @@ struct DeviceCLITests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("batonctl-opts-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        for name in ["ca.pem", "c.pem", "c.key"] { FileManager.default.createFile(atPath: "\(dir)/\(name)", contents: Data("x".utf8)) }
+        for name in ["ca.pem", "c.pem", "c.key"] { _ = FileManager.default.createFile(atPath: "\(dir)/\(name)", contents: Data("x".utf8)) }
         let tls = ["--tls-ca", "\(dir)/ca.pem", "--tls-cert", "\(dir)/c.pem", "--tls-key", "\(dir)/c.key"]
         let cases: [(Int32, String, [String])] = [
             (64, "--control and --api are exclusive", ["device", "list", "--control", "/x.sock", "--api", "https://10.0.0.1:7391"] + tls),

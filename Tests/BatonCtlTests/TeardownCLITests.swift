@@ -1,7 +1,9 @@
-// `batonctl teardown` on throwaway pin roots (/sys/fs/bpf/baton-test-<random>): the dry run
-// lists, the real run detaches and removes, foreign roots and a running batond are refused.
+// `batonctl teardown` on throwaway pin roots (/sys/fs/bpf/baton-test-<random>), one with the
+// steering program and a node's decapsulator attached to a veth pair in a namespace: the dry
+// run lists, the real run detaches and removes, foreign roots and a running batond are refused.
 import BatonAPI
 import BatonBPF
+import BatonDataPlane
 import BatonLab
 import BatonNet
 import Foundation
@@ -37,6 +39,11 @@ struct TeardownCLITests {
             let ns = try #require(s.namespace)
             try s.ok(["attach", "v0"] + Sandbox.load)
             #expect(try ipLink(ns, "v0").contains("xdp"))
+            // A node's decapsulator at the same root, attached to v1 (as batond node does in L3 mode).
+            let v1 = UInt32(try Netlink(in: ns).link(named: "v1").index)
+            try ns.run { _ = try Decapsulator.open(root: s.root).attach(ifindex: v1) }
+            #expect(FileManager.default.fileExists(atPath: s.root + "/decap/links/v1"))
+            #expect(try ipLink(ns, "v1").contains("xdp"))
             // A second root, loaded without attaching anything.
             let other = try Sandbox()
             defer { other.teardown() }
@@ -49,16 +56,18 @@ struct TeardownCLITests {
             #expect(plan.dryRun && plan.daemon == nil)
             #expect(plan.roots.map(\.root) == [s.root, other.root])
             let first = try #require(plan.roots.first)
-            #expect(first.existed && !first.removed && first.detached == ["v0"] && first.decapDetached.isEmpty)
-            #expect(first.maps.contains("baton_rules4") && first.maps.contains("baton_takeovers"), "\(first.maps)")
-            #expect(first.programs.sorted() == ["baton_clock", "baton_steer"], "\(first.programs)")
+            #expect(first.existed && !first.removed && first.detached == ["v0"] && first.decapDetached == ["v1"])
+            #expect(first.maps.contains("baton_rules4") && first.maps.contains("baton_takeovers") &&
+                    first.maps.contains("decap/baton_decap_accept"), "\(first.maps)")
+            #expect(first.programs.sorted() == ["baton_clock", "baton_steer", "decap/baton_decap"], "\(first.programs)")
             #expect(plan.roots[1].existed && plan.roots[1].detached.isEmpty)
             #expect(FileManager.default.fileExists(atPath: s.root + "/links/v0") && FileManager.default.fileExists(atPath: other.root))
-            #expect(try ipLink(ns, "v0").contains("xdp"))
+            #expect(try ipLink(ns, "v0").contains("xdp") && ipLink(ns, "v1").contains("xdp"))
             let text = try Self.teardown(["--root", s.root, "--dry-run"])
             #expect(text.status == 0, "\(text)")
             let lines = text.stdout.split(separator: "\n")
-            #expect(lines.first?.hasPrefix("ROOT") == true && lines.contains { $0.hasPrefix(s.root + " ") && $0.contains("v0") },
+            #expect(lines.first?.hasPrefix("ROOT") == true &&
+                    lines.contains { $0.hasPrefix(s.root + " ") && $0.contains("v0") && $0.contains("v1") },
                     "\(text.stdout)")
             #expect(text.stdout.contains("dry run: would detach the links and remove 1 pin root; nothing changed"), "\(text.stdout)")
 
@@ -77,6 +86,7 @@ struct TeardownCLITests {
                     done.stdout.contains("detached the links and removed 2 pin roots"), "\(done.stdout)")
             #expect(!FileManager.default.fileExists(atPath: s.root) && !FileManager.default.fileExists(atPath: other.root))
             #expect(try !ipLink(ns, "v0").contains("xdp"))
+            #expect(try !ipLink(ns, "v1").contains("xdp"))
 
             // Nothing left: not an error.
             let again = try Self.teardown(["--root", s.root, "--json"])
@@ -103,12 +113,14 @@ struct TeardownCLITests {
             (64, "--api does not apply", ["teardown", "--api", "https://10.0.0.1:7391"]),
             (64, "invalid --root 'relative'", ["teardown", "--root", "relative"]),
             (1, "/tmp is not on a BPF filesystem", ["teardown", "--root", "/tmp/baton", "--control", Self.noDaemon]),
-            (64, "only teardown takes several pin roots", ["--root", "/sys/fs/bpf/baton-a", "status", "--root", "/sys/fs/bpf/baton-b"]),
-            (64, "only teardown takes several pin roots", ["unload", "--root", "/sys/fs/bpf/baton-a", "--root", "/sys/fs/bpf/baton-b"]),
         ]
         for (status, message, args) in cases {
             expectFailure(try batonctl(args), status, message, args)
         }
+        // The other verbs take the last --root, as before.
+        let last = try batonctl(["--root", "/sys/fs/bpf/baton-a-\(getpid())", "status", "--root", "/sys/fs/bpf/baton-b-\(getpid())", "--json"])
+        #expect(last.status == 0, "\(last)")
+        #expect(try last.json(StatusJSON.self).root == "/sys/fs/bpf/baton-b-\(getpid())")
     }
 
     @Test func refusesWhileADaemonAnswers() throws {

@@ -2,7 +2,6 @@
 // transfer lab, run as a subprocess with --control pointing at each daemon's API socket.
 import BatonAPI
 import BatonBPF
-import BatonDaemon
 import BatonLab
 import BatonModel
 import Foundation

@@ -204,6 +204,32 @@ struct StoreTests {
         #expect(try store.transfer(id: Sample.id(7)) == nil)
     }
 
+    /// The rule blob: every shape reads back equal; any truncation or an
+    /// unknown version is an error, not a crash or a wrong rule.
+    @Test func ruleCodec() throws {
+        let rules = Sample.oddRules + Sample.rules(IPAddress("10.0.0.9")!, count: 3) + Sample.oddRules.reversed()
+        let bytes = RuleCodec.encode(rules)
+        func decode(_ b: [UInt8]) throws -> [SessionRule] {
+            var out: [SessionRule] = []
+            try b.withUnsafeBytes { try RuleCodec.decode($0, into: &out) }
+            return out
+        }
+        #expect(try decode(bytes) == rules)
+        #expect(try decode([RuleCodec.version]).isEmpty)
+        #expect(RuleCodec.encode(Sample.rules(IPAddress("10.0.0.9")!, count: 101)).count == 1 + 32 + 100 * 10,
+                "shared destination and forwarding are written once")
+        var cut = 0
+        for n in 0..<bytes.count {
+            if let prefix = try? decode(Array(bytes.prefix(n))) {
+                #expect(prefix == Array(rules.prefix(prefix.count)), "a cut at a rule boundary reads as fewer rules")
+            } else {
+                cut += 1
+            }
+        }
+        #expect(cut > bytes.count / 2)
+        #expect(throws: StoreError.self) { try decode([2] + bytes.dropFirst()) }
+    }
+
     @Test func prunesOldestFinished() throws {
         let scratch = Scratch()
         let store = try scratch.open()

@@ -107,6 +107,8 @@ public final class Agent: @unchecked Sendable {
     /// their replays are recognised.
     var finished: [Transfer] = []
     private var api: APIServer?
+    /// Active transfers the sweep has yet to look at in this round.
+    private var sweepQueue: [TransferID] = []
     private var stopped = false
 
     /// Opens the store, opens (or adopts) the pinned data plane, reconciles the maps with the
@@ -462,18 +464,18 @@ public final class Agent: @unchecked Sendable {
     }
 
     /// Ends idle or closed transfers, retransmits wake-ups, clears lingering transfers.
+    /// Reading counters costs a lookup per rule, so each sweep looks at the active transfers
+    /// for at most `sweepBudget`, going on where the last one stopped: with many rules the
+    /// idle and close checks come round less often, and the agent stays responsive.
     func sweep() {
         lock.lock()
         defer { lock.unlock() }
-        let active = transfers.values.filter { $0.state == .active }
-        if !active.isEmpty, let clock = try? dataPlane.clock() {
-            for t in active {
-                let counters = t.rules.map { (try? dataPlane.rule($0.match))?.counter ?? Counter() }
-                let closed = !counters.isEmpty && counters.allSatisfy(\.sawFinOrReset)
-                // A session never seen is idle since the registration (or since this start).
-                let since = milliseconds(since: t.since) / 1000
-                let idle = counters.allSatisfy { c in min(c.idleSeconds(at: clock) ?? since, since) >= t.idleTimeout }
-                if closed { beginEnd(t, reason: WakeUp.Reason.closed) } else if idle { beginEnd(t, reason: WakeUp.Reason.idle) }
+        let deadline = ContinuousClock.now + Self.sweepBudget
+        if let clock = try? dataPlane.clock() {
+            if sweepQueue.isEmpty { sweepQueue = transfers.values.filter { $0.state == .active }.map(\.id) }
+            while let id = sweepQueue.popLast() {
+                if let t = transfers[id], t.state == .active { check(t, clock: clock) }
+                if ContinuousClock.now >= deadline { break }
             }
         }
         for t in transfers.values {
@@ -488,15 +490,35 @@ public final class Agent: @unchecked Sendable {
         }
     }
 
+    static let sweepBudget: Duration = .milliseconds(10)
+
+    /// Lock held.
+    private func check(_ t: Transfer, clock: KernelClock) {
+        let counters = t.rules.map { (try? dataPlane.rule($0.match))?.counter ?? Counter() }
+        let closed = !counters.isEmpty && counters.allSatisfy(\.sawFinOrReset)
+        // A session never seen is idle since the registration (or since this start).
+        let since = milliseconds(since: t.since) / 1000
+        let idle = counters.allSatisfy { c in min(c.idleSeconds(at: clock) ?? since, since) >= t.idleTimeout }
+        if closed { beginEnd(t, reason: WakeUp.Reason.closed) } else if idle { beginEnd(t, reason: WakeUp.Reason.idle) }
+    }
+
     // MARK: - Store
 
     func record(_ t: Transfer) -> Store.TransferRecord {
         Store.TransferRecord(
             id: "\(t.id)", device: t.device, state: t.state.rawValue, original: "\(t.register.original)",
-            register: (try? JSONEncoder().encode(t.register)) ?? Data(), sessionKey: Data(t.channel.storedKey.storedBytes),
+            register: Self.encodeWithoutSessions(t.register), sessionKey: Data(t.channel.storedKey.storedBytes),
             highestTN: t.channel.highestAccepted(from: .tn).map { Int64(bitPattern: $0) }, takeover: t.takeover,
             reason: t.reason, started: t.started.timeIntervalSince1970, ended: t.ended?.timeIntervalSince1970,
             milestones: t.milestones)
+    }
+
+    /// The registration without its sessions: those are the rules, which the store keeps
+    /// compactly (JSON of a million sessions would make a restart slow).
+    static func encodeWithoutSessions(_ r: Register) -> Data {
+        var r = r
+        r.sessions = []
+        return (try? JSONEncoder().encode(r)) ?? Data()
     }
 
     /// Lock held. A failed write is logged: the maps are right, and the next change or the

@@ -70,8 +70,8 @@ extension Agent {
     /// A stored transfer as the agent keeps it; nil (logged, marked failed) if unreadable.
     private func restore(_ r: Store.TransferRecord) throws -> Transfer? {
         guard let id = TransferID(r.id), let key = SessionKey(storedBytes: r.sessionKey),
-              let register = try? JSONDecoder().decode(Register.self, from: r.register),
-              let state = State(rawValue: r.state) else {
+              var register = try? JSONDecoder().decode(Register.self, from: r.register),
+              let state = State(rawValue: r.state), let rules = try? store.rules(transfer: r.id) else {
             logger.error("store: transfer \(r.id) cannot be read back; its entries are left to the reconcile")
             var failed = r
             failed.state = State.failed.rawValue
@@ -79,6 +79,8 @@ extension Agent {
             try? store.update(failed)
             return nil
         }
+        // Stored without its sessions (Agent.encodeWithoutSessions): they are the rules' matches.
+        if register.sessions.isEmpty { register.sessions = rules.map(\.match) }
         let channel = TransferChannel(transfer: id, key: key, role: .agent)
         if let h = r.highestTN { channel.restoreHighestAccepted(UInt64(bitPattern: h), from: .tn) }
         let t = Transfer(id: id, channel: channel, register: register, device: r.device, takeover: r.takeover,
@@ -88,7 +90,7 @@ extension Agent {
         t.reason = r.reason
         t.ended = r.ended.map { Date(timeIntervalSince1970: $0) }
         t.milestones = r.milestones
-        t.rules = try store.rules(transfer: r.id)
+        t.rules = rules
         return t
     }
 }

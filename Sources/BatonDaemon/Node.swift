@@ -185,6 +185,9 @@ public final class Node: APIHandler, @unchecked Sendable {
         if let t = request.temporary, t.family != family || t == originalAddress {
             throw ControlError.invalid("temporary address \(t) must be another \(family == .v4 ? "IPv4" : "IPv6") address")
         }
+        if let busy = lock.withLock({ outgoing.values.first { $0.original.address == originalAddress && !$0.isFinished } }) {
+            throw ControlError.conflict("\(originalAddress) is already being transferred (transfer \(busy.id))")
+        }
         guard let original = try addresses.onInterface(originalAddress) else {
             throw ControlError.invalid("\(originalAddress) is not an address of \(configuration.interface) on the wire")
         }

@@ -59,7 +59,8 @@ func runControlPlane(_ options: Options) throws -> ControlPlaneResult {
         try agent.addDevice(Device(name: "bench", publicKey: "\(device.publicKey)", addresses: ["198.18.0.0/15"]))
         try agent.addPolicy(Policy(from: "bench", to: "target"))
         let target = lab["target"], tn = lab["tn"]
-        Log.info("control plane: sealing \(2 * options.registrations) registrations")
+        // Sealed just before each phase: a registration older than the protocol's 30 s clock
+        // skew is refused as stale.
         func envelopes(_ count: Int, from offset: Int) -> [String] {
             (0..<count).map { i -> String in
                 let n = UInt32(offset + i)
@@ -73,9 +74,6 @@ func runControlPlane(_ options: Options) throws -> ControlPlaneResult {
                 return Data(bytes).base64EncodedString()
             }
         }
-        let single = envelopes(options.registrations, from: 0)
-        let batched = envelopes(options.registrations, from: options.registrations)
-
         result.trivialPerSecond = try rate(requests: options.registrations, concurrency: result.concurrency) { _ in
             let answer = try await agent.sendAsync(.GET, "/v1/policies")
             guard answer.status == 200 else { throw BrokenSetup("GET /v1/policies answered \(answer.status)") }
@@ -89,10 +87,12 @@ func runControlPlane(_ options: Options) throws -> ControlPlaneResult {
             refused.add(results.filter { !$0.accepted }.count)
             return results.count
         }
+        let single = envelopes(options.registrations, from: 0)
         Log.info("control plane: \(options.registrations) registrations, one per request")
         result.singlePerSecond = try rate(requests: single.count, concurrency: result.concurrency) { i in
             try await post(single[i...i])
         }
+        let batched = envelopes(options.registrations, from: options.registrations)
         Log.info("control plane: \(options.registrations) registrations, \(result.batch) per request")
         let batches = stride(from: 0, to: batched.count, by: result.batch).map { batched[$0..<min($0 + result.batch, batched.count)] }
         result.batchPerSecond = try rate(requests: batches.count, concurrency: result.concurrency) { i in
@@ -116,17 +116,21 @@ func runControlPlane(_ options: Options) throws -> ControlPlaneResult {
     let inMaps = try seeded.rules(withCounters: false).count
     result.mapRead = seconds(since: read0)
     guard inMaps == options.reconcileRules else { throw BrokenSetup("seeded \(inMaps) rules, wanted \(options.reconcileRules)") }
-    let arguments = ["agent", "--netns", sa.namespace.name!, "--interface", sa.interface, "--root", root,
-                     "--state-dir", stateDir, "--control", "\(stateDir)/agent.sock", "--log-level", "warning",
-                     "--idle-timeout", "3600", "--announce-refresh", "0", "--xdp-mode", "generic"]
+    var starts = 0
     func startAgent() throws -> (Process, ReconcileSummary) {
+        // A socket path of its own per start: the HTTP client pools connections by path, and
+        // one to the killed agent must not be picked up.
+        starts += 1
+        let socket = "\(stateDir)/agent\(starts).sock"
         let p = Process()
         p.executableURL = URL(fileURLWithPath: batond)
-        p.arguments = arguments
+        p.arguments = ["agent", "--netns", sa.namespace.name!, "--interface", sa.interface, "--root", root,
+                       "--state-dir", stateDir, "--control", socket, "--log-level", "warning",
+                       "--idle-timeout", "3600", "--announce-refresh", "0", "--xdp-mode", "generic"]
         p.standardError = FileHandle.nullDevice
         p.standardOutput = FileHandle.nullDevice
         try p.run()
-        let control = Control(path: "\(stateDir)/agent.sock", timeout: 5)
+        let control = Control(path: socket, timeout: 5)
         let deadline = Date().addingTimeInterval(600)
         while Date() < deadline, p.isRunning {
             if let s = try? control.status(), let r = s.reconcile { return (p, r) }
@@ -234,7 +238,8 @@ private func seed(rules: Int, root: String, stateDir: String, sa: LabHost, targe
             SessionMatch(proto: .udp, source: IPAddress.v4(0x0A00_0000 | UInt32(i)), sourcePort: 40000,
                          destination: original, destinationPort: 5004)
         }
-        let register = Register(original: original, temporary: sa.ipv4, tnMAC: sa.mac, mode: .l2, sessions: sessions,
+        // As the agent stores it: the sessions are the rules (see Agent.encodeWithoutSessions).
+        let register = Register(original: original, temporary: sa.ipv4, tnMAC: sa.mac, mode: .l2, sessions: [],
                                 targetMAC: target.mac, targetAddress: target.ipv4, control: Endpoint(address: sa.ipv4, port: 7390))
         let takeover = Takeover(address: original, defaultForward: .l2(to: sa.mac, from: sa.mac), agentMAC: sa.mac,
                                 temporaryAddress: sa.ipv4)

@@ -102,6 +102,7 @@ struct DaemonOptions: ParsableArguments {
 
     /// Enters the namespace (before any thread exists) and sets up logging.
     func prepare(_ label: String) throws -> Logger {
+        blockTerminationSignals()
         if let netns {
             do {
                 try NetworkNamespace.open(name: netns).enterOnCurrentThread()
@@ -125,18 +126,32 @@ struct DaemonOptions: ParsableArguments {
     }
 }
 
+/// SIGINT and SIGTERM, blocked in every thread (see `blockTerminationSignals`) and taken by
+/// one thread with sigwait: the libraries in the process (NIO, dispatch, service-lifecycle)
+/// may install handlers of their own, which must not swallow the daemon's stop.
+private func terminationSignals() -> sigset_t {
+    var set = sigset_t()
+    sigemptyset(&set)
+    sigaddset(&set, SIGINT)
+    sigaddset(&set, SIGTERM)
+    return set
+}
+
+/// Called first thing, before any thread exists, so that every thread inherits the mask.
+func blockTerminationSignals() {
+    var set = terminationSignals()
+    pthread_sigmask(SIG_BLOCK, &set, nil)
+}
+
 /// Runs `daemon` until SIGINT or SIGTERM, then stops it.
 func serve(run: @escaping () throws -> Void, stop: @escaping @Sendable () -> Void) throws {
-    signal(SIGINT, SIG_IGN)
-    signal(SIGTERM, SIG_IGN)
-    let queue = DispatchQueue(label: "batond.signals")
-    let sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0, queue: queue) }
-    for source in sources {
-        source.setEventHandler { stop() }
-        source.resume()
+    Thread.detachNewThread {
+        var set = terminationSignals()
+        var signal: Int32 = 0
+        while sigwait(&set, &signal) != 0 {}
+        stop()
     }
     try run()
-    _ = sources
 }
 
 struct KeyCommand: ParsableCommand {

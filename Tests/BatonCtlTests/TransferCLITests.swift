@@ -75,9 +75,8 @@ struct TransferCLITests {
             let id = started.id
             #expect(id.count == 16)
 
-            // A second start for the same address is refused by the daemon (the address is off the
-            // wire now): exit 1, one line.
-            try Self.fails(tnSock, 1, "is not an address of",
+            // A second start for the same address is refused by the daemon (conflict): exit 1, one line.
+            try Self.fails(tnSock, 1, "is already being transferred",
                            ["transfer", "start", "--to", "target", "--session", "udp/*/\(original):5004"])
             // An unknown target: exit 2.
             try Self.fails(tnSock, 2, "unknown target 'nobody'",

@@ -61,7 +61,7 @@ public struct TransferInfo: Codable, Sendable {
     /// "agent", "tn" or "target": this daemon's part in it.
     public var role: String
     /// See docs/daemon.md. TN: negotiating, registering, active, ending, ended, failed; target:
-    /// accepted, released; agent: active, waking, lingering, ended.
+    /// accepted, released; agent: stored, active, waking, lingering, ended, failed.
     public var state: String
     public var original: IPAddress
     public var temporary: IPAddress?
@@ -105,8 +105,9 @@ public struct DaemonStatus: Codable, Sendable {
     public var addresses: [String]
     public var port: UInt16
     public var activeTransfers: Int
-    /// Messages rejected, by reason (forged, replayed, stale, untrusted, misdirected,
-    /// unknown-transfer, malformed, unexpected).
+    /// Messages rejected, by reason: forged, replayed, stale, misdirected, unknown-transfer,
+    /// malformed, unexpected; the agent also unenrolled, rate-limited, not-owner,
+    /// unenrolled-target, not-allowed; a node also untrusted (docs/daemon.md, "Logs").
     public var rejected: [String: Int]
     /// Node: addresses held as non-ARP local addresses (originals moved off the wire on a TN,
     /// accepted originals on a target).

@@ -235,7 +235,7 @@ public final class APIServer: Sendable {
         do {
             return try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
         } catch let e as DecodingError {
-            throw ControlError.invalid("malformed request body: \(describe(e))")
+            throw ControlError.invalid("malformed request body: \(e.summary)")
         } catch {
             throw ControlError.invalid("malformed request body: \(error)")
         }
@@ -335,17 +335,5 @@ final class ReadyLatch: @unchecked Sendable {
     func wait(seconds: Int) -> (any Error)? {
         if semaphore.wait(timeout: .now() + .seconds(seconds)) == .timedOut { return ControlError("timed out") }
         return lock.withLock { error }
-    }
-}
-
-func describe(_ e: DecodingError) -> String {
-    switch e {
-    case .dataCorrupted(let c), .keyNotFound(_, let c), .typeMismatch(_, let c), .valueNotFound(_, let c):
-        let path = c.codingPath.map(\.stringValue).joined(separator: ".")
-        var text = (path.isEmpty ? "" : "\(path): ") + c.debugDescription
-        if case .keyNotFound(let k, _) = e { text = (path.isEmpty ? "" : "\(path).") + "\(k.stringValue): missing" }
-        return text
-    @unknown default:
-        return "\(e)"
     }
 }

@@ -116,7 +116,7 @@ public final class Agent: @unchecked Sendable {
     public init(_ configuration: AgentConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
-        metrics = DaemonMetrics(role: "agent")
+        metrics = DaemonMetrics()
         rejections = Rejections(logger: logger, metrics: metrics)
         limiter = RateLimiter(rate: configuration.rateLimit, burst: configuration.rateBurst)
         let netlink = try Netlink()
@@ -214,7 +214,7 @@ public final class Agent: @unchecked Sendable {
         do {
             if let known {
                 let message = try known.channel.open(envelope)
-                persistHighest(known)
+                persist(known) // the TN's replay high-water mark moved
                 return handle(message, for: known, from: source)
             }
             // Any sender's key opens the channel, so that an unenrolled device hears why it is
@@ -525,9 +525,5 @@ public final class Agent: @unchecked Sendable {
     /// next start's reconcile puts the store right.
     func persist(_ t: Transfer) {
         do { try store.update(record(t)) } catch { logger.error("transfer \(t.id): writing to the store failed: \(error)") }
-    }
-
-    private func persistHighest(_ t: Transfer) {
-        persist(t)
     }
 }

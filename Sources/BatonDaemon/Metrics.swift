@@ -8,10 +8,8 @@ import Prometheus
 /// ended transfers leave no stale series behind.
 final class DaemonMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
-    let role: String
 
-    init(role: String) {
-        self.role = role
+    init() {
         // Present from the start, at zero, so that dashboards and alerts see them.
         _ = registry.makeCounter(name: "baton_takeovers_total", help: "Addresses taken over (registrations accepted).")
         _ = registry.makeCounter(name: "baton_wakeups_total", help: "Transfers whose wake-up was sent (retransmissions not counted).")

@@ -137,7 +137,7 @@ public final class Node: APIHandler, @unchecked Sendable {
     public init(_ configuration: NodeConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
-        metrics = DaemonMetrics(role: "node")
+        metrics = DaemonMetrics()
         rejections = Rejections(logger: logger, metrics: metrics)
         let link = try Netlink().link(named: configuration.interface)
         guard let mac = link.mac else { throw ControlError("\(configuration.interface) has no MAC address") }

@@ -299,7 +299,7 @@ public final class Store: Sendable {
         /// Unix times.
         public var started: Double
         public var ended: Double?
-        /// Milestone name → unix time.
+        /// Milestone name → milliseconds since `started`.
         public var milestones: [String: Double]
 
         public init(id: String, device: String, state: String, original: String, register: Data, sessionKey: Data,
@@ -529,10 +529,10 @@ public final class Store: Sendable {
 
     static func validateName(_ name: String, what: String) throws(StoreError) {
         let u = name.utf8
-        guard !u.isEmpty, u.count <= 64,
+        guard !u.isEmpty, u.count <= 63,
               u.allSatisfy({ (0x30...0x39).contains($0) || (0x41...0x5a).contains($0) || (0x61...0x7a).contains($0)
                   || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }) else {
-            throw StoreError(.invalid, "\(what) must be 1-64 letters, digits, '.', '_' or '-', not \(name)")
+            throw StoreError(.invalid, "\(what) must be 1-63 letters, digits, '.', '_' or '-', not \(name)")
         }
     }
 

@@ -8,7 +8,7 @@ struct Options {
     /// Installed-rule levels for the test-run costs; the largest is also the
     /// insert benchmark's size and the rule table of the steered throughput run.
     var levels = [1, 10_000, 1_000_000]
-    /// Capacity of every data plane the bench loads (the agent's default, 2^20).
+    /// Capacity of every data plane the bench loads (2^20, the agent's --max-rules for a million rules).
     var capacity = 1 << 20
     /// Test runs: rounds (each runs every configuration once), repeat for the
     /// steady-state paths, calls per sample of the repeat = 1 loop.
@@ -160,7 +160,7 @@ struct Options {
             if o.levels.last != rules { o.levels.append(rules) }
             o.levels = Array(Set(o.levels)).sorted()
         }
-        // Capacity: the agent's default (2^20) unless more rules are asked for;
+        // Capacity: 2^20 unless more rules are asked for;
         // at least 2% headroom above the largest level either way.
         let largest = o.levels.last!
         while o.capacity < largest + largest / 50 { o.capacity *= 2 }

@@ -111,29 +111,7 @@ struct CLIError: Error, CustomStringConvertible {
         text.split(separator: "\n", maxSplits: 1).first.map(String.init) ?? text
     }
 
-    static func describe(_ e: DecodingError) -> String {
-        func path(_ c: [any CodingKey]) -> String {
-            var out = ""
-            for k in c {
-                if let i = k.intValue { out += "[\(i)]" } else { out += (out.isEmpty ? "" : ".") + k.stringValue }
-            }
-            return out.isEmpty ? "top level" : out
-        }
-        switch e {
-        case .dataCorrupted(let c):
-            // JSONSerialization's own message is in the underlying error.
-            if let u = c.underlyingError { return "\(path(c.codingPath)): \(c.debugDescription) (\(u.localizedDescription))" }
-            return "\(path(c.codingPath)): \(c.debugDescription)"
-        case .keyNotFound(let k, let c):
-            return "\(path(c.codingPath + [k])): missing"
-        case .typeMismatch(let t, let c):
-            return "\(path(c.codingPath)): expected \(t)"
-        case .valueNotFound(let t, let c):
-            return "\(path(c.codingPath)): expected \(t), found null"
-        @unknown default:
-            return "\(e)"
-        }
-    }
+    static func describe(_ e: DecodingError) -> String { e.summary }
 }
 
 func strerrorText(_ code: Int32) -> String { String(cString: strerror(code)) }

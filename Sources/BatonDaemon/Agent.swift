@@ -71,6 +71,8 @@ public final class Agent: @unchecked Sendable {
         let idleTimeout: Double
         /// When the agent (re)started serving it: idleness counts from here at the earliest.
         let since = ContinuousClock.now
+        /// The registration as stored (it never changes): encoded once.
+        private(set) lazy var storedRegister = Agent.encodeWithoutSessions(register)
 
         init(id: TransferID, channel: TransferChannel, register: Register, device: String, takeover: Takeover,
              idleTimeout: Double, started: Date = Date()) {
@@ -98,11 +100,16 @@ public final class Agent: @unchecked Sendable {
     let rejections: Rejections
     let metrics: DaemonMetrics
     let limiter: RateLimiter
+    let enrolments: Enrolments
+    /// Enrolled devices' static secrets: a registration then costs one X25519, not two.
+    let staticSecrets: StaticSecrets
     /// What the start-up reconcile did.
     private(set) var reconciliation = ReconcileSummary()
     // Recursive: handlers that hold it call helpers that take it too.
     let lock = NSRecursiveLock()
     var transfers: [TransferID: Transfer] = [:]
+    /// The transfer taking over each original address (one at most).
+    var takenOver: [IPAddress: TransferID] = [:]
     /// Ended and failed transfers, newest last, kept so that `transfer list` shows them and
     /// their replays are recognised.
     var finished: [Transfer] = []
@@ -129,6 +136,8 @@ public final class Agent: @unchecked Sendable {
         } catch {
             throw ControlError("cannot open the store in \(configuration.stateDirectory): \(error)")
         }
+        enrolments = Enrolments(store: store)
+        staticSecrets = StaticSecrets(identity: configuration.identity)
         dataPlane = try DataPlane.open(root: configuration.pinRoot,
                                        options: .init(pinRoot: configuration.pinRoot, maxRules: configuration.maxRules,
                                                       maxTakeovers: configuration.maxTakeovers))
@@ -164,9 +173,7 @@ public final class Agent: @unchecked Sendable {
         messenger.start { [self] in receive($0) }
         // Resumed transfers: announce again (the correspondents' caches may have expired while
         // we were down; XDP answered ARP/NDP meanwhile) and go on waking.
-        lock.withLock {
-            for t in transfers.values where t.state == .active { announce(t) }
-        }
+        announce(lock.withLock { Array(transfers.values) })
         logger.info("agent on \(configuration.interface) (\(mac)), port \(configuration.port), state \(store.path), public key \(configuration.identity.publicKey)")
         while !lock.withLock({ stopped }) {
             Thread.sleep(forTimeInterval: configuration.sweepInterval)
@@ -185,207 +192,39 @@ public final class Agent: @unchecked Sendable {
         api?.stop()
     }
 
-    // MARK: - Protocol
-
-    func receive(_ datagram: Datagram) {
-        guard let envelope = rejections.envelope(of: datagram) else { return }
-        if let answer = receive(envelope, from: "\(datagram.source)") {
-            try? messenger.send(answer.bytes, to: answer.to ?? datagram.source)
-            answer.then?()
-        }
-    }
-
-    /// What to send back to the sender of a message, and what to do once it is sent.
-    struct Answer {
-        var bytes: [UInt8]
-        var accepted: Bool
-        /// Where a datagram answer goes: the registration's control endpoint (the TN sends
-        /// from its temporary address, but not necessarily from the protocol port).
-        var to: SocketAddress?
-        var then: (() -> Void)?
-    }
-
-    /// One authenticated message from a TN (over UDP or the API). Returns the answer for its
-    /// sender (registrations); other answers go to the transfer's control endpoint.
-    func receive(_ envelope: Envelope, from source: String) -> Answer? {
-        lock.lock()
-        defer { lock.unlock() }
-        let known = transfers[envelope.transfer] ?? finished.last(where: { $0.id == envelope.transfer })
-        do {
-            if let known {
-                let message = try known.channel.open(envelope)
-                persist(known) // the TN's replay high-water mark moved
-                return handle(message, for: known, from: source)
-            }
-            // Any sender's key opens the channel, so that an unenrolled device hears why it is
-            // refused (sealed to it); `authorize` checks the enrolment before anything is written.
-            let (channel, message) = try TransferChannel.opening(
-                envelope, identity: configuration.identity, role: .agent, trusted: { _ in true })
-            guard case .register(let register) = message else {
-                rejections.record("unexpected", from: source, "\(message.type) for unknown transfer \(envelope.transfer)")
-                return nil
-            }
-            let sender = envelope.sealedKey!.senderPublicKey
+    /// Starts announcing the addresses of the transfers that are active and not announced yet.
+    /// The first round is sent here, without the lock (a batch sends many frames).
+    func announce(_ ts: [Transfer]) {
+        let due = lock.withLock { ts.filter { $0.state == .active && $0.announcement == nil } }
+        var started: [(Transfer, Announcement?)] = []
+        for t in due {
             do {
-                let device = try authorize(register, from: sender, source: source)
-                return try admit(register, id: envelope.transfer, channel: channel, device: device)
+                started.append((t, try announcer.start(t.register.original, at: mac, policy: configuration.announcements)))
             } catch {
-                // A registration the agent will not or cannot carry out: nothing was written; tell the TN why.
-                logger.error("transfer \(envelope.transfer): registration refused: \(error)")
-                metrics.registration(accepted: false)
-                guard let bytes = try? channel.seal(.reject(Reject(reason: "\(error)"))) else { return nil }
-                return Answer(bytes: bytes, accepted: false, to: register.control.socketAddress)
+                logger.error("transfer \(t.id): announcing \(t.register.original) failed: \(error); ARP/NDP answers still work")
+                started.append((t, nil))
             }
-        } catch let e as ProtocolError {
-            rejections.record(e, from: source)
-        } catch {
-            logger.error("transfer \(envelope.transfer): \(error)")
         }
-        return nil
-    }
-
-    /// Called with the lock held.
-    private func handle(_ message: Message, for t: Transfer, from source: String) -> Answer? {
-        switch message {
-        case .register:
-            // A retransmission: the first `registered` was lost (or we restarted before sending it).
-            let to = t.register.control.socketAddress
-            if t.state == .active {
-                return (try? t.channel.seal(.registered(Registered()))).map { Answer(bytes: $0, accepted: true, to: to) }
+        lock.withLock {
+            for (t, a) in started {
+                // Ended meanwhile (or announced by another caller): this one stops at once.
+                guard t.state == .active, t.announcement == nil else { a?.cancel(); continue }
+                t.announcement = a
+                t.mark("announced")
             }
-            if t.state == .failed {
-                let reason = t.reason ?? "the agent rolled this registration back"
-                return (try? t.channel.seal(.reject(Reject(reason: reason)))).map { Answer(bytes: $0, accepted: false, to: to) }
-            }
-        case .end(let end):
-            logger.info("transfer \(t.id): the TN asks to end it (\(end.reason))")
-            beginEnd(t, reason: WakeUp.Reason.requested)
-        case .wakeUpAck:
-            confirmWakeUp(t)
-        default:
-            rejections.record("unexpected", from: source, "\(message.type) for transfer \(t.id) in state \(t.state.rawValue)")
         }
-        return nil
-    }
-
-    /// Make-before-break, write-ahead: the transfer goes into the store, then its rules and
-    /// takeover into the maps (from then on the data plane answers ARP/NDP for the address and
-    /// steers), then the store marks it active, then the TN is told; the address is announced
-    /// once the answer is out. A crash between any two steps leaves the store knowing at least
-    /// what the maps hold (see `recover`). Called with the lock held.
-    private func admit(_ r: Register, id: TransferID, channel: TransferChannel, device: String) throws -> Answer {
-        try validate(r)
-        let family = r.original.family
-        let toTarget: Forwarding
-        let toTN: Forwarding
-        switch r.mode {
-        case .l2:
-            toTarget = .l2(to: r.targetMAC, from: mac)
-            toTN = .l2(to: r.tnMAC, from: mac)
-        case .l3:
-            // Only tunnels need the agent's own address: an L2 takeover works without one.
-            let ownAddress = try NodeAddresses(interface: configuration.interface).global(family)
-            toTarget = .encap(to: r.targetAddress, from: ownAddress, nextHop: try nextHop(r.targetAddress), sourceMAC: mac)
-            toTN = .encap(to: r.temporary, from: ownAddress, nextHop: r.tnMAC, sourceMAC: mac)
-        }
-        let rules = r.sessions.map { SessionRule(match: $0, forward: toTarget) }
-        let takeover = Takeover(address: r.original, defaultForward: toTN, agentMAC: mac, temporaryAddress: r.temporary)
-        do {
-            try takeover.validate()
-            for rule in rules { try rule.validate() }
-        } catch {
-            throw ControlError.invalid("\(error)")
-        }
-        CrashPoint.reached("authorized")
-
-        let t = Transfer(id: id, channel: channel, register: r, device: device, takeover: takeover,
-                         idleTimeout: r.idleTimeout ?? configuration.idleTimeout)
-        t.rules = rules
-        try store.insert(record(t), rules: rules)
-        CrashPoint.reached("stored")
-        transfers[id] = t
-        do {
-            try dataPlane.addRules(rules)
-            CrashPoint.reached("rules-written")
-            do {
-                try dataPlane.setTakeover(takeover)
-            } catch {
-                for rule in rules { _ = try? dataPlane.removeRule(rule.match) }
-                throw error
-            }
-        } catch {
-            transfers[id] = nil
-            t.state = .failed
-            t.reason = "\(error)"
-            try? store.update(record(t))
-            finished.append(t)
-            throw error
-        }
-        CrashPoint.reached("takeover-written")
-        t.mark("steering")
-        t.state = .active
-        t.mark("registered")
-        try store.update(record(t))
-        CrashPoint.reached("active")
-        metrics.registration(accepted: true)
-        metrics.takeover()
-        logger.info("transfer \(id): took over \(r.original) for \(device) (\(r.mode.rawValue)), \(rules.count) session(s) → target \(r.targetAddress), others → TN \(r.temporary)")
-        let bytes = try channel.seal(.registered(Registered()))
-        return Answer(bytes: bytes, accepted: true, to: r.control.socketAddress, then: { [self] in
-            CrashPoint.reached("registered-sent")
-            lock.withLock { announce(t) }
-        })
     }
 
     /// Lock held.
-    func announce(_ t: Transfer) {
-        guard t.state == .active, t.announcement == nil else { return }
-        do {
-            t.announcement = try announcer.start(t.register.original, at: mac, policy: configuration.announcements)
-        } catch {
-            logger.error("transfer \(t.id): announcing \(t.register.original) failed: \(error); ARP/NDP answers still work")
-        }
-        t.mark("announced")
+    func track(_ t: Transfer) {
+        transfers[t.id] = t
+        takenOver[t.register.original] = t.id
     }
 
-    private func validate(_ r: Register) throws {
-        let family = r.original.family
-        guard r.temporary.family == family, r.targetAddress.family == family else {
-            throw ControlError.invalid("original \(r.original), temporary \(r.temporary) and target \(r.targetAddress) must be of one family")
-        }
-        guard !r.sessions.isEmpty else { throw ControlError.invalid("no sessions to transfer") }
-        for s in r.sessions where s.destination != r.original {
-            throw ControlError.invalid("session \(s) is not addressed to the original address \(r.original)")
-        }
-        if let other = transfers.values.first(where: { $0.register.original == r.original }) {
-            throw ControlError.conflict("\(r.original) is already taken over by transfer \(other.id)")
-        }
-        let own = try Netlink().addresses(interface: configuration.interface, family: family).map(\.address)
-        guard !own.contains(r.original) else { throw ControlError.forbidden("\(r.original) is the agent's own address") }
-    }
-
-    /// The MAC of the next hop towards `destination`, resolving it if the kernel has none yet.
-    private func nextHop(_ destination: IPAddress) throws -> MACAddress {
-        let netlink = try Netlink()
-        let routes = try netlink.routes(family: destination.family)
-            .filter { $0.destination.contains(destination) }
-            .sorted { $0.destination.length > $1.destination.length }
-        let hop = routes.first?.gateway ?? destination
-        let deadline = ContinuousClock.now + .seconds(2)
-        var poked = false
-        while ContinuousClock.now < deadline {
-            if let n = try netlink.neighbour(hop, interface: configuration.interface), let mac = n.mac,
-               !n.state.intersection(.valid).isEmpty {
-                return mac
-            }
-            if !poked {
-                // Any datagram makes the kernel resolve the next hop.
-                try? messenger.send([0], to: SocketAddress(destination, port: 9))
-                poked = true
-            }
-            Thread.sleep(forTimeInterval: 0.01)
-        }
-        throw ControlError("cannot resolve the next hop \(hop) towards \(destination)")
+    /// Lock held.
+    func untrack(_ t: Transfer) {
+        transfers[t.id] = nil
+        if takenOver[t.register.original] == t.id { takenOver[t.register.original] = nil }
     }
 
     func send(_ message: Message, for t: Transfer) {
@@ -425,7 +264,7 @@ public final class Agent: @unchecked Sendable {
 
     /// The TN has its address back on the wire: stop answering ARP/NDP for it at once (the TN
     /// does now), keep forwarding for `linger`, then clear. Lock held.
-    private func confirmWakeUp(_ t: Transfer) {
+    func confirmWakeUp(_ t: Transfer) {
         guard t.state == .waking else { return }
         var quiet = t.takeover
         quiet.agentMAC = nil
@@ -453,7 +292,7 @@ public final class Agent: @unchecked Sendable {
             do { _ = try dataPlane.removeRule(rule.match) } catch { logger.error("transfer \(t.id): removing rule \(rule.match): \(error)") }
         }
         do { _ = try dataPlane.removeTakeover(t.register.original) } catch { logger.error("transfer \(t.id): removing takeover: \(error)") }
-        transfers[t.id] = nil
+        untrack(t)
         finished.append(t)
         metrics.ended(reason: t.reason ?? "")
         if finished.count > configuration.keepEnded {
@@ -507,7 +346,7 @@ public final class Agent: @unchecked Sendable {
     func record(_ t: Transfer) -> Store.TransferRecord {
         Store.TransferRecord(
             id: "\(t.id)", device: t.device, state: t.state.rawValue, original: "\(t.register.original)",
-            register: Self.encodeWithoutSessions(t.register), sessionKey: Data(t.channel.storedKey.storedBytes),
+            register: t.storedRegister, sessionKey: Data(t.channel.storedKey.storedBytes),
             highestTN: t.channel.highestAccepted(from: .tn).map { Int64(bitPattern: $0) }, takeover: t.takeover,
             reason: t.reason, started: t.started.timeIntervalSince1970, ended: t.ended?.timeIntervalSince1970,
             milestones: t.milestones)

@@ -43,17 +43,31 @@ extension Agent: APIHandler {
     }
 
     /// Registrations through the API: the same sealed messages as over UDP, answered in the
-    /// response instead of by datagram.
+    /// response instead of by datagram. The batch is opened and checked without the agent's
+    /// lock, then admitted at once (see `admit`).
     public func register(_ batch: RegistrationBatch) throws -> RegistrationResults {
         guard !batch.envelopes.isEmpty, batch.envelopes.count <= RegistrationBatch.maximum else {
             throw ControlError.invalid("a batch holds 1 to \(RegistrationBatch.maximum) envelopes, not \(batch.envelopes.count)")
         }
-        var results: [RegistrationResult] = []
-        results.reserveCapacity(batch.envelopes.count)
-        for text in batch.envelopes {
+        var results = [RegistrationResult?](repeating: nil, count: batch.envelopes.count)
+        var candidates: [(index: Int, candidate: Candidate)] = []
+        var admitted: [Transfer] = []
+        func settle(_ i: Int, _ transfer: TransferID, _ answer: Answer?) {
+            guard let answer else {
+                results[i] = RegistrationResult(transfer: "\(transfer)", accepted: false,
+                                                error: "not accepted: unauthenticated, unenrolled or replayed (see the agent's log and rejection counters)")
+                return
+            }
+            if let t = answer.admitted { admitted.append(t) }
+            results[i] = RegistrationResult(transfer: "\(transfer)", accepted: answer.accepted,
+                                            envelope: Data(answer.bytes).base64EncodedString(),
+                                            error: answer.accepted ? nil : "refused: the sealed answer says why")
+        }
+        var context = AdmissionContext()
+        for (i, text) in batch.envelopes.enumerated() {
             guard let bytes = Data(base64Encoded: text) else {
                 rejections.record("malformed", from: "api", "an envelope is not base64")
-                results.append(RegistrationResult(transfer: nil, accepted: false, error: "not base64"))
+                results[i] = RegistrationResult(transfer: nil, accepted: false, error: "not base64")
                 continue
             }
             let envelope: Envelope
@@ -61,26 +75,29 @@ extension Agent: APIHandler {
                 envelope = try Envelope.parse(Array(bytes))
             } catch {
                 rejections.record(error, from: "api")
-                results.append(RegistrationResult(transfer: nil, accepted: false, error: "\(error)"))
+                results[i] = RegistrationResult(transfer: nil, accepted: false, error: "\(error)")
                 continue
             }
             guard envelope.type == .register else {
                 rejections.record("unexpected", from: "api", "\(envelope.type) sent to the registration API")
-                results.append(RegistrationResult(transfer: "\(envelope.transfer)", accepted: false,
-                                                  error: "only register messages are taken here, not \(envelope.type)"))
+                results[i] = RegistrationResult(transfer: "\(envelope.transfer)", accepted: false,
+                                                error: "only register messages are taken here, not \(envelope.type)")
                 continue
             }
-            if let answer = receive(envelope, from: "api") {
-                answer.then?()
-                results.append(RegistrationResult(transfer: "\(envelope.transfer)", accepted: answer.accepted,
-                                                  envelope: Data(answer.bytes).base64EncodedString(),
-                                                  error: answer.accepted ? nil : "refused: the sealed answer says why"))
-            } else {
-                results.append(RegistrationResult(transfer: "\(envelope.transfer)", accepted: false,
-                                                  error: "not accepted: unauthenticated, unenrolled or replayed (see the agent's log and rejection counters)"))
+            switch open(envelope, from: "api", context: &context) {
+            case .answered(let answer): settle(i, envelope.transfer, answer)
+            case .candidate(let c): candidates.append((i, c))
             }
         }
-        return RegistrationResults(results: results)
+        for ((i, c), answer) in zip(candidates, admit(candidates.map(\.candidate))) {
+            settle(i, c.envelope.transfer, answer)
+        }
+        // The answers are settled (the response goes out next): announce the addresses.
+        if !admitted.isEmpty {
+            CrashPoint.reached("registered-sent")
+            announce(admitted)
+        }
+        return RegistrationResults(results: results.map { $0! })
     }
 
     public func metricsExposition() throws -> String {

@@ -41,7 +41,7 @@ extension Agent {
             case .ended, .failed:
                 break
             }
-            if t.state == .ended || t.state == .failed { finished.append(t) } else { transfers[t.id] = t }
+            if t.state == .ended || t.state == .failed { finished.append(t) } else { track(t) }
         }
         let r = try dataPlane.reconcile(rules: wantedRules, takeovers: wantedTakeovers)
         summary.rulesKept = r.rulesKept

@@ -1,4 +1,5 @@
 import Crypto
+import Synchronization
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -302,9 +303,17 @@ public struct SealedKey: Sendable, Hashable, Codable {
     /// Opens the key with the recipient's identity. Fails with `.badSealedKey`
     /// if it was sealed for another key, by a sender other than
     /// `senderPublicKey`, for another transfer, or was altered.
-    public func open(with recipient: NodeIdentity, transfer: TransferID) throws(ProtocolError) -> SessionKey {
+    /// With `staticSecrets` (made for `recipient`), the static-static agreement with the
+    /// sender is taken from there.
+    public func open(with recipient: NodeIdentity, transfer: TransferID,
+                     staticSecrets: StaticSecrets? = nil) throws(ProtocolError) -> SessionKey {
+        let staticSecret = if let staticSecrets, staticSecrets.identity.publicKey == recipient.publicKey {
+            try staticSecrets.secret(with: senderPublicKey)
+        } else {
+            try recipient.agree(with: senderPublicKey)
+        }
         let k = try Self.derive(ephemeralSecret: recipient.agree(with: ephemeralPublicKey),
-                                staticSecret: recipient.agree(with: senderPublicKey),
+                                staticSecret: staticSecret,
                                 ephemeral: ephemeralPublicKey, sender: senderPublicKey,
                                 recipient: recipient.publicKey, transfer: transfer)
         do {
@@ -397,4 +406,33 @@ enum Base64URL {
         guard acc & ((1 << UInt32(bits)) - 1) == 0 else { return nil }
         return out
     }
+}
+
+/// The static-static agreements of one identity with the peers it hears from often, so that
+/// opening a sealed key from a known sender costs one X25519 instead of two (WireGuard keeps
+/// its peers' static secret the same way). Give it only peers you know (enrolled devices):
+/// it holds at most `capacity` and starts over when full. Thread-safe.
+public final class StaticSecrets: Sendable {
+    public let identity: NodeIdentity
+    private let capacity: Int
+    private let secrets: Mutex<[PublicKey: [UInt8]]>
+
+    public init(identity: NodeIdentity, capacity: Int = 4096) {
+        self.identity = identity
+        self.capacity = max(capacity, 1)
+        secrets = Mutex([:])
+    }
+
+    func secret(with peer: PublicKey) throws(ProtocolError) -> [UInt8] {
+        if let known = secrets.withLock({ $0[peer] }) { return known }
+        let secret = try identity.agree(with: peer)
+        secrets.withLock { s in
+            if s.count >= capacity { s.removeAll(keepingCapacity: true) }
+            s[peer] = secret
+        }
+        return secret
+    }
+
+    /// Forgets a peer's secret (a device removed).
+    public func forget(_ peer: PublicKey) { _ = secrets.withLock { $0.removeValue(forKey: peer) } }
 }

@@ -132,10 +132,11 @@ public final class TransferChannel: Sendable {
     /// had one for recently); otherwise use that channel's `open`, or a replayed
     /// first message would create a second channel with fresh replay state.
     public static func opening(_ envelope: Envelope, identity: NodeIdentity, role: Role,
-                               trusted: (PublicKey) -> Bool, now: Date = Date()) throws(ProtocolError) -> (TransferChannel, Message) {
+                               trusted: (PublicKey) -> Bool, staticSecrets: StaticSecrets? = nil,
+                               now: Date = Date()) throws(ProtocolError) -> (TransferChannel, Message) {
         guard let sealed = envelope.sealedKey else { throw .missingSealedKey }
         guard trusted(sealed.senderPublicKey) else { throw .untrustedSender(sealed.senderPublicKey) }
-        let key = try sealed.open(with: identity, transfer: envelope.transfer)
+        let key = try sealed.open(with: identity, transfer: envelope.transfer, staticSecrets: staticSecrets)
         let channel = TransferChannel(transfer: envelope.transfer, key: key, role: role)
         let message = try channel.open(envelope, now: now)
         return (channel, message)

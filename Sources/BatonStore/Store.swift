@@ -347,18 +347,35 @@ public final class Store: Sendable {
     /// given twice within a transfer. Matches are not checked across
     /// transfers: one transfer per original address keeps them apart.
     public func insert(_ batch: [(TransferRecord, [SessionRule])]) throws {
-        var rows: [(StatementArguments, Int, Data)] = []
-        rows.reserveCapacity(batch.count)
-        for (t, rules) in batch {
+        try insert(batch.map { try PreparedTransfer($0.0, rules: $0.1) })
+    }
+
+    /// A transfer checked and encoded for `insert`, ahead of the transaction: the encoding
+    /// is most of an insert's cost, and needs no lock of the caller's.
+    public struct PreparedTransfer: Sendable {
+        public let id: String
+        fileprivate let arguments: StatementArguments
+        fileprivate let ruleCount: Int
+        fileprivate let rules: Data
+
+        public init(_ t: TransferRecord, rules: [SessionRule]) throws {
             try t.validate()
             var seen = Set<SessionMatch>(minimumCapacity: rules.count)
             for r in rules {
                 do { try r.validate() } catch { throw StoreError(.invalid, "transfer \(t.id): \(error)") }
                 guard seen.insert(r.match).inserted else { throw StoreError(.invalid, "transfer \(t.id): \(r.match) is given twice") }
             }
-            rows.append((try Self.arguments(t), rules.count, Data(RuleCodec.encode(rules))))
+            id = t.id
+            arguments = try Store.arguments(t)
+            ruleCount = rules.count
+            self.rules = Data(RuleCodec.encode(rules))
         }
-        try write("store \(batch.count == 1 ? "transfer \(batch[0].0.id)" : "\(batch.count) transfers")") { db in
+    }
+
+    /// Stores prepared transfers in one transaction; `.conflict` (and nothing stored) if an
+    /// id exists.
+    public func insert(_ batch: [PreparedTransfer]) throws {
+        try write("store \(batch.count == 1 ? "transfer \(batch[0].id)" : "\(batch.count) transfers")") { db in
             let transfer = try db.cachedStatement(sql: """
                 INSERT INTO transfer (id, device, state, original, register, sessionKey, highestTN, takeover, reason,
                                       started, ended, milestones)
@@ -366,9 +383,39 @@ public final class Store: Sendable {
                         :started, :ended, :milestones)
                 """)
             let ruleset = try db.cachedStatement(sql: "INSERT INTO ruleset (transfer, count, data) VALUES (?, ?, ?)")
-            for (args, count, data) in rows {
-                try transfer.execute(arguments: args)
-                if count > 0 { try ruleset.execute(arguments: [db.lastInsertedRowID, count, data]) }
+            for t in batch {
+                try transfer.execute(arguments: t.arguments)
+                if t.ruleCount > 0 { try ruleset.execute(arguments: [db.lastInsertedRowID, t.ruleCount, t.rules]) }
+            }
+        }
+    }
+
+    /// A transfer's new state and milestones, for `update(states:)`.
+    public struct StateChange: Sendable {
+        public var id: String
+        public var state: String
+        public var milestones: [String: Double]
+
+        public init(id: String, state: String, milestones: [String: Double]) {
+            self.id = id
+            self.state = state
+            self.milestones = milestones
+        }
+    }
+
+    /// Rewrites only the state and milestones of many transfers, in one transaction: the
+    /// step of a registration from stored to active, without encoding the rest again.
+    /// `.notFound` (and nothing written) if one of them is not stored.
+    public func update(states batch: [StateChange]) throws {
+        let rows: [StatementArguments] = try batch.map { c in
+            guard TransferRecord.states.contains(c.state) else { throw StoreError(.invalid, "unknown transfer state \(c.state)") }
+            return [c.state, try Self.json(c.milestones), c.id]
+        }
+        try write(batch.count == 1 ? "update transfer \(batch[0].id)" : "update \(batch.count) transfers") { db in
+            let statement = try db.cachedStatement(sql: "UPDATE transfer SET state = ?, milestones = ? WHERE id = ?")
+            for (c, args) in zip(batch, rows) {
+                try statement.execute(arguments: args)
+                if db.changesCount == 0 { throw StoreError(.notFound, "no transfer \(c.id)") }
             }
         }
     }
@@ -376,18 +423,30 @@ public final class Store: Sendable {
     /// Rewrites a transfer's fields (not its rules, which never change);
     /// `.notFound` if there is none with its id.
     public func update(_ t: TransferRecord) throws {
-        try t.validate()
-        let args = try Self.arguments(t)
-        let found = try write("update transfer \(t.id)") { db in
-            try db.execute(sql: """
+        try update([t])
+    }
+
+    /// Rewrites many transfers in one transaction; `.notFound` (and nothing
+    /// written) if one of them is not stored.
+    public func update(_ batch: [TransferRecord]) throws {
+        let rows = try batch.map { t in
+            try t.validate()
+            return try Self.arguments(t)
+        }
+        let label = batch.count == 1 ? "update transfer \(batch[0].id)" : "update \(batch.count) transfers"
+        try write(label) { db in
+            let statement = try db.cachedStatement(sql: """
                 UPDATE transfer SET device = :device, state = :state, original = :original, register = :register,
                     sessionKey = :sessionKey, highestTN = :highestTN, takeover = :takeover, reason = :reason,
                     started = :started, ended = :ended, milestones = :milestones
                 WHERE id = :id
-                """, arguments: args)
-            return db.changesCount > 0
+                """)
+            for (t, args) in zip(batch, rows) {
+                try statement.execute(arguments: args)
+                // Thrown inside the transaction: it rolls back, nothing is written.
+                if db.changesCount == 0 { throw StoreError(.notFound, "no transfer \(t.id)") }
+            }
         }
-        if !found { throw StoreError(.notFound, "no transfer \(t.id)") }
     }
 
     /// The transfer with `id`, if stored.
@@ -462,7 +521,7 @@ public final class Store: Sendable {
         }
     }
 
-    private static func arguments(_ t: TransferRecord) throws -> StatementArguments {
+    fileprivate static func arguments(_ t: TransferRecord) throws -> StatementArguments {
         [
             "id": t.id, "device": t.device, "state": t.state, "original": t.original,
             "register": t.register, "sessionKey": t.sessionKey, "highestTN": t.highestTN,

@@ -21,6 +21,10 @@ struct ControlPlaneResult {
     var singlePerSecond: Double?
     var batchPerSecond: Double?
     var batch: Int
+    /// Sealed registrations opened per second on one thread of this process (X25519, HKDF,
+    /// ChaCha20-Poly1305 and the JSON body, as the agent does first): the floor of what a
+    /// registration costs, whatever the API and the store do.
+    var openPerSecond: Double?
     var refused: Int
     var rules: Int
     /// Seconds: reading every rule from the maps (the baseline).
@@ -40,7 +44,7 @@ func runControlPlane(_ options: Options) throws -> ControlPlaneResult {
     let lab = try Lab.transfer(.l2, correspondents: ["cn"])
     Cleanup.shared.add(lab)
     defer { Cleanup.shared.remove(lab) }
-    var result = ControlPlaneResult(registrations: options.registrations, concurrency: 16, batch: 64, refused: 0,
+    var result = ControlPlaneResult(registrations: options.registrations, concurrency: 16, batch: 256, refused: 0,
                                     rules: options.reconcileRules)
 
     // (a) Registration throughput.
@@ -87,6 +91,26 @@ func runControlPlane(_ options: Options) throws -> ControlPlaneResult {
             refused.add(results.filter { !$0.accepted }.count)
             return results.count
         }
+        // The floor: opening alone, sealed to an identity of our own (the agent's key is its own).
+        let floorIdentity = NodeIdentity.generate()
+        let floorSecrets = StaticSecrets(identity: floorIdentity)
+        let floor = (0..<min(2000, options.registrations)).map { i -> Envelope in
+            let original = IPAddress.v4(0xC612_0000 | UInt32(i))
+            let channel = TransferChannel(transfer: .random(), key: .random(), role: .tn)
+            return try! Envelope.parse(try! channel.seal(.register(Register(
+                original: original, temporary: tn.ipv4, tnMAC: tn.mac, mode: .l2,
+                sessions: [SessionMatch(proto: .udp, source: nil, sourcePort: nil, destination: original, destinationPort: 5004)],
+                targetMAC: target.mac, targetAddress: target.ipv4, control: Endpoint(address: tn.ipv4, port: 7390))),
+                sealingKeyFor: floorIdentity.publicKey, identity: device))
+        }
+        let open0 = now()
+        for e in floor {
+            guard (try? TransferChannel.opening(e, identity: floorIdentity, role: .agent, trusted: { _ in true },
+                                                staticSecrets: floorSecrets)) != nil else {
+                throw BrokenSetup("a sealed registration did not open")
+            }
+        }
+        result.openPerSecond = Double(floor.count) / seconds(since: open0)
         let single = envelopes(options.registrations, from: 0)
         Log.info("control plane: \(options.registrations) registrations, one per request")
         result.singlePerSecond = try rate(requests: single.count, concurrency: result.concurrency) { i in
@@ -269,6 +293,8 @@ extension ControlPlaneResult {
             print("   " + name.padding(toLength: 44, withPad: " ", startingAt: 0) + (v.map { fmt($0, 0) } ?? "n/a")
                   + " transfers/s (" + (ratio.map { fmt($0, 2) } ?? "-") + "x trivial requests/s; goal ≥ \(Int(goalRegistrationsPerSecond)))")
         }
+        print("   opening a sealed registration alone, 1 thread: " + (openPerSecond.map { fmt($0, 0) } ?? "n/a")
+              + "/s (the per-registration floor; this machine has \(ProcessInfo.processInfo.activeProcessorCount) cores)")
         line("registrations, 1 per request", singlePerSecond)
         line("registrations, \(batch) per request", batchPerSecond)
         print("   reconcile at start, maps as stored:        " + (reconcileClean.map { fmt($0, 2) } ?? "n/a") + " s ("
@@ -287,6 +313,7 @@ extension ControlPlaneResult {
             ("registrationsPerSecond", .num(singlePerSecond, 0)),
             ("registrationsPerSecondBatched", .num(batchPerSecond, 0)),
             ("batch", .int(Int64(batch))),
+            ("openPerSecondOneThread", .num(openPerSecond, 0)),
             ("registrationsOverTrivial", .num(singlePerSecond.flatMap { v in trivialPerSecond.map { v / $0 } }, 3)),
             ("refused", .int(Int64(refused))),
             ("reconcileRules", .int(Int64(rules))),

@@ -185,6 +185,21 @@ struct ReconcileTests {
         try unchanged()
     }
 
+    /// A full takeover table is the kernel's refusal (E2BIG), reported as `.full`, with the
+    /// counter slot given back; replacing an existing takeover still works when full.
+    @Test func fullTakeoverTable() throws {
+        let dp = try DataPlane.load(.init(pinRoot: nil, maxRules: 4, maxTakeovers: 2))
+        try dp.setTakeover(Self.takeover(.v4, .tn))
+        try dp.setTakeover(Self.takeover(.v6, .tn))
+        let before = Self.slotsInUse(dp)
+        #expect(throws: DataPlaneError.full("takeover table is full (2 addresses)")) {
+            try dp.setTakeover(Self.takeover(.v4, .other))
+        }
+        #expect(Self.slotsInUse(dp) == before)
+        try dp.setTakeover(Self.takeover(.v4, .tn, answer: false))
+        #expect(try dp.takeovers().map(\.takeover.address) == [World.ip(.v4, .tn), World.ip(.v6, .tn)].sorted())
+    }
+
     /// Slots a killed process allocated but never used are freed; two
     /// entries sharing a slot (which no API makes) are split.
     @Test func repairsCounterSlots() throws {

@@ -104,6 +104,27 @@ import Glibc
         #expect(try JSONDecoder().decode(SealedKey.self, from: JSONEncoder().encode(sealed)) == sealed)
     }
 
+    /// Kept static secrets give the same key; they are used only for the identity they were
+    /// made for, and never let a sealed key claim a sender that did not seal it.
+    @Test func staticSecrets() throws {
+        let secrets = StaticSecrets(identity: recipient, capacity: 1)
+        let sealed = try SealedKey.seal(key, for: recipient.publicKey, from: sender, transfer: transfer)
+        #expect(try sealed.open(with: recipient, transfer: transfer, staticSecrets: secrets) == key)
+        #expect(try sealed.open(with: recipient, transfer: transfer, staticSecrets: secrets) == key, "from the kept secret")
+        // Made for another identity: ignored.
+        #expect(try sealed.open(with: recipient, transfer: transfer, staticSecrets: StaticSecrets(identity: other)) == key)
+        // Sealed by `other` but claiming `sender`, whose secret is kept: refused.
+        let forged = try SealedKey.seal(key, for: recipient.publicKey, from: other, transfer: transfer)
+        let claim = try #require(SealedKey(senderPublicKey: sender.publicKey, ephemeralPublicKey: forged.ephemeralPublicKey,
+                                           ciphertext: forged.ciphertext))
+        #expect(throws: ProtocolError.badSealedKey) { try claim.open(with: recipient, transfer: transfer, staticSecrets: secrets) }
+        // Full at capacity 1: starts over, still right.
+        #expect(try forged.open(with: recipient, transfer: transfer, staticSecrets: secrets) == key)
+        #expect(try sealed.open(with: recipient, transfer: transfer, staticSecrets: secrets) == key)
+        secrets.forget(sender.publicKey)
+        #expect(try sealed.open(with: recipient, transfer: transfer, staticSecrets: secrets) == key)
+    }
+
     @Test func wrongRecipient() throws {
         let sealed = try SealedKey.seal(key, for: recipient.publicKey, from: sender, transfer: transfer)
         #expect(throws: ProtocolError.badSealedKey) { try sealed.open(with: other, transfer: transfer) }

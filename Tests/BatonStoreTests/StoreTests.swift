@@ -184,6 +184,14 @@ struct StoreTests {
         #expect(try store.rules(transfer: u.id) == odd)
         #expect(try store.rules(states: ["active"]).isEmpty)
         #expect((#expect(throws: StoreError.self) { try store.update(Sample.transfer(99)) })?.kind == .notFound)
+        // A batch is one transaction: one missing transfer writes none of them.
+        var v = u
+        v.reason = "operator"
+        #expect((#expect(throws: StoreError.self) { try store.update([v, Sample.transfer(99)]) })?.kind == .notFound)
+        #expect(try store.transfer(id: u.id) == u)
+        try store.update([v])
+        #expect(try store.transfer(id: u.id) == v)
+        try store.update([u])
 
         // Refused.
         #expect((#expect(throws: StoreError.self) { try store.insert(t2, rules: []) })?.kind == .conflict)

@@ -89,25 +89,9 @@ struct AuthorizationTests {
         options.enrol = false
         options.agentArguments = ["--rate-limit", "1", "--rate-burst", "2"]
         try Rig.with(.l2, family: .v4, options: options) { rig in
+            let api = try APIRegistrations(rig)
             let agent = rig.agentControl
-            let identity = try NodeIdentity.loadOrCreate(at: "\(rig.daemons.directory)/tn/identity.key")
-            let agentKey = try #require(PublicKey(try agent.status().publicKey))
-            // Made-up originals in a documentation prefix the device owns: nothing real is taken over.
-            try agent.addDevice(Device(name: "tn", publicKey: "\(identity.publicKey)", addresses: ["198.51.100.0/24"]))
-            try agent.addDevice(Device(name: "target", publicKey: try rig.targetControl.status().publicKey,
-                                       addresses: ["\(rig.target.ipv4)/32"]))
-            try agent.addPolicy(Policy(from: "tn", to: "target"))
-            let envelopes = (1...4).map { i -> String in
-                let original = IPAddress("198.51.100.\(i)")!
-                let channel = TransferChannel(transfer: .random(), key: .random(), role: .tn)
-                let bytes = try! channel.seal(.register(Register(
-                    original: original, temporary: IPAddress("198.51.100.\(100 + i)")!, tnMAC: rig.tn.mac, mode: .l2,
-                    sessions: [SessionMatch(proto: .udp, source: nil, sourcePort: nil, destination: original, destinationPort: 5004)],
-                    targetMAC: rig.target.mac, targetAddress: rig.target.ipv4,
-                    control: Endpoint(address: IPAddress("198.51.100.\(100 + i)")!, port: 7390))),
-                    sealingKeyFor: agentKey, identity: identity)
-                return Data(bytes).base64EncodedString()
-            }
+            let envelopes = (1...4).map { api.envelope($0) }
             let results = try agent.register(RegistrationBatch(envelopes: envelopes))
             #expect(results.map(\.accepted) == [true, true, false, false], "\(results)")
             #expect(results.allSatisfy { $0.envelope != nil }, "every refusal is sealed for the device: \(results)")
@@ -118,5 +102,59 @@ struct AuthorizationTests {
             #expect(bad.map(\.accepted) == [false, false])
             #expect(throws: ControlError.self) { try agent.register(RegistrationBatch(envelopes: [])) }
         }
+    }
+
+    /// A batch is admitted together but judged one by one: a second registration for an
+    /// address in the same batch, the same envelope twice and a malformed registration are
+    /// refused, the others go ahead; an address already taken over is refused in a later batch.
+    @Test func batchJudgedOneByOne() throws {
+        var options = LabDaemons.Options()
+        options.enrol = false
+        try Rig.with(.l2, family: .v4, options: options) { rig in
+            let api = try APIRegistrations(rig)
+            let agent = rig.agentControl
+            func envelope(_ host: Int, ports: [UInt16] = [5004]) -> String { api.envelope(host, ports: ports) }
+            let first = envelope(1)
+            let results = try agent.register(RegistrationBatch(envelopes: [first, envelope(1), first, envelope(3, ports: [5004, 5004]), envelope(2)]))
+            #expect(results.map(\.accepted) == [true, false, false, false, true], "\(results)")
+            #expect(results[1].envelope != nil && results[3].envelope != nil, "refusals are sealed for the device")
+            #expect(try agent.status().takeovers == ["198.51.100.1", "198.51.100.2"])
+            let later = try agent.register(RegistrationBatch(envelopes: [envelope(1)]))
+            #expect(later.map(\.accepted) == [false])
+            #expect(try agent.list().filter { $0.state == "active" }.count == 2)
+            #expect(try agent.metrics().contains("baton_registrations_total{result=\"accepted\"} 2"))
+        }
+    }
+}
+
+/// The TN enrolled (without the lab's enrolment) as owning 198.51.100.0/24, a documentation
+/// prefix: registrations for made-up originals there take over nothing real.
+struct APIRegistrations {
+    let rig: Rig
+    let identity: NodeIdentity
+    let agentKey: PublicKey
+
+    init(_ rig: Rig) throws {
+        self.rig = rig
+        let agent = rig.agentControl
+        identity = try NodeIdentity.loadOrCreate(at: "\(rig.daemons.directory)/tn/identity.key")
+        agentKey = try #require(PublicKey(try agent.status().publicKey))
+        try agent.addDevice(Device(name: "tn", publicKey: "\(identity.publicKey)", addresses: ["198.51.100.0/24"]))
+        try agent.addDevice(Device(name: "target", publicKey: try rig.targetControl.status().publicKey,
+                                   addresses: ["\(rig.target.ipv4)/32"]))
+        try agent.addPolicy(Policy(from: "tn", to: "target"))
+    }
+
+    /// A sealed registration, base64, for 198.51.100.`host` (temporary .`100 + host`).
+    func envelope(_ host: Int, ports: [UInt16] = [5004]) -> String {
+        let original = IPAddress("198.51.100.\(host)")!
+        let temporary = IPAddress("198.51.100.\(100 + host)")!
+        let channel = TransferChannel(transfer: .random(), key: .random(), role: .tn)
+        let bytes = try! channel.seal(.register(Register(
+            original: original, temporary: temporary, tnMAC: rig.tn.mac, mode: .l2,
+            sessions: ports.map { SessionMatch(proto: .udp, source: nil, sourcePort: nil, destination: original, destinationPort: $0) },
+            targetMAC: rig.target.mac, targetAddress: rig.target.ipv4, control: Endpoint(address: temporary, port: 7390))),
+            sealingKeyFor: agentKey, identity: identity)
+        return Data(bytes).base64EncodedString()
     }
 }

@@ -4,6 +4,7 @@ import BatonDataPlane
 import BatonModel
 import BatonNet
 import BatonProtocol
+import BatonStore
 import Foundation
 import Logging
 
@@ -52,6 +53,11 @@ public struct NodeConfiguration: Sendable {
     public var temporaryGrace: Double = 2
     /// How long to wait for the target's and the agent's answers.
     public var answerTimeout: Duration = .seconds(3)
+    /// Holds batond.sqlite with this node's transfers, so that a restart finishes them; nil:
+    /// memory only.
+    public var stateDirectory: String?
+    /// Ended transfers kept in the store (and in `transfer list`).
+    public var keepEnded: Int = 1024
 
     public init(interface: String, identity: NodeIdentity) {
         self.interface = interface
@@ -71,7 +77,7 @@ public final class Node: APIHandler, @unchecked Sendable {
         let id: TransferID
         let channel: TransferChannel
         let request: TransferRequest
-        let original: InterfaceAddress
+        let original: OriginalAddress
         let mode: TransferMode
         let target: Peer
         var temporary: IPAddress?
@@ -80,24 +86,34 @@ public final class Node: APIHandler, @unchecked Sendable {
         var accepted = false
         var state: State = .negotiating
         var reason: String?
-        let started = Date()
+        let started: Date
         let startedClock = ContinuousClock.now
         var ended: Date?
         var milestones: [String: Double] = [:]
+        /// The clean-up after the end (temporary address, held copy) is done.
+        var settled = false
 
-        init(id: TransferID, channel: TransferChannel, request: TransferRequest, original: InterfaceAddress,
-             mode: TransferMode, target: Peer) {
+        init(id: TransferID, channel: TransferChannel, request: TransferRequest, original: OriginalAddress,
+             mode: TransferMode, target: Peer, started: Date = Date()) {
             self.id = id
             self.channel = channel
             self.request = request
             self.original = original
             self.mode = mode
             self.target = target
+            self.started = started
         }
 
         func mark(_ name: String) { milestones[name] = milliseconds(since: startedClock) }
 
         var isFinished: Bool { state == .ended || state == .failed }
+    }
+
+    /// The address a TN transfers sessions of, with its prefix length on the interface (to put
+    /// it back the same way).
+    struct OriginalAddress {
+        let address: IPAddress
+        let prefixLength: Int
     }
 
     /// A transfer offered to this node (it is the target).
@@ -106,13 +122,14 @@ public final class Node: APIHandler, @unchecked Sendable {
         let channel: TransferChannel
         let offer: Offer
         var state: State = .accepted
-        let started = Date()
+        let started: Date
         var ended: Date?
 
-        init(id: TransferID, channel: TransferChannel, offer: Offer) {
+        init(id: TransferID, channel: TransferChannel, offer: Offer, started: Date = Date()) {
             self.id = id
             self.channel = channel
             self.offer = offer
+            self.started = started
         }
     }
 
@@ -126,9 +143,10 @@ public final class Node: APIHandler, @unchecked Sendable {
     let rejections: Rejections
     let metrics: DaemonMetrics
     // Recursive: handlers that hold it call helpers that take it too.
-    private let lock = NSRecursiveLock()
-    private var outgoing: [TransferID: Outgoing] = [:]
-    private var incoming: [TransferID: Incoming] = [:]
+    let lock = NSRecursiveLock()
+    var outgoing: [TransferID: Outgoing] = [:]
+    var incoming: [TransferID: Incoming] = [:]
+    let store: Store?
     private var decapsulator: Decapsulator?
     private var decapLink: XDPLink?
     private var api: APIServer?
@@ -146,6 +164,12 @@ public final class Node: APIHandler, @unchecked Sendable {
         addresses = NodeAddresses(interface: configuration.interface)
         announcer = try Announcer(interface: configuration.interface)
         messenger = try Messenger(port: configuration.port)
+        do {
+            store = try configuration.stateDirectory.map { try Store.open(directory: $0) }
+        } catch {
+            throw ControlError("cannot open the store in \(configuration.stateDirectory ?? ""): \(error)")
+        }
+        try recover()
     }
 
     public func run() throws {
@@ -198,7 +222,9 @@ public final class Node: APIHandler, @unchecked Sendable {
 
         let id = TransferID.random()
         let channel = TransferChannel(transfer: id, key: SessionKey.random(), role: .tn)
-        let t = Outgoing(id: id, channel: channel, request: request, original: original, mode: mode, target: target)
+        let t = Outgoing(id: id, channel: channel, request: request,
+                         original: OriginalAddress(address: original.address, prefixLength: original.prefixLength),
+                         mode: mode, target: target)
         try lock.withLock {
             if let busy = outgoing.values.first(where: { $0.original.address == originalAddress && $0.state != .ended && $0.state != .failed }) {
                 throw ControlError.conflict("\(originalAddress) is already being transferred (transfer \(busy.id))")
@@ -212,6 +238,7 @@ public final class Node: APIHandler, @unchecked Sendable {
                 t.state = .failed
                 t.reason = "\(error)"
                 t.ended = Date()
+                persist(t)
             }
             logger.error("transfer \(id): failed: \(error)")
             throw error
@@ -241,7 +268,10 @@ public final class Node: APIHandler, @unchecked Sendable {
                 t.temporaryAdded = true
             }
             let control = Endpoint(address: temporary, port: configuration.port)
-            lock.withLock { t.mark("temporary") }
+            lock.withLock {
+                t.mark("temporary")
+                persist(t)
+            }
 
             // 2. Negotiate: the target prepares (holds the address, decap for L3) and accepts.
             let offer = Offer(sessions: t.request.sessions, original: original, mode: t.mode, agent: agentTunnelSource,
@@ -258,13 +288,20 @@ public final class Node: APIHandler, @unchecked Sendable {
             lock.withLock {
                 t.accepted = true
                 t.mark("accepted")
+                persist(t)
             }
 
             // 3. The original held locally too, so nothing is lost whichever MAC the
             //    correspondent uses meanwhile; decapsulation for the agent's tunnel (L3).
             try addresses.hold(original)
             if t.mode == .l3 { try acceptTunnelled(original, from: agentTunnelSource) }
-            lock.withLock { t.state = .registering }
+            // Stored before the registration goes out: a restart then knows to ask the agent
+            // to end a takeover it may have made.
+            lock.withLock {
+                t.state = .registering
+                persist(t)
+            }
+            CrashPoint.reached("tn-registering")
 
             // 4. Register with the agent; it writes its maps, then answers, then announces.
             let register = Register(original: original, temporary: temporary, tnMAC: mac, mode: t.mode,
@@ -279,16 +316,18 @@ public final class Node: APIHandler, @unchecked Sendable {
             default: throw ControlError("agent \(agent.endpoint(family)) did not answer")
             }
             lock.withLock { t.mark("registered") }
+            CrashPoint.reached("tn-registered")
 
             // 5. Off the wire: the agent answers for the address now.
             try addresses.removeFromInterface(original)
             lock.withLock {
                 t.state = .active
                 t.mark("off-wire")
+                persist(t)
             }
             logger.info("transfer \(t.id): \(t.request.sessions.count) session(s) of \(original) moved to \(t.target.name); other sessions continue through \(temporary)")
         } catch {
-            rollBack(t, agent: agent)
+            rollBack(t, wasRegistering: lock.withLock { t.state == .registering }, agent: agent)
             throw error
         }
     }
@@ -296,12 +335,11 @@ public final class Node: APIHandler, @unchecked Sendable {
     /// Undoes a start that failed after the target accepted: the address stays ours. If the
     /// registration went out, the agent may have taken over all the same (its answer lost):
     /// it is asked to end, and its wake-up is acknowledged (see `receive`), so it lets go.
-    private func rollBack(_ t: Outgoing, agent: Peer) {
+    func rollBack(_ t: Outgoing, wasRegistering registered: Bool, agent: Peer) {
         let original = t.original.address
         try? addresses.addToInterface(original, prefixLength: t.original.prefixLength)
         try? addresses.unhold(original)
         if t.mode == .l3 { _ = try? decapsulator?.remove(original) }
-        let registered = t.state == .registering
         let grace = configuration.temporaryGrace
         Thread.detachNewThread { [self] in
             if t.accepted { releaseTarget(t) }
@@ -309,12 +347,26 @@ public final class Node: APIHandler, @unchecked Sendable {
                 try? messenger.send(bytes, to: agent.endpoint(original.family), from: t.temporary)
             }
             Thread.sleep(forTimeInterval: grace)
-            lock.withLock {
-                if t.temporaryAdded, let temporary = t.temporary,
-                   !outgoing.values.contains(where: { $0 !== t && $0.temporary == temporary && !$0.isFinished }) {
-                    try? addresses.removeFromInterface(temporary)
-                }
+            settle(t)
+        }
+    }
+
+    /// After a transfer ended or failed (and its grace): the temporary address goes unless
+    /// another transfer uses it, then the copy on lo (nothing of the transfer can still arrive)
+    /// and the decapsulation entry. Takes the lock.
+    func settle(_ t: Outgoing) {
+        let original = t.original.address
+        lock.withLock {
+            if t.temporaryAdded, let temporary = t.temporary,
+               !outgoing.values.contains(where: { $0 !== t && $0.temporary == temporary && !$0.isFinished }) {
+                do { try addresses.removeFromInterface(temporary) } catch { logger.error("removing temporary \(temporary): \(error)") }
             }
+            if !outgoing.values.contains(where: { $0 !== t && $0.original.address == original && !$0.isFinished }) {
+                try? addresses.unhold(original)
+            }
+            if t.mode == .l3 { _ = try? decapsulator?.remove(original) }
+            t.settled = true
+            persist(t)
         }
     }
 
@@ -339,26 +391,17 @@ public final class Node: APIHandler, @unchecked Sendable {
         t.ended = Date()
         t.mark("reclaimed")
         logger.info("transfer \(t.id): woken up (\(reason)); \(original) is back on \(configuration.interface)")
+        persist(t)
         let grace = configuration.temporaryGrace
         Thread.detachNewThread { [self] in
             releaseTarget(t) // answered at the temporary address: before it goes
             Thread.sleep(forTimeInterval: grace)
-            lock.withLock {
-                if t.temporaryAdded, let temporary = t.temporary,
-                   !outgoing.values.contains(where: { $0 !== t && $0.temporary == temporary && !$0.isFinished }) {
-                    do { try addresses.removeFromInterface(temporary) } catch { logger.error("removing temporary \(temporary): \(error)") }
-                }
-                // The copy on lo goes last, once nothing of the transfer can still arrive.
-                if !outgoing.values.contains(where: { $0 !== t && $0.original.address == original && !$0.isFinished }) {
-                    try? addresses.unhold(original)
-                }
-                if t.mode == .l3 { _ = try? decapsulator?.remove(original) }
-            }
+            settle(t)
         }
     }
 
     /// Tells the target it may let go of the address (best effort, retried for a while).
-    private func releaseTarget(_ t: Outgoing) {
+    func releaseTarget(_ t: Outgoing) {
         let family = t.original.address.family
         _ = try? messenger.request(transfer: t.id, to: t.target.endpoint(family), from: t.temporary, timeout: .seconds(3), {
             try t.channel.seal(.release(Release()))
@@ -372,13 +415,17 @@ public final class Node: APIHandler, @unchecked Sendable {
         lock.withLock {
             t.state = .ending
             t.mark("end")
+            persist(t)
         }
         let family = t.original.address.family
         _ = try messenger.request(transfer: t.id, to: agent.endpoint(family), from: t.temporary, timeout: configuration.answerTimeout, {
             try t.channel.seal(.end(End(reason: "requested by the TN")))
         }, answer: { $0.type == .wakeUp })
         return lock.withLock {
-            if t.state == .ending { t.state = .active } // no wake-up came: still transferred
+            if t.state == .ending { // no wake-up came: still transferred
+                t.state = .active
+                persist(t)
+            }
             return info(t)
         }
     }
@@ -395,7 +442,9 @@ public final class Node: APIHandler, @unchecked Sendable {
         }
         try addresses.hold(offer.original)
         if offer.mode == .l3 { try acceptTunnelled(offer.original, from: offer.agent) }
-        incoming[id] = Incoming(id: id, channel: channel, offer: offer)
+        let t = Incoming(id: id, channel: channel, offer: offer)
+        incoming[id] = t
+        persist(t)
         logger.info("transfer \(id): accepted \(offer.sessions.count) session(s) of \(offer.original) (\(offer.mode.rawValue))")
         return Accept(mac: mac, address: own)
     }
@@ -405,6 +454,7 @@ public final class Node: APIHandler, @unchecked Sendable {
         guard t.state == .accepted else { return }
         t.state = .released
         t.ended = Date()
+        persist(t)
         let original = t.offer.original
         let stillNeeded = incoming.values.contains { $0 !== t && $0.offer.original == original && $0.state == .accepted }
         if !stillNeeded {
@@ -416,7 +466,7 @@ public final class Node: APIHandler, @unchecked Sendable {
 
     /// Decapsulates tunnelled packets for `original` from `agent` (L3 mode); loads and attaches
     /// baton_decap on first use.
-    private func acceptTunnelled(_ original: IPAddress, from agent: IPAddress) throws {
+    func acceptTunnelled(_ original: IPAddress, from agent: IPAddress) throws {
         try lock.withLock {
             if decapsulator == nil {
                 let d = try Decapsulator.open(root: configuration.decapRoot)
@@ -437,6 +487,7 @@ public final class Node: APIHandler, @unchecked Sendable {
         do {
             if let t = outgoing[envelope.transfer] {
                 let message = try t.channel.open(envelope)
+                persist(t) // the replay high-water mark moved
                 switch message {
                 case .wakeUp(let w):
                     if t.state == .active || t.state == .ending { reclaim(t, reason: w.reason) }
@@ -452,6 +503,7 @@ public final class Node: APIHandler, @unchecked Sendable {
                 }
             } else if let t = incoming[envelope.transfer] {
                 let message = try t.channel.open(envelope)
+                persist(t)
                 switch message {
                 case .offer:
                     // A retransmission: our accept was lost.

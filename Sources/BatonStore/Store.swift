@@ -137,6 +137,23 @@ public final class Store: Sendable {
                 );
                 """)
         }
+        // The node role's transfers (TN and target), so that a node restarted mid-transfer
+        // still answers the wake-up and the release.
+        m.registerMigration("v2-node") { db in
+            try db.execute(sql: """
+                CREATE TABLE node_transfer (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    role TEXT NOT NULL,                 -- tn | target
+                    state TEXT NOT NULL,
+                    sessionKey BLOB NOT NULL,
+                    highest TEXT NOT NULL,              -- JSON: sender role -> highest counter accepted
+                    body BLOB NOT NULL,                 -- the node's own record of the transfer
+                    started REAL NOT NULL,
+                    ended REAL
+                );
+                CREATE INDEX node_transfer_started ON node_transfer(started);
+                """)
+        }
         return m
     }
 
@@ -548,17 +565,17 @@ public final class Store: Sendable {
 
     // MARK: plumbing
 
-    private func read<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
+    func read<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
         try Self.wrap(what) { try pool.read(body) }
     }
 
-    private func write<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
+    func write<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
         try Self.wrap(what) { try pool.write(body) }
     }
 
     /// Turns SQLite's errors into StoreError: a constraint is a conflict,
     /// anything else I/O.
-    private static func wrap<T>(_ what: String, _ body: () throws -> T) throws -> T {
+    static func wrap<T>(_ what: String, _ body: () throws -> T) throws -> T {
         do {
             return try body()
         } catch let e as StoreError {
@@ -572,7 +589,7 @@ public final class Store: Sendable {
         }
     }
 
-    private static func json(_ value: some Encodable) throws -> String {
+    static func json(_ value: some Encodable) throws -> String {
         let e = JSONEncoder()
         e.outputFormatting = .sortedKeys
         do { return String(decoding: try e.encode(value), as: UTF8.self) } catch {
@@ -580,7 +597,7 @@ public final class Store: Sendable {
         }
     }
 
-    private static func unjson<T: Decodable>(_ type: T.Type, _ text: String) throws -> T {
+    static func unjson<T: Decodable>(_ type: T.Type, _ text: String) throws -> T {
         do { return try JSONDecoder().decode(type, from: Data(text.utf8)) } catch {
             throw StoreError(.io, "stored \(type) is corrupt: \(error)")
         }

@@ -70,6 +70,7 @@ struct NodeCommand: ParsableCommand {
         c.listeners = try daemon.listeners()
         c.xdpMode = XDPMode(rawValue: daemon.xdpMode)!
         c.decapRoot = decapRoot
+        c.stateDirectory = daemon.stateDir
         c.agent = try agent.map { var p = try Self.parsePeer("agent," + $0, "--agent"); p.port = c.port; return p }
         c.peers = try peer.map { var p = try Self.parsePeer($0, "--peer"); p.port = c.port; return p }
         c.temporaryPool = temporaryPool.compactMap(IPPrefix.init)

@@ -22,17 +22,9 @@ struct RestartTests {
         var options = LabDaemons.Options()
         options.agentArguments = ["--idle-timeout", "120"]
         try Rig.with(layout, family: family, options: options) { rig in
-            let cn = rig.cn, tn = rig.tn, target = rig.target, original = rig.original
-            let atTN = SequenceReceiver(host: "tn", socket: try tn.udpSocket(family, port: 5004))
-            let atTarget = SequenceReceiver(host: "target", socket: try target.udpSocket(family, port: 5004))
-            let call = SequenceSender(socket: try cn.udpSocket(family, port: 40000), to: SocketAddress(original, port: 5004),
-                                      flow: 1, perSecond: 20_000)
-            try rig.wait(3, "the call to reach the TN") { atTN.count(flow: 1) > 1000 }
-            let transfer = try rig.tnControl.start(TransferRequest(
-                to: "target",
-                sessions: [SessionMatch(proto: .udp, source: cn.address(family), sourcePort: 40000,
-                                        destination: original, destinationPort: 5004)],
-                mode: layout.rawValue))
+            let c = try rig.startCall(perSecond: 20_000, reaching: 1000)
+            let atTN = c.atTN, atTarget = c.atTarget, call = c.sender
+            let transfer = try rig.transfer(c, layout)
             try rig.wait(3, "the call to reach the target") { atTarget.count(flow: 1) > 2000 }
             let before = try rig.agentControl.list()
 
@@ -70,6 +62,70 @@ struct RestartTests {
             #expect(report.lost == 0, "no datagram lost across the agent's SIGKILL and restart: \(report)")
             #expect(report.reordered == 0 && report.duplicates == 0, "\(report)")
             try expectMapsHoldTheStore(rig)
+        }
+    }
+
+    /// The TN and the target die (SIGKILL) mid-transfer and start again: their stores give
+    /// back the transfer (keys, addresses moved), so the TN still answers the agent's wake-up
+    /// and the target the release. Not one datagram of the call is lost.
+    @Test(arguments: [(LabLayout.l2, IPAddress.Family.v4), (.l3, .v6)])
+    func nodesKilledDuringTransfer(layout: LabLayout, family: IPAddress.Family) throws {
+        var options = LabDaemons.Options()
+        options.agentArguments = ["--idle-timeout", "120"]
+        try Rig.with(layout, family: family, options: options) { rig in
+            let c = try rig.startCall(perSecond: 20_000, reaching: 1000)
+            let atTN = c.atTN, atTarget = c.atTarget, call = c.sender
+            let transfer = try rig.transfer(c, layout)
+            try rig.wait(3, "the call to reach the target") { atTarget.count(flow: 1) > 2000 }
+
+            rig.daemons.tn.kill()
+            rig.daemons.target.kill()
+            let whileDead = atTarget.count(flow: 1)
+            try rig.wait(3, "the call to go on reaching the target while the nodes are dead") { atTarget.count(flow: 1) > whileDead + 5000 }
+            try rig.daemons.tn.restart()
+            try rig.daemons.target.restart()
+            #expect(try rig.tnControl.show(transfer.id).state == "active", "the TN knows its transfer again")
+            #expect(try rig.targetControl.show(transfer.id).state == "accepted", "the target knows it holds the address")
+
+            Thread.sleep(forTimeInterval: 0.3)
+            try rig.agentControl.end(transfer.id)
+            try rig.wait(5, "the restarted TN to answer the wake-up") { try rig.agentControl.show(transfer.id).state == "ended" }
+            let endedAt = monotonicNanoseconds()
+            try rig.wait(3, "the call to reach the TN again") { atTN.first(flow: 1, after: endedAt) != nil }
+            try rig.wait(5, "the restarted target to answer the release") { try rig.targetControl.show(transfer.id).state == "released" }
+            #expect(try rig.tnControl.show(transfer.id).state == "ended")
+            Thread.sleep(forTimeInterval: 0.3)
+            let report = FlowReport(flow: 1, sent: call.stop(), arrivals: atTN.stop() + atTarget.stop())
+            print("\(layout.rawValue)/\(family): TN and target killed mid-transfer: \(report)")
+            #expect(report.lost == 0, "no datagram lost across the nodes' SIGKILL and restart: \(report)")
+            #expect(report.reordered == 0 && report.duplicates == 0, "\(report)")
+        }
+    }
+
+    /// The TN dies half-way through a start: with the registration stored but not sent, and
+    /// with the agent's answer in hand but the original still on the wire. The next start
+    /// rolls the transfer back: the agent is asked to end (it may have taken over), the target
+    /// to release, and the original stays the TN's.
+    @Test(arguments: ["tn-registering", "tn-registered"])
+    func tnCrashDuringStart(step: String) throws {
+        try Rig.with(.l2, family: .v4) { rig in
+            let original = rig.original
+            let tn = rig.daemons.tn
+            tn.stop()
+            try tn.restart(environment: ["BATON_CRASH_AT": step])
+            let session = SessionMatch(proto: .udp, source: rig.cn.address(.v4), sourcePort: 40000, destination: original, destinationPort: 5004)
+            #expect(throws: (any Error).self) { try rig.tnControl.start(TransferRequest(to: "target", sessions: [session])) }
+            #expect(tn.waitForExit(timeout: 10), "\(step): the TN crashed at the step")
+            try tn.restart()
+            let t = try #require(try rig.tnControl.list().first, "\(step): the TN knows the interrupted start")
+            #expect(t.state == "failed", "\(step): \(t)")
+            try rig.wait(10, "\(step): the agent to let go and the target to release") {
+                try rig.agentControl.status().takeovers.isEmpty
+                    && rig.targetControl.list().map(\.state) == ["released"]
+            }
+            #expect(try rig.tn.addresses(interface: rig.tn.interface, family: .v4).contains { $0.address == original },
+                    "\(step): the original is on the TN's wire")
+            #expect(try rig.agentControl.list().allSatisfy { ["ended", "failed"].contains($0.state) }, "\(step)")
         }
     }
 

@@ -1,6 +1,7 @@
 import BatonAPI
 import BatonBPF
 import BatonDaemon
+import BatonDataPlane
 import BatonLab
 import BatonModel
 import BatonNet
@@ -38,6 +39,32 @@ struct Rig {
         }
         try body(Rig(lab: lab, daemons: daemons, family: family))
         failed = false
+    }
+
+    /// A sequence-numbered call (flow 1) from cn port 40000 to the original's port 5004,
+    /// received wherever it arrives: at the TN or at the target.
+    struct Call {
+        let atTN: SequenceReceiver
+        let atTarget: SequenceReceiver
+        let sender: SequenceSender
+        let session: SessionMatch
+    }
+
+    /// Starts the call and waits until `reaching` of it arrived at the TN.
+    func startCall(perSecond: Int, reaching: Int) throws -> Call {
+        let call = Call(atTN: SequenceReceiver(host: "tn", socket: try tn.udpSocket(family, port: 5004)),
+                        atTarget: SequenceReceiver(host: "target", socket: try target.udpSocket(family, port: 5004)),
+                        sender: SequenceSender(socket: try cn.udpSocket(family, port: 40000), to: SocketAddress(original, port: 5004),
+                                               flow: 1, perSecond: perSecond),
+                        session: SessionMatch(proto: .udp, source: cn.address(family), sourcePort: 40000,
+                                              destination: original, destinationPort: 5004))
+        try wait(3, "the call to reach the TN") { call.atTN.count(flow: 1) > reaching }
+        return call
+    }
+
+    /// The call's session transferred from the TN to the target (`layout`'s mode).
+    func transfer(_ call: Call, _ layout: LabLayout) throws -> TransferInfo {
+        try tnControl.start(TransferRequest(to: "target", sessions: [call.session], mode: layout.rawValue))
     }
 
     /// Polls `condition` every 10 ms until it holds or `timeout` passes.

@@ -62,6 +62,27 @@ public final class XDPLink: @unchecked Sendable {
 
     public func pin(at path: String) throws { try descriptor.pin(at: path) }
 
+    /// The live link pinned at `path` on `ifindex` if there is one (a daemon's restart adopts
+    /// what its last run attached); otherwise `program` attached and pinned there, replacing
+    /// a stale pin. `adopted` says which.
+    public static func adoptOrAttach(_ program: BPFProgram, ifindex: UInt32, mode: XDPMode,
+                                     pinnedAt path: String) throws -> (link: XDPLink, adopted: Bool) {
+        if BPFFS.exists(path) {
+            if let existing = try? pinned(at: path), !existing.isDefunct, existing.ifindex == ifindex {
+                return (existing, true)
+            }
+            try? BPFFS.remove(path)
+        }
+        let link = try attach(program, ifindex: ifindex, mode: mode)
+        do {
+            try link.pin(at: path)
+        } catch {
+            try? link.detach()
+            throw error
+        }
+        return (link, false)
+    }
+
     /// Detaches now, whoever else holds the link.
     public func detach() throws {
         if bpf_link_detach(descriptor.fd) < 0 {

@@ -94,7 +94,6 @@ public final class Agent: @unchecked Sendable {
     let store: Store
     private(set) var link: XDPLink?
     let mac: MACAddress
-    let ifindex: UInt32
     let announcer: Announcer
     let messenger: Messenger
     let rejections: Rejections
@@ -130,7 +129,6 @@ public final class Agent: @unchecked Sendable {
         let link = try netlink.link(named: configuration.interface)
         guard let mac = link.mac else { throw ControlError("\(configuration.interface) has no MAC address") }
         self.mac = mac
-        ifindex = UInt32(link.index)
         do {
             store = try Store.open(directory: configuration.stateDirectory)
         } catch {
@@ -153,16 +151,12 @@ public final class Agent: @unchecked Sendable {
     private static func attach(_ dp: DataPlane, interface: String, ifindex: UInt32, mode: XDPMode, root: String,
                                logger: Logger) throws -> XDPLink? {
         let path = "\(root)/links/\(interface)"
-        if BPFFS.exists(path) {
-            if let existing = try? XDPLink.pinned(at: path), !existing.isDefunct, existing.ifindex == ifindex {
-                logger.info("adopted XDP link \(existing.id) on \(interface)")
-                return existing
-            }
-            try? BPFFS.remove(path)
+        let (link, adopted) = try XDPLink.adoptOrAttach(dp.steerProgram, ifindex: ifindex, mode: mode, pinnedAt: path)
+        if adopted {
+            logger.info("adopted XDP link \(link.id) on \(interface)")
+        } else {
+            logger.info("attached baton_steer to \(interface) (\(mode.rawValue)), link \(link.id) pinned at \(path)")
         }
-        let link = try XDPLink.attach(dp.steerProgram, ifindex: ifindex, mode: mode)
-        try link.pin(at: path)
-        logger.info("attached baton_steer to \(interface) (\(mode.rawValue)), link \(link.id) pinned at \(path)")
         return link
     }
 

@@ -469,10 +469,12 @@ public final class Node: APIHandler, @unchecked Sendable {
     func acceptTunnelled(_ original: IPAddress, from agent: IPAddress) throws {
         try lock.withLock {
             if decapsulator == nil {
+                // Adopted after a restart: the last run's link stays pinned and attached.
                 let d = try Decapsulator.open(root: configuration.decapRoot)
-                decapLink = try d.attach(ifindex: ifindex, mode: configuration.xdpMode)
+                let (link, adopted) = try d.adoptOrAttach(ifindex: ifindex, mode: configuration.xdpMode)
+                decapLink = link
                 decapsulator = d
-                logger.info("baton_decap attached to \(configuration.interface)")
+                logger.info("baton_decap \(adopted ? "adopted" : "attached") on \(configuration.interface)")
             }
             try decapsulator!.accept(original, from: agent)
         }

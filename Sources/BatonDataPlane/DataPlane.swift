@@ -49,6 +49,8 @@ public final class DataPlane {
     let statMap: TypedMap<UInt32, baton_stat>
     let filterMap: TypedMap<UInt32, UInt64>
     let slots: SlotAllocator
+    /// CONFIG_HZ as `clock()` measured it: fixed while the kernel runs.
+    private var tickRate: UInt64?
 
     /// Maps by name, for status and debugging.
     public let maps: [String: BPFMap]
@@ -440,13 +442,19 @@ public final class DataPlane {
         return out
     }
 
-    /// Reads jiffies and CLOCK_MONOTONIC together in the kernel, twice, to
-    /// learn the tick rate.
+    /// Reads jiffies and CLOCK_MONOTONIC together in the kernel. The first
+    /// call reads them twice, a few ticks apart, to learn the tick rate (it
+    /// takes 3 ticks: up to 30 ms); later calls reuse that rate and take one
+    /// sample.
     public func clock() throws -> KernelClock {
         func sample() throws -> (UInt64, UInt64, UInt64) {
             let r = try clockProgram.testRun([UInt8](repeating: 0, count: 64))
             let w = r.output.withUnsafeBytes { raw in (0..<3).map { raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self) } }
             return (w[0], w[1], w[2])
+        }
+        if let tickRate {
+            let s = try sample()
+            return KernelClock(jiffies: s.0, monotonicNanoseconds: s.1, hz: tickRate)
         }
         let a = try sample()
         var b = a
@@ -458,6 +466,7 @@ public final class DataPlane {
         }
         let nsPerTick = Double(b.2 - a.2) / Double(b.0 - a.0)
         let hz = [100, 250, 300, 1000].min { abs(1e9 / Double($0) - nsPerTick) < abs(1e9 / Double($1) - nsPerTick) }!
+        tickRate = UInt64(hz)
         return KernelClock(jiffies: b.0, monotonicNanoseconds: b.1, hz: UInt64(hz))
     }
 

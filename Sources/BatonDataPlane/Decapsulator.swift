@@ -195,11 +195,7 @@ public final class Decapsulator {
     public func attach(ifindex: UInt32, mode: XDPMode = .native) throws -> XDPLink {
         var path: String?
         if pinDirectory != nil {
-            var buf = [CChar](repeating: 0, count: Int(IF_NAMESIZE))
-            guard if_indextoname(ifindex, &buf) != nil else {
-                throw BPFError("no interface with ifindex \(ifindex) here", errno: Glibc.errno)
-            }
-            let name = String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let name = try Self.interfaceName(ifindex)
             path = linkPath(name)
             if let path, BPFFS.exists(path) {
                 throw DataPlaneError.invalid("\(name) already has a decap link pinned at \(path); detach it first")
@@ -215,6 +211,22 @@ public final class Decapsulator {
             }
         }
         return link
+    }
+
+    /// The decap link pinned for `ifindex` by an earlier run if it is still attached there
+    /// (a restarted node adopts it), or `attach`. Unpinned instances always attach.
+    public func adoptOrAttach(ifindex: UInt32, mode: XDPMode = .native) throws -> (link: XDPLink, adopted: Bool) {
+        guard pinDirectory != nil else { return (try attach(ifindex: ifindex, mode: mode), false) }
+        return try XDPLink.adoptOrAttach(program, ifindex: ifindex, mode: mode, pinnedAt: linkPath(try Self.interfaceName(ifindex))!)
+    }
+
+    /// The name of the interface `ifindex` in the calling thread's namespace.
+    private static func interfaceName(_ ifindex: UInt32) throws -> String {
+        var buf = [CChar](repeating: 0, count: Int(IF_NAMESIZE))
+        guard if_indextoname(ifindex, &buf) != nil else {
+            throw BPFError("no interface with ifindex \(ifindex) here", errno: Glibc.errno)
+        }
+        return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     static func key(_ a: IPAddress) -> baton_decap_key {

@@ -161,7 +161,7 @@ public final class Store: Sendable {
 
     /// An enrolled device: who may register, under which key, for which addresses.
     public struct DeviceRecord: Codable, Sendable, Equatable {
-        /// Unique; letters, digits, '.', '_' and '-', at most 64 ('*' is the policies' wildcard).
+        /// Unique; letters, digits, '.', '_' and '-', at most 63 ('*' is the policies' wildcard).
         public var name: String
         /// The device's public key, 43 characters of base64url; unique.
         public var publicKey: String

@@ -17,9 +17,9 @@ struct NodeCommand: ParsableCommand {
             HELD are addresses kept as non-ARP local addresses (originals moved off the wire on a \
             TN, accepted originals on a target); TEMPORARY the temporary addresses in use; \
             TAKEOVERS the addresses an agent has taken over. REJECTED counts the protocol messages \
-            the daemon refused since it started, by reason (forged, replayed, stale, untrusted, \
-            misdirected, unknown-transfer, malformed, unexpected; on the agent also unenrolled, \
-            not-owner, unenrolled-target, not-allowed, rate-limited). RECONCILE (agent) is what \
+            the daemon refused since it started, by reason (forged, replayed, stale, misdirected, \
+            unknown-transfer, malformed, unexpected; on a node also untrusted; on the agent also \
+            unenrolled, not-owner, unenrolled-target, not-allowed, rate-limited). RECONCILE (agent) is what \
             its last start found in the pinned maps and did about it.
             """)
 

@@ -35,7 +35,7 @@ struct DaemonOptions: ParsableArguments {
     var netns: String?
 
     @Option(name: .long, help: ArgumentHelp(
-        "Where this host's key (identity.key) and, on the agent, its store (batond.sqlite) are kept.", valueName: "dir"))
+        "Where this host's key (identity.key) and its store (batond.sqlite: its transfers; on the agent also devices and policies) are kept.", valueName: "dir"))
     var stateDir: String = "/var/lib/baton"
 
     @Option(name: .long, help: ArgumentHelp("The API's Unix socket (mode 0600), which batonctl uses.", valueName: "path"))

@@ -86,6 +86,9 @@ struct RestartTests {
             try rig.daemons.target.restart()
             #expect(try rig.tnControl.show(transfer.id).state == "active", "the TN knows its transfer again")
             #expect(try rig.targetControl.show(transfer.id).state == "accepted", "the target knows it holds the address")
+            for node in [rig.daemons.tn, rig.daemons.target] {
+                #expect(!node.logText().contains("resuming failed"), "\(node.host) resumed (adopting its decap link in L3)")
+            }
 
             Thread.sleep(forTimeInterval: 0.3)
             try rig.agentControl.end(transfer.id)

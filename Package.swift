@@ -114,7 +114,8 @@ let package = Package(
         .testTarget(name: "BatonCtlTests", dependencies: ["BatonAPI", "BatonDataPlane", "BatonModel", "BatonNet", "BatonLab", "BatonDaemon", "BatonBPF"]),
         // The API's document (docs/openapi.json) against the route table and the bodies.
         .testTarget(name: "BatonAPITests", dependencies: ["BatonAPI", "BatonModel", "BatonDataPlane"]),
-        .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore", "BatonModel", "BatonDataPlane"]),
+        .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore", "BatonModel", "BatonDataPlane",
+                                                          .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "BatonProtocolTests", dependencies: ["BatonProtocol", "BatonModel", "BatonDataPlane"]),
         // Whole transfers: batond agent and nodes in lab namespaces, driven through batonctl.
         .testTarget(name: "BatonTransferTests", dependencies: [

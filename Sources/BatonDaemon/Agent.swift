@@ -71,8 +71,10 @@ public final class Agent: @unchecked Sendable {
         let idleTimeout: Double
         /// When the agent (re)started serving it: idleness counts from here at the earliest.
         let since = ContinuousClock.now
-        /// The registration as stored (it never changes): encoded once.
-        private(set) lazy var storedRegister = Agent.encodeWithoutSessions(register)
+        /// The registration as stored (it never changes), encoded once: without its sessions,
+        /// which are the rules, kept compactly by the store (sessions in every registration
+        /// would make a restart with 1M rules slow).
+        private(set) lazy var storedRegister = Data(register.storedBytes)
 
         init(id: TransferID, channel: TransferChannel, register: Register, device: String, takeover: Takeover,
              idleTimeout: Double, started: Date = Date()) {
@@ -299,40 +301,69 @@ public final class Agent: @unchecked Sendable {
     /// Ends idle or closed transfers, retransmits wake-ups, clears lingering transfers.
     /// Reading counters costs a lookup per rule, so each sweep looks at the active transfers
     /// for at most `sweepBudget`, going on where the last one stopped: with many rules the
-    /// idle and close checks come round less often, and the agent stays responsive.
+    /// idle and close checks come round less often, and the agent stays responsive. The
+    /// counters are read without the lock (a chunk of transfers at a time), so that
+    /// registrations are not held up behind the lookups.
     func sweep() {
-        lock.lock()
-        defer { lock.unlock() }
         let deadline = ContinuousClock.now + Self.sweepBudget
-        if let clock = try? dataPlane.clock() {
-            if sweepQueue.isEmpty { sweepQueue = transfers.values.filter { $0.state == .active }.map(\.id) }
-            while let id = sweepQueue.popLast() {
-                if let t = transfers[id], t.state == .active { check(t, clock: clock) }
-                if ContinuousClock.now >= deadline { break }
+        while ContinuousClock.now < deadline {
+            guard let (clock, chunk) = lock.withLock({ nextSweepChunk() }) else { break }
+            let ending = chunk.compactMap { c in idleOrClosed(c, clock: clock).map { (c.id, $0) } }
+            lock.withLock {
+                for (id, reason) in ending {
+                    // It may have ended meanwhile (the TN asked, or an operator did).
+                    if let t = transfers[id], t.state == .active { beginEnd(t, reason: reason) }
+                }
             }
         }
-        for t in transfers.values {
-            switch t.state {
-            case .waking where ContinuousClock.now >= t.nextWakeUp:
-                sendWakeUp(t)
-            case .lingering where ContinuousClock.now >= t.lingerUntil!:
-                clear(t)
-            default:
-                break
+        lock.withLock {
+            for t in transfers.values {
+                switch t.state {
+                case .waking where ContinuousClock.now >= t.nextWakeUp:
+                    sendWakeUp(t)
+                case .lingering where ContinuousClock.now >= t.lingerUntil!:
+                    clear(t)
+                default:
+                    break
+                }
             }
         }
     }
 
     static let sweepBudget: Duration = .milliseconds(10)
+    static let sweepChunk = 64
 
-    /// Lock held.
-    private func check(_ t: Transfer, clock: KernelClock) {
-        let counters = t.rules.map { (try? dataPlane.rule($0.match))?.counter ?? Counter() }
+    /// What the idle and close check needs of a transfer, copied out from under the lock.
+    struct SweepItem {
+        let id: TransferID
+        let matches: [SessionMatch]
+        let since: ContinuousClock.Instant
+        let idleTimeout: Double
+    }
+
+    /// The next active transfers to check, starting a new round when the last one is done;
+    /// nil when there is nothing to check. Lock held.
+    private func nextSweepChunk() -> (KernelClock, [SweepItem])? {
+        if sweepQueue.isEmpty { sweepQueue = transfers.values.filter { $0.state == .active }.map(\.id) }
+        guard !sweepQueue.isEmpty, let clock = try? dataPlane.clock() else { return nil }
+        var chunk: [SweepItem] = []
+        while chunk.count < Self.sweepChunk, let id = sweepQueue.popLast() {
+            if let t = transfers[id], t.state == .active {
+                chunk.append(SweepItem(id: id, matches: t.rules.map(\.match), since: t.since, idleTimeout: t.idleTimeout))
+            }
+        }
+        return (clock, chunk)
+    }
+
+    /// Why a transfer should end (its sessions closed, or idle), or nil. Reads the counters.
+    private func idleOrClosed(_ item: SweepItem, clock: KernelClock) -> String? {
+        let counters = item.matches.map { (try? dataPlane.rule($0))?.counter ?? Counter() }
         let closed = !counters.isEmpty && counters.allSatisfy(\.sawFinOrReset)
         // A session never seen is idle since the registration (or since this start).
-        let since = milliseconds(since: t.since) / 1000
-        let idle = counters.allSatisfy { c in min(c.idleSeconds(at: clock) ?? since, since) >= t.idleTimeout }
-        if closed { beginEnd(t, reason: WakeUp.Reason.closed) } else if idle { beginEnd(t, reason: WakeUp.Reason.idle) }
+        let since = milliseconds(since: item.since) / 1000
+        let idle = counters.allSatisfy { c in min(c.idleSeconds(at: clock) ?? since, since) >= item.idleTimeout }
+        if closed { return WakeUp.Reason.closed }
+        return idle ? WakeUp.Reason.idle : nil
     }
 
     // MARK: - Store
@@ -344,14 +375,6 @@ public final class Agent: @unchecked Sendable {
             highestTN: t.channel.highestAccepted(from: .tn).map { Int64(bitPattern: $0) }, takeover: t.takeover,
             reason: t.reason, started: t.started.timeIntervalSince1970, ended: t.ended?.timeIntervalSince1970,
             milestones: t.milestones)
-    }
-
-    /// The registration without its sessions: those are the rules, which the store keeps
-    /// compactly (JSON of a million sessions would make a restart slow).
-    static func encodeWithoutSessions(_ r: Register) -> Data {
-        var r = r
-        r.sessions = []
-        return (try? JSONEncoder().encode(r)) ?? Data()
     }
 
     /// Lock held. A failed write is logged: the maps are right, and the next change or the

@@ -69,9 +69,14 @@ extension Agent {
     }
 
     /// Opens an envelope: a known transfer's message is handled at once (under the lock); a new
-    /// registration is opened, authorized and checked without it.
+    /// registration is opened, authorized and checked without it. A registration carries a
+    /// sealed key, and is opened without looking for a known transfer first: a retransmission
+    /// is recognised by `admitLocked`, or here when it cannot be admitted (the first one was).
     func open(_ envelope: Envelope, from source: String, context: inout AdmissionContext) -> Opened {
-        if let handled = lock.withLock({ receiveKnown(envelope, from: source) }) { return .answered(handled) }
+        if envelope.sealedKey == nil, let handled = lock.withLock({ receiveKnown(envelope, from: source) }) {
+            return .answered(handled)
+        }
+        func known() -> Answer?? { envelope.sealedKey == nil ? nil : lock.withLock { receiveKnown(envelope, from: source) } }
         let sender = envelope.sealedKey?.senderPublicKey
         // Only enrolled senders' static secrets are kept: anyone can send a sealed key.
         let enrolled = sender.map { (try? enrolments.current())?.device(publicKey: "\($0)") != nil } ?? false
@@ -82,6 +87,7 @@ extension Agent {
                 envelope, identity: configuration.identity, role: .agent, trusted: { _ in true },
                 staticSecrets: enrolled ? staticSecrets : nil)
             guard case .register(let register) = message else {
+                if let handled = known() { return .answered(handled) }
                 rejections.record("unexpected", from: source, "\(message.type) for unknown transfer \(envelope.transfer)")
                 return .answered(nil)
             }
@@ -91,9 +97,11 @@ extension Agent {
                 let stored = try Store.PreparedTransfer(record(t), rules: t.rules)
                 return .candidate(Candidate(envelope: envelope, transfer: t, stored: stored, source: source))
             } catch {
+                if let handled = known() { return .answered(handled) }
                 return .answered(refuse(envelope.transfer, register, channel, error))
             }
         } catch {
+            if let handled = known() { return .answered(handled) }
             rejections.record(error, from: source)
         }
         return .answered(nil)
@@ -237,9 +245,10 @@ extension Agent {
             return []
         }
         CrashPoint.reached("active")
+        // Once per batch: a counter lookup per registration showed in the profile.
+        metrics.registration(accepted: true, count: active.count)
+        metrics.takeover(count: active.count)
         for (_, t) in active {
-            metrics.registration(accepted: true)
-            metrics.takeover()
             logger.info("transfer \(t.id): took over \(t.register.original) for \(t.device) (\(t.register.mode.rawValue)), \(t.rules.count) session(s) → target \(t.register.targetAddress), others → TN \(t.register.temporary)")
         }
         return active

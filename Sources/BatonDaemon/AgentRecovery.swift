@@ -70,7 +70,7 @@ extension Agent {
     /// A stored transfer as the agent keeps it; nil (logged, marked failed) if unreadable.
     private func restore(_ r: Store.TransferRecord) throws -> Transfer? {
         guard let id = TransferID(r.id), let key = SessionKey(storedBytes: r.sessionKey),
-              var register = try? JSONDecoder().decode(Register.self, from: r.register),
+              var register = Register(stored: r.register),
               let state = State(rawValue: r.state), let rules = try? store.rules(transfer: r.id) else {
             logger.error("store: transfer \(r.id) cannot be read back; its entries are left to the reconcile")
             var failed = r
@@ -79,7 +79,7 @@ extension Agent {
             try? store.update(failed)
             return nil
         }
-        // Stored without its sessions (Agent.encodeWithoutSessions): they are the rules' matches.
+        // Stored without its sessions (Register.storedBytes): they are the rules' matches.
         if register.sessions.isEmpty { register.sessions = rules.map(\.match) }
         let channel = TransferChannel(transfer: id, key: key, role: .agent)
         if let h = r.highestTN { channel.restoreHighestAccepted(UInt64(bitPattern: h), from: .tn) }

@@ -24,13 +24,13 @@ final class DaemonMetrics: Sendable {
                              help: "Messages and requests rejected, by reason.").increment()
     }
 
-    func registration(accepted: Bool) {
+    func registration(accepted: Bool, count: Int = 1) {
         registry.makeCounter(name: "baton_registrations_total", labels: [("result", accepted ? "accepted" : "refused")],
-                             help: "Registrations by result.").increment()
+                             help: "Registrations by result.").increment(by: Int64(count))
     }
 
-    func takeover() {
-        registry.makeCounter(name: "baton_takeovers_total", help: "Addresses taken over (registrations accepted).").increment()
+    func takeover(count: Int = 1) {
+        registry.makeCounter(name: "baton_takeovers_total", help: "Addresses taken over (registrations accepted).").increment(by: Int64(count))
     }
 
     func wakeUp() {

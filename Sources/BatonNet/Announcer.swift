@@ -73,9 +73,10 @@ public final class Announcer: Sendable {
     /// One thread serves every announcement of this announcer, however many takeovers run.
     public func start(_ address: IPAddress, at mac: MACAddress, router: Bool = false,
                       policy: AnnouncementPolicy) throws -> Announcement {
-        let operation = "announce \(address) at \(mac)"
+        // Only for errors: building it for every takeover showed in the registration profile.
+        @Sendable func operation() -> String { "announce \(address) at \(mac)" }
         guard policy.count >= 1, policy.interval >= .zero, policy.refresh.map({ $0 > .zero }) ?? true else {
-            throw NetError(subsystem: "socket", operation: operation, errno: EINVAL,
+            throw NetError(subsystem: "socket", operation: operation(), errno: EINVAL,
                            detail: "policy needs count >= 1, interval >= 0, refresh > 0")
         }
         try announceOnce(address, at: mac, router: router)
@@ -90,7 +91,7 @@ public final class Announcer: Sendable {
                 } catch let error as NetError {
                     return error
                 } catch {
-                    return NetError(subsystem: "socket", operation: operation, errno: EIO, detail: String(describing: error))
+                    return NetError(subsystem: "socket", operation: operation(), errno: EIO, detail: String(describing: error))
                 }
             }
         } else {

@@ -1,5 +1,4 @@
 import Crypto
-import Synchronization
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -415,18 +414,20 @@ enum Base64URL {
 public final class StaticSecrets: Sendable {
     public let identity: NodeIdentity
     private let capacity: Int
-    private let secrets: Mutex<[PublicKey: [UInt8]]>
+    // Read by every registration, written once per device: a mutex here had the API threads
+    // queueing behind each other.
+    private let secrets: ReadWriteLocked<[PublicKey: [UInt8]]>
 
     public init(identity: NodeIdentity, capacity: Int = 4096) {
         self.identity = identity
         self.capacity = max(capacity, 1)
-        secrets = Mutex([:])
+        secrets = ReadWriteLocked([:])
     }
 
     func secret(with peer: PublicKey) throws(ProtocolError) -> [UInt8] {
-        if let known = secrets.withLock({ $0[peer] }) { return known }
+        if let known = secrets.read({ $0[peer] }) { return known }
         let secret = try identity.agree(with: peer)
-        secrets.withLock { s in
+        secrets.write { s in
             if s.count >= capacity { s.removeAll(keepingCapacity: true) }
             s[peer] = secret
         }
@@ -434,5 +435,5 @@ public final class StaticSecrets: Sendable {
     }
 
     /// Forgets a peer's secret (a device removed).
-    public func forget(_ peer: PublicKey) { _ = secrets.withLock { $0.removeValue(forKey: peer) } }
+    public func forget(_ peer: PublicKey) { _ = secrets.write { $0.removeValue(forKey: peer) } }
 }

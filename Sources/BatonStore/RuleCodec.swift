@@ -40,21 +40,53 @@ enum RuleCodec {
             if let p = m.destinationPort { out.append(UInt8(p >> 8)); out.append(UInt8(p & 0xff)) }
             if !sameDestination { out += m.destination.wireBytes }
             if let s = m.source { out += s.wireBytes }
-            if sameForward { continue }
-
-            let f = r.forward
-            out.append(actionCode(f.action))
-            var ff: UInt8 = 0
-            if let s = f.outerSource { ff |= 1 | (s.family == .v6 ? 2 : 0) }
-            if let d = f.outerDestination { ff |= 4 | (d.family == .v6 ? 8 : 0) }
-            out.append(ff)
-            out += f.destinationMAC.bytes
-            out += f.sourceMAC.bytes
-            for shift in [24, 16, 8, 0] as [UInt32] { out.append(UInt8(truncatingIfNeeded: f.ifindex >> shift)) }
-            if let s = f.outerSource { out += s.wireBytes }
-            if let d = f.outerDestination { out += d.wireBytes }
+            if !sameForward { encodeForward(r.forward, into: &out) }
         }
         return out
+    }
+
+    private static func encodeForward(_ f: Forwarding, into out: inout [UInt8]) {
+        out.append(actionCode(f.action))
+        var ff: UInt8 = 0
+        if let s = f.outerSource { ff |= 1 | (s.family == .v6 ? 2 : 0) }
+        if let d = f.outerDestination { ff |= 4 | (d.family == .v6 ? 8 : 0) }
+        out.append(ff)
+        out += f.destinationMAC.bytes
+        out += f.sourceMAC.bytes
+        for shift in [24, 16, 8, 0] as [UInt32] { out.append(UInt8(truncatingIfNeeded: f.ifindex >> shift)) }
+        if let s = f.outerSource { out += s.wireBytes }
+        if let d = f.outerDestination { out += d.wireBytes }
+    }
+
+    /// A takeover in the same manner (JSON of it was a sixth of a registration's cost):
+    ///   version, flags (1 address v6, 2 has agent MAC, 4 router, 8 has temporary,
+    ///   16 temporary v6), address (4|16), [agent MAC (6)], [temporary (4|16)], forward
+    static func encode(_ t: Takeover) -> [UInt8] {
+        var flags: UInt8 = t.address.family == .v6 ? 1 : 0
+        if t.agentMAC != nil { flags |= 2 }
+        if t.router { flags |= 4 }
+        if let temp = t.temporaryAddress { flags |= 8 | (temp.family == .v6 ? 16 : 0) }
+        var out: [UInt8] = [version, flags]
+        out.reserveCapacity(64)
+        out += t.address.wireBytes
+        if let mac = t.agentMAC { out += mac.bytes }
+        if let temp = t.temporaryAddress { out += temp.wireBytes }
+        encodeForward(t.defaultForward, into: &out)
+        return out
+    }
+
+    static func decodeTakeover(_ bytes: UnsafeRawBufferPointer) throws(StoreError) -> Takeover {
+        var r = Reader(bytes)
+        guard try r.byte() == version else { throw StoreError(.io, "takeover stored in an unknown encoding") }
+        let flags = try r.byte()
+        let address = IPAddress(wire: try r.raw(flags & 1 != 0 ? 16 : 4))!
+        let mac: MACAddress? = flags & 2 != 0 ? MACAddress(bytes: try r.raw(6))! : nil
+        let temporary: IPAddress? = flags & 8 != 0 ? IPAddress(wire: try r.raw(flags & 16 != 0 ? 16 : 4))! : nil
+        let forward = try decodeForward(&r)
+        guard r.atEnd else { throw StoreError(.io, "stored takeover has trailing bytes") }
+        var t = Takeover(address: address, defaultForward: forward, agentMAC: mac, router: flags & 4 != 0)
+        t.temporaryAddress = temporary
+        return t
     }
 
     /// Appends the rules in `bytes` to `out`. A destination or forwarding
@@ -130,7 +162,7 @@ enum RuleCodec {
         var atEnd: Bool { offset >= bytes.count }
 
         mutating func raw(_ n: Int) throws(StoreError) -> UnsafeRawBufferPointer {
-            guard offset + n <= bytes.count else { throw StoreError(.io, "stored rules are truncated") }
+            guard offset + n <= bytes.count else { throw StoreError(.io, "stored rules or takeover are truncated") }
             defer { offset += n }
             return UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + n])
         }

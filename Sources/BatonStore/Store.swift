@@ -24,7 +24,8 @@ public struct StoreError: Error, CustomStringConvertible, Sendable, Equatable {
 /// policies between them, and the agent's transfers with their session
 /// rules. The pinned BPF maps are a cache of it (`DataPlane.reconcile`).
 ///
-/// Durability: WAL with synchronous=NORMAL. A committed transaction
+/// Durability: WAL with synchronous=NORMAL, checkpointed in the background
+/// (`Checkpointer`), so a commit does not wait for the disk. A committed transaction
 /// survives the process being killed at any point (it is in the WAL file,
 /// which the OS has); one in progress is rolled back at the next open.
 /// Only a power loss or kernel crash may lose the last few commits, never
@@ -39,11 +40,18 @@ public final class Store: Sendable {
     /// The database file, for logs and operators.
     public let path: String
     private let pool: DatabasePool
+    private let checkpointer: Checkpointer
 
-    private init(path: String, pool: DatabasePool) {
+    private init(path: String, pool: DatabasePool, checkpointer: Checkpointer) {
         self.path = path
         self.pool = pool
+        self.checkpointer = checkpointer
     }
+
+    /// How often the WAL is copied back into the database file, beside the writer.
+    static let checkpointInterval: Duration = .milliseconds(50)
+    /// The writer's own checkpoint, for when the background one falls behind: 64 MB of WAL.
+    static let autocheckpointPages = 16384
 
     /// Opens (creating if needed) `<directory>/batond.sqlite`. The directory
     /// is created mode 0700 if missing and the file is made 0600 before
@@ -78,18 +86,23 @@ public final class Store: Sendable {
             // WAL (DatabasePool's own choice) + NORMAL: commits don't wait
             // for fsync, and still survive the process dying (type comment).
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            // Checkpoints (and their fsyncs) run in the background (Checkpointer).
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = \(autocheckpointPages)")
         }
         return try wrap("open \(path)") {
             let pool = try DatabasePool(path: path, configuration: config)
             try migrator.migrate(pool)
-            return Store(path: path, pool: pool)
+            return Store(path: path, pool: pool, checkpointer: try Checkpointer(path: path, every: checkpointInterval))
         }
     }
 
     /// Closes the database (also done when the store is released); any
     /// later call fails with `.io`.
     public func close() throws {
-        try Self.wrap("close") { try pool.close() }
+        try Self.wrap("close") {
+            try checkpointer.close()
+            try pool.close()
+        }
     }
 
     /// The schema, one migration per change, so an older file is upgraded
@@ -426,7 +439,7 @@ public final class Store: Sendable {
     public func update(states batch: [StateChange]) throws {
         let rows: [StatementArguments] = try batch.map { c in
             guard TransferRecord.states.contains(c.state) else { throw StoreError(.invalid, "unknown transfer state \(c.state)") }
-            return [c.state, try Self.json(c.milestones), c.id]
+            return [c.state, try Self.json(milestones: c.milestones), c.id]
         }
         try write(batch.count == 1 ? "update transfer \(batch[0].id)" : "update \(batch.count) transfers") { db in
             let statement = try db.cachedStatement(sql: "UPDATE transfer SET state = ?, milestones = ? WHERE id = ?")
@@ -542,17 +555,26 @@ public final class Store: Sendable {
         [
             "id": t.id, "device": t.device, "state": t.state, "original": t.original,
             "register": t.register, "sessionKey": t.sessionKey, "highestTN": t.highestTN,
-            "takeover": try json(t.takeover), "reason": t.reason, "started": t.started, "ended": t.ended,
-            "milestones": try json(t.milestones),
+            "takeover": Data(RuleCodec.encode(t.takeover)), "reason": t.reason, "started": t.started, "ended": t.ended,
+            "milestones": try json(milestones: t.milestones),
         ]
     }
 
     private static func transfer(_ row: Row) throws -> TransferRecord {
         TransferRecord(id: row["id"], device: row["device"], state: row["state"], original: row["original"],
                        register: row["register"], sessionKey: row["sessionKey"], highestTN: row["highestTN"],
-                       takeover: try unjson(Takeover.self, row["takeover"]), reason: row["reason"],
+                       takeover: try takeover(row["takeover"]), reason: row["reason"],
                        started: row["started"], ended: row["ended"],
                        milestones: try unjson([String: Double].self, row["milestones"]))
+    }
+
+    /// The takeover column: RuleCodec bytes, or the JSON a store written before that holds.
+    private static func takeover(_ value: DatabaseValue) throws -> Takeover {
+        switch value.storage {
+        case .string(let json): return try unjson(Takeover.self, json)
+        case .blob(let data): return try data.withUnsafeBytes { raw in try RuleCodec.decodeTakeover(raw) }
+        default: throw StoreError(.io, "a stored takeover is missing")
+        }
     }
 
     /// `WHERE <column> IN (?, ...)`, or nothing for nil.
@@ -595,6 +617,36 @@ public final class Store: Sendable {
         do { return String(decoding: try e.encode(value), as: UTF8.self) } catch {
             throw StoreError(.invalid, "cannot encode \(type(of: value)): \(error)")
         }
+    }
+
+    /// Milestones as a JSON object (keys sorted, as `json` writes them), by hand: Foundation's
+    /// encoder was 3% of a registration's cost. Read back with `unjson`.
+    static func json(milestones: [String: Double]) throws -> String {
+        var out = "{", first = true
+        for key in milestones.keys.sorted() {
+            let value = milestones[key]!
+            guard value.isFinite else { throw StoreError(.invalid, "milestone \(key) is \(value), not a finite number") }
+            if !first { out += "," }
+            first = false
+            out += jsonString(key)
+            out += ":"
+            out += "\(value)"
+        }
+        return out + "}"
+    }
+
+    /// A JSON string literal (RFC 8259 §7): quote, backslash and control characters escaped.
+    static func jsonString(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where u.value < 0x20: out += "\\u00" + (u.value < 0x10 ? "0" : "") + String(u.value, radix: 16)
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out + "\""
     }
 
     static func unjson<T: Decodable>(_ type: T.Type, _ text: String) throws -> T {

@@ -59,7 +59,7 @@ struct Options {
          transfer start to the first packet at the target, and the gap at
          wake-up (p50/p99), beside a UDP round trip and the call's spacing;
       5. control plane: registrations per second through the agent's API (one and
-         64 per request) beside a trivial API request's rate, and the agent's
+         256 per request) beside a trivial API request's rate, and the agent's
          start-up reconcile with 1M stored rules beside reading the maps.
 
     options:

@@ -306,8 +306,11 @@ public final class Agent: @unchecked Sendable {
     /// registrations are not held up behind the lookups.
     func sweep() {
         let deadline = ContinuousClock.now + Self.sweepBudget
+        var first = true
         while ContinuousClock.now < deadline {
-            guard let (clock, chunk) = lock.withLock({ nextSweepChunk() }) else { break }
+            // A new round starts only at the beginning of a sweep: at most one round each.
+            guard let (clock, chunk) = lock.withLock({ nextSweepChunk(mayStartRound: first) }) else { break }
+            first = false
             let ending = chunk.compactMap { c in idleOrClosed(c, clock: clock).map { (c.id, $0) } }
             lock.withLock {
                 for (id, reason) in ending {
@@ -331,7 +334,8 @@ public final class Agent: @unchecked Sendable {
     }
 
     static let sweepBudget: Duration = .milliseconds(10)
-    static let sweepChunk = 64
+    /// Transfers and rules per chunk: the budget is checked between chunks.
+    static let sweepChunk = (transfers: 64, rules: 1024)
 
     /// What the idle and close check needs of a transfer, copied out from under the lock.
     struct SweepItem {
@@ -341,15 +345,17 @@ public final class Agent: @unchecked Sendable {
         let idleTimeout: Double
     }
 
-    /// The next active transfers to check, starting a new round when the last one is done;
-    /// nil when there is nothing to check. Lock held.
-    private func nextSweepChunk() -> (KernelClock, [SweepItem])? {
-        if sweepQueue.isEmpty { sweepQueue = transfers.values.filter { $0.state == .active }.map(\.id) }
+    /// The next active transfers to check, starting a new round when the last one is done (if
+    /// `mayStartRound`); nil when there is nothing to check. Lock held.
+    private func nextSweepChunk(mayStartRound: Bool) -> (KernelClock, [SweepItem])? {
+        if sweepQueue.isEmpty, mayStartRound { sweepQueue = transfers.values.filter { $0.state == .active }.map(\.id) }
         guard !sweepQueue.isEmpty, let clock = try? dataPlane.clock() else { return nil }
         var chunk: [SweepItem] = []
-        while chunk.count < Self.sweepChunk, let id = sweepQueue.popLast() {
+        var rules = 0
+        while chunk.count < Self.sweepChunk.transfers, rules < Self.sweepChunk.rules, let id = sweepQueue.popLast() {
             if let t = transfers[id], t.state == .active {
                 chunk.append(SweepItem(id: id, matches: t.rules.map(\.match), since: t.since, idleTimeout: t.idleTimeout))
+                rules += t.rules.count
             }
         }
         return (clock, chunk)

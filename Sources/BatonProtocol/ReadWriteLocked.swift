@@ -13,7 +13,12 @@ final class ReadWriteLocked<Value>: @unchecked Sendable {
         self.value = value
         lock = .allocate(capacity: 1)
         lock.initialize(to: pthread_rwlock_t())
-        precondition(pthread_rwlock_init(lock, nil) == 0, "pthread_rwlock_init failed")
+        // Writers first: glibc's default lets a stream of readers hold a writer off forever.
+        var attributes = pthread_rwlockattr_t()
+        pthread_rwlockattr_init(&attributes)
+        pthread_rwlockattr_setkind_np(&attributes, Int32(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
+        precondition(pthread_rwlock_init(lock, &attributes) == 0, "pthread_rwlock_init failed")
+        pthread_rwlockattr_destroy(&attributes)
     }
 
     deinit {

@@ -11,13 +11,14 @@ import GRDB
 // Unchecked: the timer is set up in init and only cancelled after (DispatchSource is thread-safe).
 final class Checkpointer: @unchecked Sendable {
     private let connection: DatabaseQueue
+    private let queue = DispatchQueue(label: "batond.store.checkpoint")
     private let timer: DispatchSourceTimer
 
     init(path: String, every interval: Duration) throws {
         var config = Configuration()
         config.label = "batond.store.checkpoint"
         connection = try DatabaseQueue(path: path, configuration: config)
-        timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "batond.store.checkpoint"))
+        timer = DispatchSource.makeTimerSource(queue: queue)
         let nanoseconds = Int(interval.components.seconds) * 1_000_000_000 + Int(interval.components.attoseconds / 1_000_000_000)
         timer.schedule(deadline: .now() + .nanoseconds(nanoseconds), repeating: .nanoseconds(nanoseconds))
         timer.setEventHandler { [connection] in
@@ -28,9 +29,11 @@ final class Checkpointer: @unchecked Sendable {
         timer.resume()
     }
 
-    /// Stops the timer (waiting for a checkpoint in progress) and closes the connection.
+    /// Stops the timer, waits for a checkpoint in progress, and closes the connection (a
+    /// checkpoint on a closed connection would hand SQLite a null handle).
     func close() throws {
         timer.cancel()
+        queue.sync {}
         try connection.close()
     }
 

@@ -131,10 +131,10 @@ public final class Store: Sendable {
                     device TEXT NOT NULL,
                     state TEXT NOT NULL,
                     original TEXT NOT NULL,
-                    register BLOB NOT NULL,
+                    register BLOB NOT NULL,             -- Register.storedBytes (JSON in older rows)
                     sessionKey BLOB NOT NULL,
                     highestTN INTEGER,
-                    takeover TEXT NOT NULL,             -- JSON of Takeover
+                    takeover TEXT NOT NULL,             -- RuleCodec bytes of Takeover (JSON text in older rows)
                     reason TEXT,
                     started REAL NOT NULL,
                     ended REAL,
@@ -316,7 +316,7 @@ public final class Store: Sendable {
         public var state: String
         /// The taken-over address, as text.
         public var original: String
-        /// The protocol's register message (JSON, opaque here): what was admitted.
+        /// The register message that was admitted, as the agent encodes it (opaque here).
         public var register: Data
         /// The transfer's session key (32 bytes): to open and seal its later messages.
         public var sessionKey: Data

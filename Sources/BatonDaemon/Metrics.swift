@@ -29,7 +29,7 @@ final class DaemonMetrics: Sendable {
                              help: "Registrations by result.").increment(by: Int64(count))
     }
 
-    func takeover(count: Int = 1) {
+    func takeover(count: Int) {
         registry.makeCounter(name: "baton_takeovers_total", help: "Addresses taken over (registrations accepted).").increment(by: Int64(count))
     }
 

@@ -127,6 +127,30 @@ struct AuthorizationTests {
     }
 }
 
+extension AuthorizationTests {
+    /// The TN sends its `register` again (the `registered` was lost): the agent answers
+    /// `registered` again for the transfer it has, and admits nothing new.
+    @Test func retransmittedRegistration() throws {
+        var options = LabDaemons.Options()
+        options.enrol = false
+        try Rig.with(.l2, family: .v4, options: options) { rig in
+            let api = try APIRegistrations(rig)
+            let agent = rig.agentControl
+            let channel = TransferChannel(transfer: .random(), key: .random(), role: .tn)
+            let first = try agent.register(RegistrationBatch(envelopes: [api.envelope(7, channel: channel)]))
+            let again = try agent.register(RegistrationBatch(envelopes: [api.envelope(7, channel: channel)]))
+            #expect(first.map(\.accepted) == [true] && again.map(\.accepted) == [true], "\(first) \(again)")
+            let sealed = try #require(again[0].envelope)
+            let bytes = try #require(Data(base64Encoded: sealed))
+            let answer = try channel.open(Envelope.parse(Array(bytes)))
+            guard case .registered = answer else { Issue.record("answered \(answer.type), not registered"); return }
+            #expect(again[0].transfer == "\(channel.transfer)")
+            #expect(try agent.list().map(\.id) == ["\(channel.transfer)"], "one transfer, admitted once")
+            #expect(try agent.metrics().contains("baton_registrations_total{result=\"accepted\"} 1"))
+        }
+    }
+}
+
 /// The TN enrolled (without the lab's enrolment) as owning 198.51.100.0/24, a documentation
 /// prefix: registrations for made-up originals there take over nothing real.
 struct APIRegistrations {
@@ -145,11 +169,12 @@ struct APIRegistrations {
         try agent.addPolicy(Policy(from: "tn", to: "target"))
     }
 
-    /// A sealed registration, base64, for 198.51.100.`host` (temporary .`100 + host`).
-    func envelope(_ host: Int, ports: [UInt16] = [5004]) -> String {
+    /// A sealed registration, base64, for 198.51.100.`host` (temporary .`100 + host`); sealed
+    /// again on the same channel, it is the TN's retransmission.
+    func envelope(_ host: Int, ports: [UInt16] = [5004],
+                  channel: TransferChannel = TransferChannel(transfer: .random(), key: .random(), role: .tn)) -> String {
         let original = IPAddress("198.51.100.\(host)")!
         let temporary = IPAddress("198.51.100.\(100 + host)")!
-        let channel = TransferChannel(transfer: .random(), key: .random(), role: .tn)
         let bytes = try! channel.seal(.register(Register(
             original: original, temporary: temporary, tnMAC: rig.tn.mac, mode: .l2,
             sessions: ports.map { SessionMatch(proto: .udp, source: nil, sourcePort: nil, destination: original, destinationPort: $0) },

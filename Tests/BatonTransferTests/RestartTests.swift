@@ -14,18 +14,27 @@ import Testing
 /// back, and the maps end up holding exactly the stored rules.
 @Suite(.serialized, .enabled(if: geteuid() == 0 && xdpSupported(), "needs root and XDP"))
 struct RestartTests {
+    /// A 20 kpps call, transferred to the target and reaching it (idle timeout long enough that
+    /// nothing ends on its own); `body` kills and restarts what it tests.
+    private func withTransferredCall(_ layout: LabLayout, _ family: IPAddress.Family,
+                                     _ body: (Rig, Rig.Call, TransferInfo) throws -> Void) throws {
+        var options = LabDaemons.Options()
+        options.agentArguments = ["--idle-timeout", "120"]
+        try Rig.with(layout, family: family, options: options) { rig in
+            let c = try rig.startCall(perSecond: 20_000, reaching: 1000)
+            let transfer = try rig.transfer(c, layout)
+            try rig.wait(3, "the call to reach the target") { c.atTarget.count(flow: 1) > 2000 }
+            try body(rig, c, transfer)
+        }
+    }
+
     /// A 20 kpps call is transferred; the agent is killed with SIGKILL mid-transfer and
     /// restarted. Not one datagram is lost, `transfer list` is the same after the restart,
     /// the maps hold exactly the stored rules, and the transfer ends normally afterwards.
     @Test(arguments: [(LabLayout.l2, IPAddress.Family.v4), (.l3, .v6)])
     func agentKilledDuringTransfer(layout: LabLayout, family: IPAddress.Family) throws {
-        var options = LabDaemons.Options()
-        options.agentArguments = ["--idle-timeout", "120"]
-        try Rig.with(layout, family: family, options: options) { rig in
-            let c = try rig.startCall(perSecond: 20_000, reaching: 1000)
+        try withTransferredCall(layout, family) { rig, c, transfer in
             let atTN = c.atTN, atTarget = c.atTarget, call = c.sender
-            let transfer = try rig.transfer(c, layout)
-            try rig.wait(3, "the call to reach the target") { atTarget.count(flow: 1) > 2000 }
             let before = try rig.agentControl.list()
 
             rig.daemons.agent.kill()
@@ -70,13 +79,8 @@ struct RestartTests {
     /// and the target the release. Not one datagram of the call is lost.
     @Test(arguments: [(LabLayout.l2, IPAddress.Family.v4), (.l3, .v6)])
     func nodesKilledDuringTransfer(layout: LabLayout, family: IPAddress.Family) throws {
-        var options = LabDaemons.Options()
-        options.agentArguments = ["--idle-timeout", "120"]
-        try Rig.with(layout, family: family, options: options) { rig in
-            let c = try rig.startCall(perSecond: 20_000, reaching: 1000)
+        try withTransferredCall(layout, family) { rig, c, transfer in
             let atTN = c.atTN, atTarget = c.atTarget, call = c.sender
-            let transfer = try rig.transfer(c, layout)
-            try rig.wait(3, "the call to reach the target") { atTarget.count(flow: 1) > 2000 }
 
             rig.daemons.tn.kill()
             rig.daemons.target.kill()

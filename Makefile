@@ -10,13 +10,19 @@ BPF_DEPS   := $(wildcard bpf/include/*.h) Sources/CBatonABI/include/baton_abi.h
 SWIFT      ?= swift
 SWIFT_FLAGS ?=
 
-.PHONY: all bpf build release test bench demo fuzz clean
+.PHONY: all setup bpf build release test bench demo fuzz clean
 
 all: build
 
+# The system packages and bpffs (scripts/setup): quick when all is there, so every target
+# that builds runs it first, and `make demo` or `make test` is the first command on a fresh
+# machine (as root).
+setup:
+	@scripts/setup
+
 bpf: $(BPF_OBJS)
 
-$(BPF_OUT)/%.bpf.o: bpf/%.bpf.c $(BPF_DEPS)
+$(BPF_OUT)/%.bpf.o: bpf/%.bpf.c $(BPF_DEPS) | setup
 	@mkdir -p $(BPF_OUT)
 	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@
 

@@ -53,17 +53,17 @@ let package = Package(
 
         // The transfer protocol: session keys, sealing, authenticated messages, replay guard.
         .target(name: "BatonProtocol", dependencies: [
-            "BatonModel", "BatonDataPlane",
+            "BatonModel",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // What the daemon keeps across restarts: transfers, rules, takeovers, devices, policies (SQLite).
         .target(name: "BatonStore", dependencies: [
-            "BatonModel", "BatonDataPlane",
+            "BatonModel",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         // The HTTP/JSON API: request and response bodies, the route table, and the client.
         .target(name: "BatonAPI", dependencies: [
-            "BatonModel", "BatonDataPlane",
+            "BatonModel",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -113,10 +113,10 @@ let package = Package(
         .testTarget(name: "BatonNetTests", dependencies: ["BatonNet", "BatonLab", "BatonModel"]),
         .testTarget(name: "BatonCtlTests", dependencies: ["BatonAPI", "BatonDataPlane", "BatonModel", "BatonNet", "BatonLab", "BatonDaemon", "BatonBPF"]),
         // The API's document (docs/openapi.json) against the route table and the bodies.
-        .testTarget(name: "BatonAPITests", dependencies: ["BatonAPI", "BatonModel", "BatonDataPlane"]),
-        .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore", "BatonModel", "BatonDataPlane",
+        .testTarget(name: "BatonAPITests", dependencies: ["BatonAPI", "BatonModel"]),
+        .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore", "BatonModel",
                                                           .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "BatonProtocolTests", dependencies: ["BatonProtocol", "BatonModel", "BatonDataPlane"]),
+        .testTarget(name: "BatonProtocolTests", dependencies: ["BatonProtocol", "BatonModel"]),
         // Whole transfers: batond agent and nodes in lab namespaces, driven through batonctl.
         .testTarget(name: "BatonTransferTests", dependencies: [
             "BatonAPI", "BatonDaemon", "BatonStore", "BatonDataPlane", "BatonModel", "BatonPacket", "BatonNet", "BatonLab", "BatonProtocol",

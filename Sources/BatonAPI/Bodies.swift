@@ -1,4 +1,3 @@
-import BatonDataPlane
 import BatonModel
 import Foundation
 
@@ -15,14 +14,14 @@ public struct TransferRequest: Codable, Sendable {
     public var sessions: [SessionMatch]
     /// The temporary address; nil picks one from the node's pool.
     public var temporary: IPAddress?
-    /// "l2" (the agent rewrites MACs; the target is on the TN's segment) or "l3" (the agent
+    /// l2 (the agent rewrites MACs; the target is on the TN's segment) or l3 (the agent
     /// encapsulates to the target, which decapsulates).
-    public var mode: String
+    public var mode: TransferMode
     /// End the transfer when all its sessions have been idle this long (seconds); nil: the
     /// agent's default.
     public var idleTimeout: Double?
 
-    public init(to: String, sessions: [SessionMatch], temporary: IPAddress? = nil, mode: String = "l2",
+    public init(to: String, sessions: [SessionMatch], temporary: IPAddress? = nil, mode: TransferMode = .l2,
                 idleTimeout: Double? = nil) {
         self.to = to
         self.sessions = sessions
@@ -58,14 +57,14 @@ public struct SessionInfo: Codable, Sendable {
 /// A transfer as one role sees it.
 public struct TransferInfo: Codable, Sendable {
     public var id: String
-    /// "agent", "tn" or "target": this daemon's part in it.
-    public var role: String
+    /// This daemon's part in it: agent, tn or target.
+    public var role: Role
     /// See docs/daemon.md. TN: negotiating, registering, active, ending, ended, failed; target:
     /// accepted, released; agent: stored, active, waking, lingering, ended, failed.
-    public var state: String
+    public var state: TransferState
     public var original: IPAddress
     public var temporary: IPAddress?
-    public var mode: String
+    public var mode: TransferMode
     /// The target's address (and name, on the TN).
     public var target: String?
     public var sessions: [SessionInfo]
@@ -78,7 +77,7 @@ public struct TransferInfo: Codable, Sendable {
     /// "wake-up", "reclaimed", …).
     public var milestones: [String: Double]
 
-    public init(id: String, role: String, state: String, original: IPAddress, temporary: IPAddress?, mode: String,
+    public init(id: String, role: Role, state: TransferState, original: IPAddress, temporary: IPAddress?, mode: TransferMode,
                 target: String?, sessions: [SessionInfo], reason: String?, started: Double, ended: Double?,
                 milestones: [String: Double]) {
         self.id = id
@@ -97,8 +96,7 @@ public struct TransferInfo: Codable, Sendable {
 }
 
 public struct DaemonStatus: Codable, Sendable {
-    /// "agent" or "node".
-    public var role: String
+    public var role: DaemonRole
     public var publicKey: String
     public var interface: String
     public var mac: MACAddress
@@ -119,7 +117,7 @@ public struct DaemonStatus: Codable, Sendable {
     /// Agent: what the last start found in the pinned maps and did about it.
     public var reconcile: ReconcileSummary?
 
-    public init(role: String, publicKey: String, interface: String, mac: MACAddress, addresses: [String], port: UInt16,
+    public init(role: DaemonRole, publicKey: String, interface: String, mac: MACAddress, addresses: [String], port: UInt16,
                 activeTransfers: Int, rejected: [String: Int], heldAddresses: [String] = [],
                 temporaryAddresses: [String] = [], takeovers: [String] = []) {
         self.role = role

@@ -48,7 +48,7 @@ public struct AgentConfiguration: Sendable {
 public final class Agent: @unchecked Sendable {
     /// stored: in the store, maybe in the maps, `registered` not yet sent; active: the TN was
     /// told; waking, lingering: ending; ended; failed: rolled back before the TN was told.
-    enum State: String { case stored, active, waking, lingering, ended, failed }
+    typealias State = AgentTransferState
 
     // Guarded by the agent's lock.
     final class Transfer: @unchecked Sendable {

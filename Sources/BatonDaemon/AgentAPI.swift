@@ -14,7 +14,7 @@ extension Agent: APIHandler {
     public func status() throws -> DaemonStatus {
         let addresses = ((try? Netlink().addresses(interface: configuration.interface)) ?? []).map(\.description)
         return lock.withLock {
-            var s = DaemonStatus(role: "agent", publicKey: "\(configuration.identity.publicKey)", interface: configuration.interface,
+            var s = DaemonStatus(role: .agent, publicKey: "\(configuration.identity.publicKey)", interface: configuration.interface,
                                  mac: mac, addresses: addresses, port: configuration.port,
                                  activeTransfers: transfers.count, rejected: rejections.snapshot,
                                  takeovers: transfers.values.map { "\($0.register.original)" }.sorted())
@@ -131,8 +131,8 @@ extension Agent: APIHandler {
             return SessionInfo(match: rule.match, forward: describe(rule.forward), packets: counter?.packets, bytes: counter?.bytes,
                                idleSeconds: clock.flatMap { counter?.idleSeconds(at: $0) }, closed: counter?.sawFinOrReset)
         }
-        return TransferInfo(id: "\(t.id)", role: "agent", state: t.state.rawValue, original: t.register.original,
-                            temporary: t.register.temporary, mode: t.register.mode.rawValue,
+        return TransferInfo(id: "\(t.id)", role: .agent, state: TransferState(t.state), original: t.register.original,
+                            temporary: t.register.temporary, mode: t.register.mode,
                             target: "\(t.register.targetAddress)", sessions: sessions, reason: t.reason,
                             started: unixTime(t.started), ended: t.ended.map { unixTime($0) }, milestones: t.milestones)
     }

@@ -69,8 +69,6 @@ public struct NodeConfiguration: Sendable {
 /// off the wire) and takes its address back on wake-up; on the target it accepts sessions
 /// (the original address held locally, decapsulation for the L3 mode). One daemon does both.
 public final class Node: APIHandler, @unchecked Sendable {
-    enum State: String { case negotiating, registering, active, ending, ended, failed, accepted, released }
-
     /// A transfer this node started (it is the TN).
     // Guarded by the node's lock.
     final class Outgoing: @unchecked Sendable {
@@ -84,7 +82,7 @@ public final class Node: APIHandler, @unchecked Sendable {
         var temporaryAdded = false
         var reclaimAnnouncement: Announcement?
         var accepted = false
-        var state: State = .negotiating
+        var state: TNTransferState = .negotiating
         var reason: String?
         let started: Date
         let startedClock = ContinuousClock.now
@@ -121,7 +119,7 @@ public final class Node: APIHandler, @unchecked Sendable {
         let id: TransferID
         let channel: TransferChannel
         let offer: Offer
-        var state: State = .accepted
+        var state: TargetTransferState = .accepted
         let started: Date
         var ended: Date?
 
@@ -196,9 +194,7 @@ public final class Node: APIHandler, @unchecked Sendable {
             let known = configuration.peers.map(\.name).joined(separator: ", ")
             throw ControlError.notFound("unknown target '\(request.to)': configured peers are \(known.isEmpty ? "none" : known) (--peer)")
         }
-        guard let mode = TransferMode(rawValue: request.mode) else {
-            throw ControlError.invalid("invalid mode '\(request.mode)': expected l2 or l3")
-        }
+        let mode = request.mode
         guard let first = request.sessions.first else { throw ControlError.invalid("no sessions to transfer") }
         let originalAddress = first.destination
         for s in request.sessions where s.destination != originalAddress {
@@ -587,15 +583,15 @@ public final class Node: APIHandler, @unchecked Sendable {
     }
 
     private func info(_ t: Outgoing) -> TransferInfo {
-        TransferInfo(id: "\(t.id)", role: "tn", state: t.state.rawValue, original: t.original.address, temporary: t.temporary,
-                     mode: t.mode.rawValue, target: "\(t.target.name) (\(t.target.endpoint(t.original.address.family).address))",
+        TransferInfo(id: "\(t.id)", role: .tn, state: TransferState(t.state), original: t.original.address, temporary: t.temporary,
+                     mode: t.mode, target: "\(t.target.name) (\(t.target.endpoint(t.original.address.family).address))",
                      sessions: t.request.sessions.map { SessionInfo(match: $0) }, reason: t.reason,
                      started: unixTime(t.started), ended: t.ended.map { unixTime($0) }, milestones: t.milestones)
     }
 
     private func info(_ t: Incoming) -> TransferInfo {
-        TransferInfo(id: "\(t.id)", role: "target", state: t.state.rawValue, original: t.offer.original, temporary: nil,
-                     mode: t.offer.mode.rawValue, target: nil, sessions: t.offer.sessions.map { SessionInfo(match: $0) },
+        TransferInfo(id: "\(t.id)", role: .target, state: TransferState(t.state), original: t.offer.original, temporary: nil,
+                     mode: t.offer.mode, target: nil, sessions: t.offer.sessions.map { SessionInfo(match: $0) },
                      reason: nil, started: unixTime(t.started), ended: t.ended.map { unixTime($0) }, milestones: [:])
     }
 
@@ -605,7 +601,7 @@ public final class Node: APIHandler, @unchecked Sendable {
         let held = ((try? netlink?.addresses(interface: "lo")) ?? [])
             .filter { $0.address != IPAddress("127.0.0.1")! && $0.address != IPAddress("::1")! }.map { "\($0.address)" }
         return lock.withLock {
-            DaemonStatus(role: "node", publicKey: "\(configuration.identity.publicKey)", interface: configuration.interface,
+            DaemonStatus(role: .node, publicKey: "\(configuration.identity.publicKey)", interface: configuration.interface,
                          mac: mac, addresses: own, port: configuration.port,
                          activeTransfers: outgoing.values.filter { $0.state == .active }.count
                             + incoming.values.filter { $0.state == .accepted }.count,

@@ -38,23 +38,23 @@ extension Node {
         let body = OutgoingBody(request: t.request, original: t.original.address, prefixLength: t.original.prefixLength,
                                 mode: t.mode, target: t.target.name, temporary: t.temporary, temporaryAdded: t.temporaryAdded,
                                 accepted: t.accepted, reason: t.reason, milestones: t.milestones, settled: t.settled)
-        save(store, t.id, role: "tn", state: t.state, channel: t.channel, body: body, started: t.started, ended: t.ended)
+        save(store, t.id, role: "tn", state: t.state.rawValue, channel: t.channel, body: body, started: t.started, ended: t.ended)
     }
 
     /// Lock held.
     func persist(_ t: Incoming) {
         guard let store else { return }
-        save(store, t.id, role: "target", state: t.state, channel: t.channel, body: IncomingBody(offer: t.offer),
+        save(store, t.id, role: "target", state: t.state.rawValue, channel: t.channel, body: IncomingBody(offer: t.offer),
              started: t.started, ended: t.ended)
     }
 
-    private func save(_ store: Store, _ id: TransferID, role: String, state: State, channel: TransferChannel,
+    private func save(_ store: Store, _ id: TransferID, role: String, state: String, channel: TransferChannel,
                       body: some Encodable, started: Date, ended: Date?) {
         var highest: [String: Int64] = [:]
         for r in Role.allCases { if let h = channel.highestAccepted(from: r) { highest["\(r)"] = Int64(bitPattern: h) } }
         do {
             try store.save(Store.NodeTransferRecord(
-                id: "\(id)", role: role, state: state.rawValue, sessionKey: Data(channel.storedKey.storedBytes),
+                id: "\(id)", role: role, state: state, sessionKey: Data(channel.storedKey.storedBytes),
                 highest: highest, body: try JSONEncoder().encode(body), started: started.timeIntervalSince1970,
                 ended: ended?.timeIntervalSince1970))
             if ended != nil { try store.pruneNodeTransfers(keep: configuration.keepEnded) }
@@ -72,7 +72,8 @@ extension Node {
         var resumed = 0, rolledBack = 0
         for r in try store.nodeTransfers() {
             guard let id = TransferID(r.id), let key = SessionKey(storedBytes: r.sessionKey),
-                  let state = State(rawValue: r.state) else {
+                  r.role == "target" ? TargetTransferState(rawValue: r.state) != nil : TNTransferState(rawValue: r.state) != nil
+            else {
                 logger.error("store: node transfer \(r.id) cannot be read back; left alone")
                 continue
             }
@@ -88,6 +89,7 @@ extension Node {
                     continue
                 }
                 let t = Incoming(id: id, channel: channel, offer: body.offer, started: started)
+                let state = TargetTransferState(rawValue: r.state)!
                 t.state = state
                 t.ended = ended
                 lock.withLock { incoming[id] = t }
@@ -113,6 +115,7 @@ extension Node {
             t.reason = body.reason
             t.milestones = body.milestones
             t.settled = body.settled
+            let state = TNTransferState(rawValue: r.state)!
             t.state = state
             t.ended = ended
             lock.withLock { outgoing[id] = t }
@@ -133,8 +136,6 @@ extension Node {
                 rolledBack += 1
             case .ended, .failed:
                 if !t.settled { settle(t) }
-            default:
-                break
             }
         }
         if resumed + rolledBack > 0 {

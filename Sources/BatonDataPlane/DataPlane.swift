@@ -158,7 +158,7 @@ public final class DataPlane {
     /// Adds a takeover, or replaces one in place (one atomic map update, so
     /// its packets never see a gap); a replaced takeover keeps its counter.
     public func setTakeover(_ t: Takeover) throws {
-        try t.validate()
+        try validated(t.validate)
         try ensureDevice(t.defaultForward)
         try markFilter([t.address])
         let key = takeoverKey(t.address)
@@ -212,8 +212,8 @@ public final class DataPlane {
 
     /// Adds a rule, or replaces the rule with the same match in place.
     public func setRule(_ r: SessionRule) throws {
-        try r.validate()
-        let kind = try r.match.kind()
+        try validated(r.validate)
+        let kind = try validated(r.match.kind)
         try ensureDevice(r.forward)
         try markFilter([r.match.destination])
         switch r.match.destination.family {
@@ -251,8 +251,8 @@ public final class DataPlane {
     public func addRules(_ rules: [SessionRule]) throws {
         var kinds = Set<MatchKind>()
         for r in rules {
-            try r.validate()
-            kinds.insert(try r.match.kind())
+            try validated(r.validate)
+            kinds.insert(try validated(r.match.kind))
         }
         let v4 = try RuleBatch(rules.filter { $0.match.destination.family == .v4 }, map: rules4)
         let v6 = try RuleBatch(rules.filter { $0.match.destination.family == .v6 }, map: rules6)
@@ -298,7 +298,7 @@ public final class DataPlane {
             // Many rules: read the table once rather than one lookup each.
             let existing: Set<KeyBytes>? = rules.count > 256 ? Set(try map.keys().map { KeyBytes($0) }) : nil
             for r in rules {
-                let k = K(r.match, kind: try r.match.kind())
+                let k = K(r.match, kind: try validated(r.match.kind))
                 let bytes = KeyBytes(k)
                 guard seen.insert(bytes).inserted else {
                     throw DataPlaneError.invalid("rule \(r.match) is given twice; nothing was added")
@@ -328,7 +328,7 @@ public final class DataPlane {
 
     @discardableResult
     public func removeRule(_ m: SessionMatch) throws -> Bool {
-        let kind = try m.kind()
+        let kind = try validated(m.kind)
         let slot: UInt32?
         switch m.destination.family {
         case .v4: slot = try removeRule(baton_rule4_key(m, kind: kind), from: rules4)
@@ -348,7 +348,7 @@ public final class DataPlane {
     }
 
     public func rule(_ m: SessionMatch) throws -> RuleEntry? {
-        let kind = try m.kind()
+        let kind = try validated(m.kind)
         switch m.destination.family {
         case .v4: return try rule(baton_rule4_key(m, kind: kind), in: rules4)
         case .v6: return try rule(baton_rule6_key(m, kind: kind), in: rules6)

@@ -59,8 +59,8 @@ extension DataPlane {
         var lastDestination: IPAddress?
         var lastForward: Forwarding?, lastABI = baton_fwd()
         for (i, r) in rules.enumerated() {
-            try r.validate()
-            let kind = try r.match.kind()
+            try validated(r.validate)
+            let kind = try validated(r.match.kind)
             kinds |= 1 << UInt32(kind.rawValue)
             if r.match.destination != lastDestination {
                 destinations.insert(r.match.destination)
@@ -77,7 +77,7 @@ extension DataPlane {
         }
         var wantedTakeovers: [RawKey<baton_takeover_key>: Takeover] = [:]
         for t in takeovers {
-            try t.validate()
+            try validated(t.validate)
             guard wantedTakeovers.updateValue(t, forKey: RawKey(takeoverKey(t.address))) == nil else {
                 throw DataPlaneError.invalid("takeover of \(t.address) is given twice; nothing was changed")
             }

@@ -8,6 +8,9 @@ public enum LabLayout: String, Sendable, CaseIterable, Codable {
     case l2
     /// "target" on a second segment behind router "rt": the agent must tunnel (IPIP) to it.
     case l3
+
+    /// The transfer mode this layout calls for: MAC rewrite on one segment, a tunnel across the router.
+    public var transferMode: TransferMode { self == .l2 ? .l2 : .l3 }
 }
 
 extension Lab {

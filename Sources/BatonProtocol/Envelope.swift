@@ -1,3 +1,4 @@
+import BatonModel
 import Foundation
 
 /// A datagram's header, parsed without any cryptography so that a daemon can

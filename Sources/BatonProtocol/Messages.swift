@@ -1,32 +1,5 @@
-import BatonDataPlane
 import BatonModel
 import Foundation
-
-/// Who sends a datagram. The value is the envelope's sender-role byte and the
-/// first byte of the AEAD nonce, so the three roles never share a nonce.
-public enum Role: UInt8, Sendable, Codable, CaseIterable, CustomStringConvertible {
-    /// The transferring node.
-    case tn = 1
-    case target = 2
-    /// The session agent.
-    case agent = 3
-
-    public var description: String {
-        switch self {
-        case .tn: return "TN"
-        case .target: return "target"
-        case .agent: return "agent"
-        }
-    }
-}
-
-/// How the agent steers transferred sessions to the target.
-public enum TransferMode: String, Codable, Sendable {
-    /// Rewrite the destination MAC: the target is on the agent's segment.
-    case l2
-    /// Encapsulate (IPIP / IPv6-in-IPv6) to the target's address.
-    case l3
-}
 
 /// An address and UDP port.
 public struct Endpoint: Codable, Hashable, Sendable, LosslessStringConvertible {

@@ -1,3 +1,4 @@
+import BatonModel
 /// Why a datagram was refused, or a message could not be sealed. Every
 /// description is one line.
 public enum ProtocolError: Error, Equatable, Sendable, CustomStringConvertible {

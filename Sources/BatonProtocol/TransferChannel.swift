@@ -1,3 +1,4 @@
+import BatonModel
 import Crypto
 import Foundation
 import Synchronization

@@ -1,4 +1,3 @@
-import BatonDataPlane
 import BatonModel
 
 /// A transfer's session rules as one compact blob. The store never reads or

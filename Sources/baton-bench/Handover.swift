@@ -80,7 +80,7 @@ func runHandover(_ options: Options) throws -> HandoverResult {
     for i in 0..<options.handovers {
         let started = monotonicNanoseconds()
         do {
-            let t = try tnControl.start(TransferRequest(to: "target", sessions: [session], mode: "l2"))
+            let t = try tnControl.start(TransferRequest(to: "target", sessions: [session], mode: .l2))
             var first: Arrival?
             let deadline = Date().addingTimeInterval(3)
             while first == nil, Date() < deadline {

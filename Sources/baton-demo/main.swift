@@ -152,7 +152,7 @@ func run() throws -> Bool {
     let transfer = try tnControl.start(TransferRequest(
         to: "target",
         sessions: [SessionMatch(proto: .udp, source: cn.address(family), sourcePort: 40000, destination: original, destinationPort: 5004)],
-        mode: settings.layout.rawValue))
+        mode: settings.layout.transferMode))
     steps.append(.init(time: monotonicNanoseconds(), label: "registered"))
     step = "call → target"
     print("         transfer \(transfer.id) active: temporary address \(transfer.temporary.map { "\($0)" } ?? "?"), milestones (ms) \(transfer.milestones.sorted { $0.value < $1.value }.map { "\($0.key) \(String(format: "%.1f", $0.value))" }.joined(separator: ", "))")

@@ -35,7 +35,7 @@ struct NodeCommand: ParsableCommand {
             func list(_ items: [String]) -> String { items.isEmpty ? "none" : items.joined(separator: ", ") }
             let rejected = s.rejected.filter { $0.value > 0 }.sorted { $0.key < $1.key }
             var lines: [(String, String)] = [
-                ("role", s.role),
+                ("role", s.role.rawValue),
                 ("public key", s.publicKey),
                 ("interface", "\(s.interface) (\(s.mac))"),
                 // The daemon's "10.0.0.2/24 scope global permanent": the prefix is what people look for.
@@ -43,7 +43,7 @@ struct NodeCommand: ParsableCommand {
                 ("port", "\(s.port)/udp"),
                 ("transfers", "\(s.activeTransfers) active"),
             ]
-            if s.role == "agent" {
+            if s.role == .agent {
                 lines.append(("takeovers", list(s.takeovers)))
             } else {
                 lines.append(("held", list(s.heldAddresses)))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BatonBPF
+import BatonModel
 import BatonDataPlane
 
 struct Status: ParsableCommand, HasGlobals {

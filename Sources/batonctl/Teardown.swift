@@ -124,7 +124,7 @@ struct Teardown: ParsableCommand, HasGlobals {
         let path = try daemon.endpoint().description
         guard connectUnix(path) == 0 else { return nil }
         do {
-            return try Control(path: path, timeout: 5).status().role
+            return try Control(path: path, timeout: 5).status().role.rawValue
         } catch let e as ControlError where e.code == .unavailable {
             return nil
         } catch {

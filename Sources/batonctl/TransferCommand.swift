@@ -72,8 +72,9 @@ struct TransferCommand: ParsableCommand {
             for s in sessions.dropFirst() where s.destination != original {
                 throw CLIError.usage("sessions go to \(original) and \(s.destination): a transfer moves sessions of one address (--session)")
             }
-            let m = mode.lowercased()
-            guard m == "l2" || m == "l3" else { throw CLIError.usage("invalid mode '\(mode)': expected l2 or l3 (--mode)") }
+            guard let m = TransferMode(rawValue: mode.lowercased()) else {
+                throw CLIError.usage("invalid mode '\(mode)': expected l2 or l3 (--mode)")
+            }
             let temp = try temporary.map { try Parse.address($0, "--temporary") }
             if let temp {
                 try Parse.sameFamily(temp, "--temporary", as: original, "the sessions' destination")
@@ -180,7 +181,7 @@ enum TransferText {
     static func table(_ transfers: [TransferInfo]) -> Table {
         var table = Table(["ID", "ROLE", "STATE", "ORIGINAL", "TEMPORARY", "MODE", "TARGET", "SESSIONS", "REASON"])
         for t in transfers {
-            table.add([t.id, t.role, t.state, "\(t.original)", address(t.temporary), t.mode, t.target ?? "-",
+            table.add([t.id, t.role.name, t.state.rawValue, "\(t.original)", address(t.temporary), t.mode.rawValue, t.target ?? "-",
                        sessions(t), t.reason ?? "-"])
         }
         return table
@@ -196,8 +197,8 @@ enum TransferText {
 
     static func detail(_ t: TransferInfo) {
         var lines: [(String, String)] = [
-            ("id", t.id), ("role", t.role), ("state", t.state), ("original", "\(t.original)"),
-            ("temporary", address(t.temporary)), ("mode", t.mode), ("target", t.target ?? "-"),
+            ("id", t.id), ("role", t.role.name), ("state", t.state.rawValue), ("original", "\(t.original)"),
+            ("temporary", address(t.temporary)), ("mode", t.mode.rawValue), ("target", t.target ?? "-"),
             ("started", time(t.started)),
         ]
         if let ended = t.ended {

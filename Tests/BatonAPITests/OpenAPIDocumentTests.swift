@@ -1,5 +1,4 @@
 import BatonAPI
-import BatonDataPlane
 import BatonModel
 import Foundation
 import Testing
@@ -145,6 +144,26 @@ struct OpenAPIDocumentTests {
         }
     }
 
+    // MARK: - Enums
+
+    @Test("the document's enums are the model's: roles, transfer states and modes")
+    func enums() throws {
+        func documented(_ schema: String, _ property: String) throws -> Set<String> {
+            let body = try #require(document.schemas[schema] as? [String: Any], "no schema \(schema)")
+            return Set(document.properties(of: body)[property]?.compactMap { $0["enum"] as? [String] }.first ?? [])
+        }
+        #expect(try documented("TransferInfo", "role") == Set(Role.allCases.map(\.name)))
+        #expect(try documented("TransferInfo", "state") == Set(TransferState.allCases.map(\.rawValue)))
+        #expect(try documented("TransferInfo", "mode") == Set(TransferMode.allCases.map(\.rawValue)))
+        #expect(try documented("TransferRequest", "mode") == Set(TransferMode.allCases.map(\.rawValue)))
+        #expect(try documented("DaemonStatus", "role") == Set(DaemonRole.allCases.map(\.rawValue)))
+        // Each role's states are the union's.
+        let union = Set(TransferState.allCases.map(\.rawValue))
+        let roles = AgentTransferState.allCases.map(\.rawValue) + TNTransferState.allCases.map(\.rawValue)
+            + TargetTransferState.allCases.map(\.rawValue)
+        #expect(Set(roles) == union)
+    }
+
     // MARK: - Errors
 
     @Test("every ControlError code's status is documented, and every error answer is an ErrorBody with that code")
@@ -246,25 +265,25 @@ struct BodySample: Sendable, CustomTestStringConvertible {
     static let session = SessionInfo(match: match, forward: "l2 → 02:00:00:00:00:03", packets: 120, bytes: 9600,
                                      idleSeconds: 0.25, closed: false)
     static let minimalSession = SessionInfo(match: minimalMatch)
-    static let transfer = TransferInfo(id: transferID, role: "agent", state: "active", original: IPAddress("10.0.0.2")!,
-                                       temporary: IPAddress("10.0.0.200")!, mode: "l2", target: "10.0.0.3", sessions: [session],
+    static let transfer = TransferInfo(id: transferID, role: .agent, state: .active, original: IPAddress("10.0.0.2")!,
+                                       temporary: IPAddress("10.0.0.200")!, mode: .l2, target: "10.0.0.3", sessions: [session],
                                        reason: "idle", started: 1_700_000_000.5, ended: 1_700_000_030.25,
                                        milestones: ["registered": 12.5, "off-wire": 13])
-    static let minimalTransfer = TransferInfo(id: transferID, role: "tn", state: "negotiating", original: IPAddress("fd00::2")!,
-                                              temporary: nil, mode: "l3", target: nil, sessions: [], reason: nil,
+    static let minimalTransfer = TransferInfo(id: transferID, role: .tn, state: .negotiating, original: IPAddress("fd00::2")!,
+                                              temporary: nil, mode: .l3, target: nil, sessions: [], reason: nil,
                                               started: 1_700_000_000, ended: nil, milestones: [:])
     static let reconcile = ReconcileSummary(rulesKept: 1, rulesRestored: 2, rulesRewritten: 3, rulesRemoved: 4, takeoversKept: 5,
                                             takeoversRestored: 6, takeoversRewritten: 7, takeoversRemoved: 8, transfersResumed: 9,
                                             transfersRolledBack: 10, transfersCleared: 11, seconds: 0.012)
     static var status: DaemonStatus {
-        var s = DaemonStatus(role: "agent", publicKey: key, interface: "eth0", mac: MACAddress("02:ab:cd:ef:00:01")!,
+        var s = DaemonStatus(role: .agent, publicKey: key, interface: "eth0", mac: MACAddress("02:ab:cd:ef:00:01")!,
                              addresses: ["10.0.0.1/24", "fd00::1/64"], port: 7390, activeTransfers: 1,
                              rejected: ["forged": 1, "unknown-transfer": 2], heldAddresses: ["10.0.0.2"],
                              temporaryAddresses: ["10.0.0.200"], takeovers: ["10.0.0.2"])
         s.reconcile = reconcile
         return s
     }
-    static let minimalStatus = DaemonStatus(role: "node", publicKey: key, interface: "eth0", mac: MACAddress("02:00:00:00:00:02")!,
+    static let minimalStatus = DaemonStatus(role: .node, publicKey: key, interface: "eth0", mac: MACAddress("02:00:00:00:00:02")!,
                                             addresses: [], port: 7390, activeTransfers: 0, rejected: [:])
     static let device = Device(name: "tn-1", publicKey: key, addresses: ["10.0.0.2/32", "2001:db8::/64"], rateLimit: 50,
                                enrolled: 1_700_000_000)
@@ -277,7 +296,7 @@ struct BodySample: Sendable, CustomTestStringConvertible {
     static let all: [BodySample] = [
         BodySample(schema: "SessionMatch", full: match, minimal: minimalMatch),
         BodySample(schema: "TransferRequest",
-                   full: TransferRequest(to: "target", sessions: [match], temporary: IPAddress("10.0.0.200")!, mode: "l3", idleTimeout: 30),
+                   full: TransferRequest(to: "target", sessions: [match], temporary: IPAddress("10.0.0.200")!, mode: .l3, idleTimeout: 30),
                    minimal: TransferRequest(to: "target", sessions: [minimalMatch])),
         BodySample(schema: "SessionInfo", full: session, minimal: minimalSession),
         BodySample(schema: "TransferInfo", full: transfer, minimal: minimalTransfer),

@@ -176,7 +176,7 @@ struct DeviceCLITests {
         #expect(try list.json([Device].self).map(\.name).sorted() == ["target", "tn"])
         let status = try remote(["node", "status", "--json"])
         #expect(status.status == 0, "\(status)")
-        #expect(try status.json(DaemonStatus.self).role == "agent")
+        #expect(try status.json(DaemonStatus.self).role == .agent)
         let added = try remote(["device", "add", "remote", "--key", randomPublicKey(), "--address", "10.95.0.0/16", "--json"])
         #expect(added.status == 0, "\(added)")
         #expect(try T.ok(daemons.agent.control, ["device", "show", "remote", "--json"]).json(Device.self).addresses == ["10.95.0.0/16"])

@@ -150,7 +150,7 @@ struct TeardownCLITests {
                 let empty = try batonctl(args)
                 #expect(empty.status == 0 && empty.stdout == "nothing pinned at \(s.root)\n", "\(empty)")
             }
-            #expect(try TransferCLITests.ok(sock, ["node", "status", "--json"]).json(DaemonStatus.self).role == "agent")
+            #expect(try TransferCLITests.ok(sock, ["node", "status", "--json"]).json(DaemonStatus.self).role == .agent)
         }
     }
 }

@@ -51,11 +51,11 @@ struct TransferCLITests {
 
             // node status on both roles.
             let tnStatus = try Self.ok(tnSock, ["node", "status", "--json"]).json(DaemonStatus.self)
-            #expect(tnStatus.role == "node")
+            #expect(tnStatus.role == .node)
             #expect(tnStatus.publicKey.count == 43)
             #expect(tnStatus.activeTransfers == 0)
             let agentStatus = try Self.ok(agentSock, ["node", "status", "--json"]).json(DaemonStatus.self)
-            #expect(agentStatus.role == "agent")
+            #expect(agentStatus.role == .agent)
             #expect(agentStatus.publicKey.count == 43 && agentStatus.publicKey != tnStatus.publicKey)
             let text = try Self.ok(agentSock, ["node", "status"]).stdout
             #expect(text.contains("role:       agent") && text.contains(agentStatus.publicKey), "\(text)")
@@ -65,8 +65,8 @@ struct TransferCLITests {
             let spec = "udp/\(cn):40000/\(original):5004"
             let started = try Self.ok(tnSock, ["transfer", "start", "--to", "target", "--session", spec, "--json"])
                 .json(TransferInfo.self)
-            #expect(started.state == "active", "\(started)")
-            #expect(started.role == "tn" && started.original == original && started.mode == "l2")
+            #expect(started.state == .active, "\(started)")
+            #expect(started.role == .tn && started.original == original && started.mode == .l2)
             #expect(started.temporary != nil)
             #expect(started.sessions.count == 1)
             #expect(started.sessions.first?.match.source == cn && started.sessions.first?.match.sourcePort == 40000)
@@ -86,7 +86,7 @@ struct TransferCLITests {
                            ["transfer", "start", "--to", "target", "--session", spec])
 
             // list on the TN, the agent and the target.
-            for (sock, role) in [(tnSock, "tn"), (agentSock, "agent"), (targetSock, "target")] {
+            for (sock, role) in [(tnSock, Role.tn), (agentSock, .agent), (targetSock, .target)] {
                 let list = try Self.ok(sock, ["transfer", "list", "--json"]).json([TransferInfo].self)
                 #expect(list.contains { $0.id == id && $0.role == role }, "\(role): \(list)")
                 let table = try Self.ok(sock, ["transfer", "list"]).stdout
@@ -94,12 +94,12 @@ struct TransferCLITests {
                 for column in ["ROLE", "STATE", "ORIGINAL", "TEMPORARY", "MODE", "TARGET", "SESSIONS", "REASON"] {
                     #expect(table.contains(column), "\(table)")
                 }
-                #expect(table.contains(id) && table.contains(role) && table.contains("\(original)"), "\(table)")
+                #expect(table.contains(id) && table.contains(role.name) && table.contains("\(original)"), "\(table)")
             }
 
             // show on the agent: the session with its forward and counters.
             let shown = try Self.ok(agentSock, ["transfer", "show", id, "--json"]).json(TransferInfo.self)
-            #expect(shown.role == "agent" && shown.state == "active")
+            #expect(shown.role == .agent && shown.state == .active)
             let session = try #require(shown.sessions.first)
             #expect(session.forward?.hasPrefix("l2") == true, "\(session)")
             #expect(session.packets != nil)
@@ -120,15 +120,15 @@ struct TransferCLITests {
             let ending = try Self.ok(tnSock, ["transfer", "end", id, "--json"]).json(TransferInfo.self)
             #expect(ending.id == id)
             let deadline = Date().addingTimeInterval(5)
-            var state = ""
+            var state = TransferState.active
             while Date() < deadline {
                 state = try Self.ok(agentSock, ["transfer", "show", id, "--json"]).json(TransferInfo.self).state
-                if state == "ended" { break }
+                if state == .ended { break }
                 usleep(50_000)
             }
-            #expect(state == "ended", "the agent's transfer \(id) is \(state), not ended, 5 s after `transfer end`")
+            #expect(state == .ended, "the agent's transfer \(id) is \(state), not ended, 5 s after `transfer end`")
             let after = try Self.ok(tnSock, ["transfer", "show", id, "--json"]).json(TransferInfo.self)
-            #expect(after.state == "ended", "\(after)")
+            #expect(after.state == .ended, "\(after)")
             #expect(try Self.ok(agentSock, ["transfer", "show", id]).stdout.contains("ended:"))
         }
     }

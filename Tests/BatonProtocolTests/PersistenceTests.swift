@@ -1,4 +1,3 @@
-import BatonDataPlane
 import BatonModel
 import Foundation
 import Testing

@@ -1,4 +1,3 @@
-import BatonDataPlane
 import BatonModel
 @testable import BatonStore
 import Foundation

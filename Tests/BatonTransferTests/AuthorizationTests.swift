@@ -121,7 +121,7 @@ struct AuthorizationTests {
             #expect(try agent.status().takeovers == ["198.51.100.1", "198.51.100.2"])
             let later = try agent.register(RegistrationBatch(envelopes: [envelope(1)]))
             #expect(later.map(\.accepted) == [false])
-            #expect(try agent.list().filter { $0.state == "active" }.count == 2)
+            #expect(try agent.list().filter { $0.state == .active }.count == 2)
             #expect(try agent.metrics().contains("baton_registrations_total{result=\"accepted\"} 2"))
         }
     }

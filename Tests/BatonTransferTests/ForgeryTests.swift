@@ -58,7 +58,7 @@ struct ForgeryTests {
             let first = try rig.tnControl.start(TransferRequest(to: "target", sessions: [session]))
             #expect(try agentMaps() == (1, 1))
             try rig.agentControl.end(first.id)
-            try rig.wait(5, "the first transfer to end") { try rig.agentControl.show(first.id).state == "ended" }
+            try rig.wait(5, "the first transfer to end") { try rig.agentControl.show(first.id).state == .ended }
             Thread.sleep(forTimeInterval: 0.2)
             let registers = atAgent.stop(.register), wakeUps = atTN.stop(.wakeUp)
             let register = try #require(registers.first, "a register datagram was captured")
@@ -118,13 +118,13 @@ struct ForgeryTests {
             try rig.wait(3, "the TN to reject the forged wake-up") { try rejected(rig.tnControl, "forged") > tnForged }
 
             Thread.sleep(forTimeInterval: 0.3)
-            #expect(try rig.tnControl.show(second.id).state == "active", "the TN did not reclaim its address")
+            #expect(try rig.tnControl.show(second.id).state == .active, "the TN did not reclaim its address")
             #expect(try !tn.addresses(interface: tn.interface, family: .v4).contains { $0.address == original },
                     "the original address stays off the TN's wire")
             #expect(try agentMaps() == (1, 1), "the live transfer's takeover and rule are still there")
 
             try rig.tnControl.end(second.id)
-            try rig.wait(5, "the second transfer to end") { try rig.agentControl.show(second.id).state == "ended" }
+            try rig.wait(5, "the second transfer to end") { try rig.agentControl.show(second.id).state == .ended }
         }
     }
 }
@@ -146,12 +146,12 @@ struct AutomaticEndTests {
             try rig.wait(3, "the call to reach the target") { atTarget.count(flow: 1) > 100 }
             // Still active while the call runs, past the idle timeout.
             Thread.sleep(forTimeInterval: 1.5)
-            #expect(try rig.agentControl.show(transfer.id).state == "active")
+            #expect(try rig.agentControl.show(transfer.id).state == .active)
             call.stop()
             _ = atTarget.stop()
-            try rig.wait(5, "the agent to end the idle transfer") { try rig.agentControl.show(transfer.id).state == "ended" }
+            try rig.wait(5, "the agent to end the idle transfer") { try rig.agentControl.show(transfer.id).state == .ended }
             #expect(try rig.agentControl.show(transfer.id).reason == "idle")
-            #expect(try rig.tnControl.show(transfer.id).state == "ended")
+            #expect(try rig.tnControl.show(transfer.id).state == .ended)
             #expect(try tn.addresses(interface: tn.interface, family: .v4).contains { $0.address == original },
                     "the TN has its address back")
         }
@@ -171,11 +171,11 @@ struct AutomaticEndTests {
                 to: "target", sessions: [SessionMatch(proto: .tcp, source: cn.ipv4, sourcePort: local.port,
                                                       destination: original, destinationPort: 5006)]))
             Thread.sleep(forTimeInterval: 0.3)
-            #expect(try rig.agentControl.show(transfer.id).state == "active")
+            #expect(try rig.agentControl.show(transfer.id).state == .active)
             try client.shutdownWrite() // FIN, steered through the agent, which sees it
-            try rig.wait(5, "the agent to end the closed transfer") { try rig.agentControl.show(transfer.id).state == "ended" }
+            try rig.wait(5, "the agent to end the closed transfer") { try rig.agentControl.show(transfer.id).state == .ended }
             #expect(try rig.agentControl.show(transfer.id).reason == "closed")
-            #expect(try rig.tnControl.show(transfer.id).state == "ended")
+            #expect(try rig.tnControl.show(transfer.id).state == .ended)
         }
     }
 }

@@ -62,7 +62,7 @@ struct RestartTests {
             // It ends as if nothing happened: the restored channel wakes the TN up.
             Thread.sleep(forTimeInterval: 0.3)
             try rig.agentControl.end(transfer.id)
-            try rig.wait(5, "the agent to clear the transfer") { try rig.agentControl.show(transfer.id).state == "ended" }
+            try rig.wait(5, "the agent to clear the transfer") { try rig.agentControl.show(transfer.id).state == .ended }
             let endedAt = monotonicNanoseconds()
             try rig.wait(3, "the call to reach the TN again") { atTN.first(flow: 1, after: endedAt) != nil }
             Thread.sleep(forTimeInterval: 0.3)
@@ -88,19 +88,19 @@ struct RestartTests {
             try rig.wait(3, "the call to go on reaching the target while the nodes are dead") { atTarget.count(flow: 1) > whileDead + 5000 }
             try rig.daemons.tn.restart()
             try rig.daemons.target.restart()
-            #expect(try rig.tnControl.show(transfer.id).state == "active", "the TN knows its transfer again")
-            #expect(try rig.targetControl.show(transfer.id).state == "accepted", "the target knows it holds the address")
+            #expect(try rig.tnControl.show(transfer.id).state == .active, "the TN knows its transfer again")
+            #expect(try rig.targetControl.show(transfer.id).state == .accepted, "the target knows it holds the address")
             for node in [rig.daemons.tn, rig.daemons.target] {
                 #expect(!node.logText().contains("resuming failed"), "\(node.host) resumed (adopting its decap link in L3)")
             }
 
             Thread.sleep(forTimeInterval: 0.3)
             try rig.agentControl.end(transfer.id)
-            try rig.wait(5, "the restarted TN to answer the wake-up") { try rig.agentControl.show(transfer.id).state == "ended" }
+            try rig.wait(5, "the restarted TN to answer the wake-up") { try rig.agentControl.show(transfer.id).state == .ended }
             let endedAt = monotonicNanoseconds()
             try rig.wait(3, "the call to reach the TN again") { atTN.first(flow: 1, after: endedAt) != nil }
-            try rig.wait(5, "the restarted target to answer the release") { try rig.targetControl.show(transfer.id).state == "released" }
-            #expect(try rig.tnControl.show(transfer.id).state == "ended")
+            try rig.wait(5, "the restarted target to answer the release") { try rig.targetControl.show(transfer.id).state == .released }
+            #expect(try rig.tnControl.show(transfer.id).state == .ended)
             Thread.sleep(forTimeInterval: 0.3)
             let report = FlowReport(flow: 1, sent: call.stop(), arrivals: atTN.stop() + atTarget.stop())
             print("\(layout.rawValue)/\(family): TN and target killed mid-transfer: \(report)")
@@ -125,14 +125,14 @@ struct RestartTests {
             #expect(tn.waitForExit(timeout: 10), "\(step): the TN crashed at the step")
             try tn.restart()
             let t = try #require(try rig.tnControl.list().first, "\(step): the TN knows the interrupted start")
-            #expect(t.state == "failed", "\(step): \(t)")
+            #expect(t.state == .failed, "\(step): \(t)")
             try rig.wait(10, "\(step): the agent to let go and the target to release") {
                 try rig.agentControl.status().takeovers.isEmpty
-                    && rig.targetControl.list().map(\.state) == ["released"]
+                    && rig.targetControl.list().map(\.state) == [.released]
             }
             #expect(try rig.tn.addresses(interface: rig.tn.interface, family: .v4).contains { $0.address == original },
                     "\(step): the original is on the TN's wire")
-            #expect(try rig.agentControl.list().allSatisfy { ["ended", "failed"].contains($0.state) }, "\(step)")
+            #expect(try rig.agentControl.list().allSatisfy { [TransferState.ended, .failed].contains($0.state) }, "\(step)")
         }
     }
 
@@ -167,15 +167,15 @@ struct RestartTests {
 
                 // Agent and TN agree again: both active, or neither.
                 try rig.wait(15, "\(step): agent and TN to agree") {
-                    let agentLive = try rig.agentControl.list().filter { ["active", "waking", "lingering"].contains($0.state) }
-                    let tnLive = try rig.tnControl.list().filter { ["active", "ending", "registering"].contains($0.state) }
+                    let agentLive = try rig.agentControl.list().filter { [TransferState.active, .waking, .lingering].contains($0.state) }
+                    let tnLive = try rig.tnControl.list().filter { [TransferState.active, .ending, .registering].contains($0.state) }
                     return agentLive.map(\.id) == tnLive.map(\.id)
                 }
                 // Then end whatever is left and come back to nothing.
-                for t in try rig.agentControl.list() where t.state == "active" { try rig.agentControl.end(t.id) }
+                for t in try rig.agentControl.list() where t.state == .active { try rig.agentControl.end(t.id) }
                 try rig.wait(10, "\(step): everything to end") {
                     try rig.agentControl.status().takeovers.isEmpty
-                        && rig.tnControl.list().allSatisfy { ["ended", "failed"].contains($0.state) }
+                        && rig.tnControl.list().allSatisfy { [TransferState.ended, .failed].contains($0.state) }
                 }
                 try expectMapsHoldTheStore(rig, step)
                 #expect(try rig.tn.addresses(interface: rig.tn.interface, family: .v4).contains { $0.address == original },

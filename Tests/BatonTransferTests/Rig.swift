@@ -64,7 +64,7 @@ struct Rig {
 
     /// The call's session transferred from the TN to the target (`layout`'s mode).
     func transfer(_ call: Call, _ layout: LabLayout) throws -> TransferInfo {
-        try tnControl.start(TransferRequest(to: "target", sessions: [call.session], mode: layout.rawValue))
+        try tnControl.start(TransferRequest(to: "target", sessions: [call.session], mode: layout.transferMode))
     }
 
     /// Polls `condition` every 10 ms until it holds or `timeout` passes.

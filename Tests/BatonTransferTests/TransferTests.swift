@@ -46,8 +46,8 @@ struct TransferTests {
                 to: "target",
                 sessions: [SessionMatch(proto: .udp, source: cn.address(family), sourcePort: 40000,
                                         destination: original, destinationPort: 5004)],
-                mode: layout.rawValue))
-            #expect(transfer.state == "active")
+                mode: layout.transferMode))
+            #expect(transfer.state == .active)
             try rig.wait(3, "the call to reach the target") { atTarget.count(flow: 1) > 2000 }
             #expect(try rig.correspondentSees() == sa.mac, "during: the correspondent sends to the agent")
             #expect(try tn.addresses(interface: tn.interface, family: family).contains { $0.address == original } == false,
@@ -56,8 +56,8 @@ struct TransferTests {
 
             // The operator ends it on the agent: wake-up, reclaim, linger, clear.
             try rig.agentControl.end(transfer.id)
-            try rig.wait(5, "the agent to clear the transfer") { try rig.agentControl.show(transfer.id).state == "ended" }
-            #expect(try rig.tnControl.show(transfer.id).state == "ended")
+            try rig.wait(5, "the agent to clear the transfer") { try rig.agentControl.show(transfer.id).state == .ended }
+            #expect(try rig.tnControl.show(transfer.id).state == .ended)
             let callAtTargetAfterEnd = atTarget.count(flow: 1)
             let endedAt = monotonicNanoseconds()
             try rig.wait(3, "the call to reach the TN again") { atTN.first(flow: 1, after: endedAt) != nil }
@@ -113,7 +113,7 @@ struct TransferTests {
                 to: "target",
                 sessions: [SessionMatch(proto: .udp, source: cn.address(family), sourcePort: 40000,
                                         destination: original, destinationPort: 5004)],
-                mode: layout.rawValue))
+                mode: layout.transferMode))
             try rig.wait(3, "the call to reach the target") { atTarget.count(flow: 1) > 50 }
             #expect(try rig.correspondentSees() == sa.mac, "during: the announcement moved the entry to the agent")
             for _ in 0..<2 {
@@ -123,7 +123,7 @@ struct TransferTests {
             try rig.wait(3, "the call to keep reaching the target") { atTarget.count(flow: 1) > before + 50 }
 
             try rig.tnControl.end(transfer.id)
-            try rig.wait(5, "the agent to clear the transfer") { try rig.agentControl.show(transfer.id).state == "ended" }
+            try rig.wait(5, "the agent to clear the transfer") { try rig.agentControl.show(transfer.id).state == .ended }
             #expect(try rig.correspondentSees() == tn.mac, "after: the TN's announcement moved the entry back")
             for _ in 0..<2 {
                 #expect(try rig.expireCorrespondentEntry() == tn.mac, "after, re-resolved: only the TN answers")

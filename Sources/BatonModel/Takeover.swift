@@ -1,5 +1,3 @@
-import BatonModel
-
 /// A taken-over address: the agent answers for it and steers its packets.
 /// Packets that match no session rule go to `defaultForward` (the TN through
 /// its temporary address). Mirrors `struct baton_takeover`.
@@ -24,7 +22,7 @@ public struct Takeover: Equatable, Sendable, Codable {
         self.temporaryAddress = temporaryAddress ?? (defaultForward.action == .encap ? defaultForward.outerDestination : nil)
     }
 
-    public func validate() throws(DataPlaneError) {
+    public func validate() throws(ModelError) {
         guard !address.isUnspecified, !address.isMulticast else {
             throw .invalid("cannot take over \(address): not a unicast address")
         }

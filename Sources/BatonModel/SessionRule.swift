@@ -1,6 +1,3 @@
-import BatonModel
-import CBatonABI
-
 /// Which packets a session rule takes, most specific first. Mirrors BATON_MATCH_*.
 public enum MatchKind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     /// source address and port, destination address and port, protocol
@@ -62,7 +59,7 @@ public struct SessionMatch: Hashable, Sendable, Codable, CustomStringConvertible
 
     /// The match kind these fields make, or an error for a combination the
     /// data plane cannot look up (a source port without a source address...).
-    public func kind() throws(DataPlaneError) -> MatchKind {
+    public func kind() throws(ModelError) -> MatchKind {
         let dportGiven = destinationPort != nil || isICMP
         switch (source != nil, sourcePort != nil, dportGiven) {
         case (true, true, true): return .exact
@@ -74,7 +71,7 @@ public struct SessionMatch: Hashable, Sendable, Codable, CustomStringConvertible
         }
     }
 
-    public func validate() throws(DataPlaneError) {
+    public func validate() throws(ModelError) {
         _ = try kind()
         if let s = source, s.family != destination.family {
             throw .invalid("source \(s) and destination \(destination) are of different families")
@@ -105,7 +102,7 @@ public struct SessionRule: Equatable, Sendable, Codable {
         self.forward = forward
     }
 
-    public func validate() throws(DataPlaneError) {
+    public func validate() throws(ModelError) {
         try match.validate()
         try forward.validate(for: match.destination.family)
     }

@@ -1,5 +1,3 @@
-import BatonModel
-
 /// Where the data plane sends a packet: the value half of a session rule,
 /// and a takeover's default. Mirrors `struct baton_fwd`.
 public struct Forwarding: Equatable, Hashable, Sendable, Codable {
@@ -65,7 +63,7 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
     /// Checks that this can carry packets of `family`: MACs set for the
     /// sending actions; the tunnel's addresses of the same family (the data
     /// plane encapsulates IPv4 in IPv4 and IPv6 in IPv6).
-    public func validate(for family: IPAddress.Family) throws(DataPlaneError) {
+    public func validate(for family: IPAddress.Family) throws(ModelError) {
         switch action {
         case .pass, .drop:
             return
@@ -87,23 +85,6 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
             guard !dst.isUnspecified, !dst.isMulticast else {
                 throw .invalid("tunnel destination \(dst) must be a unicast address")
             }
-        }
-    }
-}
-
-/// Errors of the data plane's domain layer; kernel failures stay BPFError.
-public enum DataPlaneError: Error, CustomStringConvertible, Sendable, Equatable {
-    case invalid(String)
-    case notFound(String)
-    case full(String)
-    case notLoaded(String)
-
-    public var description: String {
-        switch self {
-        case .invalid(let s): return s
-        case .notFound(let s): return s
-        case .full(let s): return s
-        case .notLoaded(let s): return s
         }
     }
 }

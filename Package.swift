@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "batond", targets: ["batond"]),
         .executable(name: "baton-bench", targets: ["baton-bench"]),
         .executable(name: "baton-demo", targets: ["baton-demo"]),
+        .executable(name: "baton-lab", targets: ["baton-lab"]),
         .library(name: "BatonDataPlane", targets: ["BatonDataPlane"]),
         .library(name: "BatonLab", targets: ["BatonLab"]),
     ],
@@ -84,15 +85,25 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
         ]),
 
+        // What the command-line tools share: tables, JSON output, errors with exit codes.
+        .target(name: "BatonCLI", dependencies: [
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
         .executableTarget(name: "batond", dependencies: [
             "BatonAPI", "BatonDaemon", "BatonNet", "BatonModel", "BatonProtocol", "BatonBPF", "BatonDataPlane",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The operator's CLI: links no test code (the lab is baton-lab's).
         .executableTarget(name: "batonctl", dependencies: [
-            "BatonAPI", "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet", "BatonLab",
+            "BatonAPI", "BatonCLI", "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "baton-lab", dependencies: [
+            "BatonCLI", "BatonLab", "BatonNet",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "baton-demo", dependencies: [
             "BatonAPI", "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet", "BatonLab", "BatonDaemon",
@@ -111,6 +122,8 @@ let package = Package(
             "BatonDataPlane", "BatonBPF", "BatonModel", "BatonPacket", "BatonNet", "BatonLab",
         ]),
         .testTarget(name: "BatonNetTests", dependencies: ["BatonNet", "BatonLab", "BatonModel"]),
+        // The harness: labs built, read back and removed; baton-lab.
+        .testTarget(name: "BatonLabTests", dependencies: ["BatonLab", "BatonNet", "BatonModel"]),
         .testTarget(name: "BatonCtlTests", dependencies: ["BatonAPI", "BatonDataPlane", "BatonModel", "BatonNet", "BatonLab", "BatonDaemon", "BatonBPF"]),
         // The API's document (docs/openapi.json) against the route table and the bodies.
         .testTarget(name: "BatonAPITests", dependencies: ["BatonAPI", "BatonModel"]),

@@ -1,5 +1,6 @@
 import BatonAPI
 import BatonDataPlane
+import BatonModel
 import Foundation
 import Hummingbird
 import HummingbirdTLS
@@ -284,6 +285,7 @@ struct ErrorMiddleware: RouterMiddleware {
     static func controlError(_ error: any Error, request: Request) -> ControlError {
         switch error {
         case let e as ControlError: return e
+        case let e as ModelError: return .invalid(e.description)
         case let e as DataPlaneError:
             switch e {
             case .invalid(let s): return .invalid(s)

@@ -144,7 +144,7 @@ extension Lab {
         NetworkNamespace.list().contains { $0.hasPrefix(prefix + "-") }
     }
 
-    /// The lab with `prefix` as the kernel has it now, e.g. one `batonctl lab up` left running:
+    /// The lab with `prefix` as the kernel has it now, e.g. one `baton-lab up` left running:
     /// segments from the `<prefix>-seg…` namespaces, hosts from the others, and per host its
     /// `eth*` interfaces with their MACs and addresses (the first global IPv4 and IPv6 address
     /// of each; 0.0.0.0 / :: if it has none). Hosts come in the order they were built in (for

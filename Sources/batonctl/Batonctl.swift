@@ -1,4 +1,5 @@
 import ArgumentParser
+import BatonCLI
 import Foundation
 
 /// batonctl: the operator's CLI for Baton. The daemon verbs (transfer, node, device, policy,
@@ -22,44 +23,27 @@ struct Batonctl: ParsableCommand {
         and trying things by hand; they need root. Rules and takeovers may be added before \
         anything is attached: the first `takeover add`, `rule add` or `attach` loads and pins the \
         data plane. `teardown` detaches and removes everything Baton pinned (refusing while a \
-        batond answers). `lab` builds test labs in network namespaces.
+        batond answers). Test labs in network namespaces are baton-lab's.
 
         Commands that print take --json. See docs/cli.md.
         """,
         subcommands: [TransferCommand.self, NodeCommand.self, DeviceCommand.self, PolicyCommand.self, MetricsCommand.self,
                       Attach.self, Detach.self, Status.self, TakeoverCommand.self, RuleCommand.self,
-                      Stats.self, Unload.self, Teardown.self, LabCommand.self])
+                      Stats.self, Unload.self, Teardown.self])
 
     @OptionGroup(title: "Global Options") var globals: GlobalOptions
     /// So that --control and --api may come before the verb too (the daemon verbs read the
     /// same values); hidden here, shown in each daemon verb's help.
     @OptionGroup(title: "Daemon Options", visibility: .hidden) var daemon: ControlOptions
 
-    static func main() {
-        let command: ParsableCommand
-        do {
-            command = try parseAsRoot()
-        } catch {
-            exit(withError: error) // usage errors and --help: ArgumentParser's own text
-        }
-        do {
-            var c = command
-            try c.run()
-        } catch let e as CLIError {
-            printError("batonctl: " + e.message)
-            if verboseRequested(command), !e.detail.isEmpty { printError(e.detail) }
-            Foundation.exit(e.status.rawValue)
-        } catch {
-            exit(withError: error) // --help, --version, ExitCode: ArgumentParser's handling
-        }
-    }
-
-    private static func verboseRequested(_ c: ParsableCommand) -> Bool {
-        (c as? any HasGlobals)?.globals.verbose ?? false
-    }
+    static func main() { runAsTool() }
 }
 
 /// Commands whose globals the error reporter can read.
-protocol HasGlobals {
+protocol HasGlobals: VerboseCommand {
     var globals: GlobalOptions { get }
+}
+
+extension HasGlobals {
+    var isVerbose: Bool { globals.verbose }
 }

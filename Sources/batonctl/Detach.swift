@@ -1,5 +1,6 @@
 import ArgumentParser
 import BatonBPF
+import BatonCLI
 import BatonDataPlane
 
 struct Detach: ParsableCommand, HasGlobals {

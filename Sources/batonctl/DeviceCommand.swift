@@ -1,5 +1,6 @@
 import ArgumentParser
 import BatonAPI
+import BatonCLI
 import Foundation
 
 /// `batonctl device …`: the devices enrolled at the agent. A registration is accepted only

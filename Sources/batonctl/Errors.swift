@@ -1,50 +1,12 @@
 import BatonAPI
 import BatonBPF
+import BatonCLI
 import BatonDataPlane
+import BatonModel
 import Foundation
 
-/// batonctl's exit codes (docs/cli.md lists them).
-enum ExitStatus: Int32 {
-    /// Done.
-    case success = 0
-    /// A kernel, BPF or netlink call failed, a map is full, or the state
-    /// forbids it (already attached); the daemon's conflict, failed,
-    /// rate-limited and internal errors.
-    case failure = 1
-    /// What the command names does not exist: nothing loaded at the root, no
-    /// such rule, takeover, interface, network namespace or attachment; the
-    /// daemon's not-found (no such transfer, device, policy or target).
-    case notFound = 2
-    /// Bad command line: unknown flag, malformed or contradictory value
-    /// (ArgumentParser's own usage errors use the same code); the daemon's
-    /// invalid (it found the request malformed).
-    case usage = 64
-    /// No daemon answers at --control or --api (batond is not running there),
-    /// or it answers unavailable (shutting down): sysexits' EX_UNAVAILABLE.
-    case unavailable = 69
-    /// Not root (map verbs); not allowed to open the API socket, or the daemon
-    /// answers forbidden (daemon verbs): sysexits' EX_NOPERM.
-    case forbidden = 77
-}
-
-/// An error batonctl reports as one line on stderr, `batonctl: <message>`.
-struct CLIError: Error, CustomStringConvertible {
-    var message: String
-    var status: ExitStatus
-    /// Extra lines printed only with --verbose (libbpf's log, for one).
-    var detail: String = ""
-
-    init(_ message: String, _ status: ExitStatus = .failure, detail: String = "") {
-        self.message = message
-        self.status = status
-        self.detail = detail
-    }
-
-    var description: String { message }
-
-    static func usage(_ message: String) -> CLIError { CLIError(message, .usage) }
-    static func notFound(_ message: String) -> CLIError { CLIError(message, .notFound) }
-
+/// What batonctl makes of the errors below it.
+extension CLIError {
     static let notRoot = CLIError("must run as root (BPF and XDP need CAP_BPF and CAP_NET_ADMIN)", .forbidden)
 
     static func notLoaded(_ root: String) -> CLIError {
@@ -58,6 +20,8 @@ struct CLIError: Error, CustomStringConvertible {
         switch error {
         case let e as CLIError:
             return e
+        case let e as ModelError:
+            return .usage(e.description)
         case let e as DataPlaneError:
             switch e {
             case .invalid(let s): return .usage(s)
@@ -107,21 +71,7 @@ struct CLIError: Error, CustomStringConvertible {
         }
     }
 
-    static func firstLine(_ text: String) -> String {
-        text.split(separator: "\n", maxSplits: 1).first.map(String.init) ?? text
-    }
-
     static func describe(_ e: DecodingError) -> String { e.summary }
 }
 
 func strerrorText(_ code: Int32) -> String { String(cString: strerror(code)) }
-
-/// stderr, unbuffered.
-func printError(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
-}
-
-/// A notice for people, on stderr so stdout stays clean for --json.
-func note(_ text: String) {
-    printError("batonctl: " + text)
-}

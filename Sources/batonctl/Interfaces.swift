@@ -1,5 +1,6 @@
 // Interface lookups over netlink (BatonNet) and entering a
 // network namespace.
+import BatonCLI
 import BatonModel
 import BatonNet
 import Glibc

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BatonAPI
+import BatonCLI
 import Foundation
 
 /// `batonctl metrics`: the daemon's Prometheus metrics, as a scraper gets them.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BatonAPI
+import BatonCLI
 import Foundation
 
 /// `batonctl node …`: a batond itself.

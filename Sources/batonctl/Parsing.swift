@@ -1,5 +1,6 @@
 import BatonAPI
 import BatonBPF
+import BatonCLI
 import BatonDataPlane
 import BatonModel
 import BatonNet

@@ -1,4 +1,5 @@
 import BatonBPF
+import BatonCLI
 import BatonDataPlane
 import Glibc
 

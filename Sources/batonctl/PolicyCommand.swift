@@ -1,5 +1,6 @@
 import ArgumentParser
 import BatonAPI
+import BatonCLI
 import Foundation
 
 /// `batonctl policy …`: which enrolled devices may move sessions to which.

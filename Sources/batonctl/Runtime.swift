@@ -1,6 +1,7 @@
-import BatonAPI
 import ArgumentParser
+import BatonAPI
 import BatonBPF
+import BatonCLI
 import BatonDataPlane
 import BatonModel
 import Foundation

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BatonCLI
 import BatonDataPlane
 
 struct Stats: ParsableCommand, HasGlobals {

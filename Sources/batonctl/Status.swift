@@ -1,7 +1,8 @@
 import ArgumentParser
 import BatonBPF
-import BatonModel
+import BatonCLI
 import BatonDataPlane
+import BatonModel
 
 struct Status: ParsableCommand, HasGlobals {
     static let configuration = CommandConfiguration(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BatonAPI
 import BatonBPF
+import BatonCLI
 import BatonDataPlane
 import Foundation
 import Logging

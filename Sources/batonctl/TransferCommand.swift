@@ -1,5 +1,6 @@
-import BatonAPI
 import ArgumentParser
+import BatonAPI
+import BatonCLI
 import BatonDataPlane
 import BatonModel
 import Foundation

@@ -10,53 +10,21 @@ import Testing
 
 // MARK: - Running batonctl
 
-struct Run: CustomStringConvertible {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-
-    var description: String { "exit \(status)\nstdout: \(stdout)\nstderr: \(stderr)" }
-
-    func json<T: Decodable>(_ type: T.Type) throws -> T {
-        try JSONDecoder().decode(T.self, from: Data(stdout.utf8))
-    }
-}
+typealias Run = ToolRun
 
 enum Binary {
     /// `batonctl` in the build directory the tests were built into ($BATONCTL overrides).
     static let path: String? = LabDaemons.findExecutable("batonctl")
+    /// `baton-lab`, for commands run inside a lab host.
+    static let lab: String? = LabDaemons.findExecutable("baton-lab")
 }
 
 /// Runs batonctl with `args`, stdout and stderr captured, killed after `timeout`.
 func batonctl(_ args: [String], timeout: TimeInterval = 60) throws -> Run {
     let exe = try #require(Binary.path, "batonctl not found next to the test bundle; run `swift build` first")
-    let tmp = FileManager.default.temporaryDirectory
-    let out = tmp.appendingPathComponent("batonctl-\(UUID().uuidString).out")
-    let err = tmp.appendingPathComponent("batonctl-\(UUID().uuidString).err")
-    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-    defer {
-        try? FileManager.default.removeItem(at: out)
-        try? FileManager.default.removeItem(at: err)
-    }
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: exe)
-    p.arguments = args
-    p.standardOutput = try FileHandle(forWritingTo: out)
-    p.standardError = try FileHandle(forWritingTo: err)
-    p.standardInput = FileHandle.nullDevice
-    try p.run()
-    let deadline = Date().addingTimeInterval(timeout)
-    while p.isRunning && Date() < deadline { usleep(5000) }
-    if p.isRunning {
-        p.terminate()
-        p.waitUntilExit()
-        Issue.record("batonctl \(args.joined(separator: " ")) timed out")
-    }
-    p.waitUntilExit()
-    return Run(status: p.terminationStatus,
-               stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-               stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+    let run = try ToolRun.run(exe, args, timeout: timeout)
+    if run.timedOut { Issue.record("batonctl \(args.joined(separator: " ")) timed out") }
+    return run
 }
 
 /// A private pin root, optionally a network namespace with a veth pair

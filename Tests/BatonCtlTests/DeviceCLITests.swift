@@ -143,7 +143,7 @@ struct DeviceCLITests {
     }
 
     /// --api: the agent also listens over HTTPS with client certificates (batond --listen);
-    /// batonctl, run in the correspondent's namespace (`lab exec`), reaches it there.
+    /// batonctl, run in the correspondent's namespace (`baton-lab exec`), reaches it there.
     @Test func remoteAgentOverMutualTLS() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("batonctl-tls-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -167,9 +167,10 @@ struct DeviceCLITests {
         }
 
         func remote(_ args: [String], ca: String = "ca.pem", cert: String = "client.pem", key: String = "client.key") throws -> Run {
-            try batonctl(["lab", "exec", lab.prefix, "cn", "--", exe] + args +
-                         ["--api", "https://\(sa):7391", "--tls-ca", "\(dir)/\(ca)", "--tls-cert", "\(dir)/\(cert)",
-                          "--tls-key", "\(dir)/\(key)"])
+            let tool = try #require(Binary.lab, "baton-lab not found next to the test bundle")
+            return try ToolRun.run(tool, ["exec", lab.prefix, "cn", "--", exe] + args +
+                                   ["--api", "https://\(sa):7391", "--tls-ca", "\(dir)/\(ca)", "--tls-cert", "\(dir)/\(cert)",
+                                    "--tls-key", "\(dir)/\(key)"])
         }
         let list = try remote(["device", "list", "--json"])
         #expect(list.status == 0 && list.stderr.isEmpty, "\(list)")

@@ -107,14 +107,14 @@ extension KernelTests {
             #expect(throws: LabError.self) { try Lab.open(prefix: "btnone0") }
         }
 
-        // MARK: batonctl lab
+        // MARK: baton-lab
 
-        @Test(.enabled(if: LabCtl.path != nil, "batonctl not built next to the tests"))
-        func batonctlLabUpStatusExecDown() throws {
-            let prefix = uniqueNamespaceName("x").prefix(7).description
+        @Test(.enabled(if: LabTool.path != nil, "baton-lab not built next to the tests"))
+        func labToolUpStatusExecDown() throws {
+            let prefix = uniquePrefix()
             defer { _ = try? Lab.removeStale(prefix: prefix) }
 
-            let up = try LabCtl.run(["lab", "up", "--layout", "l3", "--correspondents", "2", "--prefix", prefix, "--json"])
+            let up = try LabTool.run(["up", "--layout", "l3", "--correspondents", "2", "--prefix", prefix, "--json"])
             #expect(up.status == 0, "\(up)")
             let built = try JSONSerialization.jsonObject(with: Data(up.stdout.utf8)) as? [String: Any]
             #expect(built?["prefix"] as? String == prefix)
@@ -124,7 +124,7 @@ extension KernelTests {
 
             // A fresh process reads the same lab back from the kernel.
             let lab = try Lab.open(prefix: prefix)
-            let status = try LabCtl.run(["lab", "status", prefix, "--json"])
+            let status = try LabTool.run(["status", prefix, "--json"])
             #expect(status.status == 0, "\(status)")
             let listed = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [[String: Any]]
             #expect(listed?.count == 1)
@@ -132,36 +132,36 @@ extension KernelTests {
             let targetInterface = (target?["interfaces"] as? [[String: Any]])?.first
             #expect(targetInterface?["ipv4"] as? String == "\(lab["target"].ipv4)")
             #expect(targetInterface?["mac"] as? String == "\(lab["target"].mac)")
-            let text = try LabCtl.run(["lab", "status"])
+            let text = try LabTool.run(["status"])
             #expect(text.status == 0 && text.stdout.contains("lab \(prefix) (layout l3)"), "\(text)")
 
             // exec: in the host's network namespace only; the command's exit status.
-            let ip = try LabCtl.run(["lab", "exec", prefix, "target", "--", "cat", "/proc/thread-self/net/dev"])
+            let ip = try LabTool.run(["exec", prefix, "target", "--", "cat", "/proc/thread-self/net/dev"])
             #expect(ip.status == 0 && ip.stdout.contains("eth0:") && !ip.stdout.contains("eth1:"), "\(ip)")
-            let namespace = try LabCtl.run(["lab", "exec", prefix, "rt", "--", "readlink", "/proc/self/ns/net"])
+            let namespace = try LabTool.run(["exec", prefix, "rt", "--", "readlink", "/proc/self/ns/net"])
             #expect(namespace.stdout.contains("net:[\(try lab["rt"].namespace.identity().inode)]"), "\(namespace)")
-            #expect(try LabCtl.run(["lab", "exec", prefix, "cn1", "--", "sh", "-c", "exit 7"]).status == 7)
-            #expect(try LabCtl.run(["lab", "exec", prefix, "cn1", "--", "no-such-command-here"]).status == 127)
-            let noHost = try LabCtl.run(["lab", "exec", prefix, "nobody", "--", "true"])
+            #expect(try LabTool.run(["exec", prefix, "cn1", "--", "sh", "-c", "exit 7"]).status == 7)
+            #expect(try LabTool.run(["exec", prefix, "cn1", "--", "no-such-command-here"]).status == 127)
+            let noHost = try LabTool.run(["exec", prefix, "nobody", "--", "true"])
             #expect(noHost.status == 2 && noHost.stderr.contains("no host nobody"), "\(noHost)")
 
-            let down = try LabCtl.run(["lab", "down", prefix])
+            let down = try LabTool.run(["down", prefix])
             #expect(down.status == 0, "\(down)")
             #expect(!Lab.exists(prefix: prefix))
-            let again = try LabCtl.run(["lab", "down", prefix])
+            let again = try LabTool.run(["down", prefix])
             #expect(again.status == 2, "\(again)")
-            #expect(again.stderr.hasPrefix("batonctl: no lab with prefix \(prefix)") && again.stderr.split(separator: "\n").count == 1)
-            let unknown = try LabCtl.run(["lab", "status", prefix])
+            #expect(again.stderr.hasPrefix("baton-lab: no lab with prefix \(prefix)") && again.stderr.split(separator: "\n").count == 1)
+            let unknown = try LabTool.run(["status", prefix])
             #expect(unknown.status == 2, "\(unknown)")
         }
 
-        @Test(.enabled(if: LabCtl.path != nil, "batonctl not built next to the tests"))
-        func batonctlLabRefusesBadArguments() throws {
+        @Test(.enabled(if: LabTool.path != nil, "baton-lab not built next to the tests"))
+        func labToolRefusesBadArguments() throws {
             let before = NetworkNamespace.list()
-            for arguments in [["lab", "up", "--layout", "l4"], ["lab", "up", "--prefix", "NOPE"],
-                              ["lab", "up", "--correspondents", "sa"], ["lab", "up", "--correspondents", "0"],
-                              ["lab", "down"], ["lab", "exec", "btnone0", "cn"]] {
-                let result = try LabCtl.run(arguments)
+            for arguments in [["up", "--layout", "l4"], ["up", "--prefix", "NOPE"],
+                              ["up", "--correspondents", "sa"], ["up", "--correspondents", "0"],
+                              ["down"], ["exec", "btnone0", "cn"]] {
+                let result = try LabTool.run(arguments)
                 #expect(result.status != 0, "\(arguments): \(result)")
                 #expect(!result.stderr.isEmpty)
             }
@@ -170,45 +170,14 @@ extension KernelTests {
     }
 }
 
-/// The built `batonctl`, found as BatonCtlTests finds it: $BATONCTL, else next to the test bundle.
-enum LabCtl {
-    struct Result: CustomStringConvertible {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-        var description: String { "exit \(status)\nstdout: \(stdout)\nstderr: \(stderr)" }
-    }
+/// The built `baton-lab`, found as the harness finds batond: next to the test bundle.
+enum LabTool {
+    static let path: String? = LabDaemons.findExecutable("baton-lab")
 
-    static let path: String? = LabDaemons.findExecutable("batonctl")
-
-    /// Runs batonctl with `arguments`, output captured in files, killed after 60 s.
-    static func run(_ arguments: [String]) throws -> Result {
-        let executable = try #require(path)
-        let directory = FileManager.default.temporaryDirectory
-        let out = directory.appendingPathComponent("batonctl-lab-\(UUID().uuidString).out")
-        let err = directory.appendingPathComponent("batonctl-lab-\(UUID().uuidString).err")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        defer {
-            try? FileManager.default.removeItem(at: out)
-            try? FileManager.default.removeItem(at: err)
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let deadline = Date().addingTimeInterval(60)
-        while process.isRunning && Date() < deadline { usleep(5000) }
-        if process.isRunning {
-            process.terminate()
-            Issue.record("batonctl \(arguments.joined(separator: " ")) timed out")
-        }
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus,
-                      stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-                      stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+    /// Runs baton-lab with `arguments`, output captured, killed after 60 s.
+    static func run(_ arguments: [String]) throws -> ToolRun {
+        let run = try ToolRun.run(try #require(path), arguments)
+        if run.timedOut { Issue.record("baton-lab \(arguments.joined(separator: " ")) timed out") }
+        return run
     }
 }

@@ -107,9 +107,11 @@ let package = Package(
         ]),
         .executableTarget(name: "baton-demo", dependencies: [
             "BatonAPI", "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet", "BatonLab", "BatonDaemon",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "baton-bench", dependencies: [
             "BatonAPI", "BatonProtocol", "BatonStore", "BatonDataPlane", "BatonBPF", "BatonModel", "BatonPacket", "BatonNet", "BatonLab", "CBatonABI", "BatonDaemon",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .testTarget(name: "BatonModelTests", dependencies: ["BatonModel", "BatonPacket"]),

@@ -47,8 +47,8 @@ extension ControlPlaneResult {
 func runControlPlane(_ options: Options) throws -> ControlPlaneResult {
     guard let batond = LabDaemons.findBatond() else { throw BrokenSetup("batond not found next to baton-bench (make bench builds it)") }
     let lab = try Lab.transfer(.l2, correspondents: ["cn"])
-    Cleanup.shared.add(lab)
-    defer { Cleanup.shared.remove(lab) }
+    let teardown = SignalCleanup.shared.add(lab)
+    defer { SignalCleanup.shared.run(teardown) }
     var result = ControlPlaneResult(registrations: options.registrations, concurrency: 16, batch: 256, refused: 0,
                                     rules: options.reconcileRules)
 

@@ -41,8 +41,8 @@ func percentile(_ xs: [Double], _ p: Double) -> Double? {
 func runHandover(_ options: Options) throws -> HandoverResult {
     guard let batond = LabDaemons.findBatond() else { throw BrokenSetup("batond not found next to baton-bench (make bench builds it)") }
     let lab = try Lab.transfer(.l2, correspondents: ["cn"])
-    Cleanup.shared.add(lab)
-    defer { Cleanup.shared.remove(lab) }
+    let teardown = SignalCleanup.shared.add(lab)
+    defer { SignalCleanup.shared.run(teardown) }
     var daemonOptions = LabDaemons.Options()
     daemonOptions.agentArguments = ["--idle-timeout", "600", "--linger", "0.05", "--announce-refresh", "0"]
     daemonOptions.logLevel = "warning"

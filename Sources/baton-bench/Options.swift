@@ -1,8 +1,7 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import ArgumentParser
 
-/// What to run and for how long. `--quick` shrinks everything for a smoke run.
+/// What to run and for how long, as the parts read it. `--quick` shrinks everything for a
+/// smoke run; `BenchCommand` builds it from the command line.
 struct Options {
     var quick = false
     /// Installed-rule levels for the test-run costs; the largest is also the
@@ -34,115 +33,92 @@ struct Options {
     var verbose = false
     /// Throughput paths to run (all by default; fewer for profiling one).
     var paths = Path.allCases
+}
 
-    static let usage = """
-    usage: baton-bench [--quick] [--rounds N] [--window SECONDS] [--rules N]
-                       [--paths LIST] [--handovers N] [--no-testrun] [--no-throughput]
-                       [--no-insert] [--no-handover] [--no-control-plane]
-                       [--registrations N] [--reconcile-rules N]
-                       [--verbose] [--help]
+/// The command line (swift-argument-parser): ranges checked in `validate`, before anything
+/// is built.
+struct BenchArguments: ParsableArguments {
+    @Flag(help: "A ~30 s smoke run: fewer rounds, 1 s windows, 100k rules.")
+    var quick = false
 
-    Measures Baton's XDP data plane on this machine and prints a table, then the
-    same figures as one JSON object on the last line of stdout. Every figure is
-    also given as a ratio against a baseline measured in the same run, with the
-    configurations interleaved (A B A B ...) and medians reported. Needs root and
-    a kernel with BPF; builds (and always removes) two network namespaces.
+    @Option(help: ArgumentHelp("Throughput repetitions per path, 1-100 (default 9, quick 3).", valueName: "n"))
+    var rounds: Int?
 
-      1. cost per packet of baton_steer through BPF_PROG_TEST_RUN (miss, L2 hit,
-         encap hit at 1, 10k and 1M installed rules) beside baton_tx and
-         baton_macswap;
-      2. Mpps over a veth pair with a live-frames generator: bare MAC swap,
-         baton_steer with 1M rules, the kernel's forwarding, a userspace relay;
-      3. rules per second inserted by DataPlane.addRules (1M rules) beside raw
-         bpf_map_update_batch of the same keys;
-      4. handover: transfers between batond daemons while a 20 kpps call runs:
-         transfer start to the first packet at the target, and the gap at
-         wake-up (p50/p99), beside a UDP round trip and the call's spacing;
-      5. control plane: registrations per second through the agent's API (one and
-         256 per request) beside a trivial API request's rate, and the agent's
-         start-up reconcile with 1M stored rules beside reading the maps.
+    @Option(help: ArgumentHelp("Throughput window per repetition, 0.1-30 seconds (default 2, quick 1).", valueName: "seconds"))
+    var window: Double?
 
-    options:
-      --quick            a ~30 s smoke run (fewer rounds, 1 s windows, 100k rules)
-      --rounds N         throughput repetitions per path (default 9)
-      --window SECONDS   throughput window per repetition (default 2)
-      --rules N          largest rule level and insert size (default 1000000)
-      --paths LIST       throughput paths to run, comma-separated, from
-                         bare,steered,kernel,relay (default: all; ratios need
-                         steered and the other path)
-      --handovers N      transfers in part 4 (default 100, quick 20)
-      --registrations N  registrations per configuration in part 5 (default 20000,
-                         at most 60000: each takes over its own address)
-      --reconcile-rules N  stored rules in part 5 (default 1000000, quick 100000)
-      --no-testrun, --no-throughput, --no-insert, --no-handover, --no-control-plane
-                         skip a part (its figures are null in the JSON)
-      --verbose          progress details on stderr
-      --help             this text
+    @Option(help: ArgumentHelp("Largest rule level and insert size, 10000-4000000 (default 1000000, quick 100000).", valueName: "n"))
+    var rules: Int?
 
-    docs/benchmark.md explains the methods. Exit status: 0 when the run
-    completed (the goals are reported, never enforced), 1 when a setup is
-    broken (e.g. no frames counted), 2 for a usage error.
-    """
+    @Option(parsing: .upToNextOption, help: ArgumentHelp(
+        "Throughput paths to run, from bare, steered, kernel, relay (default: all; ratios need steered and the other path). Comma- or space-separated.",
+        valueName: "path"))
+    var paths: [String] = []
 
-    static func parse(_ arguments: [String]) throws(UsageError) -> Options {
-        var o = Options()
-        var rules: Int?
-        var rounds: Int?
-        var window: Double?
-        var handovers: Int?
-        var registrations: Int?
-        var reconcileRules: Int?
-        var i = 0
-        func value(_ name: String) throws(UsageError) -> String {
-            i += 1
-            guard i < arguments.count else { throw UsageError("\(name) needs a value") }
-            return arguments[i]
-        }
-        while i < arguments.count {
-            let a = arguments[i]
-            switch a {
-            case "--help", "-h": throw UsageError(nil)
-            case "--quick": o.quick = true
-            case "--verbose", "-v": o.verbose = true
-            case "--no-testrun": o.skipTestRun = true
-            case "--no-throughput": o.skipThroughput = true
-            case "--no-insert": o.skipInsert = true
-            case "--no-handover": o.skipHandover = true
-            case "--no-control-plane": o.skipControlPlane = true
-            case "--registrations":
-                guard let n = Int(try value(a)), n >= 100, n <= 60_000 else { throw UsageError("--registrations takes 100-60000") }
-                registrations = n
-            case "--reconcile-rules":
-                guard let n = Int(try value(a)), n >= 1000, n <= 4_000_000 else { throw UsageError("--reconcile-rules takes 1000-4000000") }
-                reconcileRules = n
-            case "--handovers":
-                guard let n = Int(try value(a)), n >= 1, n <= 10_000 else { throw UsageError("--handovers takes 1-10000") }
-                handovers = n
-            case "--rules":
-                guard let n = Int(try value(a)), n >= 10_000, n <= 4_000_000 else {
-                    throw UsageError("--rules takes a number from 10000 to 4000000")
-                }
-                rules = n
-            case "--paths":
-                var ps: [Path] = []
-                for name in try value(a).split(separator: ",") {
-                    guard let p = Path(rawValue: String(name)) else { throw UsageError("--paths: unknown path \(name)") }
-                    if !ps.contains(p) { ps.append(p) }
-                }
-                guard !ps.isEmpty else { throw UsageError("--paths needs at least one path") }
-                o.paths = Path.allCases.filter(ps.contains)
-            case "--rounds":
-                guard let n = Int(try value(a)), n >= 1, n <= 100 else { throw UsageError("--rounds takes 1-100") }
-                rounds = n
-            case "--window":
-                guard let s = Double(try value(a)), s >= 0.1, s <= 30 else { throw UsageError("--window takes 0.1-30 seconds") }
-                window = s
-            default:
-                throw UsageError("unknown argument \(a)")
+    @Option(help: ArgumentHelp("Transfers in part 4, 1-10000 (default 100, quick 20).", valueName: "n"))
+    var handovers: Int?
+
+    @Option(help: ArgumentHelp("Registrations per configuration in part 5, 100-60000 (default 20000, quick 2000; each takes over its own address).", valueName: "n"))
+    var registrations: Int?
+
+    @Option(name: .customLong("reconcile-rules"), help: ArgumentHelp("Stored rules in part 5, 1000-4000000 (default 1000000, quick 100000).", valueName: "n"))
+    var reconcileRules: Int?
+
+    @Flag(name: .customLong("no-testrun"), help: "Skip part 1 (its figures are null in the JSON).")
+    var noTestRun = false
+    @Flag(name: .customLong("no-throughput"), help: "Skip part 2.")
+    var noThroughput = false
+    @Flag(name: .customLong("no-insert"), help: "Skip part 3.")
+    var noInsert = false
+    @Flag(name: .customLong("no-handover"), help: "Skip part 4.")
+    var noHandover = false
+    @Flag(name: .customLong("no-control-plane"), help: "Skip part 5.")
+    var noControlPlane = false
+
+    @Flag(name: [.customShort("v"), .long], help: "Progress details on stderr.")
+    var verbose = false
+
+    func validate() throws {
+        func check<T: Comparable>(_ value: T?, _ range: ClosedRange<T>, _ name: String) throws {
+            if let value, !range.contains(value) {
+                throw ValidationError("--\(name) takes \(range.lowerBound)-\(range.upperBound), not \(value)")
             }
-            i += 1
         }
-        if o.quick {
+        try check(rounds, 1...100, "rounds")
+        try check(window, 0.1...30, "window")
+        try check(rules, 10_000...4_000_000, "rules")
+        try check(handovers, 1...10_000, "handovers")
+        try check(registrations, 100...60_000, "registrations")
+        try check(reconcileRules, 1000...4_000_000, "reconcile-rules")
+        _ = try selectedPaths()
+    }
+
+    /// --paths, split on commas, in the order of Path.allCases, each once.
+    func selectedPaths() throws -> [Path] {
+        guard !paths.isEmpty else { return Path.allCases }
+        var chosen: Set<Path> = []
+        for name in paths.flatMap({ $0.split(separator: ",") }) {
+            guard let p = Path(rawValue: String(name)) else {
+                throw ValidationError("--paths: unknown path \(name) (bare, steered, kernel, relay)")
+            }
+            chosen.insert(p)
+        }
+        guard !chosen.isEmpty else { throw ValidationError("--paths needs at least one path") }
+        return Path.allCases.filter(chosen.contains)
+    }
+
+    /// The settings the parts read.
+    func options() throws -> Options {
+        var o = Options()
+        o.quick = quick
+        o.verbose = verbose
+        o.skipTestRun = noTestRun
+        o.skipThroughput = noThroughput
+        o.skipInsert = noInsert
+        o.skipHandover = noHandover
+        o.skipControlPlane = noControlPlane
+        o.paths = try selectedPaths()
+        if quick {
             o.levels = [1, 10_000, 100_000]
             o.testRunRounds = 5
             o.testRunRepeat = 20_000
@@ -156,9 +132,7 @@ struct Options {
             o.reconcileRules = 100_000
         }
         if let rules {
-            o.levels = [1, 10_000, rules].filter { $0 <= rules }
-            if o.levels.last != rules { o.levels.append(rules) }
-            o.levels = Array(Set(o.levels)).sorted()
+            o.levels = Array(Set([1, 10_000, rules].filter { $0 <= rules })).sorted()
         }
         // Capacity: 2^20 unless more rules are asked for;
         // at least 2% headroom above the largest level either way.
@@ -171,9 +145,4 @@ struct Options {
         if let reconcileRules { o.reconcileRules = reconcileRules }
         return o
     }
-}
-
-struct UsageError: Error {
-    let message: String?
-    init(_ message: String?) { self.message = message }
 }

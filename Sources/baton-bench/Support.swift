@@ -1,5 +1,3 @@
-import BatonLab
-import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -59,52 +57,4 @@ enum Log {
 struct BrokenSetup: Error, CustomStringConvertible {
     let description: String
     init(_ d: String) { description = d }
-}
-
-/// Labs to tear down on the way out, also on SIGINT/SIGTERM.
-final class Cleanup: @unchecked Sendable {
-    static let shared = Cleanup()
-    private var lock = pthread_mutex_t()
-    private var labs: [Lab] = []
-    private var sources: [DispatchSourceSignal] = []
-
-    private init() { pthread_mutex_init(&lock, nil) }
-
-    func add(_ lab: Lab) {
-        pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
-        labs.append(lab)
-    }
-
-    /// Tears down `lab` now (and forgets it).
-    func remove(_ lab: Lab) {
-        pthread_mutex_lock(&lock)
-        labs.removeAll { $0.prefix == lab.prefix }
-        pthread_mutex_unlock(&lock)
-        do { try lab.teardown() } catch { Log.info("warning: tearing down lab \(lab.prefix): \(error)") }
-    }
-
-    func all() {
-        pthread_mutex_lock(&lock)
-        let l = labs
-        labs = []
-        pthread_mutex_unlock(&lock)
-        for lab in l { try? lab.teardown() }
-    }
-
-    /// On SIGINT/SIGTERM/SIGHUP: delete the namespaces, then exit. XDP links,
-    /// programs and maps belong to this process (nothing is pinned) and go
-    /// with it.
-    func installSignalHandlers() {
-        for sig in [SIGINT, SIGTERM, SIGHUP] {
-            signal(sig, SIG_IGN)
-            let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            src.setEventHandler {
-                Log.info("signal \(sig): removing the lab namespaces and exiting")
-                Cleanup.shared.all()
-                exit(128 + sig)
-            }
-            src.resume()
-            sources.append(src)
-        }
-    }
 }

@@ -10,6 +10,7 @@
 //
 // Usage: baton-demo [--layout l2|l3] [--family 4|6] [--rate PPS] [--output FILE.svg]
 
+import ArgumentParser
 import BatonAPI
 import BatonDaemon
 import BatonDataPlane
@@ -18,106 +19,92 @@ import BatonModel
 import BatonNet
 import Foundation
 
+extension LabLayout: ExpressibleByArgument {}
+
+@main
+struct BatonDemo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "baton-demo",
+        abstract: "A live call moved from one device to another and back, between batond daemons in network namespaces.",
+        discussion: """
+        Builds a lab (cn, sa, tn, target; with --layout l3 the target sits behind router rt), \
+        starts batond on sa, tn and target, and has cn call tn: a sequence-numbered UDP call \
+        and a TCP stream. The TN transfers the call to the target and later ends the transfer. \
+        Prints what each host receives as it runs, a summary, and writes a timeline (SVG). \
+        Everything it built is removed at the end, also on Ctrl-C. Needs root. Exit status: 0 \
+        when nothing was lost, 1 otherwise, 64 for a usage error, 77 without root.
+        """)
+
+    @Option(help: ArgumentHelp("l2: the target on the TN's segment (MAC rewrite); l3: behind a router (the agent tunnels).", valueName: "l2|l3"))
+    var layout: LabLayout = .l2
+
+    @Option(help: ArgumentHelp("The call's IP version: 4 or 6.", valueName: "4|6"))
+    var family: Int = 4
+
+    @Option(help: ArgumentHelp("The call's packets per second, 100-200000.", valueName: "pps"))
+    var rate: Int = 20_000
+
+    @Option(help: ArgumentHelp("Where the timeline picture goes.", valueName: "file.svg"))
+    var output: String = "baton-demo-timeline.svg"
+
+    func validate() throws {
+        guard family == 4 || family == 6 else { throw ValidationError("--family takes 4 or 6, not \(family)") }
+        guard (100...200_000).contains(rate) else { throw ValidationError("--rate takes 100-200000 packets/s, not \(rate)") }
+    }
+
+    func run() throws {
+        guard geteuid() == 0 else { fail("must run as root (network namespaces and XDP)", status: 77) }
+        guard let batond = LabDaemons.findBatond() else { fail("batond not found next to baton-demo: run `make demo`") }
+        SignalCleanup.shared.install(message: "baton-demo: interrupted; removing the daemons and the lab")
+        let settings = Settings(layout: layout, family: family == 4 ? .v4 : .v6, rate: rate, output: output, batond: batond)
+        do {
+            if try !demo(settings) { throw ExitCode.failure }
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            fail("\(error)")
+        }
+    }
+}
+
 func fail(_ message: String, status: Int32 = 1) -> Never {
     FileHandle.standardError.write(Data("baton-demo: \(message)\n".utf8))
     exit(status)
 }
 
 struct Settings {
-    var layout = LabLayout.l2
-    var family = IPAddress.Family.v4
-    var rate = 20_000
-    var output = "baton-demo-timeline.svg"
-
-    init(_ arguments: [String]) {
-        var i = 0
-        func value() -> String {
-            i += 1
-            guard i < arguments.count else { fail("\(arguments[i - 1]) needs a value", status: 64) }
-            return arguments[i]
-        }
-        while i < arguments.count {
-            switch arguments[i] {
-            case "--layout":
-                guard let l = LabLayout(rawValue: value()) else { fail("--layout: expected l2 or l3", status: 64) }
-                layout = l
-            case "--family":
-                switch value() {
-                case "4": family = .v4
-                case "6": family = .v6
-                default: fail("--family: expected 4 or 6", status: 64)
-                }
-            case "--rate":
-                guard let r = Int(value()), (100...200_000).contains(r) else { fail("--rate: expected 100-200000 packets/s", status: 64) }
-                rate = r
-            case "--output":
-                output = value()
-            case "-h", "--help":
-                print("usage: baton-demo [--layout l2|l3] [--family 4|6] [--rate PPS] [--output FILE.svg]")
-                exit(0)
-            default:
-                fail("unknown argument '\(arguments[i])' (see --help)", status: 64)
-            }
-            i += 1
-        }
-    }
+    var layout: LabLayout
+    var family: IPAddress.Family
+    var rate: Int
+    var output: String
+    var batond: String
 }
-
-let settings = Settings(Array(CommandLine.arguments.dropFirst()))
-guard geteuid() == 0 else { fail("must run as root (network namespaces and XDP)", status: 77) }
-guard let batond = LabDaemons.findBatond() else { fail("batond not found next to baton-demo: run `make demo`") }
 
 func seconds(_ ns: UInt64, from start: UInt64) -> Double { Double(ns &- start) / 1e9 }
-
-/// What to undo if the demo is interrupted (Ctrl-C): the daemons and the lab's namespaces.
-final class Interrupted: @unchecked Sendable {
-    static let shared = Interrupted()
-    private let lock = NSLock()
-    private var undo: [() -> Void] = []
-    private var sources: [DispatchSourceSignal] = []
-
-    func push(_ action: @escaping () -> Void) { lock.withLock { undo.append(action) } }
-    func pop() { lock.withLock { _ = undo.popLast() } }
-
-    func install() {
-        for sig in [SIGINT, SIGTERM, SIGHUP] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { [self] in
-                FileHandle.standardError.write(Data("baton-demo: interrupted; removing the daemons and the lab\n".utf8))
-                for action in lock.withLock({ undo.reversed() }) { action() }
-                exit(128 + sig)
-            }
-            source.resume()
-            sources.append(source)
-        }
-    }
-}
 
 struct DemoFailure: Error, CustomStringConvertible { let description: String }
 
 /// Builds, runs and tears everything down; true if nothing was lost. Never exits by itself, so
 /// the lab and the daemons are always cleaned up.
-func run() throws -> Bool {
+func demo(_ settings: Settings) throws -> Bool {
     let family = settings.family
     print("building the lab (\(settings.layout.rawValue)): cn, sa (session agent), tn, target in network namespaces …")
     let lab = try Lab.transfer(settings.layout, correspondents: ["cn"])
-    Interrupted.shared.push { try? lab.teardown() }
+    let teardown = SignalCleanup.shared.add(lab)
     defer {
-        Interrupted.shared.pop()
-        try? lab.teardown()
+        SignalCleanup.shared.run(teardown)
         print("lab \(lab.prefix) torn down")
     }
     let cn = lab["cn"], sa = lab["sa"], tn = lab["tn"], target = lab["target"]
-    let daemons = try LabDaemons.start(lab, batond: batond, options: {
+    let daemons = try LabDaemons.start(lab, batond: settings.batond, options: {
         var o = LabDaemons.Options()
         o.agentArguments = ["--idle-timeout", "60"]
         return o
     }())
     var keepLogs = true
-    Interrupted.shared.push { daemons.stop() }
+    let stop = SignalCleanup.shared.add { daemons.stop() }
     defer {
-        Interrupted.shared.pop()
+        SignalCleanup.shared.withdraw(stop)
         daemons.stop(keepLogs: keepLogs)
     }
     let original = tn.address(family)
@@ -205,11 +192,4 @@ func run() throws -> Bool {
     keepLogs = !ok
     if !ok { print("daemon logs: \(daemons.directory)") }
     return ok
-}
-
-Interrupted.shared.install()
-do {
-    if try !run() { exit(1) }
-} catch {
-    fail("\(error)")
 }

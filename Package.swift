@@ -43,7 +43,7 @@ let package = Package(
         // Frame building, parsing and checksums (tests, benchmark, announcements).
         .target(name: "BatonPacket", dependencies: ["BatonModel"]),
         // Typed Swift over libbpf: the only place with unsafe BPF code.
-        .target(name: "BatonBPF", dependencies: ["CLibbpf"]),
+        .target(name: "BatonBPF", dependencies: ["CLibbpf", "BatonModel"]),
         // The steering data plane: maps, rules, takeovers, counters, attach.
         .target(name: "BatonDataPlane",
                 dependencies: ["BatonBPF", "BatonModel", "CBatonABI", "CBatonObjects"]),

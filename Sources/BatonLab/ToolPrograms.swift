@@ -1,5 +1,6 @@
 import BatonBPF
 import CBatonObjects
+import Synchronization
 
 /// The small XDP programs of bpf/tools.bpf.c, loaded once per process:
 /// baton_pass for veth ports that must deliver XDP_TX'd frames, and the
@@ -24,12 +25,11 @@ public final class ToolPrograms: @unchecked Sendable {
         counter = try TypedMap(object.loadedMap("baton_tool_count"))
     }
 
-    nonisolated(unsafe) private static var cached: ToolPrograms?
-    private static let lock = Mutex()
+    private static let cached = Mutex<ToolPrograms?>(nil)
 
     /// One loaded copy for the whole process.
     public static func shared() throws -> ToolPrograms {
-        try lock.withLock {
+        try cached.withLock { cached in
             if let c = cached { return c }
             let t = try ToolPrograms()
             cached = t
@@ -40,17 +40,5 @@ public final class ToolPrograms: @unchecked Sendable {
     /// Packets baton_count has counted, summed over CPUs.
     public func counted() throws -> UInt64 {
         (try counter.lookupPerCPU(0) ?? []).reduce(0, +)
-    }
-}
-
-import Glibc
-
-private final class Mutex: @unchecked Sendable {
-    private var m = pthread_mutex_t()
-    init() { pthread_mutex_init(&m, nil) }
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&m)
-        defer { pthread_mutex_unlock(&m) }
-        return try body()
     }
 }

@@ -19,11 +19,9 @@ struct Errno: Error {
 enum GNULibc {
     typealias IntFunction = @convention(c) (CInt) -> CInt
     typealias SetnsFunction = @convention(c) (CInt, CInt) -> CInt
-    typealias NameFunction = @convention(c) (CInt) -> UnsafePointer<CChar>?
 
     static let setns: SetnsFunction? = symbol("setns")
     static let unshare: IntFunction? = symbol("unshare")
-    static let strerrorname: NameFunction? = symbol("strerrorname_np")
     // Declared by Glibc only under _GNU_SOURCE, which Swift's import does not set.
     typealias SetAffinityFunction = @convention(c) (pid_t, Int, UnsafeRawPointer) -> CInt
     static let schedSetaffinity: SetAffinityFunction? = symbol("sched_setaffinity")
@@ -36,17 +34,6 @@ enum GNULibc {
 
 enum Kernel {
     static let cloneNewNet: CInt = 0x4000_0000  // CLONE_NEWNET
-
-    // MARK: errno text
-
-    static func errnoName(_ code: Int32) -> String {
-        if let name = GNULibc.strerrorname, let text = name(code) { return String(cString: text) }
-        return "errno \(code)"
-    }
-
-    static func errnoMessage(_ code: Int32) -> String {
-        String(cString: strerror(code))
-    }
 
     // MARK: bytes of C structs and integers
 
@@ -366,15 +353,15 @@ enum Kernel {
 // MARK: - netlink through libmnl
 
 /// A request described in safe Swift; `NetlinkSocket` serialises it with libmnl.
-struct NetlinkRequest {
+struct NetlinkRequest: Sendable {
     var type: UInt16
     var flags: UInt16
     var header: [UInt8]
     var attributes: [NetlinkAttribute] = []
 }
 
-struct NetlinkAttribute {
-    enum Value {
+struct NetlinkAttribute: Sendable {
+    enum Value: Sendable {
         case bytes([UInt8])
         /// A nest; `header` is a fixed struct at its start (the veth peer's ifinfomsg).
         case nested(header: [UInt8], [NetlinkAttribute])
@@ -397,7 +384,7 @@ struct NetlinkAttribute {
 }
 
 /// One reply message: its type, flags and payload (family header + attributes).
-struct NetlinkMessage {
+struct NetlinkMessage: Sendable {
     var type: UInt16
     var flags: UInt16
     var payload: [UInt8]

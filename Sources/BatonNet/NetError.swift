@@ -1,33 +1,9 @@
+import BatonModel
 import Glibc
 
-/// A failed kernel operation: which subsystem, what we were doing, and errno.
-///
-/// `description` reads like `netlink: add address 10.0.0.1/24 on veth0: File exists (EEXIST)`,
-/// followed by the kernel's own explanation when netlink sent one (extended ACK).
-public struct NetError: Error, Equatable, Sendable, CustomStringConvertible {
-    /// "netlink", "netns", "sysctl", "ethtool" or "socket".
-    public let subsystem: String
-    /// What was being done, in the words of `ip`: "add address 10.0.0.1/24 on veth0".
-    public let operation: String
-    public let errno: Int32
-    /// Extra context: the failing system call, or the kernel's extended-ACK message.
-    public let detail: String?
-
-    public init(subsystem: String, operation: String, errno: Int32, detail: String? = nil) {
-        self.subsystem = subsystem
-        self.operation = operation
-        self.errno = errno
-        self.detail = detail
-    }
-
-    /// The symbolic errno, e.g. "EEXIST".
-    public var errnoName: String { Kernel.errnoName(errno) }
-
-    public var description: String {
-        let base = "\(subsystem): \(operation): \(Kernel.errnoMessage(errno)) (\(errnoName))"
-        return detail.map { "\(base) [\($0)]" } ?? base
-    }
-}
+/// A failed kernel operation: which subsystem, what we were doing, and errno (BatonBPF's
+/// `BPFError` is the same type).
+public typealias NetError = SystemError
 
 extension NetError {
     init(_ subsystem: String, _ operation: String, _ failure: Errno) {

@@ -2,6 +2,7 @@ import BatonModel
 import CMnl
 import Foundation
 import Glibc
+import Synchronization
 
 /// Typed rtnetlink (links, addresses, routes, neighbours) over libmnl.
 ///
@@ -9,9 +10,9 @@ import Glibc
 /// talks to the caller's namespace, `Netlink(in:)` to another one, from any thread.
 /// Interfaces are named as in that namespace; names are resolved through the same socket.
 /// Requests are serialised by a lock, so one instance may be shared between threads.
-public final class Netlink: @unchecked Sendable {
-    private let socket: NetlinkSocket
-    private let lock = NSLock()
+public final class Netlink: Sendable {
+    /// One request at a time on the socket.
+    private let socket: Mutex<NetlinkSocket>
     /// Where the socket was opened, for messages; nil for "the caller's namespace".
     public let namespace: NetworkNamespace?
 
@@ -29,8 +30,8 @@ public final class Netlink: @unchecked Sendable {
         self.init(socket: socket, namespace: namespace)
     }
 
-    private init(socket: NetlinkSocket, namespace: NetworkNamespace?) {
-        self.socket = socket
+    private init(socket: sending NetlinkSocket, namespace: NetworkNamespace?) {
+        self.socket = Mutex(socket)
         self.namespace = namespace
     }
 
@@ -282,9 +283,7 @@ public final class Netlink: @unchecked Sendable {
         let message = NetlinkRequest(type: UInt16(type), flags: UInt16(NLM_F_REQUEST | NLM_F_ACK | flags),
                                      header: Kernel.bytes(of: header), attributes: attributes)
         return try NetError.wrap("netlink", operation) {
-            lock.lock()
-            defer { lock.unlock() }
-            return try socket.transact(message)
+            try socket.withLock { try $0.transact(message) }
         }
     }
 
@@ -294,9 +293,7 @@ public final class Netlink: @unchecked Sendable {
         let message = NetlinkRequest(type: UInt16(type), flags: UInt16(NLM_F_REQUEST | NLM_F_DUMP),
                                      header: Kernel.bytes(of: header))
         return try NetError.wrap("netlink", operation) {
-            lock.lock()
-            defer { lock.unlock() }
-            return try socket.transact(message)
+            try socket.withLock { try $0.transact(message) }
         }
     }
 

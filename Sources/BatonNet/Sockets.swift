@@ -2,28 +2,28 @@ import BatonModel
 import CMnl
 import Foundation
 import Glibc
+import Synchronization
 
 /// Owns a socket descriptor; closes it once. Shared by the socket types below.
-final class SocketHandle: @unchecked Sendable {
-    private let lock = NSLock()
-    private var fd: CInt
+final class SocketHandle: Sendable {
+    /// -1 once closed.
+    private let fd: Mutex<CInt>
 
-    init(_ fd: CInt) { self.fd = fd }
+    init(_ fd: CInt) { self.fd = Mutex(fd) }
     deinit { close() }
 
     /// The descriptor, or EBADF after `close()`.
     func get(_ operation: String) throws -> CInt {
-        lock.lock()
-        defer { lock.unlock() }
+        let fd = self.fd.withLock { $0 }
         guard fd >= 0 else { throw NetError(subsystem: "socket", operation: operation, errno: EBADF) }
         return fd
     }
 
     func close() {
-        lock.lock()
-        defer { lock.unlock() }
-        if fd >= 0 { _ = Glibc.close(fd) }
-        fd = -1
+        fd.withLock { fd in
+            if fd >= 0 { _ = Glibc.close(fd) }
+            fd = -1
+        }
     }
 }
 

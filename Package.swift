@@ -115,6 +115,8 @@ let package = Package(
         ]),
 
         .testTarget(name: "BatonModelTests", dependencies: ["BatonModel", "BatonPacket"]),
+        // BatonBPF against the kernel: pinned collections, batch errors, per-CPU values.
+        .testTarget(name: "BatonBPFTests", dependencies: ["BatonBPF", "CBatonABI", "CBatonObjects"]),
         // Every classification decision through BPF_PROG_TEST_RUN.
         .testTarget(name: "BatonDataPlaneTests", dependencies: [
             "BatonDataPlane", "BatonBPF", "BatonModel", "BatonPacket", "BatonNet", "CBatonABI",

@@ -6,6 +6,8 @@
  *  - baton_macswap: the bare MAC-swap XDP_TX baseline.
  *  - baton_tx: the live-frames generator (BPF_F_TEST_XDP_LIVE_FRAMES): XDP_TX.
  *  - baton_count: counts what comes back, then XDP_DROP.
+ * and, for BatonBPFTests, baton_tool_percpu4: a per-CPU map with 4-byte
+ * values, whose slots the kernel pads to 8 bytes each.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -19,6 +21,13 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } baton_tool_count SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 4);
+	__type(key, __u32);
+	__type(value, __u32);
+} baton_tool_percpu4 SEC(".maps");
 
 SEC("xdp")
 int baton_pass(struct xdp_md *ctx)

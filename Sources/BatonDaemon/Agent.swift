@@ -146,18 +146,17 @@ public final class Agent: @unchecked Sendable {
         // Before attaching: a fresh attach then steers by the reconciled maps from its first packet.
         reconciliation = try recover()
         self.link = try Self.attach(dataPlane, interface: configuration.interface, ifindex: UInt32(link.index),
-                                    mode: configuration.xdpMode, root: configuration.pinRoot, logger: logger)
+                                    mode: configuration.xdpMode, logger: logger)
     }
 
     /// Keeps a pinned link on this interface, or attaches and pins a new one.
-    private static func attach(_ dp: DataPlane, interface: String, ifindex: UInt32, mode: XDPMode, root: String,
+    private static func attach(_ dp: DataPlane, interface: String, ifindex: UInt32, mode: XDPMode,
                                logger: Logger) throws -> XDPLink? {
-        let path = "\(root)/links/\(interface)"
-        let (link, adopted) = try XDPLink.adoptOrAttach(dp.steerProgram, ifindex: ifindex, mode: mode, pinnedAt: path)
+        let (link, adopted) = try dp.collection.adoptOrAttach("baton_steer", interface: interface, ifindex: ifindex, mode: mode)
         if adopted {
             logger.info("adopted XDP link \(link.id) on \(interface)")
         } else {
-            logger.info("attached baton_steer to \(interface) (\(mode.rawValue)), link \(link.id) pinned at \(path)")
+            logger.info("attached baton_steer to \(interface) (\(mode.rawValue)), link \(link.id) pinned at \(dp.collection.linkPath(interface) ?? "-")")
         }
         return link
     }

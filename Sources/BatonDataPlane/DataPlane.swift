@@ -32,10 +32,18 @@ public final class DataPlane {
     }
 
     public static let defaultRoot = "/sys/fs/bpf/baton"
-    static let mapNames = ["baton_takeovers", "baton_rules4", "baton_rules6", "baton_counters", "baton_fragments",
-                           "baton_devices", "baton_config", "baton_stats", "baton_slots", "baton_filter", "baton_flow_cache"]
 
-    public let pinRoot: String?
+    /// baton_steer's object: the maps and programs the data plane uses.
+    public static let spec = CollectionSpec(
+        name: "baton_steer",
+        maps: ["baton_takeovers", "baton_rules4", "baton_rules6", "baton_counters", "baton_fragments",
+               "baton_devices", "baton_config", "baton_stats", "baton_slots", "baton_filter", "baton_flow_cache"],
+        programs: ["baton_steer", "baton_clock"],
+        image: { UnsafeRawBufferPointer(start: baton_steer_object(), count: Int(baton_steer_object_size())) })
+
+    /// The maps, programs and links, pinned at `pinRoot` or private to this process.
+    public let collection: PinnedCollection
+    public var pinRoot: String? { collection.directory }
     public let steerProgram: BPFProgram
     public let clockProgram: BPFProgram
 
@@ -53,7 +61,7 @@ public final class DataPlane {
     private var tickRate: UInt64?
 
     /// Maps by name, for status and debugging.
-    public let maps: [String: BPFMap]
+    public var maps: [String: BPFMap] { collection.maps }
 
     // MARK: opening
 
@@ -67,7 +75,7 @@ public final class DataPlane {
     }
 
     public static func isPinned(root: String) -> Bool {
-        BPFFS.exists(root + "/progs/baton_steer")
+        PinnedCollection.isPinned(spec, in: root)
     }
 
     /// Loads the embedded steer object. With a pin root, maps already pinned
@@ -77,75 +85,46 @@ public final class DataPlane {
         guard options.maxRules > 0, options.maxTakeovers > 0 else {
             throw DataPlaneError.invalid("map sizes must be positive")
         }
-        let object = try BPFObject(bytes: UnsafeRawBufferPointer(start: baton_steer_object(), count: Int(baton_steer_object_size())),
-                                   name: "baton_steer")
-        let counters = options.maxRules + options.maxTakeovers
-        try object.setMaxEntries("baton_rules4", options.maxRules)
-        try object.setMaxEntries("baton_rules6", options.maxRules)
-        try object.setMaxEntries("baton_takeovers", options.maxTakeovers)
-        try object.setMaxEntries("baton_counters", counters)
-        try object.setMaxEntries("baton_slots", (counters + 63) / 64)
-        if let root = options.pinRoot {
-            try BPFFS.makeDirectories(root + "/maps")
-            try BPFFS.makeDirectories(root + "/progs")
-            try BPFFS.makeDirectories(root + "/links")
-            for name in mapNames { try object.setPinPath(name, root + "/maps/" + name) }
+        let collection = try PinnedCollection.load(spec, pinnedIn: options.pinRoot) { object in
+            let counters = options.maxRules + options.maxTakeovers
+            try object.setMaxEntries("baton_rules4", options.maxRules)
+            try object.setMaxEntries("baton_rules6", options.maxRules)
+            try object.setMaxEntries("baton_takeovers", options.maxTakeovers)
+            try object.setMaxEntries("baton_counters", counters)
+            try object.setMaxEntries("baton_slots", (counters + 63) / 64)
         }
-        try object.load()
-        var maps: [String: BPFMap] = [:]
-        for name in mapNames { maps[name] = try object.loadedMap(name) }
-        let steer = try object.loadedProgram("baton_steer")
-        let clock = try object.loadedProgram("baton_clock")
-        if let root = options.pinRoot {
-            for p in [steer, clock] {
-                let path = root + "/progs/" + p.name
-                try? BPFFS.remove(path) // a new load replaces the pinned program
-                try p.pin(at: path)
-            }
-        }
-        return try DataPlane(pinRoot: options.pinRoot, maps: maps, steer: steer, clock: clock)
+        return try DataPlane(collection)
     }
 
     /// Opens the maps and programs pinned at `root`, as a restarted daemon does.
     public static func adopt(root: String = defaultRoot) throws -> DataPlane {
-        guard BPFFS.isBPFFS(root) else {
-            throw BPFError("\(root) is not on a BPF filesystem; mount one with: mount -t bpf bpf /sys/fs/bpf", errno: ENOENT)
-        }
+        try PinnedCollection.requireBPFFS(root)
         guard isPinned(root: root) else {
             throw DataPlaneError.notLoaded("no data plane is pinned at \(root)")
         }
-        var maps: [String: BPFMap] = [:]
-        for name in mapNames { maps[name] = try BPFMap.pinned(at: root + "/maps/" + name) }
-        return try DataPlane(pinRoot: root, maps: maps,
-                             steer: try BPFProgram.pinned(at: root + "/progs/baton_steer"),
-                             clock: try BPFProgram.pinned(at: root + "/progs/baton_clock"))
+        return try DataPlane(PinnedCollection.adopt(spec, in: root))
     }
 
-    private init(pinRoot: String?, maps: [String: BPFMap], steer: BPFProgram, clock: BPFProgram) throws {
-        func m(_ n: String) -> BPFMap { maps[n]! }
-        self.pinRoot = pinRoot
-        self.maps = maps
-        steerProgram = steer
-        clockProgram = clock
-        takeoverMap = try TypedMap(m("baton_takeovers"))
-        rules4 = try TypedMap(m("baton_rules4"))
-        rules6 = try TypedMap(m("baton_rules6"))
-        counterMap = try TypedMap(m("baton_counters"))
-        fragmentMap = try TypedMap(m("baton_fragments"))
-        deviceMap = try TypedMap(m("baton_devices"))
-        configMap = try TypedMap(m("baton_config"))
-        statMap = try TypedMap(m("baton_stats"))
-        filterMap = try TypedMap(m("baton_filter"))
-        slots = try SlotAllocator(bitmap: TypedMap(m("baton_slots")), capacity: m("baton_counters").maxEntries)
+    private init(_ c: PinnedCollection) throws {
+        collection = c
+        steerProgram = try c.program("baton_steer")
+        clockProgram = try c.program("baton_clock")
+        takeoverMap = try c.map("baton_takeovers")
+        rules4 = try c.map("baton_rules4")
+        rules6 = try c.map("baton_rules6")
+        counterMap = try c.map("baton_counters")
+        fragmentMap = try c.map("baton_fragments")
+        deviceMap = try c.map("baton_devices")
+        configMap = try c.map("baton_config")
+        statMap = try c.map("baton_stats")
+        filterMap = try c.map("baton_filter")
+        slots = try SlotAllocator(bitmap: c.map("baton_slots"), capacity: c.rawMap("baton_counters").maxEntries)
     }
 
     /// Removes every pin under `root` (detaching its XDP links). Maps and
     /// programs live on only while someone still holds them.
     public static func unload(root: String = defaultRoot) throws {
-        for name in BPFFS.list(root + "/links") {
-            if let link = try? XDPLink.pinned(at: root + "/links/" + name) { try? link.detach() }
-        }
-        if BPFFS.exists(root) { try BPFFS.removeTree(root) }
+        try PinnedCollection.unload(directory: root)
     }
 
     // MARK: takeovers

@@ -56,78 +56,48 @@ public enum DecapReason: Int, CaseIterable, Sendable, Codable, CustomStringConve
 ///   progs/baton_decap
 ///   links/<ifname>    one XDP link per attached interface
 public final class Decapsulator {
-    static let mapNames = ["baton_decap_accept", "baton_decap_stats"]
+    /// baton_decap's object.
+    public static let spec = CollectionSpec(
+        name: "baton_decap", maps: ["baton_decap_accept", "baton_decap_stats"], programs: ["baton_decap"],
+        image: { UnsafeRawBufferPointer(start: baton_decap_object(), count: Int(baton_decap_object_size())) })
 
     /// The directory everything is pinned in for `root`.
     public static func pinDirectory(root: String) -> String { root + "/decap" }
 
+    /// The map, program and links, pinned under `pinDirectory` or private to this process.
+    public let collection: PinnedCollection
     /// Where this instance pins; nil when not pinned.
-    public let pinDirectory: String?
+    public var pinDirectory: String? { collection.directory }
     public let program: BPFProgram
     let acceptMap: TypedMap<baton_decap_key, baton_decap>
     let statMap: TypedMap<UInt32, baton_stat>
 
     /// Maps by name, for status and debugging.
-    public let maps: [String: BPFMap]
+    public var maps: [String: BPFMap] { collection.maps }
 
     public static func isPinned(root: String) -> Bool {
-        BPFFS.exists(pinDirectory(root: root) + "/progs/baton_decap")
+        PinnedCollection.isPinned(spec, in: pinDirectory(root: root))
     }
 
-    /// Loads baton_decap, or adopts it if already pinned under `root`; root nil = not pinned (tests).
+    /// Loads baton_decap, or adopts it if already pinned under `root`; root nil = not pinned
+    /// (tests). A load reuses maps already pinned, so accepted addresses survive a reload.
     public static func open(root: String?) throws -> Decapsulator {
-        guard let root else { return try load(pinDirectory: nil) }
-        guard BPFFS.isBPFFS(root) else {
-            throw BPFError("\(root) is not on a BPF filesystem; mount one with: mount -t bpf bpf /sys/fs/bpf", errno: ENOENT)
-        }
-        let dir = pinDirectory(root: root)
-        if isPinned(root: root) {
-            var maps: [String: BPFMap] = [:]
-            for name in mapNames { maps[name] = try BPFMap.pinned(at: dir + "/maps/" + name) }
-            return try Decapsulator(pinDirectory: dir, maps: maps,
-                                    program: try BPFProgram.pinned(at: dir + "/progs/baton_decap"))
-        }
-        return try load(pinDirectory: dir)
+        guard let root else { return try Decapsulator(PinnedCollection.load(spec, pinnedIn: nil)) }
+        try PinnedCollection.requireBPFFS(root)
+        return try Decapsulator(PinnedCollection.open(spec, in: pinDirectory(root: root)))
     }
 
-    /// Loads the embedded object. Maps already pinned in `dir` are reused
-    /// (libbpf checks they are compatible), so accepted addresses survive a
-    /// reload; the program is pinned anew.
-    private static func load(pinDirectory dir: String?) throws -> Decapsulator {
-        let object = try BPFObject(bytes: UnsafeRawBufferPointer(start: baton_decap_object(), count: Int(baton_decap_object_size())),
-                                   name: "baton_decap")
-        if let dir {
-            for sub in ["maps", "progs", "links"] { try BPFFS.makeDirectories(dir + "/" + sub) }
-            for name in mapNames { try object.setPinPath(name, dir + "/maps/" + name) }
-        }
-        try object.load()
-        var maps: [String: BPFMap] = [:]
-        for name in mapNames { maps[name] = try object.loadedMap(name) }
-        let program = try object.loadedProgram("baton_decap")
-        if let dir {
-            let path = dir + "/progs/baton_decap"
-            try? BPFFS.remove(path) // a new load replaces the pinned program
-            try program.pin(at: path)
-        }
-        return try Decapsulator(pinDirectory: dir, maps: maps, program: program)
-    }
-
-    private init(pinDirectory: String?, maps: [String: BPFMap], program: BPFProgram) throws {
-        self.pinDirectory = pinDirectory
-        self.maps = maps
-        self.program = program
-        acceptMap = try TypedMap(maps["baton_decap_accept"]!)
-        statMap = try TypedMap(maps["baton_decap_stats"]!)
+    private init(_ c: PinnedCollection) throws {
+        collection = c
+        program = try c.program("baton_decap")
+        acceptMap = try c.map("baton_decap_accept")
+        statMap = try c.map("baton_decap_stats")
     }
 
     /// Removes the pins under `root`'s decap directory, detaching its XDP
     /// links first (idempotent). Steering pins at the same root stay.
     public static func unload(root: String) throws {
-        let dir = pinDirectory(root: root)
-        for name in BPFFS.list(dir + "/links") {
-            if let link = try? XDPLink.pinned(at: dir + "/links/" + name) { try? link.detach() }
-        }
-        if BPFFS.exists(dir) { try BPFFS.removeTree(dir) }
+        try PinnedCollection.unload(directory: pinDirectory(root: root))
     }
 
     // MARK: accepted destinations
@@ -186,38 +156,22 @@ public final class Decapsulator {
     // MARK: attaching
 
     /// The pin path of the link for interface `name`, when pinned.
-    public func linkPath(_ name: String) -> String? {
-        pinDirectory.map { $0 + "/links/" + name }
-    }
+    public func linkPath(_ name: String) -> String? { collection.linkPath(name) }
 
     /// Attaches to ifindex (in the caller's network namespace: call inside NetworkNamespace.run
     /// or from a thread in that namespace); pinned under root/decap/links/<ifname> when root is set.
     public func attach(ifindex: UInt32, mode: XDPMode = .native) throws -> XDPLink {
-        var path: String?
-        if pinDirectory != nil {
-            let name = try Self.interfaceName(ifindex)
-            path = linkPath(name)
-            if let path, BPFFS.exists(path) {
-                throw DataPlaneError.invalid("\(name) already has a decap link pinned at \(path); detach it first")
-            }
+        let name = try Self.interfaceName(ifindex)
+        if let path = linkPath(name), BPFFS.exists(path) {
+            throw DataPlaneError.invalid("\(name) already has a decap link pinned at \(path); detach it first")
         }
-        let link = try XDPLink.attach(program, ifindex: ifindex, mode: mode)
-        if let path {
-            do {
-                try link.pin(at: path)
-            } catch {
-                try? link.detach()
-                throw error
-            }
-        }
-        return link
+        return try collection.attach("baton_decap", interface: name, ifindex: ifindex, mode: mode)
     }
 
     /// The decap link pinned for `ifindex` by an earlier run if it is still attached there
     /// (a restarted node adopts it), or `attach`. Unpinned instances always attach.
     public func adoptOrAttach(ifindex: UInt32, mode: XDPMode = .native) throws -> (link: XDPLink, adopted: Bool) {
-        guard pinDirectory != nil else { return (try attach(ifindex: ifindex, mode: mode), false) }
-        return try XDPLink.adoptOrAttach(program, ifindex: ifindex, mode: mode, pinnedAt: linkPath(try Self.interfaceName(ifindex))!)
+        try collection.adoptOrAttach("baton_decap", interface: try Self.interfaceName(ifindex), ifindex: ifindex, mode: mode)
     }
 
     /// The name of the interface `ifindex` in the calling thread's namespace.

@@ -114,7 +114,9 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "BatonModelTests", dependencies: ["BatonModel", "BatonPacket"]),
+        .testTarget(name: "BatonModelTests", dependencies: ["BatonModel"]),
+        // Frames built and parsed byte-exactly, checksums, fragments, tunnels, announcements.
+        .testTarget(name: "BatonPacketTests", dependencies: ["BatonModel", "BatonPacket"]),
         // BatonBPF against the kernel: pinned collections, batch errors, per-CPU values.
         .testTarget(name: "BatonBPFTests", dependencies: ["BatonBPF", "CBatonABI", "CBatonObjects"]),
         // Every classification decision through BPF_PROG_TEST_RUN.

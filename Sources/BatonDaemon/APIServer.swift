@@ -9,6 +9,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import ServiceLifecycle
+import Synchronization
 
 /// What a role answers through the API (docs/api.md). The routes of the other role answer
 /// not-found by default, saying whose they are.
@@ -309,25 +310,27 @@ struct ErrorMiddleware: RouterMiddleware {
 }
 
 /// Start-up handshake between the listeners and `APIServer.init`.
-final class ReadyLatch: @unchecked Sendable {
-    private let lock = NSLock()
-    private var remaining: Int
-    private var error: (any Error)?
+final class ReadyLatch: Sendable {
+    private struct State {
+        var remaining: Int
+        var error: (any Error)?
+    }
+    private let state: Mutex<State>
     private let semaphore = DispatchSemaphore(value: 0)
 
-    init(count: Int) { remaining = count }
+    init(count: Int) { state = Mutex(State(remaining: count)) }
 
     func arrive() {
-        lock.withLock {
-            remaining -= 1
-            if remaining == 0 { semaphore.signal() }
+        state.withLock { s in
+            s.remaining -= 1
+            if s.remaining == 0 { semaphore.signal() }
         }
     }
 
     func fail(_ e: any Error) {
-        lock.withLock {
-            if error == nil, remaining > 0 {
-                error = e
+        state.withLock { s in
+            if s.error == nil, s.remaining > 0 {
+                s.error = e
                 semaphore.signal()
             }
         }
@@ -336,6 +339,6 @@ final class ReadyLatch: @unchecked Sendable {
     /// nil when every listener is up.
     func wait(seconds: Int) -> (any Error)? {
         if semaphore.wait(timeout: .now() + .seconds(seconds)) == .timedOut { return ControlError("timed out") }
-        return lock.withLock { error }
+        return state.withLock { $0.error }
     }
 }

@@ -4,18 +4,21 @@ import BatonNet
 import BatonProtocol
 import Foundation
 import Logging
+import Synchronization
 
 /// The daemon's protocol sockets: one IPv4 and one IPv6 UDP socket on the protocol port, each
 /// read by its own thread, plus the mailbox through which blocked requesters get their answers.
-final class Messenger: @unchecked Sendable {
+final class Messenger: Sendable {
     let port: UInt16
     private let v4: UDPSocket
     private let v6: UDPSocket?
-    private let lock = NSLock()
-    private var stopped = false
-    /// Requesters waiting for answers, per transfer (a TN may wait for the agent and the
-    /// target of one transfer at once).
-    private var slots: [TransferID: [ObjectIdentifier: Slot]] = [:]
+    private struct State {
+        var stopped = false
+        /// Requesters waiting for answers, per transfer (a TN may wait for the agent and the
+        /// target of one transfer at once).
+        var slots: [TransferID: [ObjectIdentifier: Slot]] = [:]
+    }
+    private let state = Mutex(State())
 
     init(port: UInt16) throws {
         self.port = port
@@ -28,7 +31,7 @@ final class Messenger: @unchecked Sendable {
     func start(_ handle: @escaping @Sendable (Datagram) -> Void) {
         for socket in [v4, v6].compactMap({ $0 }) {
             Thread.detachNewThread { [self] in
-                while !lock.withLock({ stopped }) {
+                while !state.withLock({ $0.stopped }) {
                     guard let datagram = try? socket.receive(timeout: .milliseconds(200), maximumSize: 65536) else { continue }
                     handle(datagram)
                 }
@@ -37,7 +40,7 @@ final class Messenger: @unchecked Sendable {
     }
 
     func stop() {
-        lock.withLock { stopped = true }
+        state.withLock { $0.stopped = true }
     }
 
     /// `source`: the address to send from (a TN's temporary address: its original may be
@@ -60,7 +63,8 @@ final class Messenger: @unchecked Sendable {
     /// Hands `message` to a requester waiting on `transfer`; false if nobody waits.
     @discardableResult
     func deliver(_ message: Message, transfer: TransferID) -> Bool {
-        let waiting = lock.withLock { slots[transfer].map { Array($0.values) } ?? [] }
+        // Put outside the lock: a slot has its own.
+        let waiting = state.withLock { s in s.slots[transfer].map { Array($0.values) } ?? [] }
         for slot in waiting { slot.put(message) }
         return !waiting.isEmpty
     }
@@ -71,11 +75,11 @@ final class Messenger: @unchecked Sendable {
                  retransmit: Duration = .milliseconds(Int(TransferProtocol.retransmitInterval * 1000)), _ make: () throws -> [UInt8],
                  answer: (Message) -> Bool) throws -> Message? {
         let slot = Slot()
-        lock.withLock { slots[transfer, default: [:]][ObjectIdentifier(slot)] = slot }
+        state.withLock { $0.slots[transfer, default: [:]][ObjectIdentifier(slot)] = slot }
         defer {
-            lock.withLock {
-                slots[transfer]?[ObjectIdentifier(slot)] = nil
-                if slots[transfer]?.isEmpty == true { slots[transfer] = nil }
+            state.withLock { s in
+                s.slots[transfer]?[ObjectIdentifier(slot)] = nil
+                if s.slots[transfer]?.isEmpty == true { s.slots[transfer] = nil }
             }
         }
         let deadline = ContinuousClock.now + timeout
@@ -92,13 +96,12 @@ final class Messenger: @unchecked Sendable {
 }
 
 /// Messages delivered for one waiting requester.
-private final class Slot: @unchecked Sendable {
-    private let lock = NSLock()
+private final class Slot: Sendable {
+    private let queue = Mutex<[Message]>([])
     private let signal = DispatchSemaphore(value: 0)
-    private var queue: [Message] = []
 
     func put(_ m: Message) {
-        lock.withLock { queue.append(m) }
+        queue.withLock { $0.append(m) }
         signal.signal()
     }
 
@@ -106,14 +109,13 @@ private final class Slot: @unchecked Sendable {
         let (s, atto) = timeout.components
         let nanos = max(0, Int(s) * 1_000_000_000 + Int(atto / 1_000_000_000))
         guard signal.wait(timeout: .now() + .nanoseconds(nanos)) == .success else { return nil }
-        return lock.withLock { queue.isEmpty ? nil : queue.removeFirst() }
+        return queue.withLock { $0.isEmpty ? nil : $0.removeFirst() }
     }
 }
 
 /// Counts rejected messages by reason and logs each one.
-final class Rejections: @unchecked Sendable {
-    private let lock = NSLock()
-    private var counts: [String: Int] = [:]
+final class Rejections: Sendable {
+    private let counts = Mutex<[String: Int]>([:])
     private let logger: Logger
     private let metrics: DaemonMetrics?
 
@@ -124,7 +126,7 @@ final class Rejections: @unchecked Sendable {
 
     /// `source`: the datagram's sender, or "api".
     func record(_ reason: String, from source: some CustomStringConvertible, _ detail: String) {
-        lock.withLock { counts[reason, default: 0] += 1 }
+        counts.withLock { $0[reason, default: 0] += 1 }
         metrics?.rejection(reason)
         logger.warning("rejected message from \(source): \(reason): \(detail)")
     }
@@ -133,7 +135,7 @@ final class Rejections: @unchecked Sendable {
         record(Self.reason(error), from: source, error.description)
     }
 
-    var snapshot: [String: Int] { lock.withLock { counts } }
+    var snapshot: [String: Int] { counts.withLock { $0 } }
 
     /// The datagram's envelope, or nil (recorded) if its header is malformed.
     func envelope(of datagram: Datagram) -> Envelope? {

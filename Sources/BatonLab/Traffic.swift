@@ -1,6 +1,7 @@
 import BatonModel
 import BatonNet
 import Foundation
+import Synchronization
 
 // Traffic for whole-transfer runs (tests, demo, benchmark): a sequence-numbered UDP flow whose
 // every arrival is timed, and a TCP stream whose bytes are checked one by one.
@@ -29,12 +30,14 @@ enum SequencedPayload {
 }
 
 /// Sends a sequence-numbered flow at a fixed rate on its own thread, paced per millisecond.
-public final class SequenceSender: @unchecked Sendable {
+public final class SequenceSender: Sendable {
     public let flow: UInt32
-    private let lock = NSLock()
-    private var running = true
-    private var count = 0
-    private var failures = 0
+    private struct State {
+        var running = true
+        var count = 0
+        var failures = 0
+    }
+    private let state = Mutex(State())
     private let done = DispatchSemaphore(value: 0)
 
     /// `cpu`: the CPU the sending thread is pinned to (see `pinCurrentThread`); nil leaves it free.
@@ -45,7 +48,7 @@ public final class SequenceSender: @unchecked Sendable {
             if let cpu { pinCurrentThread(toCPU: cpu) }
             let start = monotonicNanoseconds()
             var sequence: UInt64 = 0
-            while lock.withLock({ running }) {
+            while state.withLock({ $0.running }) {
                 let due = UInt64(Double(monotonicNanoseconds() - start) * Double(perSecond) / 1e9)
                 while sequence < due {
                     do {
@@ -53,11 +56,11 @@ public final class SequenceSender: @unchecked Sendable {
                         sequence += 1
                     } catch {
                         // ENOBUFS and the like: the same number is sent again, so a gap means loss on the way.
-                        lock.withLock { failures += 1 }
+                        state.withLock { $0.failures += 1 }
                         break
                     }
                 }
-                lock.withLock { count = Int(sequence) }
+                state.withLock { $0.count = Int(sequence) }
                 usleep(200)
             }
             done.signal()
@@ -65,14 +68,14 @@ public final class SequenceSender: @unchecked Sendable {
     }
 
     /// Datagrams sent so far (numbers 0..<sent).
-    public var sent: Int { lock.withLock { count } }
+    public var sent: Int { state.withLock { $0.count } }
     /// Sends the socket refused (retried with the same number).
-    public var sendFailures: Int { lock.withLock { failures } }
+    public var sendFailures: Int { state.withLock { $0.failures } }
 
     /// Stops and returns how many were sent.
     @discardableResult
     public func stop() -> Int {
-        lock.withLock { running = false }
+        state.withLock { $0.running = false }
         done.wait()
         return sent
     }
@@ -88,14 +91,16 @@ public struct Arrival: Sendable {
 }
 
 /// Receives sequence-numbered datagrams on one host and records every arrival.
-public final class SequenceReceiver: @unchecked Sendable {
+public final class SequenceReceiver: Sendable {
     public let host: String
     private let socket: UDPSocket
-    private let lock = NSLock()
-    private var running = true
-    /// In arrival order, so also in time order.
-    private var arrivals: [Arrival] = []
-    private var counts: [UInt32: Int] = [:]
+    private struct State {
+        var running = true
+        /// In arrival order, so also in time order.
+        var arrivals: [Arrival] = []
+        var counts: [UInt32: Int] = [:]
+    }
+    private let state: Mutex<State>
     private let done = DispatchSemaphore(value: 0)
 
     public init(host: String, socket: UDPSocket) {
@@ -104,15 +109,17 @@ public final class SequenceReceiver: @unchecked Sendable {
         // A deep buffer: the receiver thread shares two cores with daemons and senders, and a
         // socket-buffer drop would look like a loss in the network.
         try? socket.setReceiveBufferSize(8 << 20, force: true)
-        arrivals.reserveCapacity(1 << 16)
+        var initial = State()
+        initial.arrivals.reserveCapacity(1 << 16)
+        state = Mutex(initial)
         Thread.detachNewThread { [self] in
-            while lock.withLock({ running }) {
+            while state.withLock({ $0.running }) {
                 guard let d = try? socket.receive(timeout: .milliseconds(50)),
                       let (flow, sequence) = SequencedPayload.parse(d.payload) else { continue }
                 let a = Arrival(host: host, flow: flow, sequence: sequence, time: monotonicNanoseconds())
-                lock.withLock {
-                    arrivals.append(a)
-                    counts[flow, default: 0] += 1
+                state.withLock { s in
+                    s.arrivals.append(a)
+                    s.counts[flow, default: 0] += 1
                 }
             }
             done.signal()
@@ -120,26 +127,26 @@ public final class SequenceReceiver: @unchecked Sendable {
     }
 
     // Both are polled while the receiver runs: neither rescans every arrival under the lock.
-    public func count(flow: UInt32) -> Int { lock.withLock { counts[flow] ?? 0 } }
+    public func count(flow: UInt32) -> Int { state.withLock { $0.counts[flow] ?? 0 } }
 
     /// The first arrival of `flow` at or after `time`, if any.
     public func first(flow: UInt32, after time: UInt64 = 0) -> Arrival? {
-        lock.withLock {
-            var low = 0, high = arrivals.count
+        state.withLock { s in
+            var low = 0, high = s.arrivals.count
             while low < high {
                 let middle = (low + high) / 2
-                if arrivals[middle].time < time { low = middle + 1 } else { high = middle }
+                if s.arrivals[middle].time < time { low = middle + 1 } else { high = middle }
             }
-            return arrivals[low...].first { $0.flow == flow }
+            return s.arrivals[low...].first { $0.flow == flow }
         }
     }
 
-    public var snapshot: [Arrival] { lock.withLock { arrivals } }
+    public var snapshot: [Arrival] { state.withLock { $0.arrivals } }
 
     /// Stops receiving (after the socket drained for `drain`) and returns every arrival.
     public func stop(drain: Duration = .milliseconds(300)) -> [Arrival] {
         Thread.sleep(forTimeInterval: Double(drain.components.seconds) + Double(drain.components.attoseconds) / 1e18)
-        lock.withLock { running = false }
+        state.withLock { $0.running = false }
         done.wait()
         socket.close()
         return snapshot
@@ -221,12 +228,15 @@ public struct FlowReport: Sendable, CustomStringConvertible {
 
 /// A TCP stream from a correspondent to a listener: the client writes a known byte pattern
 /// continuously, the server reads and checks every byte. A reset or a wrong byte is recorded.
-public final class TCPStreamCheck: @unchecked Sendable {
-    private let lock = NSLock()
-    private var running = true
-    private var written = 0
-    private var read = 0
-    private var failure: String?
+public final class TCPStreamCheck: Sendable {
+    private struct State {
+        var running = true
+        var written = 0
+        var read = 0
+        /// The first failure; later ones are dropped.
+        var failure: String?
+    }
+    private let state = Mutex(State())
     private let group = DispatchGroup()
 
     static func byte(_ index: Int) -> UInt8 { UInt8(truncatingIfNeeded: index % 251) }
@@ -237,16 +247,16 @@ public final class TCPStreamCheck: @unchecked Sendable {
         Thread.detachNewThread { [self] in
             defer { group.leave() }
             var offset = 0
-            while lock.withLock({ running }) {
+            while state.withLock({ $0.running }) {
                 let bytes = (offset..<(offset + chunk)).map(Self.byte)
                 do {
                     try client.send(bytes, timeout: .seconds(10))
                 } catch {
-                    lock.withLock { failure = failure ?? "client send: \(error)" }
+                    state.withLock { $0.failure = $0.failure ?? "client send: \(error)" }
                     return
                 }
                 offset += chunk
-                lock.withLock { written = offset }
+                state.withLock { $0.written = offset }
                 Thread.sleep(forTimeInterval: Double(interval.components.attoseconds) / 1e18 + Double(interval.components.seconds))
             }
             try? client.shutdownWrite()
@@ -260,28 +270,28 @@ public final class TCPStreamCheck: @unchecked Sendable {
                 do {
                     bytes = try server.receive(upTo: 65536, timeout: .seconds(15))
                 } catch {
-                    lock.withLock { failure = failure ?? "server receive: \(error)" }
+                    state.withLock { $0.failure = $0.failure ?? "server receive: \(error)" }
                     return
                 }
                 if bytes.isEmpty { return } // the client's FIN: all read
                 for (i, b) in bytes.enumerated() where b != Self.byte(offset + i) {
-                    lock.withLock { failure = failure ?? "byte \(offset + i) is \(b), expected \(Self.byte(offset + i))" }
+                    state.withLock { $0.failure = $0.failure ?? "byte \(offset + i) is \(b), expected \(Self.byte(offset + i))" }
                     return
                 }
                 offset += bytes.count
-                lock.withLock { read = offset }
+                state.withLock { $0.read = offset }
             }
         }
     }
 
-    public var bytesWritten: Int { lock.withLock { written } }
-    public var bytesRead: Int { lock.withLock { read } }
+    public var bytesWritten: Int { state.withLock { $0.written } }
+    public var bytesRead: Int { state.withLock { $0.read } }
 
     /// Stops writing, waits until the server has read everything (or failed), and returns
     /// (written, read, failure).
     public func stop() -> (written: Int, read: Int, failure: String?) {
-        lock.withLock { running = false }
+        state.withLock { $0.running = false }
         group.wait()
-        return lock.withLock { (written, read, failure) }
+        return state.withLock { ($0.written, $0.read, $0.failure) }
     }
 }

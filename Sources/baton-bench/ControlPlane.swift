@@ -6,6 +6,7 @@ import BatonNet
 import BatonProtocol
 import BatonStore
 import Foundation
+import Synchronization
 
 /// Part 5: the control plane. (a) Registrations per second through the agent's API (sealed
 /// `register` messages posted to POST /v1/registrations, answered after the store and the maps
@@ -242,11 +243,10 @@ private func rate(requests: Int, concurrency: Int, _ body: @escaping @Sendable (
     return try box.get()
 }
 
-private final class Tally: @unchecked Sendable {
-    private let lock = NSLock()
-    private var n = 0
-    func add(_ k: Int) { lock.withLock { n += k } }
-    var total: Int { lock.withLock { n } }
+private final class Tally: Sendable {
+    private let n = Mutex(0)
+    func add(_ k: Int) { n.withLock { $0 += k } }
+    var total: Int { n.withLock { $0 } }
 }
 
 private final class ResultBox: @unchecked Sendable {

@@ -8,23 +8,26 @@ import BatonNet
 import BatonPacket
 import BatonProtocol
 import Foundation
+import Synchronization
 import Testing
 
 /// Protocol datagrams seen on one host's interface, captured off the wire.
-final class Capture: @unchecked Sendable {
+final class Capture: Sendable {
     private let socket: PacketSocket
-    private let lock = NSLock()
-    private var running = true
-    private var datagrams: [(source: IPAddress, payload: [UInt8])] = []
+    private struct State {
+        var running = true
+        var datagrams: [(source: IPAddress, payload: [UInt8])] = []
+    }
+    private let state = Mutex(State())
     private let done = DispatchSemaphore(value: 0)
 
     init(_ host: LabHost, port: UInt16 = 7390) throws {
         socket = try PacketSocket(interface: host.interface, in: host.namespace)
         Thread.detachNewThread { [self] in
-            while lock.withLock({ running }) {
+            while state.withLock({ $0.running }) {
                 guard let bytes = try? socket.receive(timeout: .milliseconds(50)),
                       let frame = try? ParsedFrame(bytes), let ip = frame.ip, let udp = ip.udp, udp.dport == port else { continue }
-                lock.withLock { datagrams.append((ip.src, Array(ip.payloadBytes))) }
+                state.withLock { $0.datagrams.append((ip.src, Array(ip.payloadBytes))) }
             }
             done.signal()
         }
@@ -32,10 +35,10 @@ final class Capture: @unchecked Sendable {
 
     /// Stops and returns the captured protocol datagrams of `type`.
     func stop(_ type: MessageType) -> [[UInt8]] {
-        lock.withLock { running = false }
+        state.withLock { $0.running = false }
         done.wait()
         socket.close()
-        return lock.withLock { datagrams.map(\.payload).filter { (try? Envelope.parse($0))?.type == type } }
+        return state.withLock { s in s.datagrams.map(\.payload).filter { (try? Envelope.parse($0))?.type == type } }
     }
 }
 

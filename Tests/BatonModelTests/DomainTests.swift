@@ -1,0 +1,82 @@
+import BatonModel
+import Foundation
+import Testing
+
+// The domain types the data plane, the protocol, the store and the API share.
+
+@Suite("BatonModel session rules, forwarding, takeovers")
+struct DomainTests {
+    static let v4 = IPAddress("10.0.0.2")!, cn = IPAddress("192.0.2.7")!, v6 = IPAddress("fd00::2")!
+    static let mac = MACAddress("02:00:00:00:00:03")!, agentMAC = MACAddress("02:00:00:00:00:01")!
+
+    @Test("a match's kind follows from which fields it leaves out")
+    func matchKinds() throws {
+        #expect(try SessionMatch(proto: .udp, source: Self.cn, sourcePort: 40000, destination: Self.v4, destinationPort: 5004).kind() == .exact)
+        #expect(try SessionMatch(proto: .udp, source: Self.cn, sourcePort: nil, destination: Self.v4, destinationPort: 5004).kind() == .anySourcePort)
+        #expect(try SessionMatch(proto: .udp, source: nil, sourcePort: nil, destination: Self.v4, destinationPort: 5004).kind() == .anySource)
+        #expect(try SessionMatch(proto: .tcp, source: nil, sourcePort: nil, destination: Self.v4, destinationPort: nil).kind() == .anyPeer)
+        // ICMP echo: the identifier stands in the source port, no destination port.
+        #expect(try SessionMatch(proto: .icmp, source: Self.cn, sourcePort: 9, destination: Self.v4, destinationPort: nil).kind() == .exact)
+    }
+
+    @Test("invalid values throw ModelError with a message that names the problem")
+    func validation() {
+        func message(_ body: () throws(ModelError) -> Void) -> String? {
+            do { try body(); return nil } catch { return error.description }
+        }
+        let sourcePortOnly = SessionMatch(proto: .udp, source: nil, sourcePort: 5, destination: Self.v4, destinationPort: 1)
+        #expect(message(sourcePortOnly.validate)?.contains("unsupported wildcard") == true)
+        let mixed = SessionMatch(proto: .udp, source: Self.v6, sourcePort: nil, destination: Self.v4, destinationPort: 1)
+        #expect(message(mixed.validate)?.contains("different families") == true)
+        let icmp6 = SessionMatch(proto: .icmp, source: nil, sourcePort: nil, destination: Self.v6, destinationPort: nil)
+        #expect(message(icmp6.validate)?.contains("use icmpv6") == true)
+        let noMAC = Forwarding(action: .l2)
+        #expect(message { () throws(ModelError) in try noMAC.validate(for: .v4) }?.contains("unicast") == true)
+        let tunnel = Forwarding.encap(to: Self.v6, from: Self.v6, nextHop: Self.mac, sourceMAC: Self.agentMAC)
+        #expect(message { () throws(ModelError) in try tunnel.validate(for: .v4) }?.contains("tunnel addresses (got fd00::2 -> fd00::2)") == true)
+        let multicast = Takeover(address: IPAddress("224.0.0.1")!, defaultForward: .pass)
+        #expect(message(multicast.validate)?.contains("not a unicast address") == true)
+        let sameTemporary = Takeover(address: Self.v4, defaultForward: .pass, temporaryAddress: Self.v4)
+        #expect(message(sameTemporary.validate)?.contains("temporary address") == true)
+        let good = SessionRule(match: SessionMatch(proto: .udp, source: nil, sourcePort: nil, destination: Self.v4, destinationPort: 5004),
+                               forward: .l2(to: Self.mac, from: Self.agentMAC))
+        #expect(message(good.validate) == nil)
+    }
+
+    @Test("an encap takeover's temporary address is its tunnel destination")
+    func takeoverTemporary() {
+        let t = Takeover(address: Self.v4, defaultForward: .encap(to: IPAddress("10.0.1.9")!, from: IPAddress("10.0.0.1")!,
+                                                                 nextHop: Self.mac, sourceMAC: Self.agentMAC))
+        #expect(t.temporaryAddress == IPAddress("10.0.1.9"))
+    }
+}
+
+@Suite("BatonModel roles and transfer states")
+struct TransferVocabularyTests {
+    @Test("roles travel by name in JSON, and keep their protocol byte")
+    func roles() throws {
+        let data = try JSONEncoder().encode([Role.tn, .target, .agent])
+        #expect(String(decoding: data, as: UTF8.self) == #"["tn","target","agent"]"#)
+        #expect(try JSONDecoder().decode([Role].self, from: data) == [.tn, .target, .agent])
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode([Role].self, from: Data(#"["TN"]"#.utf8)) }
+        #expect(Role.allCases.map(\.rawValue) == [1, 2, 3])
+        #expect(Role.tn.description == "TN")
+    }
+
+    @Test("each role's states are states the API reports, and together they are all of them")
+    func states() {
+        let agent = AgentTransferState.allCases.map(TransferState.init)
+        let tn = TNTransferState.allCases.map(TransferState.init)
+        let target = TargetTransferState.allCases.map(TransferState.init)
+        #expect(agent.map(\.rawValue) == AgentTransferState.allCases.map(\.rawValue))
+        #expect(tn.map(\.rawValue) == TNTransferState.allCases.map(\.rawValue))
+        #expect(target.map(\.rawValue) == TargetTransferState.allCases.map(\.rawValue))
+        #expect(Set(agent + tn + target) == Set(TransferState.allCases))
+    }
+}
+
+/// An address literal that must parse.
+func ip(_ s: String) -> IPAddress { IPAddress(s)! }
+/// A MAC literal that must parse.
+func mac(_ s: String) -> MACAddress { MACAddress(s)! }
+let macA = mac("02:00:00:00:00:0a")

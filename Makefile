@@ -33,6 +33,7 @@ release: bpf
 	$(SWIFT) build -c release $(SWIFT_FLAGS)
 
 test: bpf
+	scripts/check-module-graph
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
 	$(SWIFT) test --skip-build --no-parallel $(SWIFT_FLAGS)
 	FUZZ_MAX_EXAMPLES=$(TEST_FUZZ_EXAMPLES) FUZZ_SEED=$(TEST_FUZZ_SEED) $(MAKE) fuzz

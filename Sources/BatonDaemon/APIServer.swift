@@ -107,7 +107,8 @@ public final class APIServer: Sendable {
     private let task: Task<Void, any Error>
 
     /// Starts listening; returns when every listener is bound (or throws why one is not).
-    public init(handler: any APIHandler, listeners: APIListeners, logger: Logger) throws {
+    /// `services` run in the same service group (the agent's sweep) and stop with it.
+    public init(handler: any APIHandler, listeners: APIListeners, logger: Logger, services extra: [any Service] = []) throws {
         self.handler = handler
         self.listeners = listeners
         self.logger = logger
@@ -137,7 +138,7 @@ public final class APIServer: Sendable {
                 onServerRunning: { _ in ready.arrive() },
                 logger: quiet))
         }
-        let group = ServiceGroup(configuration: .init(services: services, logger: quiet))
+        let group = ServiceGroup(configuration: .init(services: services + extra, logger: quiet))
         self.group = group
         task = Task {
             do {

@@ -13,33 +13,28 @@ extension Agent: APIHandler {
 
     public func status() throws -> DaemonStatus {
         let addresses = ((try? Netlink().addresses(interface: configuration.interface)) ?? []).map(\.description)
-        return lock.withLock {
-            var s = DaemonStatus(role: .agent, publicKey: "\(configuration.identity.publicKey)", interface: configuration.interface,
-                                 mac: mac, addresses: addresses, port: configuration.port,
-                                 activeTransfers: transfers.count, rejected: rejections.snapshot,
-                                 takeovers: transfers.values.map { "\($0.register.original)" }.sorted())
-            s.reconcile = reconciliation
-            return s
-        }
+        let (active, takeovers) = table.read { t in (t.live.count, t.live.values.map { "\($0.register.original)" }.sorted()) }
+        var s = DaemonStatus(role: .agent, publicKey: "\(configuration.identity.publicKey)", interface: configuration.interface,
+                             mac: mac, addresses: addresses, port: configuration.port,
+                             activeTransfers: active, rejected: rejections.snapshot, takeovers: takeovers)
+        s.reconcile = reconciliation
+        return s
     }
 
     public func listTransfers() throws -> [TransferInfo] {
-        lock.withLock { (finished + transfers.values.sorted { $0.started < $1.started }).map(info) }
+        table.read { t in (t.finished + t.live.values.sorted { $0.started < $1.started }).map(info) }
     }
 
     public func showTransfer(_ id: String) throws -> TransferInfo {
-        try lock.withLock { info(try find(id)) }
+        let tid = try Self.transferID(id)
+        return try table.read { t in
+            guard let found = t.known(tid) else { throw ControlError.notFound("no transfer \(id)") }
+            return info(found)
+        }
     }
 
     public func endTransfer(_ id: String) throws -> TransferInfo {
-        try lock.withLock {
-            let t = try find(id)
-            guard t.state == .active || t.state == .waking else {
-                throw ControlError.conflict("transfer \(id) is \(t.state.rawValue): only an active transfer can be ended")
-            }
-            beginEnd(t, reason: WakeUp.Reason.operator)
-            return info(t)
-        }
+        try table.end(try Self.transferID(id), reason: WakeUp.Reason.operator, then: info)
     }
 
     /// Registrations through the API: the same sealed messages as over UDP, answered in the
@@ -51,7 +46,7 @@ extension Agent: APIHandler {
         }
         var results = [RegistrationResult?](repeating: nil, count: batch.envelopes.count)
         var candidates: [(index: Int, candidate: Candidate)] = []
-        var admitted: [Transfer] = []
+        var admitted: [AgentTransfer] = []
         func settle(_ i: Int, _ transfer: TransferID, _ answer: Answer?) {
             guard let answer else {
                 results[i] = RegistrationResult(transfer: "\(transfer)", accepted: false,
@@ -63,7 +58,7 @@ extension Agent: APIHandler {
                                             envelope: Data(answer.bytes).base64EncodedString(),
                                             error: answer.accepted ? nil : "refused: the sealed answer says why")
         }
-        var context = AdmissionContext()
+        var context = Admission.Context()
         for (i, text) in batch.envelopes.enumerated() {
             guard let bytes = Data(base64Encoded: text) else {
                 rejections.record("malformed", from: "api", "an envelope is not base64")
@@ -84,28 +79,28 @@ extension Agent: APIHandler {
                                                 error: "only register messages are taken here, not \(envelope.type)")
                 continue
             }
-            switch open(envelope, from: "api", context: &context) {
+            switch admission.open(envelope, from: "api", context: &context) {
             case .answered(let answer): settle(i, envelope.transfer, answer)
             case .candidate(let c): candidates.append((i, c))
             }
         }
-        for ((i, c), answer) in zip(candidates, admit(candidates.map(\.candidate))) {
+        for ((i, c), answer) in zip(candidates, admission.admit(candidates.map(\.candidate))) {
             settle(i, c.envelope.transfer, answer)
         }
         // The answers are settled (the response goes out next): announce the addresses.
         if !admitted.isEmpty {
             CrashPoint.reached("registered-sent")
-            announce(admitted)
+            announcements.announce(admitted)
         }
         return RegistrationResults(results: results.map { $0! })
     }
 
     public func metricsExposition() throws -> String {
-        let (byState, samples) = lock.withLock { () -> ([String: Int], [DaemonMetrics.RuleSample]) in
+        let (byState, samples) = table.read { tables -> ([String: Int], [DaemonMetrics.RuleSample]) in
             var byState: [String: Int] = [:]
-            for t in transfers.values { byState[t.state.rawValue, default: 0] += 1 }
+            for t in tables.live.values { byState[t.state.rawValue, default: 0] += 1 }
             var samples: [DaemonMetrics.RuleSample] = []
-            for t in transfers.values {
+            for t in tables.live.values {
                 for rule in t.rules {
                     let c = (try? dataPlane.rule(rule.match))?.counter
                     samples.append(.init(transfer: "\(t.id)", session: "\(rule.match)", packets: c?.packets ?? 0, bytes: c?.bytes ?? 0))
@@ -117,13 +112,14 @@ extension Agent: APIHandler {
                               mapTakeovers: (try? dataPlane.takeovers())?.count, datapath: (try? dataPlane.stats()) ?? [:])
     }
 
-    func find(_ id: String) throws -> Transfer {
+    static func transferID(_ id: String) throws -> TransferID {
         guard let tid = TransferID(id) else { throw ControlError.invalid("invalid transfer ID '\(id)': expected 16 hex digits") }
-        guard let t = transfers[tid] ?? finished.last(where: { $0.id == tid }) else { throw ControlError.notFound("no transfer \(id)") }
-        return t
+        return tid
     }
 
-    func info(_ t: Transfer) -> TransferInfo {
+    /// What the API shows of a transfer. Called under the table's lock (its fields are read
+    /// consistently).
+    func info(_ t: AgentTransfer) -> TransferInfo {
         let clock = try? dataPlane.clock()
         let live = t.state != .ended && t.state != .failed
         let sessions = t.rules.map { rule -> SessionInfo in

@@ -4,16 +4,17 @@ import BatonNet
 import BatonProtocol
 import BatonStore
 import Foundation
+import Synchronization
 
 // Who may move what where (seed 001: devices registered, transfer authorized). A device is
 // enrolled with its public key and the prefixes it owns; a registration is accepted only from
 // an enrolled device, for an original address it owns, to an enrolled target a policy allows,
 // and at most at the device's rate.
 
-extension Agent {
+extension Admission {
     /// The TN's device name if `register` from `key` may go ahead; otherwise throws a
-    /// forbidden or rate-limited error (counted as a rejection by its reason). Needs no agent
-    /// lock: it reads the enrolments from memory.
+    /// forbidden or rate-limited error (counted as a rejection by its reason). Needs no lock
+    /// of the table's: it reads the enrolments from memory.
     func authorize(_ register: Register, from key: PublicKey, source: String) throws -> String {
         func refuse(_ reason: String, _ error: ControlError) -> ControlError {
             rejections.record(reason, from: source, error.description)
@@ -37,7 +38,9 @@ extension Agent {
         }
         return tn.record.name
     }
+}
 
+extension Agent {
     // MARK: - Devices and policies (API)
 
     public func listDevices() throws -> [Device] { try store.devices().map(Self.device) }
@@ -112,21 +115,21 @@ extension Agent {
 /// The devices and policies as the store holds them, kept in memory for the registration
 /// path (three store reads per registration were a fifth of its cost). The store changes
 /// only through this agent's API, which invalidates the copy; the next registration reloads it.
-final class Enrolments: @unchecked Sendable {
-    struct Entry {
+final class Enrolments: Sendable {
+    struct Entry: Sendable {
         let record: Store.DeviceRecord
         let prefixes: [IPPrefix]
 
         func owns(_ address: IPAddress) -> Bool { prefixes.contains { $0.contains(address) } }
     }
 
-    struct Snapshot {
+    struct Snapshot: Sendable {
         /// In name order: the first device owning a target address is its owner.
         let devices: [Entry]
         let byKey: [String: Entry]
         let policies: Set<Pair>
 
-        struct Pair: Hashable {
+        struct Pair: Hashable, Sendable {
             let from: String
             let to: String
         }
@@ -142,38 +145,39 @@ final class Enrolments: @unchecked Sendable {
     }
 
     private let store: Store
-    private let lock = NSLock()
-    private var snapshot: Snapshot?
-    /// Bumped by every invalidation: a copy read before one is not kept.
-    private var generation = 0
+    private struct Cache {
+        var snapshot: Snapshot?
+        /// Bumped by every invalidation: a copy read before one is not kept.
+        var generation = 0
+    }
+    private let cache = Mutex(Cache())
 
     init(store: Store) { self.store = store }
 
     func current() throws -> Snapshot {
-        let (cached, readAt) = lock.withLock { (snapshot, generation) }
+        let (cached, readAt) = cache.withLock { ($0.snapshot, $0.generation) }
         if let cached { return cached }
         let devices = try store.devices().map { Entry(record: $0, prefixes: $0.addresses.compactMap(IPPrefix.init)) }
         let policies = Set(try store.policies().map { Snapshot.Pair(from: $0.from, to: $0.to) })
         let s = Snapshot(devices: devices, byKey: Dictionary(devices.map { ($0.record.publicKey, $0) }, uniquingKeysWith: { a, _ in a }),
                          policies: policies)
-        lock.withLock { if generation == readAt { snapshot = s } }
+        cache.withLock { if $0.generation == readAt { $0.snapshot = s } }
         return s
     }
 
     func invalidate() {
-        lock.withLock {
-            snapshot = nil
-            generation += 1
+        cache.withLock {
+            $0.snapshot = nil
+            $0.generation += 1
         }
     }
 }
 
 /// Token buckets per device: `rate` per second, up to `burst` at once.
-final class RateLimiter: @unchecked Sendable {
-    private let lock = NSLock()
+final class RateLimiter: Sendable {
     private let rate: Double
     private let burst: Double
-    private var buckets: [String: (tokens: Double, at: ContinuousClock.Instant)] = [:]
+    private let buckets = Mutex<[String: (tokens: Double, at: ContinuousClock.Instant)]>([:])
 
     init(rate: Double, burst: Double) {
         self.rate = rate
@@ -185,7 +189,7 @@ final class RateLimiter: @unchecked Sendable {
         let rate = override ?? self.rate
         let burst = override.map { max($0 * self.burst / max(self.rate, 1e-9), 1) } ?? self.burst
         let now = ContinuousClock.now
-        return lock.withLock {
+        return buckets.withLock { buckets in
             var b = buckets[key] ?? (burst, now)
             let elapsed = Double((now - b.at).components.seconds) + Double((now - b.at).components.attoseconds) / 1e18
             b.tokens = min(burst, b.tokens + elapsed * rate)

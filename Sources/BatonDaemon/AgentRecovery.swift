@@ -4,20 +4,23 @@ import BatonModel
 import BatonProtocol
 import BatonStore
 import Foundation
+import Logging
 
 // A start after a stop, a crash or an upgrade: the store says what the maps should hold, the
 // maps (pinned, steering all along) say what they do hold. The store wins.
 
 extension Agent {
-    /// Loads the stored transfers, settles the ones a crash left half-way, and makes the maps
-    /// hold exactly the rules and takeovers of the transfers that go on. Called from init.
-    func recover() throws -> ReconcileSummary {
+    /// Loads the stored transfers into `table`, settles the ones a crash left half-way, and
+    /// makes the maps hold exactly the rules and takeovers of the transfers that go on. Called
+    /// from init, before anything is served.
+    static func recover(table: TransferTable, store: Store, dataPlane: DataPlane, idleTimeout: Double,
+                        logger: Logger) throws -> ReconcileSummary {
         let begin = ContinuousClock.now
         var summary = ReconcileSummary()
         var wantedRules: [SessionRule] = []
         var wantedTakeovers: [Takeover] = []
         for r in try store.transfers() {
-            guard let t = try restore(r) else { continue }
+            guard let t = restore(r, store: store, idleTimeout: idleTimeout, logger: logger) else { continue }
             switch t.state {
             case .stored:
                 // The TN was never told: it gives up (and rolls back) on its own, and a
@@ -25,7 +28,7 @@ extension Agent {
                 t.state = .failed
                 t.reason = "the agent restarted before answering the registration"
                 t.ended = Date()
-                persist(t)
+                table.persist(t)
                 summary.transfersRolledBack += 1
                 logger.notice("transfer \(t.id): rolled back (stored, never answered)")
             case .active, .waking:
@@ -36,12 +39,12 @@ extension Agent {
                 // The TN has its address back; nothing more to forward.
                 t.state = .ended
                 t.ended = Date()
-                persist(t)
+                table.persist(t)
                 summary.transfersCleared += 1
             case .ended, .failed:
                 break
             }
-            if t.state == .ended || t.state == .failed { finished.append(t) } else { track(t) }
+            table.restore(t)
         }
         let r = try dataPlane.reconcile(rules: wantedRules, takeovers: wantedTakeovers)
         summary.rulesKept = r.rulesKept
@@ -68,13 +71,13 @@ extension Agent {
     }
 
     /// A stored transfer as the agent keeps it; nil (logged, marked failed) if unreadable.
-    private func restore(_ r: Store.TransferRecord) throws -> Transfer? {
+    private static func restore(_ r: Store.TransferRecord, store: Store, idleTimeout: Double, logger: Logger) -> AgentTransfer? {
         guard let id = TransferID(r.id), let key = SessionKey(storedBytes: r.sessionKey),
               var register = Register(stored: r.register),
-              let state = State(rawValue: r.state), let rules = try? store.rules(transfer: r.id) else {
+              let state = AgentTransferState(rawValue: r.state), let rules = try? store.rules(transfer: r.id) else {
             logger.error("store: transfer \(r.id) cannot be read back; its entries are left to the reconcile")
             var failed = r
-            failed.state = State.failed.rawValue
+            failed.state = AgentTransferState.failed.rawValue
             failed.reason = "unreadable in the store"
             try? store.update(failed)
             return nil
@@ -83,9 +86,9 @@ extension Agent {
         if register.sessions.isEmpty { register.sessions = rules.map(\.match) }
         let channel = TransferChannel(transfer: id, key: key, role: .agent)
         if let h = r.highestTN { channel.restoreHighestAccepted(UInt64(bitPattern: h), from: .tn) }
-        let t = Transfer(id: id, channel: channel, register: register, device: r.device, takeover: r.takeover,
-                         idleTimeout: register.idleTimeout ?? configuration.idleTimeout,
-                         started: Date(timeIntervalSince1970: r.started))
+        let t = AgentTransfer(id: id, channel: channel, register: register, device: r.device, takeover: r.takeover,
+                              idleTimeout: register.idleTimeout ?? idleTimeout,
+                              started: Date(timeIntervalSince1970: r.started))
         t.state = state
         t.reason = r.reason
         t.ended = r.ended.map { Date(timeIntervalSince1970: $0) }

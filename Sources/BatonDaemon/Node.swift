@@ -149,6 +149,7 @@ public final class Node: APIHandler, @unchecked Sendable {
     private var decapLink: XDPLink?
     private var api: APIServer?
     private var stopped = false
+    private let stoppedSignal = DispatchSemaphore(value: 0)
 
     public init(_ configuration: NodeConfiguration, logger: Logger) throws {
         self.configuration = configuration
@@ -172,16 +173,23 @@ public final class Node: APIHandler, @unchecked Sendable {
 
     public func run() throws {
         let server = try APIServer(handler: self, listeners: configuration.listeners, logger: logger)
-        lock.withLock { api = server }
+        guard !lock.withLock({ api = server; return stopped }) else {
+            server.stop()
+            return
+        }
         messenger.start { [self] in receive($0) }
         logger.info("node on \(configuration.interface) (\(mac)), port \(configuration.port), public key \(configuration.identity.publicKey)")
-        while !lock.withLock({ stopped }) { Thread.sleep(forTimeInterval: 0.2) }
+        stoppedSignal.wait()
     }
 
     public func stop() {
-        lock.withLock { stopped = true }
+        let server = lock.withLock { () -> APIServer? in
+            stopped = true
+            return api
+        }
         messenger.stop()
-        api?.stop()
+        server?.stop()
+        stoppedSignal.signal()
     }
 
     private var trustedKeys: Set<PublicKey> { Set(configuration.peers.map(\.key)) }

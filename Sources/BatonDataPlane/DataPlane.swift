@@ -2,6 +2,7 @@ import BatonBPF
 import BatonModel
 import CBatonABI
 import CBatonObjects
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,7 +15,11 @@ import Glibc
 ///   maps/<map name>   every map, so state survives the process
 ///   progs/<program>   baton_steer, baton_clock
 ///   links/<ifname>    one XDP link per attached interface
-public final class DataPlane {
+///
+/// Reads (lookups, counters, `clock()`) are safe from any thread. Writes (rules, takeovers)
+/// allocate counter slots from an in-process copy of the slot bitmap, so one writer at a time:
+/// the agent's transfer table serialises them under its lock.
+public final class DataPlane: @unchecked Sendable {
     public struct Options: Sendable {
         /// Where to pin; nil keeps everything private to this process (tests).
         public var pinRoot: String?
@@ -58,7 +63,7 @@ public final class DataPlane {
     let filterMap: TypedMap<UInt32, UInt64>
     let slots: SlotAllocator
     /// CONFIG_HZ as `clock()` measured it: fixed while the kernel runs.
-    private var tickRate: UInt64?
+    private let tickRate = Mutex<UInt64?>(nil)
 
     /// Maps by name, for status and debugging.
     public var maps: [String: BPFMap] { collection.maps }
@@ -431,9 +436,9 @@ public final class DataPlane {
             let w = r.output.withUnsafeBytes { raw in (0..<3).map { raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self) } }
             return (w[0], w[1], w[2])
         }
-        if let tickRate {
+        if let hz = tickRate.withLock({ $0 }) {
             let s = try sample()
-            return KernelClock(jiffies: s.0, monotonicNanoseconds: s.1, hz: tickRate)
+            return KernelClock(jiffies: s.0, monotonicNanoseconds: s.1, hz: hz)
         }
         let a = try sample()
         var b = a
@@ -445,7 +450,7 @@ public final class DataPlane {
         }
         let nsPerTick = Double(b.2 - a.2) / Double(b.0 - a.0)
         let hz = [100, 250, 300, 1000].min { abs(1e9 / Double($0) - nsPerTick) < abs(1e9 / Double($1) - nsPerTick) }!
-        tickRate = UInt64(hz)
+        tickRate.withLock { $0 = UInt64(hz) }
         return KernelClock(jiffies: b.0, monotonicNanoseconds: b.1, hz: UInt64(hz))
     }
 

@@ -1,0 +1,197 @@
+import BatonAPI
+import BatonDataPlane
+import BatonModel
+import BatonNet
+import BatonProtocol
+import BatonStore
+import Foundation
+import Logging
+
+/// How a registration becomes a transfer, one at a time (a datagram) or many at once (a batch
+/// through the API). Everything that needs no shared state runs here without the table's lock
+/// and in parallel: opening the sealed key (X25519), authorizing, building and checking the
+/// transfer, encoding its store record. The conflict check and the writes are the table's
+/// (`TransferTable.admit`), a batch sharing them.
+final class Admission: Sendable {
+    /// An envelope after `open`: answered already (a known transfer's message, a refusal, or
+    /// nothing for what is dropped), or a registration to admit.
+    enum Opened {
+        case answered(Answer?)
+        case candidate(Candidate)
+    }
+
+    /// What a batch looks up once: the agent's own addresses, its tunnel source and next hops.
+    struct Context {
+        var own: [IPAddress.Family: Set<IPAddress>] = [:]
+        var tunnelSource: [IPAddress.Family: IPAddress] = [:]
+        var nextHops: [IPAddress: MACAddress] = [:]
+    }
+
+    let configuration: AgentConfiguration
+    let mac: MACAddress
+    let table: TransferTable
+    let enrolments: Enrolments
+    /// Enrolled devices' static secrets: a registration then costs one X25519, not two.
+    let staticSecrets: StaticSecrets
+    let limiter: RateLimiter
+    let rejections: Rejections
+    let messenger: Messenger
+    let logger: Logger
+
+    init(configuration: AgentConfiguration, mac: MACAddress, table: TransferTable, enrolments: Enrolments,
+         staticSecrets: StaticSecrets, rejections: Rejections, messenger: Messenger, logger: Logger) {
+        self.configuration = configuration
+        self.mac = mac
+        self.table = table
+        self.enrolments = enrolments
+        self.staticSecrets = staticSecrets
+        limiter = RateLimiter(rate: configuration.rateLimit, burst: configuration.rateBurst)
+        self.rejections = rejections
+        self.messenger = messenger
+        self.logger = logger
+    }
+
+    /// One authenticated message from a TN (over UDP or the API). Returns the answer for its
+    /// sender (registrations); other answers go to the transfer's control endpoint.
+    func receive(_ envelope: Envelope, from source: String) -> Answer? {
+        var context = Context()
+        switch open(envelope, from: source, context: &context) {
+        case .answered(let answer): return answer
+        case .candidate(let c): return admit([c])[0]
+        }
+    }
+
+    /// Opens an envelope: a known transfer's message is handled at once (by the table); a new
+    /// registration is opened, authorized and checked without the table's lock. A registration
+    /// carries a sealed key, and is opened without looking for a known transfer first: a
+    /// retransmission is recognised by the table when it admits, or here when it cannot be
+    /// admitted (the first one was).
+    func open(_ envelope: Envelope, from source: String, context: inout Context) -> Opened {
+        if envelope.sealedKey == nil, let handled = table.receiveKnown(envelope, from: source) {
+            return .answered(handled)
+        }
+        func known() -> Answer?? { envelope.sealedKey == nil ? nil : table.receiveKnown(envelope, from: source) }
+        let sender = envelope.sealedKey?.senderPublicKey
+        // Only enrolled senders' static secrets are kept: anyone can send a sealed key.
+        let enrolled = sender.map { (try? enrolments.current())?.device(publicKey: "\($0)") != nil } ?? false
+        do {
+            // Any sender's key opens the channel, so that an unenrolled device hears why it is
+            // refused (sealed to it); `authorize` checks the enrolment before anything is written.
+            let (channel, message) = try TransferChannel.opening(
+                envelope, identity: configuration.identity, role: .agent, trusted: { _ in true },
+                staticSecrets: enrolled ? staticSecrets : nil)
+            guard case .register(let register) = message else {
+                if let handled = known() { return .answered(handled) }
+                rejections.record("unexpected", from: source, "\(message.type) for unknown transfer \(envelope.transfer)")
+                return .answered(nil)
+            }
+            do {
+                let device = try authorize(register, from: sender!, source: source)
+                let t = try transfer(envelope.transfer, register, channel: channel, device: device, context: &context)
+                let stored = try Store.PreparedTransfer(t.record, rules: t.rules)
+                return .candidate(Candidate(envelope: envelope, transfer: t, stored: stored, source: source))
+            } catch {
+                if let handled = known() { return .answered(handled) }
+                return .answered(table.refuse(envelope.transfer, register, channel, error))
+            }
+        } catch {
+            if let handled = known() { return .answered(handled) }
+            rejections.record(error, from: source)
+        }
+        return .answered(nil)
+    }
+
+    /// Admits the candidates (the table's writes), then seals the `registered` answers without
+    /// the lock. One answer per candidate, in order.
+    func admit(_ candidates: [Candidate]) -> [Answer?] {
+        var answers = [Answer?](repeating: nil, count: candidates.count)
+        for (i, t) in table.admit(candidates, answers: &answers) {
+            do {
+                answers[i] = Answer(bytes: try t.channel.seal(.registered(Registered())), accepted: true,
+                                    to: t.register.control.socketAddress, admitted: t)
+            } catch {
+                // Sealing never fails for a channel we opened; if it did, the TN retransmits.
+                logger.error("transfer \(t.id): sealing `registered` failed: \(error)")
+            }
+        }
+        return answers
+    }
+
+    /// The transfer a registration asks for, checked against everything but the transfers
+    /// there are (the table does that under its lock).
+    private func transfer(_ id: TransferID, _ r: Register, channel: TransferChannel, device: String,
+                          context: inout Context) throws -> AgentTransfer {
+        try validate(r, context: &context)
+        let family = r.original.family
+        let toTarget: Forwarding
+        let toTN: Forwarding
+        switch r.mode {
+        case .l2:
+            toTarget = .l2(to: r.targetMAC, from: mac)
+            toTN = .l2(to: r.tnMAC, from: mac)
+        case .l3:
+            // Only tunnels need the agent's own address: an L2 takeover works without one.
+            let source = try context.tunnelSource[family] ?? NodeAddresses(interface: configuration.interface).global(family)
+            context.tunnelSource[family] = source
+            let hop = try context.nextHops[r.targetAddress] ?? nextHop(r.targetAddress)
+            context.nextHops[r.targetAddress] = hop
+            toTarget = .encap(to: r.targetAddress, from: source, nextHop: hop, sourceMAC: mac)
+            toTN = .encap(to: r.temporary, from: source, nextHop: r.tnMAC, sourceMAC: mac)
+        }
+        let rules = r.sessions.map { SessionRule(match: $0, forward: toTarget) }
+        let takeover = Takeover(address: r.original, defaultForward: toTN, agentMAC: mac, temporaryAddress: r.temporary)
+        do {
+            try takeover.validate()
+            for rule in rules { try rule.validate() }
+        } catch {
+            throw ControlError.invalid("\(error)")
+        }
+        let t = AgentTransfer(id: id, channel: channel, register: r, device: device, takeover: takeover,
+                              idleTimeout: r.idleTimeout ?? configuration.idleTimeout)
+        t.rules = rules
+        return t
+    }
+
+    private func validate(_ r: Register, context: inout Context) throws {
+        let family = r.original.family
+        guard r.temporary.family == family, r.targetAddress.family == family else {
+            throw ControlError.invalid("original \(r.original), temporary \(r.temporary) and target \(r.targetAddress) must be of one family")
+        }
+        guard !r.sessions.isEmpty else { throw ControlError.invalid("no sessions to transfer") }
+        var seen = Set<SessionMatch>(minimumCapacity: r.sessions.count)
+        for s in r.sessions {
+            guard s.destination == r.original else {
+                throw ControlError.invalid("session \(s) is not addressed to the original address \(r.original)")
+            }
+            guard seen.insert(s).inserted else { throw ControlError.invalid("session \(s) is given twice") }
+        }
+        if context.own[family] == nil {
+            context.own[family] = Set(try Netlink().addresses(interface: configuration.interface, family: family).map(\.address))
+        }
+        guard !context.own[family]!.contains(r.original) else { throw ControlError.forbidden("\(r.original) is the agent's own address") }
+    }
+
+    /// The MAC of the next hop towards `destination`, resolving it if the kernel has none yet.
+    private func nextHop(_ destination: IPAddress) throws -> MACAddress {
+        let netlink = try Netlink()
+        let routes = try netlink.routes(family: destination.family)
+            .filter { $0.destination.contains(destination) }
+            .sorted { $0.destination.length > $1.destination.length }
+        let hop = routes.first?.gateway ?? destination
+        let deadline = ContinuousClock.now + .seconds(2)
+        var poked = false
+        while ContinuousClock.now < deadline {
+            if let n = try netlink.neighbour(hop, interface: configuration.interface), let mac = n.mac,
+               !n.state.intersection(.valid).isEmpty {
+                return mac
+            }
+            if !poked {
+                // Any datagram makes the kernel resolve the next hop.
+                try? messenger.send([0], to: SocketAddress(destination, port: 9))
+                poked = true
+            }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        throw ControlError("cannot resolve the next hop \(hop) towards \(destination)")
+    }
+}

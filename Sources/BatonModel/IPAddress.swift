@@ -92,16 +92,10 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible, Comparable {
     public static func < (l: IPAddress, r: IPAddress) -> Bool { l.bytes16.lexicographicallyPrecedes(r.bytes16) }
 }
 
-extension IPAddress: Codable {
-    public init(from decoder: Decoder) throws {
-        let s = try decoder.singleValueContainer().decode(String.self)
-        guard let a = IPAddress(s) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not an IP address: \(s)"))
-        }
-        self = a
-    }
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(description)
-    }
+extension IPAddress: TextCoded {
+    public init?(text: String) { self.init(text) }
+    public var text: String { description }
+    public static var expectedText: String { "an IP address" }
+    public init(from decoder: Decoder) throws { try self.init(textFrom: decoder) }
+    public func encode(to encoder: Encoder) throws { try encodeText(to: encoder) }
 }

@@ -28,19 +28,22 @@ public enum IPProtocol: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     public var hasPorts: Bool { self == .tcp || self == .udp }
 }
 
-/// Encoded by name ("udp"), as people write it in files.
-extension IPProtocol: Codable {
+/// Encoded by name ("udp"), as people write it in files; a JSON number is read too.
+extension IPProtocol: TextCoded {
+    public init?(text: String) {
+        self.init(name: text)
+    }
+    public var text: String { description }
+    public static var expectedText: String { "a protocol: tcp, udp, icmp or icmpv6" }
+
     public init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
         if let n = try? c.decode(UInt8.self), let p = IPProtocol(rawValue: n) { self = p; return }
         let s = try c.decode(String.self)
-        guard let p = IPProtocol(name: s) else {
-            throw DecodingError.dataCorruptedError(in: c, debugDescription: "unknown protocol \(s): expected tcp, udp, icmp or icmpv6")
+        guard let p = IPProtocol(text: s) else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "not \(Self.expectedText): \(s)")
         }
         self = p
     }
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(description)
-    }
+    public func encode(to encoder: Encoder) throws { try encodeText(to: encoder) }
 }

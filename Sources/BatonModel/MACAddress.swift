@@ -1,5 +1,5 @@
 /// A 48-bit Ethernet address.
-public struct MACAddress: Hashable, Sendable, CustomStringConvertible, Codable {
+public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
     public let bytes: [UInt8]
 
     public static let zero = MACAddress(unchecked: [0, 0, 0, 0, 0, 0])
@@ -36,15 +36,12 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible, Codable {
         }.joined(separator: ":")
     }
 
-    public init(from decoder: Decoder) throws {
-        let s = try decoder.singleValueContainer().decode(String.self)
-        guard let m = MACAddress(s) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a MAC address: \(s)"))
-        }
-        self = m
-    }
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(description)
-    }
+}
+
+extension MACAddress: TextCoded {
+    public init?(text: String) { self.init(text) }
+    public var text: String { description }
+    public static var expectedText: String { "a MAC address" }
+    public init(from decoder: Decoder) throws { try self.init(textFrom: decoder) }
+    public func encode(to encoder: Encoder) throws { try encodeText(to: encoder) }
 }

@@ -20,19 +20,15 @@ public enum MatchKind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
 }
 
 /// Encoded by name ("any-sport").
-extension MatchKind: Codable {
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        let s = try c.decode(String.self)
-        guard let k = MatchKind.allCases.first(where: { $0.description == s }) else {
-            throw DecodingError.dataCorruptedError(in: c, debugDescription: "unknown match kind \(s)")
-        }
+extension MatchKind: TextCoded {
+    public init?(text: String) {
+        guard let k = MatchKind.allCases.first(where: { $0.description == text }) else { return nil }
         self = k
     }
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(description)
-    }
+    public var text: String { description }
+    public static var expectedText: String { "a match kind: exact, any-sport, any-src or any-peer" }
+    public init(from decoder: Decoder) throws { try self.init(textFrom: decoder) }
+    public func encode(to encoder: Encoder) throws { try encodeText(to: encoder) }
 }
 
 /// The 5-tuple side of a rule. Packets are matched as the correspondent sends

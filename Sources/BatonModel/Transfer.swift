@@ -26,19 +26,12 @@ public enum Role: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     public var description: String { self == .tn ? "TN" : name }
 }
 
-extension Role: Codable {
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        let s = try c.decode(String.self)
-        guard let r = Role(name: s) else {
-            throw DecodingError.dataCorruptedError(in: c, debugDescription: "unknown role \(s) (tn, target or agent)")
-        }
-        self = r
-    }
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(name)
-    }
+extension Role: TextCoded {
+    public init?(text: String) { self.init(name: text) }
+    public var text: String { name }
+    public static var expectedText: String { "a role: tn, target or agent" }
+    public init(from decoder: Decoder) throws { try self.init(textFrom: decoder) }
+    public func encode(to encoder: Encoder) throws { try encodeText(to: encoder) }
 }
 
 /// How the agent steers transferred sessions to the target.

@@ -32,7 +32,7 @@ public struct CollectionSpec: Sendable {
 /// a reload; programs are pinned anew); `adopt` opens what an earlier process pinned; `unload`
 /// detaches the links and removes the directory. Without a directory nothing is pinned (tests,
 /// the benchmark). Handles are typed and looked up by name once, at open.
-public final class PinnedCollection: @unchecked Sendable {
+public final class PinnedCollection: Sendable {
     public let spec: CollectionSpec
     /// Where it is pinned; nil when private to this process.
     public let directory: String?

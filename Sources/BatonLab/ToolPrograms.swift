@@ -6,7 +6,7 @@ import Synchronization
 /// baton_pass for veth ports that must deliver XDP_TX'd frames, and the
 /// benchmark's baton_macswap, baton_tx (live-frames generator) and
 /// baton_count (counts what comes back, then drops it).
-public final class ToolPrograms: @unchecked Sendable {
+public final class ToolPrograms: Sendable {
     public let pass: BPFProgram
     public let macswap: BPFProgram
     public let tx: BPFProgram

@@ -27,6 +27,22 @@ public final class BPFDescriptor: @unchecked Sendable {
         return BPFDescriptor(adopting: d)
     }
 
+    /// The kernel's info on this object (`bpf_map_info`, `bpf_prog_info`, …); `what` names it
+    /// in the error.
+    func info<Info>(_ empty: Info, _ what: String) throws -> Info {
+        var info = empty
+        var len = UInt32(MemoryLayout<Info>.size)
+        if bpf_obj_get_info_by_fd(fd, &info, &len) < 0 {
+            throw BPFError("\(what) info (fd \(fd))", errno: Glibc.errno)
+        }
+        return info
+    }
+
+    /// A NUL-terminated name from an info struct's fixed-size array.
+    static func name<Bytes>(_ bytes: Bytes) -> String {
+        withUnsafeBytes(of: bytes) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+    }
+
     /// Pins this object at `path` (the parent directory must exist on bpffs).
     public func pin(at path: String) throws {
         if bpf_obj_pin(fd, path) < 0 {

@@ -18,13 +18,9 @@ public final class BPFMap: @unchecked Sendable {
     public var fd: Int32 { descriptor.fd }
 
     public init(_ descriptor: BPFDescriptor) throws {
-        var info = bpf_map_info()
-        var len = UInt32(MemoryLayout<bpf_map_info>.size)
-        if bpf_obj_get_info_by_fd(descriptor.fd, &info, &len) < 0 {
-            throw BPFError("map info (fd \(descriptor.fd))", errno: Glibc.errno)
-        }
+        let info = try descriptor.info(bpf_map_info(), "map")
         self.descriptor = descriptor
-        name = withUnsafeBytes(of: info.name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        name = BPFDescriptor.name(info.name)
         id = info.id
         type = info.type
         keySize = Int(info.key_size)

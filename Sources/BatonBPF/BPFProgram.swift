@@ -12,13 +12,9 @@ public final class BPFProgram: @unchecked Sendable {
     public var fd: Int32 { descriptor.fd }
 
     public init(_ descriptor: BPFDescriptor) throws {
-        var info = bpf_prog_info()
-        var len = UInt32(MemoryLayout<bpf_prog_info>.size)
-        if bpf_obj_get_info_by_fd(descriptor.fd, &info, &len) < 0 {
-            throw BPFError("program info (fd \(descriptor.fd))", errno: Glibc.errno)
-        }
+        let info = try descriptor.info(bpf_prog_info(), "program")
         self.descriptor = descriptor
-        name = withUnsafeBytes(of: info.name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        name = BPFDescriptor.name(info.name)
         id = info.id
     }
 

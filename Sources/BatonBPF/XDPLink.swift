@@ -27,11 +27,7 @@ public final class XDPLink: @unchecked Sendable {
     public let id: UInt32
 
     init(_ descriptor: BPFDescriptor) throws {
-        var info = bpf_link_info()
-        var len = UInt32(MemoryLayout<bpf_link_info>.size)
-        if bpf_obj_get_info_by_fd(descriptor.fd, &info, &len) < 0 {
-            throw BPFError("link info", errno: Glibc.errno)
-        }
+        let info = try descriptor.info(bpf_link_info(), "link")
         self.descriptor = descriptor
         id = info.id
         programID = info.prog_id

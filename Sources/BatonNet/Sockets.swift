@@ -19,6 +19,11 @@ final class SocketHandle: Sendable {
         return fd
     }
 
+    /// The bound address and port.
+    func localAddress() throws -> SocketAddress {
+        try NetError.wrap("socket", "getsockname") { socketAddress(try Kernel.localAddress(try get("getsockname"))) }
+    }
+
     func close() {
         fd.withLock { fd in
             if fd >= 0 { _ = Glibc.close(fd) }
@@ -82,9 +87,7 @@ public final class UDPSocket: Sendable {
     }
 
     /// The bound address and port (the port the kernel picked, if 0 was asked).
-    public func localAddress() throws -> SocketAddress {
-        try NetError.wrap("socket", "getsockname") { socketAddress(try Kernel.localAddress(try handle.get("getsockname"))) }
-    }
+    public func localAddress() throws -> SocketAddress { try handle.localAddress() }
 
     public func send(_ payload: [UInt8], to destination: SocketAddress) throws {
         let operation = "send UDP to \(destination)"
@@ -169,9 +172,7 @@ public final class TCPListener: Sendable {
         family = other.family
     }
 
-    public func localAddress() throws -> SocketAddress {
-        try NetError.wrap("socket", "getsockname") { socketAddress(try Kernel.localAddress(try handle.get("getsockname"))) }
-    }
+    public func localAddress() throws -> SocketAddress { try handle.localAddress() }
 
     /// The next connection, or nil if none comes within `timeout`.
     public func accept(timeout: Duration) throws -> TCPConnection? {
@@ -221,9 +222,7 @@ public final class TCPConnection: Sendable {
         try namespace.run { try connect(to: destination, timeout: timeout) }
     }
 
-    public func localAddress() throws -> SocketAddress {
-        try NetError.wrap("socket", "getsockname") { socketAddress(try Kernel.localAddress(try handle.get("getsockname"))) }
-    }
+    public func localAddress() throws -> SocketAddress { try handle.localAddress() }
 
     public func remoteAddress() throws -> SocketAddress {
         try NetError.wrap("socket", "getpeername") { socketAddress(try Kernel.remoteAddress(try handle.get("getpeername"))) }

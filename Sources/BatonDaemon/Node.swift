@@ -7,6 +7,7 @@ import BatonProtocol
 import BatonStore
 import Foundation
 import Logging
+import Synchronization
 
 /// Another daemon this node talks to: a target, or the agent.
 public struct Peer: Sendable, Hashable {
@@ -68,7 +69,7 @@ public struct NodeConfiguration: Sendable {
 /// The node role: on the TN it moves sessions away (negotiate, temporary address, register,
 /// off the wire) and takes its address back on wake-up; on the target it accepts sessions
 /// (the original address held locally, decapsulation for the L3 mode). One daemon does both.
-public final class Node: APIHandler, @unchecked Sendable {
+public final class Node: APIHandler, Sendable {
     /// A transfer this node started (it is the TN).
     // Guarded by the node's lock.
     final class Outgoing: @unchecked Sendable {
@@ -140,15 +141,19 @@ public final class Node: APIHandler, @unchecked Sendable {
     let messenger: Messenger
     let rejections: Rejections
     let metrics: DaemonMetrics
-    // Recursive: handlers that hold it call helpers that take it too.
-    let lock = NSRecursiveLock()
-    var outgoing: [TransferID: Outgoing] = [:]
-    var incoming: [TransferID: Incoming] = [:]
+    /// What the node's lock guards: its transfers (and the fields of each), the decapsulator
+    /// once loaded, the API server. Helpers that run under it take `inout Tables` and never
+    /// take the lock again.
+    struct Tables {
+        var outgoing: [TransferID: Outgoing] = [:]
+        var incoming: [TransferID: Incoming] = [:]
+        var decapsulator: Decapsulator?
+        var decapLink: XDPLink?
+        var api: APIServer?
+        var stopped = false
+    }
+    let tables = Mutex(Tables())
     let store: Store?
-    private var decapsulator: Decapsulator?
-    private var decapLink: XDPLink?
-    private var api: APIServer?
-    private var stopped = false
     private let stoppedSignal = DispatchSemaphore(value: 0)
 
     public init(_ configuration: NodeConfiguration, logger: Logger) throws {
@@ -173,7 +178,7 @@ public final class Node: APIHandler, @unchecked Sendable {
 
     public func run() throws {
         let server = try APIServer(handler: self, listeners: configuration.listeners, logger: logger)
-        guard !lock.withLock({ api = server; return stopped }) else {
+        guard !tables.withLock({ $0.api = server; return $0.stopped }) else {
             server.stop()
             return
         }
@@ -183,9 +188,9 @@ public final class Node: APIHandler, @unchecked Sendable {
     }
 
     public func stop() {
-        let server = lock.withLock { () -> APIServer? in
-            stopped = true
-            return api
+        let server = tables.withLock { s -> APIServer? in
+            s.stopped = true
+            return s.api
         }
         messenger.stop()
         server?.stop()
@@ -213,7 +218,7 @@ public final class Node: APIHandler, @unchecked Sendable {
         if let t = request.temporary, t.family != family || t == originalAddress {
             throw ControlError.invalid("temporary address \(t) must be another \(family == .v4 ? "IPv4" : "IPv6") address")
         }
-        if let busy = lock.withLock({ outgoing.values.first { $0.original.address == originalAddress && !$0.isFinished } }) {
+        if let busy = tables.withLock({ $0.outgoing.values.first { $0.original.address == originalAddress && !$0.isFinished } }) {
             throw ControlError.conflict("\(originalAddress) is already being transferred (transfer \(busy.id))")
         }
         guard let original = try addresses.onInterface(originalAddress) else {
@@ -229,16 +234,16 @@ public final class Node: APIHandler, @unchecked Sendable {
         let t = Outgoing(id: id, channel: channel, request: request,
                          original: OriginalAddress(address: original.address, prefixLength: original.prefixLength),
                          mode: mode, target: target)
-        try lock.withLock {
-            if let busy = outgoing.values.first(where: { $0.original.address == originalAddress && $0.state != .ended && $0.state != .failed }) {
+        try tables.withLock { s in
+            if let busy = s.outgoing.values.first(where: { $0.original.address == originalAddress && !$0.isFinished }) {
                 throw ControlError.conflict("\(originalAddress) is already being transferred (transfer \(busy.id))")
             }
-            outgoing[id] = t
+            s.outgoing[id] = t
         }
         do {
             try negotiateAndRegister(t, agent: agent, agentTunnelSource: agentTunnelSource ?? agent.addresses[0])
         } catch {
-            lock.withLock {
+            tables.withLock { _ in
                 t.state = .failed
                 t.reason = "\(error)"
                 t.ended = Date()
@@ -247,7 +252,7 @@ public final class Node: APIHandler, @unchecked Sendable {
             logger.error("transfer \(id): failed: \(error)")
             throw error
         }
-        return lock.withLock { info(t) }
+        return tables.withLock { _ in info(t) }
     }
 
     private func negotiateAndRegister(_ t: Outgoing, agent: Peer, agentTunnelSource: IPAddress) throws {
@@ -257,9 +262,9 @@ public final class Node: APIHandler, @unchecked Sendable {
         do {
             // 1. The temporary address beside the original, first: the target and the agent
             //    answer there, since both will treat the original as not the TN's.
-            let temporary = try lock.withLock { () throws -> IPAddress in
+            let temporary = try tables.withLock { s throws -> IPAddress in
                 if let given = t.request.temporary { return given }
-                let inUse = Set(outgoing.values.filter { !$0.isFinished }.compactMap(\.temporary))
+                let inUse = Set(s.outgoing.values.filter { !$0.isFinished }.compactMap(\.temporary))
                 guard let picked = try addresses.pick(from: configuration.temporaryPool, family: family, excluding: inUse) else {
                     throw ControlError("no free \(family == .v4 ? "IPv4" : "IPv6") temporary address: give one (--temporary) or configure a pool (--temporary-pool)")
                 }
@@ -272,7 +277,7 @@ public final class Node: APIHandler, @unchecked Sendable {
                 t.temporaryAdded = true
             }
             let control = Endpoint(address: temporary, port: configuration.port)
-            lock.withLock {
+            tables.withLock { _ in
                 t.mark("temporary")
                 persist(t)
             }
@@ -289,7 +294,7 @@ public final class Node: APIHandler, @unchecked Sendable {
             case .reject(let r)?: throw ControlError("target \(t.target.name) refused: \(r.reason)")
             default: throw ControlError("target \(t.target.name) (\(t.target.endpoint(family))) did not answer")
             }
-            lock.withLock {
+            tables.withLock { _ in
                 t.accepted = true
                 t.mark("accepted")
                 persist(t)
@@ -301,7 +306,7 @@ public final class Node: APIHandler, @unchecked Sendable {
             if t.mode == .l3 { try acceptTunnelled(original, from: agentTunnelSource) }
             // Stored before the registration goes out: a restart then knows to ask the agent
             // to end a takeover it may have made.
-            lock.withLock {
+            tables.withLock { _ in
                 t.state = .registering
                 persist(t)
             }
@@ -319,19 +324,19 @@ public final class Node: APIHandler, @unchecked Sendable {
             case .reject(let r)?: throw ControlError("agent refused: \(r.reason)")
             default: throw ControlError("agent \(agent.endpoint(family)) did not answer")
             }
-            lock.withLock { t.mark("registered") }
+            tables.withLock { _ in t.mark("registered") }
             CrashPoint.reached("tn-registered")
 
             // 5. Off the wire: the agent answers for the address now.
             try addresses.removeFromInterface(original)
-            lock.withLock {
+            tables.withLock { _ in
                 t.state = .active
                 t.mark("off-wire")
                 persist(t)
             }
             logger.info("transfer \(t.id): \(t.request.sessions.count) session(s) of \(original) moved to \(t.target.name); other sessions continue through \(temporary)")
         } catch {
-            rollBack(t, wasRegistering: lock.withLock { t.state == .registering }, agent: agent)
+            rollBack(t, wasRegistering: tables.withLock { _ in t.state == .registering }, agent: agent)
             throw error
         }
     }
@@ -343,7 +348,7 @@ public final class Node: APIHandler, @unchecked Sendable {
         let original = t.original.address
         try? addresses.addToInterface(original, prefixLength: t.original.prefixLength)
         try? addresses.unhold(original)
-        if t.mode == .l3 { _ = try? decapsulator?.remove(original) }
+        if t.mode == .l3 { tables.withLock { s in _ = try? s.decapsulator?.remove(original) } }
         let grace = configuration.temporaryGrace
         Thread.detachNewThread { [self] in
             if t.accepted { releaseTarget(t) }
@@ -360,15 +365,15 @@ public final class Node: APIHandler, @unchecked Sendable {
     /// and the decapsulation entry. Takes the lock.
     func settle(_ t: Outgoing) {
         let original = t.original.address
-        lock.withLock {
+        tables.withLock { s in
             if t.temporaryAdded, let temporary = t.temporary,
-               !outgoing.values.contains(where: { $0 !== t && $0.temporary == temporary && !$0.isFinished }) {
+               !s.outgoing.values.contains(where: { $0 !== t && $0.temporary == temporary && !$0.isFinished }) {
                 do { try addresses.removeFromInterface(temporary) } catch { logger.error("removing temporary \(temporary): \(error)") }
             }
-            if !outgoing.values.contains(where: { $0 !== t && $0.original.address == original && !$0.isFinished }) {
+            if !s.outgoing.values.contains(where: { $0 !== t && $0.original.address == original && !$0.isFinished }) {
                 try? addresses.unhold(original)
             }
-            if t.mode == .l3 { _ = try? decapsulator?.remove(original) }
+            if t.mode == .l3 { _ = try? s.decapsulator?.remove(original) }
             t.settled = true
             persist(t)
         }
@@ -415,8 +420,8 @@ public final class Node: APIHandler, @unchecked Sendable {
     /// `transfer end` on the TN: asks the agent to end; returns once woken up and reclaimed.
     private func end(_ t: Outgoing) throws -> TransferInfo {
         guard let agent = configuration.agent else { throw ControlError("no agent configured") }
-        guard t.state == .active else { return info(t) }
-        lock.withLock {
+        guard tables.withLock({ _ in t.state == .active }) else { return tables.withLock { _ in info(t) } }
+        tables.withLock { _ in
             t.state = .ending
             t.mark("end")
             persist(t)
@@ -425,7 +430,7 @@ public final class Node: APIHandler, @unchecked Sendable {
         _ = try messenger.request(transfer: t.id, to: agent.endpoint(family), from: t.temporary, timeout: configuration.answerTimeout, {
             try t.channel.seal(.end(End(reason: "requested by the TN")))
         }, answer: { $0.type == .wakeUp })
-        return lock.withLock {
+        return tables.withLock { _ in
             if t.state == .ending { // no wake-up came: still transferred
                 t.state = .active
                 persist(t)
@@ -436,7 +441,8 @@ public final class Node: APIHandler, @unchecked Sendable {
 
     // MARK: - Target: accepting sessions
 
-    private func prepare(_ offer: Offer, id: TransferID, channel: TransferChannel) throws -> Accept {
+    /// Lock held.
+    private func prepare(_ offer: Offer, id: TransferID, channel: TransferChannel, _ s: inout Tables) throws -> Accept {
         guard offer.control.address != offer.original else {
             throw ControlError("the offer's control address is the original address itself: answers could not leave this node")
         }
@@ -445,25 +451,25 @@ public final class Node: APIHandler, @unchecked Sendable {
             throw ControlError("\(offer.original) is this node's own address on the wire")
         }
         try addresses.hold(offer.original)
-        if offer.mode == .l3 { try acceptTunnelled(offer.original, from: offer.agent) }
+        if offer.mode == .l3 { try acceptTunnelled(offer.original, from: offer.agent, &s) }
         let t = Incoming(id: id, channel: channel, offer: offer)
-        incoming[id] = t
+        s.incoming[id] = t
         persist(t)
         logger.info("transfer \(id): accepted \(offer.sessions.count) session(s) of \(offer.original) (\(offer.mode.rawValue))")
         return Accept(mac: mac, address: own)
     }
 
     /// Lock held.
-    private func release(_ t: Incoming) {
+    private func release(_ t: Incoming, _ s: inout Tables) {
         guard t.state == .accepted else { return }
         t.state = .released
         t.ended = Date()
         persist(t)
         let original = t.offer.original
-        let stillNeeded = incoming.values.contains { $0 !== t && $0.offer.original == original && $0.state == .accepted }
+        let stillNeeded = s.incoming.values.contains { $0 !== t && $0.offer.original == original && $0.state == .accepted }
         if !stillNeeded {
             do { try addresses.unhold(original) } catch { logger.error("transfer \(t.id): releasing \(original): \(error)") }
-            if t.offer.mode == .l3 { _ = try? decapsulator?.remove(original) }
+            if t.offer.mode == .l3 { _ = try? s.decapsulator?.remove(original) }
         }
         logger.info("transfer \(t.id): released \(original)")
     }
@@ -471,27 +477,33 @@ public final class Node: APIHandler, @unchecked Sendable {
     /// Decapsulates tunnelled packets for `original` from `agent` (L3 mode); loads and attaches
     /// baton_decap on first use.
     func acceptTunnelled(_ original: IPAddress, from agent: IPAddress) throws {
-        try lock.withLock {
-            if decapsulator == nil {
-                // Adopted after a restart: the last run's link stays pinned and attached.
-                let d = try Decapsulator.open(root: configuration.decapRoot)
-                let (link, adopted) = try d.adoptOrAttach(ifindex: ifindex, mode: configuration.xdpMode)
-                decapLink = link
-                decapsulator = d
-                logger.info("baton_decap \(adopted ? "adopted" : "attached") on \(configuration.interface)")
-            }
-            try decapsulator!.accept(original, from: agent)
+        try tables.withLock { s in try acceptTunnelled(original, from: agent, &s) }
+    }
+
+    /// Lock held.
+    private func acceptTunnelled(_ original: IPAddress, from agent: IPAddress, _ s: inout Tables) throws {
+        if s.decapsulator == nil {
+            // Adopted after a restart: the last run's link stays pinned and attached.
+            let d = try Decapsulator.open(root: configuration.decapRoot)
+            let (link, adopted) = try d.adoptOrAttach(ifindex: ifindex, mode: configuration.xdpMode)
+            s.decapLink = link
+            s.decapsulator = d
+            logger.info("baton_decap \(adopted ? "adopted" : "attached") on \(configuration.interface)")
         }
+        try s.decapsulator!.accept(original, from: agent)
     }
 
     // MARK: - Protocol
 
     func receive(_ datagram: Datagram) {
         guard let envelope = rejections.envelope(of: datagram) else { return }
-        lock.lock()
-        defer { lock.unlock() }
+        tables.withLock { s in receive(envelope, from: datagram.source, &s) }
+    }
+
+    /// Lock held: the transfers change as the message says.
+    private func receive(_ envelope: Envelope, from source: SocketAddress, _ s: inout Tables) {
         do {
-            if let t = outgoing[envelope.transfer] {
+            if let t = s.outgoing[envelope.transfer] {
                 let message = try t.channel.open(envelope)
                 persist(t) // the replay high-water mark moved
                 switch message {
@@ -499,15 +511,15 @@ public final class Node: APIHandler, @unchecked Sendable {
                     if t.state == .active || t.state == .ending { reclaim(t, reason: w.reason) }
                     // Ended, or failed and rolled back: the address is on the wire again.
                     if t.state == .ended || t.state == .failed {
-                        try messenger.send(try t.channel.seal(.wakeUpAck(WakeUpAck())), to: datagram.source)
+                        try messenger.send(try t.channel.seal(.wakeUpAck(WakeUpAck())), to: source)
                     }
                     messenger.deliver(message, transfer: t.id)
                 case .accept, .reject, .registered, .released:
                     messenger.deliver(message, transfer: t.id)
                 default:
-                    rejections.record("unexpected", from: datagram.source, "\(message.type) for transfer \(t.id)")
+                    rejections.record("unexpected", from: source, "\(message.type) for transfer \(t.id)")
                 }
-            } else if let t = incoming[envelope.transfer] {
+            } else if let t = s.incoming[envelope.transfer] {
                 let message = try t.channel.open(envelope)
                 persist(t)
                 switch message {
@@ -517,21 +529,21 @@ public final class Node: APIHandler, @unchecked Sendable {
                         try messenger.send(try t.channel.seal(.accept(Accept(mac: mac, address: own))), to: t.offer.control.socketAddress)
                     }
                 case .release:
-                    release(t)
+                    release(t, &s)
                     try messenger.send(try t.channel.seal(.released(Released())), to: t.offer.control.socketAddress)
                 default:
-                    rejections.record("unexpected", from: datagram.source, "\(message.type) for transfer \(t.id)")
+                    rejections.record("unexpected", from: source, "\(message.type) for transfer \(t.id)")
                 }
             } else {
                 let (channel, message) = try TransferChannel.opening(
                     envelope, identity: configuration.identity, role: .target, trusted: { [keys = trustedKeys] in keys.contains($0) })
                 guard case .offer(let offer) = message else {
-                    rejections.record("unexpected", from: datagram.source, "\(message.type) for unknown transfer \(envelope.transfer)")
+                    rejections.record("unexpected", from: source, "\(message.type) for unknown transfer \(envelope.transfer)")
                     return
                 }
                 let reply: Message
                 do {
-                    reply = .accept(try prepare(offer, id: envelope.transfer, channel: channel))
+                    reply = .accept(try prepare(offer, id: envelope.transfer, channel: channel, &s))
                 } catch {
                     logger.error("transfer \(envelope.transfer): refusing the offer: \(error)")
                     reply = .reject(Reject(reason: "\(error)"))
@@ -539,7 +551,7 @@ public final class Node: APIHandler, @unchecked Sendable {
                 try messenger.send(try channel.seal(reply), to: offer.control.socketAddress)
             }
         } catch let e as ProtocolError {
-            rejections.record(e, from: datagram.source)
+            rejections.record(e, from: source)
         } catch {
             logger.error("transfer \(envelope.transfer): \(error)")
         }
@@ -552,22 +564,22 @@ public final class Node: APIHandler, @unchecked Sendable {
     public func startTransfer(_ request: TransferRequest) throws -> TransferInfo { try start(request) }
 
     public func listTransfers() throws -> [TransferInfo] {
-        lock.withLock { outgoing.values.map(info) + incoming.values.map(info) }.sorted { $0.started < $1.started }
+        tables.withLock { s in s.outgoing.values.map(info) + s.incoming.values.map(info) }.sorted { $0.started < $1.started }
     }
 
     public func showTransfer(_ text: String) throws -> TransferInfo {
         let id = try parseID(text)
-        return try lock.withLock {
-            if let t = outgoing[id] { return info(t) }
-            if let t = incoming[id] { return info(t) }
+        return try tables.withLock { s in
+            if let t = s.outgoing[id] { return info(t) }
+            if let t = s.incoming[id] { return info(t) }
             throw ControlError.notFound("no transfer \(id)")
         }
     }
 
     public func endTransfer(_ text: String) throws -> TransferInfo {
         let id = try parseID(text)
-        guard let t = lock.withLock({ outgoing[id] }) else {
-            if lock.withLock({ incoming[id] }) != nil {
+        guard let t = tables.withLock({ $0.outgoing[id] }) else {
+            if tables.withLock({ $0.incoming[id] }) != nil {
                 throw ControlError.conflict("transfer \(id) was accepted here as its target: end it on the TN or the agent")
             }
             throw ControlError.notFound("no transfer \(id)")
@@ -576,10 +588,10 @@ public final class Node: APIHandler, @unchecked Sendable {
     }
 
     public func metricsExposition() throws -> String {
-        let byState = lock.withLock {
+        let byState = tables.withLock { s in
             var n: [String: Int] = [:]
-            for t in outgoing.values { n[t.state.rawValue, default: 0] += 1 }
-            for t in incoming.values { n[t.state.rawValue, default: 0] += 1 }
+            for t in s.outgoing.values { n[t.state.rawValue, default: 0] += 1 }
+            for t in s.incoming.values { n[t.state.rawValue, default: 0] += 1 }
             return n
         }
         return metrics.render(transfersByState: byState, rules: [], mapRules: nil, mapTakeovers: nil, datapath: [:])
@@ -608,13 +620,13 @@ public final class Node: APIHandler, @unchecked Sendable {
         let own = ((try? netlink?.addresses(interface: configuration.interface)) ?? []).map(\.description)
         let held = ((try? netlink?.addresses(interface: "lo")) ?? [])
             .filter { $0.address != IPAddress("127.0.0.1")! && $0.address != IPAddress("::1")! }.map { "\($0.address)" }
-        return lock.withLock {
+        return tables.withLock { s in
             DaemonStatus(role: .node, publicKey: "\(configuration.identity.publicKey)", interface: configuration.interface,
                          mac: mac, addresses: own, port: configuration.port,
-                         activeTransfers: outgoing.values.filter { $0.state == .active }.count
-                            + incoming.values.filter { $0.state == .accepted }.count,
+                         activeTransfers: s.outgoing.values.filter { $0.state == .active }.count
+                            + s.incoming.values.filter { $0.state == .accepted }.count,
                          rejected: rejections.snapshot, heldAddresses: held,
-                         temporaryAddresses: outgoing.values.filter { $0.state != .ended && $0.state != .failed }
+                         temporaryAddresses: s.outgoing.values.filter { !$0.isFinished }
                             .compactMap { $0.temporary.map { "\($0)" } })
         }
     }

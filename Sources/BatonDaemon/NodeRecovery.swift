@@ -92,7 +92,7 @@ extension Node {
                 let state = TargetTransferState(rawValue: r.state)!
                 t.state = state
                 t.ended = ended
-                lock.withLock { incoming[id] = t }
+                tables.withLock { $0.incoming[id] = t }
                 if state == .accepted {
                     resumeAccepted(t)
                     resumed += 1
@@ -118,7 +118,7 @@ extension Node {
             let state = TNTransferState(rawValue: r.state)!
             t.state = state
             t.ended = ended
-            lock.withLock { outgoing[id] = t }
+            tables.withLock { $0.outgoing[id] = t }
             switch state {
             case .active, .ending:
                 resumeOutgoing(t)
@@ -126,7 +126,7 @@ extension Node {
             case .negotiating, .registering:
                 // Died half-way through the start: undo it as a failed start is undone (the
                 // agent is asked to end if the registration may have gone out).
-                lock.withLock {
+                tables.withLock { _ in
                     t.state = .failed
                     t.reason = "the node restarted during the start"
                     t.ended = Date()
@@ -152,7 +152,7 @@ extension Node {
             if try addresses.onInterface(original) != nil {
                 logger.warning("transfer \(t.id): \(original) is on \(configuration.interface) again; the agent's wake-up will settle it")
             }
-            lock.withLock { if t.state == .ending { t.state = .active } }
+            tables.withLock { _ in if t.state == .ending { t.state = .active } }
             logger.info("transfer \(t.id): resumed (\(original) with the agent, answers at \(t.temporary.map { "\($0)" } ?? "?"))")
         } catch {
             logger.error("transfer \(t.id): resuming failed: \(error)")

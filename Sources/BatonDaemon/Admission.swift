@@ -158,6 +158,9 @@ final class Admission: Sendable {
             throw ControlError.invalid("original \(r.original), temporary \(r.temporary) and target \(r.targetAddress) must be of one family")
         }
         guard !r.sessions.isEmpty else { throw ControlError.invalid("no sessions to transfer") }
+        if let idle = r.idleTimeout {
+            do { try Limits.check(idle, Limits.idleTimeout, "idleTimeout", unit: "seconds") } catch { throw ControlError.invalid(error.description) }
+        }
         var seen = Set<SessionMatch>(minimumCapacity: r.sessions.count)
         for s in r.sessions {
             guard s.destination == r.original else {

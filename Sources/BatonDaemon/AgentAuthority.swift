@@ -61,7 +61,9 @@ extension Agent {
         for a in d.addresses where IPPrefix(a) == nil {
             throw ControlError.invalid("invalid address prefix '\(a)': expected ADDRESS/LENGTH, like 10.0.0.3/32")
         }
-        if let r = d.rateLimit, !(r > 0 && r.isFinite) { throw ControlError.invalid("invalid rate limit \(r): expected a positive number") }
+        if let r = d.rateLimit {
+            do { try Limits.check(r, Limits.rateLimit, "rateLimit", unit: "registrations/s") } catch { throw ControlError.invalid(error.description) }
+        }
         guard key != configuration.identity.publicKey else { throw ControlError.invalid("that is the agent's own key") }
         let record = Store.DeviceRecord(name: d.name, publicKey: "\(key)",
                                         addresses: d.addresses.map { IPPrefix($0)!.description },

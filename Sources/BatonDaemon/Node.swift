@@ -208,6 +208,9 @@ public final class Node: APIHandler, Sendable {
             throw ControlError.notFound("unknown target '\(request.to)': configured peers are \(known.isEmpty ? "none" : known) (--peer)")
         }
         let mode = request.mode
+        if let idle = request.idleTimeout {
+            do { try Limits.check(idle, Limits.idleTimeout, "idleTimeout", unit: "seconds") } catch { throw ControlError.invalid(error.description) }
+        }
         guard let first = request.sessions.first else { throw ControlError.invalid("no sessions to transfer") }
         let originalAddress = first.destination
         for s in request.sessions where s.destination != originalAddress {

@@ -53,7 +53,7 @@ struct NodeAddresses {
     /// Puts `address` on the interface (no duplicate detection: it is ours and in use).
     func addToInterface(_ address: IPAddress, prefixLength: Int) throws {
         if address.family == .v4 {
-            try Sysctl.write("net.ipv4.conf.\(interface).promote_secondaries", 1)
+            try Sysctl.write(Sysctl.interfaceKey(interface, "promote_secondaries", family: .v4), 1)
         }
         guard try onInterface(address) == nil else { return }
         try Netlink().addAddress(address, prefixLength: prefixLength, interface: interface,

@@ -59,7 +59,7 @@ extension Lab {
                 try router.run {
                     // conf.all and the interface's value: the kernel uses the larger of the two.
                     for key in ["all", "default"] + router.interfaces.map(\.name) {
-                        try Sysctl.write("net.ipv4.conf.\(key).rp_filter", 0)
+                        try Sysctl.write(Sysctl.interfaceKey(key, "rp_filter", family: .v4), 0)
                     }
                 }
             }

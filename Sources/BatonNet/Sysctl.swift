@@ -1,3 +1,4 @@
+import BatonModel
 import Glibc
 
 /// Kernel parameters under /proc/sys.
@@ -11,6 +12,15 @@ public enum Sysctl {
     /// paths below /proc/sys, which is the way to name interfaces with dots ("net/ipv4/conf/eth0.5/…").
     public static func path(for key: String) -> String {
         "/proc/sys/" + (key.contains("/") ? key : key.replacingDots())
+    }
+
+    /// The key of a per-interface parameter, as a path: interface names may hold dots (VLAN
+    /// subinterfaces like "eth0.100"), which the dotted form would split.
+    /// `interfaceKey("eth0.100", "promote_secondaries", family: .v4)` is
+    /// "net/ipv4/conf/eth0.100/promote_secondaries".
+    public static func interfaceKey(_ interface: String, _ parameter: String, family: IPAddress.Family,
+                                    subtree: String = "conf") -> String {
+        "net/\(family == .v4 ? "ipv4" : "ipv6")/\(subtree)/\(interface)/\(parameter)"
     }
 
     /// The value, without the trailing newline.

@@ -158,9 +158,10 @@ enum Parse {
     }
 
     /// A positive, finite rate (per second).
+    /// Registrations per second, in the range the agent takes (`Limits.rateLimit`).
     static func rate(_ text: String, _ flag: String) throws -> Double {
-        guard let r = Double(text), r.isFinite, r > 0 else {
-            throw CLIError.usage("invalid rate '\(text)': expected a positive number per second (\(flag))")
+        guard let r = Double(text), r.isFinite, Limits.rateLimit.contains(r) else {
+            throw CLIError.usage("invalid rate '\(text)': expected \(Limits.rateLimit.lowerBound)-\(Int(Limits.rateLimit.upperBound)) per second (\(flag))")
         }
         return r
     }

@@ -314,10 +314,11 @@ extension Parse {
         return text.lowercased()
     }
 
-    /// A positive, finite number of seconds.
+    /// An idle timeout in seconds, in the range the daemons take (`Limits.idleTimeout`).
     static func seconds(_ text: String, _ flag: String) throws -> Double {
-        guard let s = Double(text), s.isFinite, s > 0 else {
-            throw CLIError.usage("invalid duration '\(text)': expected a positive number of seconds (\(flag))")
+        let r = Limits.idleTimeout
+        guard let s = Double(text), s.isFinite, r.contains(s) else {
+            throw CLIError.usage("invalid duration '\(text)': expected \(r.lowerBound)-\(Int(r.upperBound)) seconds (\(flag))")
         }
         return s
     }

@@ -3,6 +3,7 @@ import BatonBPF
 import BatonAPI
 import BatonDaemon
 import BatonDataPlane
+import BatonModel
 import BatonNet
 import BatonProtocol
 import Foundation
@@ -52,14 +53,19 @@ struct AgentCommand: ParsableCommand {
     var maxTakeovers: Int = 1024
 
     func validate() throws {
-        guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
-        guard linger >= 0 else { throw ValidationError("--linger must not be negative") }
-        guard announceCount >= 1 else { throw ValidationError("--announce-count must be at least 1") }
-        guard announceInterval >= 0, announceRefresh >= 0 else { throw ValidationError("announcement times must not be negative") }
-        guard maxRules > 0 else { throw ValidationError("--max-rules must be positive") }
-        guard maxTakeovers > 0 else { throw ValidationError("--max-takeovers must be positive") }
-        guard rateLimit > 0, rateLimit.isFinite else { throw ValidationError("--rate-limit must be positive") }
-        guard rateBurst >= 1, rateBurst.isFinite else { throw ValidationError("--rate-burst must be at least 1") }
+        do {
+            try Limits.check(idleTimeout, Limits.idleTimeout, "--idle-timeout", unit: "seconds")
+            try Limits.check(linger, Limits.linger, "--linger", unit: "seconds")
+            try Limits.check(announceCount, Limits.announceCount, "--announce-count")
+            try Limits.check(announceInterval, Limits.announceInterval, "--announce-interval", unit: "ms")
+            try Limits.check(announceRefresh, Limits.announceRefresh, "--announce-refresh", unit: "seconds (0: never)")
+            try Limits.check(maxRules, Limits.maxRules, "--max-rules")
+            try Limits.check(maxTakeovers, Limits.maxTakeovers, "--max-takeovers")
+            try Limits.check(rateLimit, Limits.rateLimit, "--rate-limit", unit: "registrations/s")
+            try Limits.check(rateBurst, Limits.rateBurst, "--rate-burst", unit: "registrations")
+        } catch {
+            throw ValidationError(error.description)
+        }
     }
 
     func run() throws {
@@ -77,7 +83,7 @@ struct AgentCommand: ParsableCommand {
         c.maxRules = maxRules
         c.maxTakeovers = maxTakeovers
         c.announcements = AnnouncementPolicy(count: announceCount, interval: .milliseconds(announceInterval),
-                                             refresh: announceRefresh > 0 ? .milliseconds(Int(announceRefresh * 1000)) : nil)
+                                             refresh: announceRefresh > 0 ? .milliseconds(Int((announceRefresh * 1000).rounded())) : nil)
         let agent: Agent
         do {
             agent = try Agent(c, logger: logger)

@@ -40,7 +40,12 @@ struct NodeCommand: ParsableCommand {
     var announceInterval: Int = 100
 
     func validate() throws {
-        guard announceCount >= 1, announceInterval >= 0 else { throw ValidationError("invalid announcement settings") }
+        do {
+            try Limits.check(announceCount, Limits.announceCount, "--announce-count")
+            try Limits.check(announceInterval, Limits.announceInterval, "--announce-interval", unit: "ms")
+        } catch {
+            throw ValidationError(error.description)
+        }
         if let agent { _ = try Self.parsePeer("agent," + agent, "--agent") }
         for p in peer { _ = try Self.parsePeer(p, "--peer") }
         for p in temporaryPool where IPPrefix(p) == nil {

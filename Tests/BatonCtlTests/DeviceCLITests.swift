@@ -206,6 +206,7 @@ struct DeviceCLITests {
             (64, "invalid device name 'a/b'", ["device", "show", "a/b"]),
             (64, "invalid device name '\(String(repeating: "x", count: 64))'", ["device", "del", String(repeating: "x", count: 64)]),
             (64, "invalid rate '0'", add + ["--rate-limit", "0"]),
+            (64, "invalid rate '1e9': expected 0.001-1000000 per second", add + ["--rate-limit", "1e9"]),
             (64, "invalid rate 'fast'", add + ["--rate-limit", "fast"]),
             (64, "invalid device 'a b'", ["policy", "add", "--from", "a b", "--to", "*"]),
             (64, "invalid device '**'", ["policy", "add", "--from", "tn", "--to", "**"]),

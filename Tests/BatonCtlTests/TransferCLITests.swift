@@ -61,6 +61,17 @@ struct TransferCLITests {
             #expect(text.contains("role:       agent") && text.contains(agentStatus.publicKey), "\(text)")
             #expect(try Self.ok(tnSock, ["transfer", "list"]).stdout == "no transfers\n")
 
+            // A number out of range through the API is refused where it enters, naming the field.
+            let call = SessionMatch(proto: .udp, source: cn, sourcePort: 40000, destination: original, destinationPort: 5004)
+            for idle in [1e308, -1, 0.01] {
+                let refused = #expect(throws: ControlError.self) {
+                    try Control(path: tnSock).start(TransferRequest(to: "target", sessions: [call], idleTimeout: idle))
+                }
+                #expect(refused?.code == .invalid && refused?.description.contains("invalid idleTimeout") == true
+                        && refused?.description.contains("expected 0.1-86400 seconds") == true, "\(String(describing: refused))")
+            }
+            #expect(try Self.ok(tnSock, ["transfer", "list"]).stdout == "no transfers\n")
+
             // start on the TN.
             let spec = "udp/\(cn):40000/\(original):5004"
             let started = try Self.ok(tnSock, ["transfer", "start", "--to", "target", "--session", spec, "--json"])
@@ -164,6 +175,7 @@ struct TransferCLITests {
             (["--temporary", "fd00::9"], "address family mismatch"),
             (["--temporary", "10.0.0.2"], "is the sessions' destination"),
             (["--idle-timeout", "0"], "invalid duration '0'"),
+            (["--idle-timeout", "1e308"], "invalid duration '1e308': expected 0.1-86400 seconds (--idle-timeout)"),
             (["--session", "udp/*/10.0.0.3:5004"], "a transfer moves sessions of one address"),
         ] {
             let full = ["transfer", "start", "--to", "target", "--session", good] + args

@@ -103,6 +103,24 @@ extension KernelTests {
             }
         }
 
+        /// A VLAN-style interface name ("v0.100") in a sysctl path: the dotted key would name
+        /// "conf/v0/100/…", which does not exist; `Sysctl.interfaceKey` keeps the name whole.
+        @Test func sysctlOfAnInterfaceWithADotInItsName() throws {
+            try withNamespaces("dot") { namespaces in
+                let ns = namespaces[0]
+                let netlink = try Netlink(in: ns)
+                try netlink.createVeth("v0.100", peer: "v1.100")
+                let key = Sysctl.interfaceKey("v0.100", "promote_secondaries", family: .v4)
+                #expect(key == "net/ipv4/conf/v0.100/promote_secondaries")
+                try Sysctl.write(key, 1, in: ns)
+                #expect(try Sysctl.readInt(key, in: ns) == 1)
+                try Sysctl.write(key, 0, in: ns)
+                #expect(try Sysctl.readInt(key, in: ns) == 0)
+                #expect(try Sysctl.readInt(Sysctl.interfaceKey("v1.100", "accept_ra", family: .v6), in: ns) >= 0)
+                #expect(throws: NetError.self) { try Sysctl.read("net.ipv4.conf.v0.100.promote_secondaries", in: ns) }
+            }
+        }
+
         @Test func sysctlErrorsNameTheKey() throws {
             let error = #expect(throws: NetError.self) { try Sysctl.read("net.ipv4.no_such_key") }
             #expect(error?.errno == ENOENT)

@@ -1,0 +1,29 @@
+// batond's numbers from the command line, checked where they enter: a value out of range,
+// infinite or not a number is refused before anything starts, with the flag and its range.
+import BatonLab
+import Testing
+
+@Suite(.enabled(if: LabDaemons.findBatond() != nil, "batond not built next to the tests"))
+struct BatondFlagsTests {
+    @Test(arguments: [
+        (["agent", "--linger", "inf"], "invalid --linger inf: expected 0-60 seconds"),
+        (["agent", "--linger=-1"], "invalid --linger -1.0: expected 0-60 seconds"),
+        (["agent", "--announce-refresh", "inf"], "invalid --announce-refresh inf: expected 0-3600 seconds"),
+        (["agent", "--max-rules", "5000000000"], "invalid --max-rules 5000000000: expected 1-4194304"),
+        (["agent", "--max-takeovers", "0"], "invalid --max-takeovers 0: expected 1-65536"),
+        (["agent", "--idle-timeout", "1e308"], "invalid --idle-timeout 1e+308: expected 0.1-86400 seconds"),
+        (["agent", "--idle-timeout=-5"], "invalid --idle-timeout -5.0: expected 0.1-86400 seconds"),
+        (["agent", "--rate-limit", "nan"], "invalid --rate-limit nan: expected 0.001-1000000 registrations/s"),
+        (["agent", "--rate-burst", "1e9"], "invalid --rate-burst 1000000000.0: expected 1-1000000 registrations"),
+        (["agent", "--announce-count", "0"], "invalid --announce-count 0: expected 1-100"),
+        (["node", "--announce-interval", "99999"], "invalid --announce-interval 99999: expected 0-10000 ms"),
+        (["agent", "--port", "70000"], "invalid port 70000: expected 1-65535"),
+    ])
+    func outOfRangeIsRefusedWithTheFlagAndTheRange(arguments: [String], message: String) throws {
+        let batond = try #require(LabDaemons.findBatond())
+        let run = try ToolRun.run(batond, arguments + ["--state-dir", "/nonexistent/never-created"], timeout: 20)
+        #expect(run.status == 64, "\(arguments): \(run)")
+        #expect(run.stderr.contains(message), "\(arguments): \(run)")
+        #expect(!run.stderr.contains("Fatal error"), "\(arguments): \(run)")
+    }
+}

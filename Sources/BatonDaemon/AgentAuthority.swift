@@ -65,6 +65,7 @@ extension Agent {
             do { try Limits.check(r, Limits.rateLimit, "rateLimit", unit: "registrations/s") } catch { throw ControlError.invalid(error.description) }
         }
         guard key != configuration.identity.publicKey else { throw ControlError.invalid("that is the agent's own key") }
+        try checkPrefixes(d.addresses.map { IPPrefix($0)! }, of: d.name)
         let record = Store.DeviceRecord(name: d.name, publicKey: "\(key)",
                                         addresses: d.addresses.map { IPPrefix($0)!.description },
                                         rateLimit: d.rateLimit, enrolled: Date().timeIntervalSince1970)
@@ -76,6 +77,53 @@ extension Agent {
         enrolments.invalidate()
         logger.info("enrolled device \(d.name) (\(key)) owning \(record.addresses.joined(separator: ", "))")
         return Self.device(record)
+    }
+
+    /// A device's prefixes must name addresses a device can hold, and no other device's:
+    /// refused are a prefix of all addresses or holding the unspecified address, link-local,
+    /// multicast or broadcast addresses, the agent's own addresses, its segment's network and
+    /// broadcast addresses and its gateways (taking one over would cut the segment off), and
+    /// overlaps with another prefix of this device (invalid) or of another device (conflict).
+    func checkPrefixes(_ prefixes: [IPPrefix], of name: String) throws {
+        let netlink = try? Netlink()
+        let segment = ((try? netlink?.addresses(interface: configuration.interface)) ?? []).map(\.prefix)
+        var gateways: [IPAddress] = []
+        for family in [IPAddress.Family.v4, .v6] {
+            gateways += ((try? netlink?.routes(family: family)) ?? []).compactMap(\.gateway)
+        }
+        var reserved: [(IPAddress, String)] = []
+        for own in segment {
+            reserved.append((own.address, "the agent's own address"))
+            if own.family == .v4 && own.length < 31 || own.family == .v6 && own.length < 127 {
+                reserved.append((own.network.address, "the network address of the agent's segment \(own.network)"))
+            }
+            if own.family == .v4 && own.length < 31 {
+                reserved.append((own.lastAddress, "the broadcast address of the agent's segment \(own.network)"))
+            }
+        }
+        reserved += gateways.map { ($0, "the agent's gateway") }
+        let special: [(IPPrefix, String)] = [
+            (IPPrefix("169.254.0.0/16")!, "link-local addresses"), (IPPrefix("fe80::/10")!, "link-local addresses"),
+            (IPPrefix("224.0.0.0/4")!, "multicast addresses"), (IPPrefix("ff00::/8")!, "multicast addresses"),
+            (IPPrefix("255.255.255.255/32")!, "the broadcast address"),
+        ]
+        for (i, p) in prefixes.enumerated() {
+            func refuse(_ why: String) -> ControlError {
+                .invalid("prefix \(p) of device \(name) \(why): a device's prefixes name the addresses it may hand over")
+            }
+            if p.length == 0 { throw refuse("covers every address") }
+            if p.contains(.any(p.family)) { throw refuse("holds the unspecified address \(IPAddress.any(p.family))") }
+            for (range, what) in special where p.overlaps(range) { throw refuse("overlaps \(what) (\(range))") }
+            for (address, what) in reserved where p.contains(address) { throw refuse("holds \(address), \(what)") }
+            for q in prefixes[..<i] where p.overlaps(q) { throw refuse("overlaps its prefix \(q)") }
+        }
+        for other in try enrolments.current().devices where other.record.name != name {
+            for p in prefixes {
+                if let q = other.prefixes.first(where: { $0.overlaps(p) }) {
+                    throw ControlError.conflict("prefix \(p) of device \(name) overlaps \(q) of device \(other.record.name): an address has one owner")
+                }
+            }
+        }
     }
 
     public func deleteDevice(_ name: String) throws {
@@ -126,7 +174,6 @@ final class Enrolments: Sendable {
     }
 
     struct Snapshot: Sendable {
-        /// In name order: the first device owning a target address is its owner.
         let devices: [Entry]
         let byKey: [String: Entry]
         let policies: Set<Pair>
@@ -137,7 +184,15 @@ final class Enrolments: Sendable {
         }
 
         func device(publicKey: String) -> Entry? { byKey[publicKey] }
-        func owner(of address: IPAddress) -> Entry? { devices.first { $0.owns(address) } }
+        /// The device with the longest prefix holding `address` (enrolment refuses overlaps; a
+        /// store from before that rule may still hold some).
+        func owner(of address: IPAddress) -> Entry? {
+            var best: (entry: Entry, length: Int)?
+            for d in devices {
+                for p in d.prefixes where p.contains(address) && p.length > (best?.length ?? -1) { best = (d, p.length) }
+            }
+            return best?.entry
+        }
 
         /// The exact pair, or "*" on either side (as `Store.allows`).
         func allows(from: String, to: String) -> Bool {

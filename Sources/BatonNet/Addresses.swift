@@ -45,6 +45,22 @@ public struct IPPrefix: Sendable, Hashable, CustomStringConvertible, LosslessStr
         return IPPrefix(other, length: length)!.network == network
     }
 
+    /// Both hold at least one address in common (one contains the other).
+    public func overlaps(_ other: IPPrefix) -> Bool {
+        family == other.family && (contains(other.address) || other.contains(address))
+    }
+
+    /// The prefix's last address: 10.0.0.255 for 10.0.0.0/24 (an IPv4 segment's broadcast).
+    public var lastAddress: IPAddress {
+        let masked = network.address.wireBytes.enumerated().map { index, byte -> UInt8 in
+            let bitsLeft = length - index * 8
+            if bitsLeft >= 8 { return byte }
+            if bitsLeft <= 0 { return 0xff }
+            return byte | (UInt8(0xff) >> UInt8(bitsLeft))
+        }
+        return IPAddress(wire: masked)!
+    }
+
     /// The `index`-th address in the prefix (index 1 of 10.0.0.0/24 is 10.0.0.1).
     public func address(at index: Int) -> IPAddress? {
         let hostBits = family.bitWidth - length

@@ -65,9 +65,12 @@ extension Agent {
             do { try Limits.check(r, Limits.rateLimit, "rateLimit", unit: "registrations/s") } catch { throw ControlError.invalid(error.description) }
         }
         guard key != configuration.identity.publicKey else { throw ControlError.invalid("that is the agent's own key") }
-        try checkPrefixes(d.addresses.map { IPPrefix($0)! }, of: d.name)
+        // The same prefix twice (10.0.0.3 and 10.0.0.3/32) is stored once.
+        var prefixes: [IPPrefix] = []
+        for a in d.addresses { let p = IPPrefix(a)!; if !prefixes.contains(p) { prefixes.append(p) } }
+        try checkPrefixes(prefixes, of: d.name)
         let record = Store.DeviceRecord(name: d.name, publicKey: "\(key)",
-                                        addresses: d.addresses.map { IPPrefix($0)!.description },
+                                        addresses: prefixes.map(\.description),
                                         rateLimit: d.rateLimit, enrolled: Date().timeIntervalSince1970)
         do {
             try store.addDevice(record)
@@ -79,11 +82,13 @@ extension Agent {
         return Self.device(record)
     }
 
-    /// A device's prefixes must name addresses a device can hold, and no other device's:
-    /// refused are a prefix of all addresses or holding the unspecified address, link-local,
-    /// multicast or broadcast addresses, the agent's own addresses, its segment's network and
-    /// broadcast addresses and its gateways (taking one over would cut the segment off), and
-    /// overlaps with another prefix of this device (invalid) or of another device (conflict).
+    /// An address has one owner. A device's prefixes must name addresses a device can hold
+    /// and nobody else holds: refused are a prefix of all addresses or holding the unspecified
+    /// address, link-local, multicast or broadcast addresses, the agent's own addresses, its
+    /// segment's network and broadcast addresses and its gateways (taking one over would cut
+    /// the segment off), and overlaps with another prefix of this device or of another device.
+    /// All are conflicts (409): the request is well-formed, the addresses are taken. The
+    /// caller has removed exact duplicates.
     func checkPrefixes(_ prefixes: [IPPrefix], of name: String) throws {
         let netlink = try? Netlink()
         let segment = ((try? netlink?.addresses(interface: configuration.interface)) ?? []).map(\.prefix)
@@ -109,7 +114,7 @@ extension Agent {
         ]
         for (i, p) in prefixes.enumerated() {
             func refuse(_ why: String) -> ControlError {
-                .invalid("prefix \(p) of device \(name) \(why): a device's prefixes name the addresses it may hand over")
+                .conflict("prefix \(p) of device \(name) \(why): a device's prefixes name the addresses only it may hand over")
             }
             if p.length == 0 { throw refuse("covers every address") }
             if p.contains(.any(p.family)) { throw refuse("holds the unspecified address \(IPAddress.any(p.family))") }

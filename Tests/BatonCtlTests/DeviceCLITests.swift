@@ -13,7 +13,8 @@ import Testing
 func randomPublicKey(startingWithDash: Bool = false) -> String {
     var bytes = (0..<32).map { _ in UInt8.random(in: 0...255) }
     // '-' is 62 in base64url: the first six bits 111110.
-    if startingWithDash { bytes[0] = 0xF8 | (bytes[0] & 0x03) }
+    // Otherwise never a leading '-' (1 key in 64 would have one): `--key KEY` would read it as a flag.
+    if startingWithDash { bytes[0] = 0xF8 | (bytes[0] & 0x03) } else if bytes[0] >> 2 == 62 { bytes[0] &= 0x7F }
     var s = Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
     while s.hasSuffix("=") { s.removeLast() }
     return s

@@ -35,6 +35,7 @@ release: bpf
 test: bpf
 	scripts/check-module-graph
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
+	scripts/check-units
 	$(SWIFT) test --skip-build --no-parallel $(SWIFT_FLAGS)
 	FUZZ_MAX_EXAMPLES=$(TEST_FUZZ_EXAMPLES) FUZZ_SEED=$(TEST_FUZZ_SEED) $(MAKE) fuzz
 

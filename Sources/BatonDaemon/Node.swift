@@ -421,10 +421,14 @@ public final class Node: APIHandler, Sendable {
     }
 
     /// `transfer end` on the TN: asks the agent to end; returns once woken up and reclaimed.
+    /// Nothing to end (not active) is a conflict; an agent that does not answer is a failure,
+    /// and the transfer goes on: either way the caller hears that nothing ended.
     private func end(_ t: Outgoing) throws -> TransferInfo {
         guard let agent = configuration.agent else { throw ControlError("no agent configured") }
-        guard tables.withLock({ _ in t.state == .active }) else { return tables.withLock { _ in info(t) } }
-        tables.withLock { _ in
+        try tables.withLock { _ in
+            guard t.state == .active else {
+                throw ControlError.conflict("transfer \(t.id) is \(t.state.rawValue): only an active transfer can be ended")
+            }
             t.state = .ending
             t.mark("end")
             persist(t)
@@ -433,13 +437,18 @@ public final class Node: APIHandler, Sendable {
         _ = try messenger.request(transfer: t.id, to: agent.endpoint(family), from: t.temporary, timeout: configuration.answerTimeout, {
             try t.channel.seal(.end(End(reason: "requested by the TN")))
         }, answer: { $0.type == .wakeUp })
-        return tables.withLock { _ in
+        let (shown, answered) = tables.withLock { _ -> (TransferInfo, Bool) in
             if t.state == .ending { // no wake-up came: still transferred
                 t.state = .active
                 persist(t)
+                return (info(t), false)
             }
-            return info(t)
+            return (info(t), true)
         }
+        guard answered else {
+            throw ControlError("the agent \(agent.endpoint(family)) did not answer within \(configuration.answerTimeout): transfer \(t.id) goes on (still active); try again, or end it on the agent")
+        }
+        return shown
     }
 
     // MARK: - Target: accepting sessions

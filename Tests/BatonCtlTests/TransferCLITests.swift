@@ -141,6 +141,18 @@ struct TransferCLITests {
             let after = try Self.ok(tnSock, ["transfer", "show", id, "--json"]).json(TransferInfo.self)
             #expect(after.state == .ended, "\(after)")
             #expect(try Self.ok(agentSock, ["transfer", "show", id]).stdout.contains("ended:"))
+
+            // Nothing to end: `transfer end` of an ended transfer fails (exit 1), on both roles.
+            try Self.fails(tnSock, 1, "only an active transfer can be ended", ["transfer", "end", id])
+            try Self.fails(agentSock, 1, "only an active transfer can be ended", ["transfer", "end", id])
+
+            // An agent that does not answer: the TN says so (exit 1) and the transfer goes on.
+            let second = try Self.ok(tnSock, ["transfer", "start", "--to", "target", "--session", spec, "--json"])
+                .json(TransferInfo.self)
+            #expect(second.state == .active, "\(second)")
+            daemons.agent.stop()
+            try Self.fails(tnSock, 1, "did not answer", ["transfer", "end", second.id])
+            #expect(try Self.ok(tnSock, ["transfer", "show", second.id, "--json"]).json(TransferInfo.self).state == .active)
         }
     }
 

@@ -28,6 +28,9 @@ public struct AgentConfiguration: Sendable {
     /// How long the agent keeps forwarding after the TN confirmed the wake-up (seconds): packets
     /// the correspondent sent before it learned the TN's MAC again still arrive here.
     public var linger: Double = 0.5
+    /// How long a wake-up may go unconfirmed (seconds): then the agent clears the takeover (the
+    /// TN is gone or cut off) instead of answering for its address forever.
+    public var maxWaking: Double = 30
     /// How often idle/closed sessions and unanswered wake-ups are looked at (seconds).
     public var sweepInterval: Double = 0.1
     /// Registrations per second each device may make (token bucket), and the bucket's size.
@@ -99,7 +102,8 @@ public final class Agent: Sendable {
                                                       maxTakeovers: configuration.maxTakeovers))
         messenger = try Messenger(port: configuration.port)
         table = TransferTable(store: store, dataPlane: dataPlane, messenger: messenger, metrics: metrics, rejections: rejections,
-                              logger: logger, linger: configuration.linger, keepEnded: configuration.keepEnded)
+                              logger: logger, linger: configuration.linger, maxWaking: configuration.maxWaking,
+                              keepEnded: configuration.keepEnded)
         admission = Admission(configuration: configuration, mac: mac, table: table, enrolments: enrolments,
                               staticSecrets: staticSecrets, rejections: rejections, messenger: messenger, logger: logger)
         announcements = Announcements(announcer: try Announcer(interface: configuration.interface), mac: mac,

@@ -27,6 +27,8 @@ final class AgentTransfer: @unchecked Sendable {
     var ended: Date?
     var milestones: [String: Double] = [:]
     var wakeUpsSent = 0
+    /// When the wake-up began (the agent gives up after `maxWaking`).
+    var wakingSince: ContinuousClock.Instant?
     var nextWakeUp = ContinuousClock.now
     var lingerUntil: ContinuousClock.Instant?
     let idleTimeout: Double

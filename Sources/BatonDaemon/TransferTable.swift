@@ -50,11 +50,13 @@ final class TransferTable: Sendable {
     let logger: Logger
     /// How long forwarding goes on after the TN confirmed the wake-up (seconds).
     let linger: Double
+    /// How long a wake-up may go unconfirmed before the takeover is cleared (seconds).
+    let maxWaking: Double
     /// Ended transfers kept in memory and in the store.
     let keepEnded: Int
 
     init(store: Store, dataPlane: DataPlane, messenger: Messenger, metrics: DaemonMetrics, rejections: Rejections,
-         logger: Logger, linger: Double, keepEnded: Int) {
+         logger: Logger, linger: Double, maxWaking: Double, keepEnded: Int) {
         self.store = store
         self.dataPlane = dataPlane
         self.messenger = messenger
@@ -62,6 +64,7 @@ final class TransferTable: Sendable {
         self.rejections = rejections
         self.logger = logger
         self.linger = linger
+        self.maxWaking = maxWaking
         self.keepEnded = keepEnded
     }
 
@@ -304,6 +307,7 @@ final class TransferTable: Sendable {
         t.mark("wake-up")
         persist(t)
         t.nextWakeUp = .now
+        t.wakingSince = .now
         sendWakeUp(t)
         logger.info("transfer \(t.id): ending (\(reason)); waking the TN at \(t.register.control)")
     }
@@ -340,12 +344,20 @@ final class TransferTable: Sendable {
         logger.info("transfer \(t.id): the TN has reclaimed \(t.register.original)")
     }
 
-    /// Retransmits due wake-ups and clears transfers whose linger is over.
+    /// Retransmits due wake-ups, gives up on wake-ups unconfirmed for `maxWaking`, and clears
+    /// transfers whose linger is over.
     func retransmitAndClear() {
         tables.withLock { tables in
             let now = ContinuousClock.now
             for t in Array(tables.live.values) {
                 switch t.state {
+                case .waking where now - (t.wakingSince ?? now) >= .milliseconds(Int(maxWaking * 1000)):
+                    // The TN is gone or cut off: answering for its address forever would hold a
+                    // takeover slot and keep its correspondents pointed here.
+                    logger.warning("transfer \(t.id): the TN at \(t.register.control) did not confirm the wake-up in \(t.wakeUpsSent) tries over \(maxWaking) s; clearing the takeover of \(t.register.original)")
+                    t.reason = WakeUp.Reason.unanswered
+                    t.mark("given-up")
+                    clear(t, &tables)
                 case .waking where now >= t.nextWakeUp:
                     sendWakeUp(t)
                 case .lingering where now >= t.lingerUntil!:

@@ -6,6 +6,8 @@ public enum Limits {
     public static let idleTimeout: ClosedRange<Double> = 0.1...86_400
     /// The agent's linger after a wake-up is confirmed (seconds).
     public static let linger: ClosedRange<Double> = 0...60
+    /// How long the agent waits for the TN to confirm a wake-up before it lets go (seconds).
+    public static let maxWaking: ClosedRange<Double> = 1...3600
     /// Announcements per burst, the gap between them (milliseconds), the refresh (seconds; 0 is off).
     public static let announceCount: ClosedRange<Int> = 1...100
     public static let announceInterval: ClosedRange<Int> = 0...10_000

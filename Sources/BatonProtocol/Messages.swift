@@ -129,6 +129,9 @@ public struct WakeUp: Codable, Hashable, Sendable {
         public static let closed = "closed"
         /// The TN asked with `end`.
         public static let requested = "requested"
+        /// Not a wake-up reason but how such a transfer ends: the TN never confirmed the
+        /// wake-up, and the agent cleared the takeover after `--max-waking`.
+        public static let unanswered = "unanswered"
     }
 }
 

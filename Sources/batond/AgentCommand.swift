@@ -37,6 +37,9 @@ struct AgentCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Keep forwarding this long after the TN confirmed the wake-up (seconds).", valueName: "s"))
     var linger: Double = 0.5
 
+    @Option(name: .long, help: ArgumentHelp("Give up on a wake-up the TN has not confirmed after this long (seconds): clear the takeover.", valueName: "s"))
+    var maxWaking: Double = 30
+
     @Option(name: .long, help: ArgumentHelp("Announcements (gratuitous ARP / unsolicited NA) per takeover burst.", valueName: "n"))
     var announceCount: Int = 3
 
@@ -56,6 +59,7 @@ struct AgentCommand: ParsableCommand {
         do {
             try Limits.check(idleTimeout, Limits.idleTimeout, "--idle-timeout", unit: "seconds")
             try Limits.check(linger, Limits.linger, "--linger", unit: "seconds")
+            try Limits.check(maxWaking, Limits.maxWaking, "--max-waking", unit: "seconds")
             try Limits.check(announceCount, Limits.announceCount, "--announce-count")
             try Limits.check(announceInterval, Limits.announceInterval, "--announce-interval", unit: "ms")
             try Limits.check(announceRefresh, Limits.announceRefresh, "--announce-refresh", unit: "seconds (0: never)")
@@ -80,6 +84,7 @@ struct AgentCommand: ParsableCommand {
         c.xdpMode = XDPMode(rawValue: daemon.xdpMode)!
         c.idleTimeout = idleTimeout
         c.linger = linger
+        c.maxWaking = maxWaking
         c.maxRules = maxRules
         c.maxTakeovers = maxTakeovers
         c.announcements = AnnouncementPolicy(count: announceCount, interval: .milliseconds(announceInterval),

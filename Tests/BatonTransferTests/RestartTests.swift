@@ -28,6 +28,32 @@ struct RestartTests {
         }
     }
 
+    /// The TN dies (SIGKILL) while its address is taken over, and the transfer is ended: the
+    /// wake-up is never confirmed, and after `--max-waking` the agent gives up: the takeover
+    /// and the rules go, the transfer ends as `unanswered` and is counted, and a second
+    /// `transfer end` is refused (nothing left to end).
+    @Test func agentGivesUpOnADeadTN() throws {
+        var options = LabDaemons.Options()
+        options.agentArguments = ["--idle-timeout", "120", "--max-waking", "1"]
+        try Rig.with(.l2, family: .v4, options: options) { rig in
+            let c = try rig.startCall(perSecond: 2000, reaching: 100)
+            let transfer = try rig.transfer(c, .l2)
+            try rig.wait(3, "the call to reach the target") { c.atTarget.count(flow: 1) > 200 }
+            rig.daemons.tn.kill()
+            try rig.agentControl.end(transfer.id)
+            #expect(try rig.agentControl.show(transfer.id).state == .waking)
+            try rig.wait(6, "the agent to give up on the unconfirmed wake-up") { try rig.agentControl.show(transfer.id).state == .ended }
+            let ended = try rig.agentControl.show(transfer.id)
+            #expect(ended.reason == "unanswered" && ended.milestones["given-up"] != nil, "\(ended)")
+            #expect(try rig.agentControl.status().takeovers.isEmpty)
+            #expect(try DataPlane.adopt(root: rig.daemons.pinRoots[0]).ruleCount() == 0, "the rules went with the takeover")
+            #expect(try rig.agentControl.metrics().contains("baton_transfers_ended_total{reason=\"unanswered\"} 1"))
+            #expect { try rig.agentControl.end(transfer.id) } throws: { ($0 as? ControlError)?.code == .conflict }
+            _ = c.sender.stop()
+            _ = c.atTN.stop() + c.atTarget.stop()
+        }
+    }
+
     /// A 20 kpps call is transferred; the agent is killed with SIGKILL mid-transfer and
     /// restarted. Not one datagram is lost, `transfer list` is the same after the restart,
     /// the maps hold exactly the stored rules, and the transfer ends normally afterwards.

@@ -71,6 +71,16 @@ struct DaemonOptions: ParsableArguments {
         }
         guard ["native", "generic"].contains(xdpMode) else { throw ValidationError("invalid XDP mode '\(xdpMode)': expected native or generic") }
         guard !control.isEmpty else { throw ValidationError("--control must name a socket path") }
+        // Whoever can write the socket's directory can put a socket of their own in its place.
+        let directory = (control as NSString).deletingLastPathComponent
+        var st = stat()
+        if stat(directory.isEmpty ? "." : directory, &st) == 0, st.st_mode & 0o022 != 0 {
+            throw ValidationError("""
+                the directory of --control \(control), \(directory.isEmpty ? "." : directory), is writable by group or others \
+                (mode \(String(st.st_mode & 0o7777, radix: 8))): another user could put a socket of their own there; \
+                use a directory only root can write, like /run/baton
+                """)
+        }
         if listen != nil {
             _ = try listenAddress()
             guard tlsCert != nil, tlsKey != nil, tlsClientCA != nil else {
@@ -103,6 +113,9 @@ struct DaemonOptions: ParsableArguments {
     /// Enters the namespace (before any thread exists) and sets up logging.
     func prepare(_ label: String) throws -> Logger {
         blockTerminationSignals()
+        // Everything batond creates is its own: the API socket is 0600 from the moment it is
+        // bound (not only after the chmod that follows), the store and the key 0600 anyway.
+        umask(0o077)
         if let netns {
             do {
                 try NetworkNamespace.open(name: netns).enterOnCurrentThread()

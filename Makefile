@@ -33,9 +33,9 @@ release: bpf
 	$(SWIFT) build -c release $(SWIFT_FLAGS)
 
 test: bpf
-	scripts/check-module-graph
+	SWIFT="$(SWIFT)" scripts/check-module-graph
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
-	scripts/check-units
+	BUILD="$$($(SWIFT) build $(SWIFT_FLAGS) --show-bin-path)" scripts/check-units
 	$(SWIFT) test --skip-build --no-parallel $(SWIFT_FLAGS)
 	FUZZ_MAX_EXAMPLES=$(TEST_FUZZ_EXAMPLES) FUZZ_SEED=$(TEST_FUZZ_SEED) $(MAKE) fuzz
 

@@ -32,6 +32,8 @@ extension Agent {
                 summary.transfersRolledBack += 1
                 logger.notice("transfer \(t.id): rolled back (stored, never answered)")
             case .active, .waking:
+                // A wake-up in progress is given up `--max-waking` after this start at the latest.
+                if t.state == .waking { t.wakingSince = .now }
                 wantedRules += t.rules
                 wantedTakeovers.append(t.takeover)
                 summary.transfersResumed += 1

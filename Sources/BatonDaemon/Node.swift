@@ -434,17 +434,26 @@ public final class Node: APIHandler, Sendable {
             persist(t)
         }
         let family = t.original.address.family
-        _ = try messenger.request(transfer: t.id, to: agent.endpoint(family), from: t.temporary, timeout: configuration.answerTimeout, {
-            try t.channel.seal(.end(End(reason: "requested by the TN")))
-        }, answer: { $0.type == .wakeUp })
-        let (shown, answered) = tables.withLock { _ -> (TransferInfo, Bool) in
-            if t.state == .ending { // no wake-up came: still transferred
-                t.state = .active
-                persist(t)
-                return (info(t), false)
+        /// No wake-up came (or the request could not be sent): still transferred.
+        func stillActive() -> (TransferInfo, Bool) {
+            tables.withLock { _ -> (TransferInfo, Bool) in
+                if t.state == .ending {
+                    t.state = .active
+                    persist(t)
+                    return (info(t), false)
+                }
+                return (info(t), true)
             }
-            return (info(t), true)
         }
+        do {
+            _ = try messenger.request(transfer: t.id, to: agent.endpoint(family), from: t.temporary, timeout: configuration.answerTimeout, {
+                try t.channel.seal(.end(End(reason: "requested by the TN")))
+            }, answer: { $0.type == .wakeUp })
+        } catch {
+            _ = stillActive()
+            throw error
+        }
+        let (shown, answered) = stillActive()
         guard answered else {
             throw ControlError("the agent \(agent.endpoint(family)) did not answer within \(configuration.answerTimeout): transfer \(t.id) goes on (still active); try again, or end it on the agent")
         }

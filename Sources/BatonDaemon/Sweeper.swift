@@ -49,10 +49,12 @@ struct Sweeper: Service {
         let deadline = ContinuousClock.now + Self.budget
         var first = true
         while ContinuousClock.now < deadline {
+            // The clock first: a chunk taken from the queue is checked, not skipped.
+            guard let clock = try? dataPlane.clock() else { break }
             // A new round starts only at the beginning of a sweep: at most one round each.
             let items = table.nextSweepChunk(mayStartRound: first, transfers: Self.chunk.transfers, rules: Self.chunk.rules)
             first = false
-            guard !items.isEmpty, let clock = try? dataPlane.clock() else { break }
+            guard !items.isEmpty else { break }
             table.end(items.compactMap { item in verdict(item, clock: clock).map { (item.id, $0) } })
         }
         table.retransmitAndClear()

@@ -161,7 +161,8 @@ public final class Decapsulator {
     /// Attaches to ifindex (in the caller's network namespace: call inside NetworkNamespace.run
     /// or from a thread in that namespace); pinned under root/decap/links/<ifname> when root is set.
     public func attach(ifindex: UInt32, mode: XDPMode = .native) throws -> XDPLink {
-        let name = try Self.interfaceName(ifindex)
+        // The name is needed only for the pin path.
+        let name = pinDirectory == nil ? "ifindex \(ifindex)" : try Self.interfaceName(ifindex)
         if let path = linkPath(name), BPFFS.exists(path) {
             throw DataPlaneError.invalid("\(name) already has a decap link pinned at \(path); detach it first")
         }
@@ -171,7 +172,8 @@ public final class Decapsulator {
     /// The decap link pinned for `ifindex` by an earlier run if it is still attached there
     /// (a restarted node adopts it), or `attach`. Unpinned instances always attach.
     public func adoptOrAttach(ifindex: UInt32, mode: XDPMode = .native) throws -> (link: XDPLink, adopted: Bool) {
-        try collection.adoptOrAttach("baton_decap", interface: try Self.interfaceName(ifindex), ifindex: ifindex, mode: mode)
+        let name = pinDirectory == nil ? "ifindex \(ifindex)" : try Self.interfaceName(ifindex)
+        return try collection.adoptOrAttach("baton_decap", interface: name, ifindex: ifindex, mode: mode)
     }
 
     /// The name of the interface `ifindex` in the calling thread's namespace.

@@ -59,7 +59,7 @@ struct Attach: ParsableCommand, HasGlobals {
             let link: XDPLink
             do {
                 ctx.log.debug("attaching baton_steer (prog \(dp.steerProgram.id)) to \(name) (ifindex \(iface.ifindex)) in \(mode.rawValue) mode")
-                link = try dp.collection.attach("baton_steer", interface: name, ifindex: iface.ifindex, mode: mode)
+                link = try XDPLink.attach(dp.steerProgram, ifindex: iface.ifindex, mode: mode)
             } catch let e as BPFError where mode == .native {
                 let busy = [EBUSY, EEXIST, EPERM, EACCES].contains(e.errno)
                 let why = "\(String(cString: strerror(e.errno))) (errno \(e.errno))"
@@ -75,9 +75,16 @@ struct Attach: ParsableCommand, HasGlobals {
                                    detail: e.log)
                 }
                 note("native XDP attach to \(name) failed: \(why); falling back to generic mode (skb path: slower)")
-                link = try dp.collection.attach("baton_steer", interface: name, ifindex: iface.ifindex, mode: .generic)
+                link = try XDPLink.attach(dp.steerProgram, ifindex: iface.ifindex, mode: .generic)
                 used = .generic
                 fellBack = true
+            }
+            // Pinned outside the fallback: a failed pin is not the driver's.
+            do {
+                try link.pin(at: path)
+            } catch {
+                try? link.detach()
+                throw error
             }
             let r = Result(interface: name, ifindex: iface.ifindex, mode: used.rawValue, linkID: link.id,
                            programID: link.programID, pin: path, fellBack: fellBack)

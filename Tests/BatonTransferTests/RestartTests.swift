@@ -31,8 +31,10 @@ struct RestartTests {
     /// The TN dies (SIGKILL) while its address is taken over, and the transfer is ended: the
     /// wake-up is never confirmed, and after `--max-waking` the agent gives up: the takeover
     /// and the rules go, the transfer ends as `unanswered` and is counted, and a second
-    /// `transfer end` is refused (nothing left to end).
-    @Test func agentGivesUpOnADeadTN() throws {
+    /// `transfer end` is refused (nothing left to end). Also when the agent restarts while
+    /// waking: the restored wake-up is given up too.
+    @Test(arguments: [false, true])
+    func agentGivesUpOnADeadTN(restartWhileWaking: Bool) throws {
         var options = LabDaemons.Options()
         options.agentArguments = ["--idle-timeout", "120", "--max-waking", "1"]
         try Rig.with(.l2, family: .v4, options: options) { rig in
@@ -42,12 +44,18 @@ struct RestartTests {
             rig.daemons.tn.kill()
             try rig.agentControl.end(transfer.id)
             #expect(try rig.agentControl.show(transfer.id).state == .waking)
+            if restartWhileWaking {
+                rig.daemons.agent.kill()
+                try rig.daemons.agent.restart()
+                #expect(try rig.agentControl.show(transfer.id).state == .waking, "the restarted agent goes on waking")
+            }
             try rig.wait(6, "the agent to give up on the unconfirmed wake-up") { try rig.agentControl.show(transfer.id).state == .ended }
             let ended = try rig.agentControl.show(transfer.id)
             #expect(ended.reason == "unanswered" && ended.milestones["given-up"] != nil, "\(ended)")
             #expect(try rig.agentControl.status().takeovers.isEmpty)
             #expect(try DataPlane.adopt(root: rig.daemons.pinRoots[0]).ruleCount() == 0, "the rules went with the takeover")
-            #expect(try rig.agentControl.metrics().contains("baton_transfers_ended_total{reason=\"unanswered\"} 1"))
+            #expect(try rig.agentControl.metrics().contains("baton_transfers_ended_total{reason=\"unanswered\"} 1"),
+                    "counted (by the agent that gave up)")
             #expect { try rig.agentControl.end(transfer.id) } throws: { ($0 as? ControlError)?.code == .conflict }
             _ = c.sender.stop()
             _ = c.atTN.stop() + c.atTarget.stop()

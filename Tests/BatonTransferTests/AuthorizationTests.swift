@@ -128,6 +128,30 @@ struct AuthorizationTests {
 }
 
 extension AuthorizationTests {
+    /// A number out of range in a registration (a sealed, authentic one) is refused where it
+    /// enters, with the field and the range in the sealed reject; nothing is taken over.
+    @Test func idleTimeoutOutOfRangeOverTheProtocol() throws {
+        var options = LabDaemons.Options()
+        options.enrol = false
+        try Rig.with(.l2, family: .v4, options: options) { rig in
+            let api = try APIRegistrations(rig)
+            let agent = rig.agentControl
+            for (host, idle) in [(11, 1e308), (12, -1.0), (13, 0.0)] {
+                let channel = TransferChannel(transfer: .random(), key: .random(), role: .tn)
+                let results = try agent.register(RegistrationBatch(envelopes: [api.envelope(host, idleTimeout: idle, channel: channel)]))
+                #expect(results.map(\.accepted) == [false], "\(idle): \(results)")
+                let sealed = try #require(results.first?.envelope)
+                let answer = try channel.open(Envelope.parse(Array(try #require(Data(base64Encoded: sealed)))))
+                guard case .reject(let reject) = answer else { Issue.record("\(idle): answered \(answer.type), not reject"); continue }
+                #expect(reject.reason.contains("invalid idleTimeout") && reject.reason.contains("expected 0.1-86400 seconds"),
+                        "\(idle): \(reject.reason)")
+            }
+            #expect(try agent.status().takeovers.isEmpty)
+            // In range, the same registration goes ahead.
+            #expect(try agent.register(RegistrationBatch(envelopes: [api.envelope(14, idleTimeout: 5)])).map(\.accepted) == [true])
+        }
+    }
+
     /// The TN sends its `register` again (the `registered` was lost): the agent answers
     /// `registered` again for the transfer it has, and admits nothing new.
     @Test func retransmittedRegistration() throws {
@@ -171,14 +195,15 @@ struct APIRegistrations {
 
     /// A sealed registration, base64, for 198.51.100.`host` (temporary .`100 + host`); sealed
     /// again on the same channel, it is the TN's retransmission.
-    func envelope(_ host: Int, ports: [UInt16] = [5004],
+    func envelope(_ host: Int, ports: [UInt16] = [5004], idleTimeout: Double? = nil,
                   channel: TransferChannel = TransferChannel(transfer: .random(), key: .random(), role: .tn)) -> String {
         let original = IPAddress("198.51.100.\(host)")!
         let temporary = IPAddress("198.51.100.\(100 + host)")!
         let bytes = try! channel.seal(.register(Register(
             original: original, temporary: temporary, tnMAC: rig.tn.mac, mode: .l2,
             sessions: ports.map { SessionMatch(proto: .udp, source: nil, sourcePort: nil, destination: original, destinationPort: $0) },
-            targetMAC: rig.target.mac, targetAddress: rig.target.ipv4, control: Endpoint(address: temporary, port: 7390))),
+            targetMAC: rig.target.mac, targetAddress: rig.target.ipv4, control: Endpoint(address: temporary, port: 7390),
+            idleTimeout: idleTimeout)),
             sealingKeyFor: agentKey, identity: identity)
         return Data(bytes).base64EncodedString()
     }

@@ -136,11 +136,6 @@ public final class PinnedCollection: Sendable {
         directory.map { $0 + "/links/" + interface }
     }
 
-    /// The interfaces with a link pinned here.
-    public var pinnedLinks: [String] {
-        directory.map { BPFFS.list($0 + "/links") } ?? []
-    }
-
     /// `program` attached to `ifindex` (named `interface`, in the caller's network namespace),
     /// pinned under links/ when the collection is pinned. A pinned link there already is an
     /// error: detach it first.

@@ -71,8 +71,10 @@ extension Node {
         guard let store else { return }
         var resumed = 0, rolledBack = 0
         for r in try store.nodeTransfers() {
-            guard let id = TransferID(r.id), let key = SessionKey(storedBytes: r.sessionKey),
-                  r.role == "target" ? TargetTransferState(rawValue: r.state) != nil : TNTransferState(rawValue: r.state) != nil
+            // Each role's states are its own: a target's row has a target state, a TN's a TN state.
+            let targetState = r.role == "target" ? TargetTransferState(rawValue: r.state) : nil
+            let tnState = r.role == "target" ? nil : TNTransferState(rawValue: r.state)
+            guard let id = TransferID(r.id), let key = SessionKey(storedBytes: r.sessionKey), targetState != nil || tnState != nil
             else {
                 logger.error("store: node transfer \(r.id) cannot be read back; left alone")
                 continue
@@ -83,13 +85,12 @@ extension Node {
             }
             let started = Date(timeIntervalSince1970: r.started)
             let ended = r.ended.map { Date(timeIntervalSince1970: $0) }
-            if r.role == "target" {
+            if let state = targetState {
                 guard let body = try? JSONDecoder().decode(IncomingBody.self, from: r.body) else {
                     logger.error("store: node transfer \(r.id) has an unreadable body; left alone")
                     continue
                 }
                 let t = Incoming(id: id, channel: channel, offer: body.offer, started: started)
-                let state = TargetTransferState(rawValue: r.state)!
                 t.state = state
                 t.ended = ended
                 tables.withLock { $0.incoming[id] = t }
@@ -99,7 +100,7 @@ extension Node {
                 }
                 continue
             }
-            guard let body = try? JSONDecoder().decode(OutgoingBody.self, from: r.body) else {
+            guard let state = tnState, let body = try? JSONDecoder().decode(OutgoingBody.self, from: r.body) else {
                 logger.error("store: node transfer \(r.id) has an unreadable body; left alone")
                 continue
             }
@@ -115,7 +116,6 @@ extension Node {
             t.reason = body.reason
             t.milestones = body.milestones
             t.settled = body.settled
-            let state = TNTransferState(rawValue: r.state)!
             t.state = state
             t.ended = ended
             tables.withLock { $0.outgoing[id] = t }

@@ -63,6 +63,8 @@ struct AgentCommand: ParsableCommand {
             try Limits.check(announceCount, Limits.announceCount, "--announce-count")
             try Limits.check(announceInterval, Limits.announceInterval, "--announce-interval", unit: "ms")
             try Limits.check(announceRefresh, Limits.announceRefresh, "--announce-refresh", unit: "seconds (0: never)")
+            // A refresh below a tenth of a second would be a flood (and 0 ms once rounded).
+            if announceRefresh > 0 { try Limits.check(announceRefresh, 0.1...3600, "--announce-refresh", unit: "seconds (0: never)") }
             try Limits.check(maxRules, Limits.maxRules, "--max-rules")
             try Limits.check(maxTakeovers, Limits.maxTakeovers, "--max-takeovers")
             try Limits.check(rateLimit, Limits.rateLimit, "--rate-limit", unit: "registrations/s")

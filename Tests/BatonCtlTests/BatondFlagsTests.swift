@@ -9,6 +9,7 @@ struct BatondFlagsTests {
         (["agent", "--linger", "inf"], "invalid --linger inf: expected 0-60 seconds"),
         (["agent", "--linger=-1"], "invalid --linger -1.0: expected 0-60 seconds"),
         (["agent", "--announce-refresh", "inf"], "invalid --announce-refresh inf: expected 0-3600 seconds"),
+        (["agent", "--announce-refresh", "0.0001"], "invalid --announce-refresh 0.0001: expected 0.1-3600 seconds (0: never)"),
         (["agent", "--max-rules", "5000000000"], "invalid --max-rules 5000000000: expected 1-4194304"),
         (["agent", "--max-takeovers", "0"], "invalid --max-takeovers 0: expected 1-65536"),
         (["agent", "--idle-timeout", "1e308"], "invalid --idle-timeout 1e+308: expected 0.1-86400 seconds"),

@@ -10,7 +10,7 @@ BPF_DEPS   := $(wildcard bpf/include/*.h) Sources/CBatonABI/include/baton_abi.h
 SWIFT      ?= swift
 SWIFT_FLAGS ?=
 
-.PHONY: all setup bpf build release test bench demo fuzz clean
+.PHONY: all setup bpf build release test bench demo fuzz openapi clean
 
 all: build
 
@@ -45,6 +45,18 @@ TEST_FUZZ_EXAMPLES ?= 100
 TEST_FUZZ_SEED ?= 4242
 fuzz: bpf
 	SWIFT="$(SWIFT)" SWIFT_FLAGS="$(SWIFT_FLAGS)" scripts/fuzz-api $(FUZZ_ARGS)
+
+# The API's code from its document: Sources/BatonOpenAPI is generated from docs/openapi.json
+# (swift-openapi-generator, built once into .build-openapi) and committed, so that building
+# Baton never builds the generator. Run after editing the document; a test fails until then.
+OPENAPI_GEN := .build-openapi/debug/swift-openapi-generator
+openapi:
+	$(SWIFT) build --package-path scripts/openapi --scratch-path .build-openapi --product swift-openapi-generator
+	rm -f Sources/BatonOpenAPI/*.swift
+	$(OPENAPI_GEN) generate docs/openapi.json --config scripts/openapi/openapi-generator-config.yaml \
+		--output-directory Sources/BatonOpenAPI
+	sha256sum docs/openapi.json scripts/openapi/openapi-generator-config.yaml Sources/BatonOpenAPI/*.swift \
+		> scripts/openapi/generated.sha256
 
 demo: bpf
 	$(SWIFT) build --product batond $(SWIFT_FLAGS)

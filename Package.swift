@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-openapi-runtime", from: "1.13.4"),
+        .package(url: "https://github.com/hummingbird-project/swift-openapi-hummingbird", from: "2.1.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
@@ -62,9 +64,17 @@ let package = Package(
             "BatonModel",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
-        // The HTTP/JSON API: request and response bodies, the route table, and the client.
-        .target(name: "BatonAPI", dependencies: [
+        // Generated from docs/openapi.json by `make openapi` (never edited by hand): the bodies,
+        // the server's APIProtocol and the Client. Its warnings are the generator's unused imports.
+        .target(name: "BatonOpenAPI", dependencies: [
             "BatonModel",
+            .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+        ], swiftSettings: [.unsafeFlags(["-suppress-warnings"])]),
+        // The HTTP/JSON API as the daemon and batonctl use it: the generated code under the
+        // names they know, errors with codes, and the blocking client.
+        .target(name: "BatonAPI", dependencies: [
+            "BatonModel", "BatonOpenAPI",
+            .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -77,6 +87,8 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
+            .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+            .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,9 +1,10 @@
 import AsyncHTTPClient
 import BatonModel
 import Foundation
+import HTTPTypes
 import NIOCore
-import NIOHTTP1
 import NIOSSL
+import OpenAPIRuntime
 
 /// Where a batond API listens: its Unix socket (local, root only), or HTTPS with client
 /// certificates (remote).
@@ -49,9 +50,11 @@ public struct ClientTLS: Sendable {
     }
 }
 
-/// A client of one daemon's API. Calls block (batonctl, tests); `send(...) async` is for
-/// callers that keep many requests in flight (the benchmark). Every failure is a ControlError:
-/// the daemon's own (with its code), or `.unavailable` when nothing answers.
+/// A client of one daemon's API: the generated `Client` (docs/openapi.json) over
+/// AsyncHTTPClient (`FutureTransport`), with calls that block for batonctl and the tests. `perform` is the async
+/// way in for callers that keep many requests in flight (the benchmark). Every failure is a
+/// ControlError: the daemon's own (its code from the ErrorBody), `.unavailable` when nothing
+/// answers, `._internal` when the answer is not understood.
 public struct Control: Sendable {
     public let endpoint: APIEndpoint
     public let timeout: Double
@@ -65,131 +68,130 @@ public struct Control: Sendable {
         self.timeout = timeout
     }
 
-    /// A request for `path` (starting with '/', query included).
-    func request(_ method: APIRoute.Method, _ path: String, body: Data?) throws -> HTTPClient.Request {
-        var headers = HTTPHeaders()
-        if body != nil { headers.add(name: "Content-Type", value: "application/json") }
-        let m = HTTPMethod(rawValue: method.rawValue)
+    /// Runs `call` with a generated client for this endpoint.
+    public func perform<T: Sendable>(_ call: @Sendable (Client) async throws -> T) async throws -> T {
+        let timeout = TimeAmount.milliseconds(Int64(self.timeout * 1000))
+        let http: HTTPClient, owned: Bool, serverURL: URL
         switch endpoint {
         case .unix(let socket):
-            guard !socket.isEmpty, let url = URL(httpURLWithSocketPath: socket, uri: path) else {
+            // "http+unix://%2Frun%2Fbaton%2Fbatond.sock": the socket path as the host, with no
+            // trailing '/' (the generated client appends "/v1/...").
+            guard !socket.isEmpty, let host = socket.addingPercentEncoding(withAllowedCharacters: .urlHostAllowed),
+                  let url = URL(string: "http+unix://" + host) else {
                 throw ControlError.invalid("invalid control socket path '\(socket)'")
             }
-            return try HTTPClient.Request(url: url, method: m, headers: headers, body: body.map { .data($0) })
+            (http, owned, serverURL) = (.shared, false, url)
         case .https(let base, let tls):
-            guard let url = URL(string: base + path), url.scheme == "https" else {
+            guard let url = URL(string: base), url.scheme == "https", url.host != nil else {
                 throw ControlError.invalid("invalid API address '\(base)': expected https://HOST:PORT")
             }
-            return try HTTPClient.Request(url: url, method: m, headers: headers, body: body.map { .data($0) },
-                                          tlsConfiguration: try tls.configuration())
+            // A TLS configuration is per client in AsyncHTTPClient: one for this call.
+            http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: try tls.configuration()))
+            (owned, serverURL) = (true, url)
         }
-    }
-
-    /// The raw exchange: status and body. Throws only when no answer came.
-    public func send(_ method: APIRoute.Method, _ path: String, body: Data? = nil) throws -> (status: Int, body: Data) {
-        let r = try request(method, path, body: body)
+        let client = Client(serverURL: serverURL,
+                            transport: FutureTransport(client: http, timeout: timeout),
+                            middlewares: [ErrorAnswers()])
         do {
-            let response = try HTTPClient.shared.execute(request: r, deadline: .now() + .milliseconds(Int64(timeout * 1000))).wait()
-            return (Int(response.status.code), response.body.map { Data($0.readableBytesView) } ?? Data())
+            let value = try await call(client)
+            if owned { try? await http.shutdown() }
+            return value
         } catch {
-            throw unreachable(error)
+            if owned { try? await http.shutdown() }
+            throw describe(error)
         }
     }
 
-    public func sendAsync(_ method: APIRoute.Method, _ path: String, body: Data? = nil) async throws -> (status: Int, body: Data) {
-        let r = try request(method, path, body: body)
-        do {
-            let response = try await HTTPClient.shared.execute(request: r, deadline: .now() + .milliseconds(Int64(timeout * 1000))).get()
-            return (Int(response.status.code), response.body.map { Data($0.readableBytesView) } ?? Data())
-        } catch {
-            throw unreachable(error)
-        }
+    /// `perform`, waited for: for batonctl's commands and for tests, which are not async.
+    public func wait<T: Sendable>(_ call: @escaping @Sendable (Client) async throws -> T) throws -> T {
+        let control = self
+        return try BlockingBridge.run { try await control.perform(call) }
     }
 
-    private func unreachable(_ error: any Error) -> ControlError {
+    private func describe(_ error: any Error) -> ControlError {
+        let underlying = (error as? ClientError)?.underlyingError ?? error
+        switch underlying {
+        case let e as ControlError: return e
+        case is DecodingError: return ControlError("the daemon's answer is not understood: \(underlying)", code: ._internal)
+        default: break
+        }
         if case .unix(let path) = endpoint, !FileManager.default.fileExists(atPath: path) {
             return .unavailable("no daemon at \(path): is batond running? (--control)")
         }
-        return .unavailable("no answer from batond at \(endpoint): \(error)")
-    }
-
-    /// Decodes a 2xx answer as `T`, or throws the daemon's error.
-    public static func decode<T: Decodable>(_ answer: (status: Int, body: Data), as: T.Type) throws -> T {
-        guard (200..<300).contains(answer.status) else { throw error(answer) }
-        do {
-            return try JSONDecoder().decode(T.self, from: answer.body)
-        } catch {
-            throw ControlError("the daemon's answer is not understood: \(error)", code: .internal)
-        }
+        return .unavailable("no answer from batond at \(endpoint): \(underlying)")
     }
 
     /// The daemon's error answer as a ControlError.
-    public static func error(_ answer: (status: Int, body: Data)) -> ControlError {
-        if let e = try? JSONDecoder().decode(ErrorBody.self, from: answer.body), let code = ControlError.Code(rawValue: e.code) {
-            return ControlError(e.error, code: code)
-        }
-        let text = String(decoding: answer.body.prefix(200), as: UTF8.self)
-        return ControlError("HTTP \(answer.status): \(text)", code: answer.status >= 500 ? .internal : .invalid)
-    }
-
-    func call<T: Decodable>(_ method: APIRoute.Method, _ path: String, _ body: (some Encodable)? = nil as String?,
-                            as: T.Type) throws -> T {
-        let data = try body.map { try JSONEncoder().encode($0) }
-        return try Self.decode(send(method, path, body: data), as: T.self)
-    }
-
-    func call(_ method: APIRoute.Method, _ path: String) throws {
-        let answer = try send(method, path)
-        guard (200..<300).contains(answer.status) else { throw Self.error(answer) }
-    }
-
-    static func escape(_ segment: String) -> String {
-        segment.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? segment
+    static func error(status: Int, body: Data) -> ControlError {
+        if let e = try? JSONDecoder().decode(ErrorBody.self, from: body) { return ControlError(e.error, code: e.code) }
+        let text = String(decoding: body.prefix(200), as: UTF8.self)
+        return ControlError("HTTP \(status): \(text)", code: status >= 500 ? ._internal : .invalid)
     }
 
     // MARK: - Typed calls
 
-    public func status() throws -> DaemonStatus { try call(.GET, "/v1/status", as: DaemonStatus.self) }
+    public func status() throws -> DaemonStatus { try wait { try await $0.status().ok.body.json } }
 
     public func start(_ request: TransferRequest) throws -> TransferInfo {
-        try call(.POST, "/v1/transfers", request, as: TransferInfo.self)
+        try wait { try await $0.startTransfer(body: .json(request)).created.body.json }
     }
 
-    public func list() throws -> [TransferInfo] { try call(.GET, "/v1/transfers", as: TransferList.self).transfers }
+    public func list() throws -> [TransferInfo] { try wait { try await $0.listTransfers().ok.body.json.transfers } }
 
     public func show(_ id: String) throws -> TransferInfo {
-        try call(.GET, "/v1/transfers/\(Self.escape(id))", as: TransferInfo.self)
+        try wait { try await $0.showTransfer(path: .init(id: id)).ok.body.json }
     }
 
     @discardableResult
     public func end(_ id: String) throws -> TransferInfo {
-        try call(.POST, "/v1/transfers/\(Self.escape(id))/end", as: TransferInfo.self)
+        try wait { try await $0.endTransfer(path: .init(id: id)).ok.body.json }
     }
 
-    public func devices() throws -> [Device] { try call(.GET, "/v1/devices", as: DeviceList.self).devices }
+    public func devices() throws -> [Device] { try wait { try await $0.listDevices().ok.body.json.devices } }
 
-    public func device(_ name: String) throws -> Device { try call(.GET, "/v1/devices/\(Self.escape(name))", as: Device.self) }
-
-    @discardableResult
-    public func addDevice(_ device: Device) throws -> Device { try call(.POST, "/v1/devices", device, as: Device.self) }
-
-    public func deleteDevice(_ name: String) throws { try call(.DELETE, "/v1/devices/\(Self.escape(name))") }
-
-    public func policies() throws -> [Policy] { try call(.GET, "/v1/policies", as: PolicyList.self).policies }
+    public func device(_ name: String) throws -> Device {
+        try wait { try await $0.showDevice(path: .init(name: name)).ok.body.json }
+    }
 
     @discardableResult
-    public func addPolicy(_ policy: Policy) throws -> Policy { try call(.POST, "/v1/policies", policy, as: Policy.self) }
+    public func addDevice(_ device: Device) throws -> Device {
+        try wait { try await $0.addDevice(body: .json(device)).created.body.json }
+    }
 
-    public func deletePolicy(_ id: Int) throws { try call(.DELETE, "/v1/policies/\(id)") }
+    public func deleteDevice(_ name: String) throws {
+        try wait { _ = try await $0.deleteDevice(path: .init(name: name)).noContent }
+    }
+
+    public func policies() throws -> [Policy] { try wait { try await $0.listPolicies().ok.body.json.policies } }
+
+    @discardableResult
+    public func addPolicy(_ policy: Policy) throws -> Policy {
+        try wait { try await $0.addPolicy(body: .json(policy)).created.body.json }
+    }
+
+    public func deletePolicy(_ id: Int) throws {
+        try wait { _ = try await $0.deletePolicy(path: .init(id: String(id))).noContent }
+    }
 
     public func register(_ batch: RegistrationBatch) throws -> [RegistrationResult] {
-        try call(.POST, "/v1/registrations", batch, as: RegistrationResults.self).results
+        try wait { try await $0.register(body: .json(batch)).ok.body.json.results }
     }
 
     /// The Prometheus text exposition.
     public func metrics() throws -> String {
-        let answer = try send(.GET, "/metrics")
-        guard (200..<300).contains(answer.status) else { throw Self.error(answer) }
-        return String(decoding: answer.body, as: UTF8.self)
+        try wait { try await String(collecting: $0.metrics().ok.body.plainText, upTo: 64 << 20) }
+    }
+}
+
+/// Every answer that is not 2xx becomes the daemon's ControlError here, before the generated
+/// code looks at it (each operation's output would otherwise spell the same errors out again).
+struct ErrorAnswers: ClientMiddleware {
+    func intercept(_ request: HTTPRequest, body: HTTPBody?, baseURL: URL, operationID: String,
+                   next: @Sendable (HTTPRequest, HTTPBody?, URL) async throws -> (HTTPResponse, HTTPBody?)) async throws -> (HTTPResponse, HTTPBody?) {
+        let (response, answer) = try await next(request, body, baseURL)
+        guard response.status.kind != .successful else { return (response, answer) }
+        var data = Data()
+        if let answer { data = try await Data(collecting: answer, upTo: 1 << 20) }
+        throw Control.error(status: response.status.code, body: data)
     }
 }

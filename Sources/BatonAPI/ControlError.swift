@@ -1,38 +1,10 @@
+import BatonOpenAPI
+
 /// An API error: a code that says what kind of failure it is (and so the HTTP status and
 /// batonctl's exit status) and one line for people.
 public struct ControlError: Error, CustomStringConvertible, Sendable, Equatable {
-    public enum Code: String, Codable, Sendable, CaseIterable {
-        /// The request is malformed or names something malformed (400).
-        case invalid
-        /// The caller may not do this: unenrolled device, address not owned, no policy (403).
-        case forbidden = "forbidden"
-        /// What it names does not exist (404).
-        case notFound = "not-found"
-        /// It conflicts with what exists: already enrolled, address already taken over (409).
-        case conflict
-        /// Understood and allowed, but it could not be carried out: a peer did not answer, the
-        /// kernel refused (422).
-        case failed
-        /// Too many requests from this device; try again later (429).
-        case rateLimited = "rate-limited"
-        /// The daemon cannot be reached, or is shutting down (503; batonctl exits 69).
-        case unavailable
-        /// A bug: the daemon could not answer (500).
-        case `internal`
-
-        public var httpStatus: Int {
-            switch self {
-            case .invalid: 400
-            case .forbidden: 403
-            case .notFound: 404
-            case .conflict: 409
-            case .failed: 422
-            case .rateLimited: 429
-            case .unavailable: 503
-            case .internal: 500
-            }
-        }
-    }
+    /// The document's ErrorCode: what kind of failure it is.
+    public typealias Code = Components.Schemas.ErrorCode
 
     public let code: Code
     public let description: String
@@ -48,4 +20,26 @@ public struct ControlError: Error, CustomStringConvertible, Sendable, Equatable 
     public static func conflict(_ s: String) -> ControlError { ControlError(s, code: .conflict) }
     public static func rateLimited(_ s: String) -> ControlError { ControlError(s, code: .rateLimited) }
     public static func unavailable(_ s: String) -> ControlError { ControlError(s, code: .unavailable) }
+}
+
+extension Components.Schemas.ErrorCode {
+    /// The HTTP status of each code (the document pairs them the same way; a test checks it).
+    /// invalid: the request is malformed or names something malformed. forbidden: unenrolled
+    /// device, address not owned, no policy. notFound: what it names does not exist. conflict:
+    /// already enrolled, address already taken over. failed: understood and allowed, but a peer
+    /// did not answer or the kernel refused. rateLimited: too many requests from this device.
+    /// unavailable: the daemon cannot be reached or is shutting down (batonctl exits 69).
+    /// internal: a bug.
+    public var httpStatus: Int {
+        switch self {
+        case .invalid: 400
+        case .forbidden: 403
+        case .notFound: 404
+        case .conflict: 409
+        case .failed: 422
+        case .rateLimited: 429
+        case .unavailable: 503
+        case ._internal: 500
+        }
+    }
 }

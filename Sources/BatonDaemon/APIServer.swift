@@ -8,13 +8,15 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
+import OpenAPIHummingbird
+import OpenAPIRuntime
 import ServiceLifecycle
 import Synchronization
 
-/// What a role answers through the API (docs/api.md). The routes of the other role answer
-/// not-found by default, saying whose they are.
+/// What a role answers through the API (docs/api.md, docs/openapi.json). The operations of
+/// the other role throw `NotServedHere` by default; the answer says whose they are.
 public protocol APIHandler: Sendable {
-    var apiRole: APIRoute.Role { get }
+    var apiRole: DaemonRole { get }
     func status() throws -> DaemonStatus
     func listTransfers() throws -> [TransferInfo]
     func showTransfer(_ id: String) throws -> TransferInfo
@@ -32,23 +34,22 @@ public protocol APIHandler: Sendable {
     func metricsExposition() throws -> String
 }
 
+/// An operation of the other role (the document's x-baton-role): 404, naming who serves it.
+struct NotServedHere: Error {
+    let servedBy: DaemonRole
+}
+
 extension APIHandler {
-    func notHere(_ route: APIRoute) -> ControlError {
-        switch route.role {
-        case .agent: .notFound("\(route.method.rawValue) \(route.path) is served by the agent (batond agent), not by a node")
-        case .node: .notFound("\(route.method.rawValue) \(route.path) is served by a node (batond node), not by the agent")
-        case .both: .notFound("\(route.method.rawValue) \(route.path) is not served here")
-        }
-    }
-    public func startTransfer(_ request: TransferRequest) throws -> TransferInfo { throw notHere(.startTransfer) }
-    public func register(_ batch: RegistrationBatch) throws -> RegistrationResults { throw notHere(.register) }
-    public func listDevices() throws -> [Device] { throw notHere(.listDevices) }
-    public func device(_ name: String) throws -> Device { throw notHere(.showDevice) }
-    public func addDevice(_ device: Device) throws -> Device { throw notHere(.addDevice) }
-    public func deleteDevice(_ name: String) throws { throw notHere(.deleteDevice) }
-    public func listPolicies() throws -> [Policy] { throw notHere(.listPolicies) }
-    public func addPolicy(_ policy: Policy) throws -> Policy { throw notHere(.addPolicy) }
-    public func deletePolicy(_ id: Int) throws { throw notHere(.deletePolicy) }
+    var notHere: NotServedHere { NotServedHere(servedBy: apiRole == .agent ? .node : .agent) }
+    public func startTransfer(_ request: TransferRequest) throws -> TransferInfo { throw notHere }
+    public func register(_ batch: RegistrationBatch) throws -> RegistrationResults { throw notHere }
+    public func listDevices() throws -> [Device] { throw notHere }
+    public func device(_ name: String) throws -> Device { throw notHere }
+    public func addDevice(_ device: Device) throws -> Device { throw notHere }
+    public func deleteDevice(_ name: String) throws { throw notHere }
+    public func listPolicies() throws -> [Policy] { throw notHere }
+    public func addPolicy(_ policy: Policy) throws -> Policy { throw notHere }
+    public func deletePolicy(_ id: Int) throws { throw notHere }
 }
 
 /// The TCP listener's TLS: the daemon's certificate and key, and the CA whose client
@@ -115,7 +116,7 @@ public final class APIServer: Sendable {
         pool.start()
         let ready = ReadyLatch(count: listeners.listen == nil ? 1 : 2)
         var services: [any Service] = []
-        let router = Self.router(handler: handler, pool: pool, logger: logger)
+        let router = try Self.router(handler: handler, pool: pool, logger: logger)
         let control = listeners.control
         try? FileManager.default.createDirectory(atPath: (control as NSString).deletingLastPathComponent,
                                                  withIntermediateDirectories: true)
@@ -170,124 +171,189 @@ public final class APIServer: Sendable {
 
     // MARK: - Routes
 
-    static func router(handler: any APIHandler, pool: NIOThreadPool, logger: Logger) -> Router<BasicRequestContext> {
+    /// The generated routes (docs/openapi.json) on a Hummingbird router, behind the body cap
+    /// and the answers for what no operation matches.
+    static func router(handler: any APIHandler, pool: NIOThreadPool, logger: Logger) throws -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
-        router.add(middleware: ErrorMiddleware(logger: logger))
-        for route in APIRoute.allCases {
-            let path = RouterPath(route.path.replacingOccurrences(of: "{", with: ":").replacingOccurrences(of: "}", with: ""))
-            let method: HTTPRequest.Method = switch route.method {
-            case .GET: .get
-            case .POST: .post
-            case .DELETE: .delete
-            }
-            router.on(path, method: method) { request, context in
-                var request = request
-                let body = route.method == .POST ? try await request.collectBody(upTo: maximumBody) : nil
-                let parameters = context.parameters
-                return try await pool.runIfActive {
-                    try respond(route, handler: handler, parameter: { parameters.get($0) }, body: body)
-                }
-            }
-        }
+        let routes = RouteTable()
+        router.add(middleware: RequestMiddleware(logger: logger, routes: routes))
+        try APIService(handler: handler, pool: pool)
+            .registerHandlers(on: RecordingTransport(router: router, routes: routes),
+                              configuration: Configuration(jsonEncodingOptions: [.sortedKeys, .withoutEscapingSlashes]),
+                              middlewares: [ErrorAnswers(logger: logger, role: handler.apiRole)])
         return router
     }
 
-    /// One request, on a pool thread.
-    static func respond(_ route: APIRoute, handler: any APIHandler, parameter: (String) -> String?,
-                        body: ByteBuffer?) throws -> Response {
-        func p(_ name: String) throws -> String {
-            guard let raw = parameter(name), let v = raw.removingPercentEncoding, !v.isEmpty else {
-                throw ControlError.invalid("missing or malformed path parameter \(name)")
-            }
-            if name == "name", !Device.validName(v) {
-                throw ControlError.invalid("invalid device name '\(v)': 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit")
-            }
-            return v
-        }
-        guard handler.apiRole == .both || route.role == .both || route.role == handler.apiRole else {
-            throw handler.notHere(route)
-        }
-        switch route {
-        case .status: return try json(handler.status())
-        case .metrics:
-            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                            body: ResponseBody(byteBuffer: ByteBuffer(string: try handler.metricsExposition())))
-        case .listTransfers: return try json(TransferList(transfers: handler.listTransfers()))
-        case .startTransfer: return try json(handler.startTransfer(decode(body)), status: .created)
-        case .showTransfer: return try json(handler.showTransfer(p("id")))
-        case .endTransfer: return try json(handler.endTransfer(p("id")))
-        case .register: return try json(handler.register(decode(body)))
-        case .listDevices: return try json(DeviceList(devices: handler.listDevices()))
-        case .addDevice: return try json(handler.addDevice(decode(body)), status: .created)
-        case .showDevice: return try json(handler.device(p("name")))
-        case .deleteDevice:
-            try handler.deleteDevice(p("name"))
-            return Response(status: .noContent)
-        case .listPolicies: return try json(PolicyList(policies: handler.listPolicies()))
-        case .addPolicy: return try json(handler.addPolicy(decode(body)), status: .created)
-        case .deletePolicy:
-            let text = try p("id")
-            guard let id = Int(text), id >= 0 else { throw ControlError.invalid("invalid policy ID '\(text)': expected a number") }
-            try handler.deletePolicy(id)
-            return Response(status: .noContent)
-        }
-    }
-
-    static func decode<T: Decodable>(_ body: ByteBuffer?) throws -> T {
-        guard let body, body.readableBytes > 0 else { throw ControlError.invalid("the request needs a JSON body") }
-        do {
-            return try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
-        } catch let e as DecodingError {
-            throw ControlError.invalid("malformed request body: \(e.summary)")
-        } catch {
-            throw ControlError.invalid("malformed request body: \(error)")
-        }
-    }
-
-    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+    /// JSON as the generated code writes it (compact, sorted keys, '/' not escaped), for the
+    /// answers made outside it.
+    static func json(_ value: some Encodable, status: HTTPResponse.Status) throws -> Response {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let data = try encoder.encode(value)
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return Response(status: status, headers: [.contentType: "application/json"],
-                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
     }
 }
 
-/// Every failure becomes `ErrorBody` JSON with the status of its code, unmatched routes
-/// included; a failure that is not a ControlError is described as `failed` (never a crash).
-struct ErrorMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
-    let logger: Logger
+/// The generated operations, each run on the API's thread pool (handlers block: they take the
+/// role's lock, write maps and the store, and a transfer start waits for its peers).
+struct APIService: APIProtocol {
+    let handler: any APIHandler
+    let pool: NIOThreadPool
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        do {
-            return try await next(request, context)
-        } catch {
-            let e = Self.controlError(error, request: request)
-            if e.code == .internal { logger.error("API \(request.method) \(request.uri.path): \(e)") }
-            // A path we serve asked with a method it does not take: 405 with Allow, as HTTP says.
-            if let http = error as? HTTPError, http.status == .notFound {
-                let allowed = APIRoute.methods(servingPath: request.uri.path)
-                if !allowed.isEmpty {
-                    var response = try APIServer.json(
-                        ErrorBody(code: ControlError.Code.invalid.rawValue,
-                                  error: "\(request.method) is not served on \(request.uri.path); it takes \(allowed.map(\.rawValue).joined(separator: ", "))"),
-                        status: .methodNotAllowed)
-                    response.headers[.allow] = allowed.map(\.rawValue).joined(separator: ", ")
-                    return response
-                }
+    private func run<T: Sendable>(_ work: @escaping @Sendable (any APIHandler) throws -> T) async throws -> T {
+        let handler = handler
+        return try await pool.runIfActive { try work(handler) }
+    }
+
+    /// Path parameters are read as the document's patterns say; the generated code does not
+    /// check patterns.
+    private static func deviceName(_ name: String) throws -> String {
+        guard Device.validName(name) else {
+            throw ControlError.invalid("invalid device name '\(name)': 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit")
+        }
+        return name
+    }
+
+    func status(_ input: Operations.Status.Input) async throws -> Operations.Status.Output {
+        .ok(.init(body: .json(try await run { try $0.status() })))
+    }
+
+    func metrics(_ input: Operations.Metrics.Input) async throws -> Operations.Metrics.Output {
+        .ok(.init(body: .plainText(HTTPBody(try await run { try $0.metricsExposition() }))))
+    }
+
+    func listTransfers(_ input: Operations.ListTransfers.Input) async throws -> Operations.ListTransfers.Output {
+        .ok(.init(body: .json(TransferList(transfers: try await run { try $0.listTransfers() }))))
+    }
+
+    func startTransfer(_ input: Operations.StartTransfer.Input) async throws -> Operations.StartTransfer.Output {
+        guard case .json(let request) = input.body else { throw ControlError.invalid("the request needs a JSON body") }
+        return .created(.init(body: .json(try await run { try $0.startTransfer(request) })))
+    }
+
+    func showTransfer(_ input: Operations.ShowTransfer.Input) async throws -> Operations.ShowTransfer.Output {
+        let id = input.path.id
+        return .ok(.init(body: .json(try await run { try $0.showTransfer(id) })))
+    }
+
+    func endTransfer(_ input: Operations.EndTransfer.Input) async throws -> Operations.EndTransfer.Output {
+        let id = input.path.id
+        return .ok(.init(body: .json(try await run { try $0.endTransfer(id) })))
+    }
+
+    func register(_ input: Operations.Register.Input) async throws -> Operations.Register.Output {
+        guard case .json(let batch) = input.body else { throw ControlError.invalid("the request needs a JSON body") }
+        return .ok(.init(body: .json(try await run { try $0.register(batch) })))
+    }
+
+    func listDevices(_ input: Operations.ListDevices.Input) async throws -> Operations.ListDevices.Output {
+        .ok(.init(body: .json(DeviceList(devices: try await run { try $0.listDevices() }))))
+    }
+
+    func addDevice(_ input: Operations.AddDevice.Input) async throws -> Operations.AddDevice.Output {
+        guard case .json(let device) = input.body else { throw ControlError.invalid("the request needs a JSON body") }
+        return .created(.init(body: .json(try await run { try $0.addDevice(device) })))
+    }
+
+    func showDevice(_ input: Operations.ShowDevice.Input) async throws -> Operations.ShowDevice.Output {
+        let name = try Self.deviceName(input.path.name)
+        return .ok(.init(body: .json(try await run { try $0.device(name) })))
+    }
+
+    func deleteDevice(_ input: Operations.DeleteDevice.Input) async throws -> Operations.DeleteDevice.Output {
+        let name = try Self.deviceName(input.path.name)
+        try await run { try $0.deleteDevice(name) }
+        return .noContent(.init())
+    }
+
+    func listPolicies(_ input: Operations.ListPolicies.Input) async throws -> Operations.ListPolicies.Output {
+        .ok(.init(body: .json(PolicyList(policies: try await run { try $0.listPolicies() }))))
+    }
+
+    func addPolicy(_ input: Operations.AddPolicy.Input) async throws -> Operations.AddPolicy.Output {
+        guard case .json(let policy) = input.body else { throw ControlError.invalid("the request needs a JSON body") }
+        return .created(.init(body: .json(try await run { try $0.addPolicy(policy) })))
+    }
+
+    func deletePolicy(_ input: Operations.DeletePolicy.Input) async throws -> Operations.DeletePolicy.Output {
+        let text = input.path.id
+        guard let id = Int(text), id >= 0 else { throw ControlError.invalid("invalid policy ID '\(text)': expected a number") }
+        try await run { try $0.deletePolicy(id) }
+        return .noContent(.init())
+    }
+}
+
+/// The router as the generated code registers on it, noting each route in `routes`.
+struct RecordingTransport: ServerTransport {
+    let router: Router<BasicRequestContext>
+    let routes: RouteTable
+
+    func register(_ handler: @Sendable @escaping (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?),
+                  method: HTTPRequest.Method, path: String) throws {
+        routes.add(method: method, template: path)
+        try router.register(handler, method: method, path: path)
+    }
+}
+
+/// Which methods each path template takes (for 405 answers), as the generated code registered
+/// them: the route table is the document's, never written by hand.
+final class RouteTable: Sendable {
+    private let templates = Mutex<[(parts: [Substring], method: HTTPRequest.Method)]>([])
+
+    func add(method: HTTPRequest.Method, template: String) {
+        templates.withLock { $0.append((template.split(separator: "/", omittingEmptySubsequences: false), method)) }
+    }
+
+    /// The methods served on a concrete request path ("/v1/devices/tn" matches "/v1/devices/{name}").
+    func methods(servingPath path: String) -> [HTTPRequest.Method] {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        return templates.withLock { routes in
+            var out: [HTTPRequest.Method] = []
+            for route in routes where route.parts.count == parts.count
+                && zip(route.parts, parts).allSatisfy({ t, p in (t.hasPrefix("{") && !p.isEmpty) || t == p })
+                && !out.contains(route.method) {
+                out.append(route.method)
             }
-            var response = try APIServer.json(ErrorBody(code: e.code.rawValue, error: e.description),
-                                              status: .init(code: e.code.httpStatus))
-            if let http = error as? HTTPError, http.status == .contentTooLarge { response.status = .contentTooLarge }
-            return response
+            return out
+        }
+    }
+}
+
+/// Another role's operation is refused before its request is read. Every failure inside an
+/// operation becomes `ErrorBody` JSON with the status of its code; a failure that is not a
+/// ControlError is described, never a crash.
+struct ErrorAnswers: ServerMiddleware {
+    let logger: Logger
+    let role: DaemonRole
+
+    func intercept(_ request: HTTPRequest, body: HTTPBody?, metadata: ServerRequestMetadata, operationID: String,
+                   next: @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?)) async throws -> (HTTPResponse, HTTPBody?) {
+        do {
+            if let owner = OperationRoles.servedBy(operationID), owner != role { throw NotServedHere(servedBy: owner) }
+            return try await next(request, body, metadata)
+        } catch {
+            let e = controlError(error, request: request)
+            if e.code == ._internal { logger.error("API \(request.method) \(request.path ?? ""): \(e)") }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            var fields = HTTPFields()
+            fields[.contentType] = "application/json"
+            return (HTTPResponse(status: .init(code: e.code.httpStatus), headerFields: fields),
+                    HTTPBody(try encoder.encode(ErrorBody(code: e.code, error: e.description))))
         }
     }
 
-    static func controlError(_ error: any Error, request: Request) -> ControlError {
-        switch error {
+    func controlError(_ error: any Error, request: HTTPRequest) -> ControlError {
+        // The generated code wraps everything in ServerError: the handler's own error, or why
+        // the request was not understood (a malformed body, a missing parameter).
+        let server = error as? ServerError
+        switch server?.underlyingError ?? error {
         case let e as ControlError: return e
         case let e as ModelError: return .invalid(e.description)
+        case let e as NotServedHere:
+            let what = "\(request.method) \(request.path.map { $0.split(separator: "?").first.map(String.init) ?? $0 } ?? "")"
+            return .notFound(e.servedBy == .agent ? "\(what) is served by the agent (batond agent), not by a node"
+                                                  : "\(what) is served by a node (batond node), not by the agent")
         case let e as DataPlaneError:
             switch e {
             case .invalid(let s): return .invalid(s)
@@ -295,17 +361,60 @@ struct ErrorMiddleware: RouterMiddleware {
             case .full(let s): return ControlError("map full: \(s)")
             case .notLoaded: return ControlError("the data plane is not loaded")
             }
-        case let e as HTTPError:
-            switch e.status {
-            case .notFound: return .notFound("no route \(request.method) \(request.uri.path)")
-            case .contentTooLarge: return .invalid("request body over \(APIServer.maximumBody) bytes")
-            case .methodNotAllowed: return .notFound("\(request.method) is not served on \(request.uri.path)")
-            default: return .invalid(e.body ?? "\(e.status)")
+        case let e as DecodingError: return .invalid("malformed request body: \(e.summary)")
+        case is NIOThreadPoolError.ThreadPoolInactive: return .unavailable("batond is shutting down")
+        case let underlying:
+            if let server, (400..<500).contains(server.httpStatus.code) {
+                let cause = server.causeDescription, detail = "\(underlying)"
+                return .invalid(detail.contains(cause) ? detail : "\(cause): \(detail)")
             }
-        case is NIOThreadPoolError.ThreadPoolInactive:
-            return .unavailable("batond is shutting down")
-        default:
-            return ControlError("\(error)")
+            return ControlError("\(underlying)", code: ._internal)
+        }
+    }
+}
+
+/// Before any operation: the body cap, and JSON answers for what no operation matches (404,
+/// or 405 with Allow for a path served with other methods).
+struct RequestMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let logger: Logger
+    let routes: RouteTable
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            var request = request
+            if request.method == .post || request.method == .put {
+                // Buffers the body (or refuses it past the cap) before the generated code reads it.
+                _ = try await request.collectBody(upTo: APIServer.maximumBody)
+            }
+            return try await next(request, context)
+        } catch is NIOTooManyBytesError {
+            return try APIServer.json(ErrorBody(code: .invalid, error: "request body over \(APIServer.maximumBody) bytes"),
+                                      status: .contentTooLarge)
+        } catch let http as HTTPError {
+            switch http.status {
+            case .notFound:
+                let allowed = routes.methods(servingPath: request.uri.path)
+                if !allowed.isEmpty {
+                    let list = allowed.map(\.rawValue).joined(separator: ", ")
+                    var response = try APIServer.json(
+                        ErrorBody(code: .invalid, error: "\(request.method) is not served on \(request.uri.path); it takes \(list)"),
+                        status: .methodNotAllowed)
+                    response.headers[.allow] = list
+                    return response
+                }
+                return try APIServer.json(ErrorBody(code: .notFound, error: "no route \(request.method) \(request.uri.path)"),
+                                          status: .notFound)
+            case .contentTooLarge:
+                return try APIServer.json(ErrorBody(code: .invalid, error: "request body over \(APIServer.maximumBody) bytes"),
+                                          status: .contentTooLarge)
+            default:
+                return try APIServer.json(ErrorBody(code: .invalid, error: http.body ?? "\(http.status)"),
+                                          status: .init(code: ControlError.Code.invalid.httpStatus))
+            }
+        } catch {
+            logger.error("API \(request.method) \(request.uri.path): \(error)")
+            return try APIServer.json(ErrorBody(code: ._internal, error: "\(error)"), status: .internalServerError)
         }
     }
 }

@@ -9,14 +9,15 @@ import Foundation
 // policies are in AgentAuthority.swift.
 
 extension Agent: APIHandler {
-    public var apiRole: APIRoute.Role { .agent }
+    public var apiRole: DaemonRole { .agent }
 
     public func status() throws -> DaemonStatus {
         let addresses = ((try? Netlink().addresses(interface: configuration.interface)) ?? []).map(\.description)
         let (active, takeovers) = table.read { t in (t.live.count, t.live.values.map { "\($0.register.original)" }.sorted()) }
         var s = DaemonStatus(role: .agent, publicKey: "\(configuration.identity.publicKey)", interface: configuration.interface,
                              mac: mac, addresses: addresses, port: configuration.port,
-                             activeTransfers: active, rejected: rejections.snapshot, takeovers: takeovers)
+                             activeTransfers: active, rejected: rejections.snapshot, heldAddresses: [],
+                             temporaryAddresses: [], takeovers: takeovers)
         s.reconcile = reconciliation
         return s
     }

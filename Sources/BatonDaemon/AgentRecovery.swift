@@ -16,7 +16,7 @@ extension Agent {
     static func recover(table: TransferTable, store: Store, dataPlane: DataPlane, idleTimeout: Double,
                         logger: Logger) throws -> ReconcileSummary {
         let begin = ContinuousClock.now
-        var summary = ReconcileSummary()
+        var summary = ReconcileSummary.none
         var wantedRules: [SessionRule] = []
         var wantedTakeovers: [Takeover] = []
         for r in try store.transfers() {

@@ -580,7 +580,7 @@ public final class Node: APIHandler, Sendable {
 
     // MARK: - API
 
-    public var apiRole: APIRoute.Role { .node }
+    public var apiRole: DaemonRole { .node }
 
     public func startTransfer(_ request: TransferRequest) throws -> TransferInfo { try start(request) }
 
@@ -648,7 +648,8 @@ public final class Node: APIHandler, Sendable {
                             + s.incoming.values.filter { $0.state == .accepted }.count,
                          rejected: rejections.snapshot, heldAddresses: held,
                          temporaryAddresses: s.outgoing.values.filter { !$0.isFinished }
-                            .compactMap { $0.temporary.map { "\($0)" } })
+                            .compactMap { $0.temporary.map { "\($0)" } },
+                         takeovers: [])
         }
     }
 }

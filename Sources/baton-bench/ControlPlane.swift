@@ -85,15 +85,13 @@ func runControlPlane(_ options: Options) throws -> ControlPlaneResult {
             }
         }
         result.trivialPerSecond = try rate(requests: options.registrations, concurrency: result.concurrency) { _ in
-            let answer = try await agent.sendAsync(.GET, "/v1/policies")
-            guard answer.status == 200 else { throw BrokenSetup("GET /v1/policies answered \(answer.status)") }
+            _ = try await agent.perform { try await $0.listPolicies().ok }
             return 1
         }
         let refused = Tally()
         @Sendable func post(_ slice: ArraySlice<String>) async throws -> Int {
-            let body = try JSONEncoder().encode(RegistrationBatch(envelopes: Array(slice)))
-            let answer = try await agent.sendAsync(.POST, "/v1/registrations", body: body)
-            let results = try Control.decode(answer, as: RegistrationResults.self).results
+            let batch = RegistrationBatch(envelopes: Array(slice))
+            let results = try await agent.perform { try await $0.register(body: .json(batch)).ok.body.json.results }
             refused.add(results.filter { !$0.accepted }.count)
             return results.count
         }

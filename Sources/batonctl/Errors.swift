@@ -67,7 +67,7 @@ extension CLIError {
         case .notFound: .notFound
         case .forbidden: .forbidden
         case .unavailable: .unavailable
-        case .conflict, .failed, .rateLimited, .internal: .failure
+        case .conflict, .failed, .rateLimited, ._internal: .failure
         }
     }
 

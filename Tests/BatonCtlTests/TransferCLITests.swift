@@ -65,7 +65,7 @@ struct TransferCLITests {
             let call = SessionMatch(proto: .udp, source: cn, sourcePort: 40000, destination: original, destinationPort: 5004)
             for idle in [1e308, -1, 0.01] {
                 let refused = #expect(throws: ControlError.self) {
-                    try Control(path: tnSock).start(TransferRequest(to: "target", sessions: [call], idleTimeout: idle))
+                    try Control(path: tnSock).start(TransferRequest(to: "target", sessions: [call], mode: .l2, idleTimeout: idle))
                 }
                 #expect(refused?.code == .invalid && refused?.description.contains("invalid idleTimeout") == true
                         && refused?.description.contains("expected 0.1-86400 seconds") == true, "\(String(describing: refused))")

@@ -23,7 +23,7 @@ struct AuthorizationTests {
             let session = SessionMatch(proto: .udp, source: rig.cn.ipv4, sourcePort: 40000, destination: original, destinationPort: 5004)
             func start() -> String {
                 do {
-                    _ = try rig.tnControl.start(TransferRequest(to: "target", sessions: [session]))
+                    _ = try rig.tnControl.start(TransferRequest(to: "target", sessions: [session], mode: .l2))
                     return "started"
                 } catch {
                     return "\(error)"

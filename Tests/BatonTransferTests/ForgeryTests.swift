@@ -58,7 +58,7 @@ struct ForgeryTests {
 
             // A real transfer, start to end, with its datagrams captured on both ends.
             let atAgent = try Capture(sa), atTN = try Capture(tn)
-            let first = try rig.tnControl.start(TransferRequest(to: "target", sessions: [session]))
+            let first = try rig.tnControl.start(TransferRequest(to: "target", sessions: [session], mode: .l2))
             #expect(try agentMaps() == (1, 1))
             try rig.agentControl.end(first.id)
             try rig.wait(5, "the first transfer to end") { try rig.agentControl.show(first.id).state == .ended }
@@ -105,7 +105,7 @@ struct ForgeryTests {
             #expect(try rig.agentControl.status().takeovers.isEmpty)
 
             // 4. A second, live transfer; the first one's wake-up replayed to the TN.
-            let second = try rig.tnControl.start(TransferRequest(to: "target", sessions: [session]))
+            let second = try rig.tnControl.start(TransferRequest(to: "target", sessions: [session], mode: .l2))
             let temporary = try #require(second.temporary)
             let tnEndpoint = SocketAddress(temporary, port: 7390)
             let fromAgentSide = try sa.udpSocket(.v4)
@@ -145,7 +145,7 @@ struct AutomaticEndTests {
                                       flow: 1, perSecond: 1000)
             let transfer = try rig.tnControl.start(TransferRequest(
                 to: "target", sessions: [SessionMatch(proto: .udp, source: cn.ipv4, sourcePort: 40000,
-                                                      destination: original, destinationPort: 5004)]))
+                                                      destination: original, destinationPort: 5004)], mode: .l2))
             try rig.wait(3, "the call to reach the target") { atTarget.count(flow: 1) > 100 }
             // Still active while the call runs, past the idle timeout.
             Thread.sleep(forTimeInterval: 1.5)
@@ -172,7 +172,7 @@ struct AutomaticEndTests {
             let local = try client.localAddress()
             let transfer = try rig.tnControl.start(TransferRequest(
                 to: "target", sessions: [SessionMatch(proto: .tcp, source: cn.ipv4, sourcePort: local.port,
-                                                      destination: original, destinationPort: 5006)]))
+                                                      destination: original, destinationPort: 5006)], mode: .l2))
             Thread.sleep(forTimeInterval: 0.3)
             #expect(try rig.agentControl.show(transfer.id).state == .active)
             try client.shutdownWrite() // FIN, steered through the agent, which sees it

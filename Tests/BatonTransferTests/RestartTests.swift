@@ -155,7 +155,7 @@ struct RestartTests {
             tn.stop()
             try tn.restart(environment: ["BATON_CRASH_AT": step])
             let session = SessionMatch(proto: .udp, source: rig.cn.address(.v4), sourcePort: 40000, destination: original, destinationPort: 5004)
-            #expect(throws: (any Error).self) { try rig.tnControl.start(TransferRequest(to: "target", sessions: [session])) }
+            #expect(throws: (any Error).self) { try rig.tnControl.start(TransferRequest(to: "target", sessions: [session], mode: .l2)) }
             #expect(tn.waitForExit(timeout: 10), "\(step): the TN crashed at the step")
             try tn.restart()
             let t = try #require(try rig.tnControl.list().first, "\(step): the TN knows the interrupted start")
@@ -189,7 +189,7 @@ struct RestartTests {
                 try agent.restart(environment: ["BATON_CRASH_AT": step])
                 // The TN's start blocks while it waits for the agent: run it beside.
                 let outcome = Outcome()
-                let starter = Thread { outcome.set(Result { try rig.tnControl.start(TransferRequest(to: "target", sessions: [session])) }) }
+                let starter = Thread { outcome.set(Result { try rig.tnControl.start(TransferRequest(to: "target", sessions: [session], mode: .l2)) }) }
                 starter.start()
                 let crashed = agent.waitForExit(timeout: 10)
                 #expect(crashed, "\(step): the agent crashed at the step; the TN's start: \(crashed ? "" : outcome.wait())")

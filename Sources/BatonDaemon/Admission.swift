@@ -34,6 +34,9 @@ final class Admission: Sendable {
     /// Enrolled devices' static secrets: a registration then costs one X25519, not two.
     let staticSecrets: StaticSecrets
     let limiter: RateLimiter
+    /// Registrations seen lately (and the agent's start): a replay is dropped before it costs
+    /// a rate-limit token or is judged again.
+    let replays = ReplayWindow(window: 2 * TransferProtocol.defaultMaxClockSkew + 1)
     let rejections: Rejections
     let messenger: Messenger
     let logger: Logger
@@ -85,6 +88,20 @@ final class Admission: Sendable {
                 rejections.record("unexpected", from: source, "\(message.type) for unknown transfer \(envelope.transfer)")
                 return .answered(nil)
             }
+            // Replays first, whatever became of the original (admitted, refused, rate-limited):
+            // a replay takes no token and is never judged again, so it can neither drain the
+            // device's bucket nor be admitted once what refused it has gone.
+            switch replays.check(envelope) {
+            case .new: break
+            case .seen:
+                rejections.record("replayed", from: source, "register for transfer \(envelope.transfer) seen before")
+                return .answered(nil)
+            case .beforeStart:
+                rejections.record("replayed", from: source, "register for transfer \(envelope.transfer) sealed before the agent started")
+                return .answered(nil)
+            }
+            // A retransmission for a transfer the table has: answered there, no token taken.
+            if let handled = known() { return .answered(handled) }
             do {
                 let device = try authorize(register, from: sender!, source: source)
                 let t = try transfer(envelope.transfer, register, channel: channel, device: device, context: &context)

@@ -208,3 +208,43 @@ struct APIRegistrations {
         return Data(bytes).base64EncodedString()
     }
 }
+
+extension AuthorizationTests {
+    /// The replay chain of issue 12 item 2: replays of an admitted `register` take no
+    /// rate-limit token (the device's next registration goes ahead); a refused registration
+    /// replayed once the address is free is still refused; one sealed before the agent's
+    /// restart is refused after it. Every replay is counted as `replayed`.
+    @Test func replaysNeitherDrainTheBucketNorComeBackLater() throws {
+        var options = LabDaemons.Options()
+        options.enrol = false
+        // Four tokens and next to no refill: every token taken shows.
+        options.agentArguments = ["--rate-limit", "0.001", "--rate-burst", "4", "--max-waking", "1"]
+        try Rig.with(.l2, family: .v4, options: options) { rig in
+            let api = try APIRegistrations(rig)
+            let agent = rig.agentControl
+            func register(_ envelopes: [String]) throws -> [Bool] {
+                try agent.register(RegistrationBatch(envelopes: envelopes)).map(\.accepted)
+            }
+            let first = api.envelope(1)
+            #expect(try register([first]) == [true])
+            let firstID = try #require(try agent.list().first?.id)
+            // Captured and replayed: refused, and no token taken.
+            #expect(try register(Array(repeating: first, count: 6)) == Array(repeating: false, count: 6))
+            #expect(try register([api.envelope(2)]) == [true], "the replays drained the device's bucket")
+            // A registration refused (its address is taken over), then the address freed.
+            let refused = api.envelope(1)
+            #expect(try register([refused]) == [false])
+            try agent.end(firstID)
+            #expect(try rig.wait(10, "the agent to give up waking the made-up TN") { try agent.status().takeovers == ["198.51.100.2"] })
+            #expect(try register([refused]) == [false], "a refused registration replayed later took over the freed address")
+            #expect(try agent.status().takeovers == ["198.51.100.2"])
+            // Sealed before a restart, sent after it: refused; sealed after it: admitted.
+            let old = api.envelope(3)
+            rig.daemons.agent.stop()
+            try rig.daemons.agent.restart()
+            #expect(try register([old]) == [false])
+            #expect(try register([api.envelope(3)]) == [true])
+            #expect(try agent.status().rejected["replayed"] == 1, "the replay after the restart is counted")
+        }
+    }
+}

@@ -145,7 +145,7 @@ let package = Package(
         .testTarget(name: "BatonCtlTests", dependencies: ["BatonAPI", "BatonDataPlane", "BatonModel", "BatonNet", "BatonLab", "BatonDaemon", "BatonBPF"]),
         // The API's document (docs/openapi.json) against the route table and the bodies.
         .testTarget(name: "BatonAPITests", dependencies: ["BatonAPI", "BatonModel"]),
-        .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore", "BatonModel",
+        .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore", "BatonModel", "BatonProtocol",
                                                           .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "BatonProtocolTests", dependencies: ["BatonProtocol", "BatonModel"]),
         // Whole transfers: batond agent and nodes in lab namespaces, driven through batonctl.

@@ -92,6 +92,7 @@ public final class Agent: Sendable {
         self.mac = mac
         do {
             store = try Store.open(directory: configuration.stateDirectory)
+            try store.beginCounterRun()
         } catch {
             throw ControlError("cannot open the store in \(configuration.stateDirectory): \(error)")
         }

@@ -170,6 +170,7 @@ public final class Node: APIHandler, Sendable {
         messenger = try Messenger(port: configuration.port)
         do {
             store = try configuration.stateDirectory.map { try Store.open(directory: $0) }
+            try store?.beginCounterRun()
         } catch {
             throw ControlError("cannot open the store in \(configuration.stateDirectory ?? ""): \(error)")
         }

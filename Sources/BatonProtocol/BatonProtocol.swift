@@ -7,7 +7,7 @@ public enum TransferProtocol {
     /// The UDP port batond listens on for protocol datagrams.
     public static let defaultPort: UInt16 = 7390
     /// The envelope version this module writes and accepts.
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
     /// The largest datagram accepted or produced, in bytes.
     public static let maxDatagramSize = 60_000
     /// How often a sender repeats an unanswered request, in seconds. Each

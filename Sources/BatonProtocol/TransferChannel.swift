@@ -4,13 +4,21 @@ import Foundation
 import Synchronization
 
 /// One transfer's message protection at one node: seals outgoing messages and
-/// opens incoming ones under the session key, with replay protection.
+/// opens incoming ones, with replay protection.
 ///
-/// Keep exactly one channel per transfer on each node, used for every peer of
-/// that transfer: the nonce is (role, counter), so two channels of one role
-/// under one key must never both send. Send counters start at the Unix time in
-/// nanoseconds when the channel is made, so a channel re-created after a
-/// restart still counts above anything sent before.
+/// Keys: the TN makes the transfer's root key and gives each peer only its pair's key,
+/// HKDF(root, "baton-pair-v2 tn-target") to the target (sealed in the `offer`) and
+/// HKDF(root, "baton-pair-v2 tn-agent") to the agent (in the `register`). Each direction of a
+/// pair has a message key of its own, HKDF(pair key, "baton-msg-v2 SENDER>RECIPIENT"). So the
+/// target cannot seal anything the agent or the TN would take as the other pair's, and a
+/// message cannot be reflected back to its sender. `key` is the key this role holds: the root
+/// on the TN, its pair's key on the target and the agent (what `storedKey` gives back).
+///
+/// Counters: every channel of a process takes its send counters from `CounterSource.shared`,
+/// one increasing count for all of them, so no two messages a node seals under one key share
+/// a counter (two channels for one transfer included). A daemon raises it at start past the
+/// reservation it persisted in the previous run (`CounterSource.advance`), so a restart, even
+/// with the wall clock stepped back, never counts below what was sent before.
 ///
 /// Thread-safe.
 public final class TransferChannel: Sendable {
@@ -18,22 +26,50 @@ public final class TransferChannel: Sendable {
     /// The local role: the role of every message sealed here; messages claiming it are refused.
     public let role: Role
     let sessionKey: SessionKey
-    private let messageKey: SymmetricKey
+    /// The message keys of the directions this role takes part in.
+    private let messageKeys: [Direction: SymmetricKey]
+    private let pairKeys: [Role: SessionKey]
+    private let counters: CounterSource
     private let state: Mutex<State>
 
+    struct Direction: Hashable {
+        var sender: Role
+        var recipient: Role
+    }
+
     private struct State {
-        var nextCounter: UInt64
         var highest: [Role: UInt64] = [:]
         var maxClockSkew: Double = TransferProtocol.defaultMaxClockSkew
     }
 
-    public init(transfer: TransferID, key: SessionKey, role: Role) {
+    /// `key` is what `role` holds: the root key on the TN, the pair's key elsewhere.
+    public init(transfer: TransferID, key: SessionKey, role: Role, counters: CounterSource = .shared) {
         self.transfer = transfer
         self.role = role
+        self.counters = counters
         sessionKey = key
-        messageKey = HKDF<SHA256>.deriveKey(inputKeyMaterial: key.key, info: Array("baton-msg-v1".utf8), outputByteCount: 32)
-        let ns = Date().timeIntervalSince1970 * 1e9
-        state = Mutex(State(nextCounter: ns >= 1 && ns < 1.8e19 ? UInt64(ns) : 1))
+        var pairs: [Role: SessionKey] = [:]
+        if role == .tn {
+            for peer in [Role.target, .agent] { pairs[peer] = Self.pairKey(root: key, peer: peer) }
+        } else {
+            pairs[role] = key
+        }
+        pairKeys = pairs
+        var keys: [Direction: SymmetricKey] = [:]
+        for (peer, pair) in pairs {
+            for d in [Direction(sender: .tn, recipient: peer), Direction(sender: peer, recipient: .tn)] {
+                keys[d] = HKDF<SHA256>.deriveKey(inputKeyMaterial: pair.key, info: Array("baton-msg-v2 \(d.sender.name)>\(d.recipient.name)".utf8),
+                                                 outputByteCount: 32)
+            }
+        }
+        messageKeys = keys
+        state = Mutex(State())
+    }
+
+    /// The key the TN gives `peer` (target or agent).
+    static func pairKey(root: SessionKey, peer: Role) -> SessionKey {
+        SessionKey(key: HKDF<SHA256>.deriveKey(inputKeyMaterial: root.key, info: Array("baton-pair-v2 tn-\(peer.name)".utf8),
+                                               outputByteCount: 32))
     }
 
     /// The largest accepted |timestamp − now|, in seconds (default 30).
@@ -51,34 +87,47 @@ public final class TransferChannel: Sendable {
         state.withLock { s in s.highest[sender] = max(s.highest[sender] ?? 0, counter) }
     }
 
-    /// The counter the next sealed message will carry.
-    public var nextCounter: UInt64 { state.withLock { $0.nextCounter } }
+    /// The counter the next sealed message would carry (any channel of the process may take it first).
+    public var nextCounter: UInt64 { counters.peek }
 
     /// Seals `message` into a datagram with the next counter. With
     /// `sealingKeyFor`, the session key is sealed for that recipient by
     /// `identity` and carried in the header (the first message to the target
     /// and to the agent, and its retransmissions).
-    public func seal(_ message: Message, sealingKeyFor recipient: PublicKey? = nil, identity: NodeIdentity? = nil,
-                     now: Date = Date()) throws(ProtocolError) -> [UInt8] {
-        guard message.type.isSent(by: role) else { throw .wrongRole(type: message.type, sender: role, recipient: nil) }
+    /// `to` names the recipient where the type does not (the TN's `reject`); other messages
+    /// go to the one role their type travels to from this one.
+    public func seal(_ message: Message, to recipient: Role? = nil, sealingKeyFor recipientKey: PublicKey? = nil,
+                     identity: NodeIdentity? = nil, now: Date = Date()) throws(ProtocolError) -> [UInt8] {
+        let to = try self.recipient(of: message.type, recipient)
         let body = try message.encodeBody()
         var sealedKey: SealedKey?
-        if let recipient {
+        if let recipientKey {
             guard let identity else { throw .missingIdentity }
-            sealedKey = try SealedKey.seal(sessionKey, for: recipient, from: identity, transfer: transfer)
+            guard let pair = pairKeys[to] else { throw .wrongRole(type: message.type, sender: role, recipient: to) }
+            sealedKey = try SealedKey.seal(pair, for: recipientKey, from: identity, transfer: transfer)
         }
-        return try seal(type: message.type, body: body, sealedKey: sealedKey, now: now)
+        return try seal(type: message.type, to: to, body: body, sealedKey: sealedKey, now: now)
+    }
+
+    private func recipient(of type: MessageType, _ given: Role?) throws(ProtocolError) -> Role {
+        if let given {
+            guard type.travels(from: role, to: given) else { throw .wrongRole(type: type, sender: role, recipient: given) }
+            return given
+        }
+        let candidates = Role.allCases.filter { type.travels(from: role, to: $0) && messageKeys[Direction(sender: role, recipient: $0)] != nil }
+        guard candidates.count == 1 else { throw .wrongRole(type: type, sender: role, recipient: nil) }
+        return candidates[0]
     }
 
     /// Seals any body under `type` (tests use it for authentic but malformed bodies).
-    func seal(type: MessageType, body: [UInt8], sealedKey: SealedKey?, now: Date) throws(ProtocolError) -> [UInt8] {
+    func seal(type: MessageType, to recipient: Role? = nil, body: [UInt8], sealedKey: SealedKey?, now: Date) throws(ProtocolError) -> [UInt8] {
+        let to = try self.recipient(of: type, recipient)
+        guard let messageKey = messageKeys[Direction(sender: role, recipient: to)] else {
+            throw .wrongRole(type: type, sender: role, recipient: to)
+        }
         let size = Envelope.fixedHeaderSize + (sealedKey == nil ? 0 : SealedKey.size) + body.count + Envelope.tagSize
         guard size <= TransferProtocol.maxDatagramSize else { throw .tooLarge(size) }
-        let counter: UInt64 = try state.withLock { (s: inout State) throws(ProtocolError) -> UInt64 in
-            guard s.nextCounter < .max else { throw .counterExhausted }
-            defer { s.nextCounter += 1 }
-            return s.nextCounter
-        }
+        guard let counter = counters.next() else { throw .counterExhausted }
         let ms = now.timeIntervalSince1970 * 1000
         let timestamp: UInt64 = ms <= 0 || ms.isNaN ? 0 : ms >= 1.8e19 ? .max : UInt64(ms)
         let header = Envelope.header(type: type, sender: role, transfer: transfer, counter: counter,
@@ -100,16 +149,22 @@ public final class TransferChannel: Sendable {
     /// `.wrongTransfer`) was authentic.
     public func open(_ envelope: Envelope, now: Date = Date()) throws(ProtocolError) -> Message {
         guard envelope.transfer == transfer else { throw .wrongTransfer(expected: transfer, got: envelope.transfer) }
-        let body: [UInt8]
-        do {
-            let n = envelope.ciphertext.count - Envelope.tagSize
-            let box = try ChaChaPoly.SealedBox(nonce: Self.nonce(role: envelope.sender, counter: envelope.counter),
-                                               ciphertext: envelope.ciphertext[0..<n],
-                                               tag: envelope.ciphertext[n...])
-            body = Array(try ChaChaPoly.open(box, using: messageKey, authenticating: envelope.header))
-        } catch {
-            throw .authenticationFailed
+        // The key of the direction the header claims: a sender this role shares no key with
+        // (the target claiming to be the agent) cannot have sealed it. A datagram claiming this
+        // role is tried under this role's own outgoing keys: one of ours reflected back
+        // authenticates there, and is refused below as misdirected.
+        let keys = envelope.sender == role
+            ? messageKeys.filter { $0.key.sender == role }.map(\.value)
+            : messageKeys[Direction(sender: envelope.sender, recipient: role)].map { [$0] } ?? []
+        var opened: [UInt8]?
+        let n = envelope.ciphertext.count - Envelope.tagSize
+        if let box = try? ChaChaPoly.SealedBox(nonce: Self.nonce(role: envelope.sender, counter: envelope.counter),
+                                               ciphertext: envelope.ciphertext[0..<n], tag: envelope.ciphertext[n...]) {
+            for key in keys where opened == nil {
+                opened = try? Array(ChaChaPoly.open(box, using: key, authenticating: envelope.header))
+            }
         }
+        guard let body = opened else { throw .authenticationFailed }
         guard envelope.type.travels(from: envelope.sender, to: role) else {
             throw .wrongRole(type: envelope.type, sender: envelope.sender, recipient: role)
         }

@@ -166,7 +166,42 @@ public final class Store: Sendable {
                 CREATE INDEX node_transfer_started ON node_transfer(started);
                 """)
         }
+        // Small values of the daemon itself (the send counters' reservation).
+        m.registerMigration("v3-meta") { db in
+            try db.execute(sql: """
+                CREATE TABLE meta (
+                    name TEXT PRIMARY KEY NOT NULL,
+                    value INTEGER NOT NULL              -- stored as the signed bit pattern of a UInt64
+                );
+                """)
+        }
         return m
+    }
+
+    // MARK: counters
+
+    /// The send counters reserved by the last run (0 if none): the next run counts above it.
+    public func counterReservation() throws -> UInt64 {
+        try read("counter reservation") { db in
+            try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE name = 'counterReservation'").map { UInt64(bitPattern: $0) } ?? 0
+        }
+    }
+
+    /// Stores this run's reservation durably, before anything is sealed under it: with
+    /// synchronous=FULL for this one commit (the store's NORMAL may lose the last commits to a
+    /// power loss, and a reboot is when a clock steps back).
+    public func setCounterReservation(_ value: UInt64) throws {
+        try Self.wrap("counter reservation") {
+            try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+                defer { try? db.execute(sql: "PRAGMA synchronous = NORMAL") }
+                try db.inTransaction {
+                    try db.execute(sql: "INSERT INTO meta (name, value) VALUES ('counterReservation', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                                   arguments: [Int64(bitPattern: value)])
+                    return .commit
+                }
+            }
+        }
     }
 
     // MARK: devices

@@ -25,14 +25,15 @@ import Testing
         #expect(try parseAndOpen(try p.tn.seal(.release(Release()), now: t0), with: p.target) == .release(Release()))
     }
 
-    /// Counters are tracked per sender role.
-    @Test func countersPerRole() throws {
-        let early = TransferChannel(transfer: p.transfer, key: p.key, role: .target)
-        Thread.sleep(forTimeInterval: 0.001)
-        let late = TransferChannel(transfer: p.transfer, key: p.key, role: .tn)
-        #expect(late.nextCounter > early.nextCounter)
-        #expect(try parseAndOpen(try late.seal(.end(End(reason: "x")), now: t0), with: p.agent) == .end(End(reason: "x")))
-        #expect(try parseAndOpen(try early.seal(.reject(Reject(reason: "y")), now: t0), with: p.agent) == .reject(Reject(reason: "y")))
+    /// Every channel of a process takes its counters from one count: two channels under one
+    /// key (a registration refused and its retransmission, on the agent) never share a nonce.
+    @Test func oneCountForEveryChannel() throws {
+        let first = TransferChannel(transfer: p.transfer, key: p.key, role: .tn)
+        let second = TransferChannel(transfer: p.transfer, key: p.key, role: .tn)
+        let a = try first.seal(.end(End(reason: "x")), now: t0), b = try second.seal(.end(End(reason: "y")), now: t0)
+        #expect(try Envelope.parse(b).counter > Envelope.parse(a).counter)
+        #expect(try parseAndOpen(a, with: p.agent) == .end(End(reason: "x")))
+        #expect(try parseAndOpen(b, with: p.agent) == .end(End(reason: "y")))
     }
 
     /// A channel re-created (daemon restart) counts above the old one's counters.
@@ -77,7 +78,7 @@ import Testing
     /// second node of the same role) is refused even though it authenticates.
     @Test func ownRoleRejected() throws {
         let otherTN = TransferChannel(transfer: p.transfer, key: p.key, role: .tn)
-        let bytes = try otherTN.seal(.reject(Reject(reason: "x")), now: t0)
+        let bytes = try otherTN.seal(.reject(Reject(reason: "x")), to: .agent, now: t0)
         #expect(throws: ProtocolError.wrongRole(type: .reject, sender: .tn, recipient: .tn)) { try parseAndOpen(bytes, with: p.tn) }
         // Our own datagram reflected back.
         let own = try p.tn.seal(.end(End(reason: "x")), now: t0)
@@ -86,9 +87,12 @@ import Testing
     }
 
     @Test func wrongDirectionRejected() throws {
-        // An offer reaching the agent (it shares the key) is not for it.
+        // An offer reaching the agent is sealed under the target's pair: it does not open there.
         let offer = try p.tn.seal(.offer(sampleOffer), now: t0)
-        #expect(throws: ProtocolError.wrongRole(type: .offer, sender: .tn, recipient: .agent)) { try parseAndOpen(offer, with: p.agent) }
+        #expect(throws: ProtocolError.authenticationFailed) { try parseAndOpen(offer, with: p.agent) }
+        // A TN's reject names its recipient; a type sealed towards a role it never travels to is refused.
+        #expect(throws: ProtocolError.wrongRole(type: .reject, sender: .tn, recipient: nil)) { try p.tn.seal(.reject(Reject(reason: "x"))) }
+        #expect(throws: ProtocolError.wrongRole(type: .end, sender: .tn, recipient: .target)) { try p.tn.seal(.end(End(reason: "x")), to: .target) }
         // And a channel does not seal what its role never sends.
         #expect(throws: ProtocolError.wrongRole(type: .offer, sender: .target, recipient: nil)) { try p.target.seal(.offer(sampleOffer)) }
         #expect(throws: ProtocolError.wrongRole(type: .wakeUp, sender: .tn, recipient: nil)) { try p.tn.seal(.wakeUp(WakeUp(reason: "idle"))) }
@@ -152,10 +156,10 @@ import Testing
 
     @Test func tooLarge() throws {
         let huge = Reject(reason: String(repeating: "x", count: 70_000))
-        #expect(throws: ProtocolError.self) { try p.tn.seal(.reject(huge)) }
+        #expect(throws: ProtocolError.self) { try p.tn.seal(.reject(huge), to: .agent) }
         #expect(throws: ProtocolError.tooLarge(60_001)) { try Envelope.parse([UInt8](repeating: 0, count: 60_001)) }
         let fits = Reject(reason: String(repeating: "x", count: 59_000))
-        #expect(try parseAndOpen(try p.tn.seal(.reject(fits), now: t0), with: p.agent) == .reject(fits))
+        #expect(try parseAndOpen(try p.tn.seal(.reject(fits), to: .agent, now: t0), with: p.agent) == .reject(fits))
     }
 
     /// A whole transfer's exchange, each side opening what the other sealed.

@@ -84,7 +84,8 @@ import Testing
         let good = try p.tn.seal(.release(Release()), now: t0)
         func mutate(_ i: Int, _ v: UInt8) -> [UInt8] { var b = good; b[i] = v; return b }
         #expect(throws: ProtocolError.badMagic) { try Envelope.parse(mutate(0, UInt8(ascii: "X"))) }
-        #expect(throws: ProtocolError.unsupportedVersion(2)) { try Envelope.parse(mutate(4, 2)) }
+        #expect(throws: ProtocolError.unsupportedVersion(3)) { try Envelope.parse(mutate(4, 3)) }
+        #expect(throws: ProtocolError.unsupportedVersion(1)) { try Envelope.parse(mutate(4, 1)) }
         #expect(throws: ProtocolError.unknownType(0)) { try Envelope.parse(mutate(5, 0)) }
         #expect(throws: ProtocolError.unknownType(11)) { try Envelope.parse(mutate(5, 11)) }
         #expect(throws: ProtocolError.unsupportedFlags(2)) { try Envelope.parse(mutate(6, 2)) }

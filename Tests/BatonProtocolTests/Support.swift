@@ -32,8 +32,13 @@ struct Party {
 
     init() {
         tn = TransferChannel(transfer: transfer, key: key, role: .tn)
-        target = TransferChannel(transfer: transfer, key: key, role: .target)
-        agent = TransferChannel(transfer: transfer, key: key, role: .agent)
+        target = TransferChannel(transfer: transfer, key: Self.held(key, by: .target), role: .target)
+        agent = TransferChannel(transfer: transfer, key: Self.held(key, by: .agent), role: .agent)
+    }
+
+    /// The key `role` holds when the TN's root key is `root`.
+    static func held(_ root: SessionKey, by role: Role) -> SessionKey {
+        role == .tn ? root : TransferChannel.pairKey(root: root, peer: role)
     }
 
     func channel(_ role: Role) -> TransferChannel {

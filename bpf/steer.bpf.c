@@ -117,6 +117,16 @@ static __always_inline struct baton_rule *classify(const struct flow *f)
 	}
 }
 
+static __always_inline int same_mac(const __u8 *a, const __u8 *b)
+{
+	__u8 diff = 0;
+
+#pragma unroll
+	for (int i = 0; i < 6; i++)
+		diff |= a[i] ^ b[i];
+	return diff == 0;
+}
+
 /* Send the packet where fwd says. Packet pointers are reloaded: encap moves them. */
 static __always_inline int forward(struct xdp_md *ctx, const struct baton_fwd *fwd,
 				   const struct flow *f)
@@ -128,6 +138,17 @@ static __always_inline int forward(struct xdp_md *ctx, const struct baton_fwd *f
 	switch (fwd->action) {
 	case BATON_ACTION_PASS:
 		return XDP_PASS;
+	case BATON_ACTION_L2:
+	case BATON_ACTION_ENCAP:
+		/* Never out to our own MAC: a registration naming the agent as the next
+		 * hop would bounce the frame between the agent and the segment. */
+		if (same_mac(fwd->dst_mac, fwd->src_mac))
+			return verdict(BATON_STAT_LOOP_DROP, 0, XDP_DROP);
+		break;
+	default:
+		break;
+	}
+	switch (fwd->action) {
 	case BATON_ACTION_L2:
 		break;
 	case BATON_ACTION_ENCAP:
@@ -205,6 +226,11 @@ static __always_inline int steer(struct xdp_md *ctx, struct flow *f, __u64 bytes
 		t = bpf_map_lookup_elem(&baton_takeovers, f->key.dst);
 		if (!t)
 			return verdict(BATON_STAT_NOT_TAKEN_OVER, bytes, XDP_PASS);
+		/* A tunnelled packet for a taken-over address is never tunnelled again:
+		 * it may be one of ours come back (a temporary address that routes to
+		 * another takeover), and steering it would loop through the router. */
+		if (f->key.proto == IPPROTO_IPIP || f->key.proto == IPPROTO_IPV6)
+			return verdict(BATON_STAT_LOOP_DROP, bytes, XDP_DROP);
 		fwd = &t->fwd;
 		slot = t->counter;
 	}

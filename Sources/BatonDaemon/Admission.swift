@@ -25,6 +25,7 @@ final class Admission: Sendable {
         var own: [IPAddress.Family: Set<IPAddress>] = [:]
         var tunnelSource: [IPAddress.Family: IPAddress] = [:]
         var nextHops: [IPAddress: MACAddress] = [:]
+        var targetMACs: [IPAddress: MACAddress] = [:]
     }
 
     let configuration: AgentConfiguration
@@ -109,7 +110,10 @@ final class Admission: Sendable {
                 return .candidate(Candidate(envelope: envelope, transfer: t, stored: stored, source: source))
             } catch {
                 if let handled = known() { return .answered(handled) }
-                return .answered(table.refuse(envelope.transfer, register, channel, error))
+                var answer = table.refuse(envelope.transfer, register, channel, error)
+                // An unenrolled sender's addresses are only claimed: no datagram goes to them.
+                if !enrolled { answer?.datagram = false }
+                return .answered(answer)
             }
         } catch {
             if let handled = known() { return .answered(handled) }
@@ -155,6 +159,17 @@ final class Admission: Sendable {
             toTarget = .encap(to: r.targetAddress, from: source, nextHop: hop, sourceMAC: mac)
             toTN = .encap(to: r.temporary, from: source, nextHop: r.tnMAC, sourceMAC: mac)
         }
+        for (what, m) in [("the target's", r.targetMAC), ("the TN's", r.tnMAC)] where m == mac {
+            throw ControlError.forbidden("\(what) MAC \(m) is the agent's own: it would loop")
+        }
+        if r.mode == .l2 {
+            // The agent steers to the target's MAC as it knows it, not as the TN claims it.
+            let known = try context.targetMACs[r.targetAddress] ?? neighbourMAC(r.targetAddress)
+            context.targetMACs[r.targetAddress] = known
+            guard known == r.targetMAC else {
+                throw ControlError.forbidden("the target MAC \(r.targetMAC) is not \(r.targetAddress)'s on \(configuration.interface) (\(known))")
+            }
+        }
         let rules = r.sessions.map { SessionRule(match: $0, forward: toTarget) }
         let takeover = Takeover(address: r.original, defaultForward: toTN, agentMAC: mac, temporaryAddress: r.temporary)
         do {
@@ -197,7 +212,14 @@ final class Admission: Sendable {
         let routes = try netlink.routes(family: destination.family)
             .filter { $0.destination.contains(destination) }
             .sorted { $0.destination.length > $1.destination.length }
-        let hop = routes.first?.gateway ?? destination
+        return try neighbourMAC(routes.first?.gateway ?? destination, towards: destination)
+    }
+
+    /// The MAC of on-link `hop` in the kernel's neighbour table, resolving it if there is none
+    /// yet (a datagram towards `destination` makes the kernel ask).
+    private func neighbourMAC(_ hop: IPAddress, towards destination: IPAddress? = nil) throws -> MACAddress {
+        let destination = destination ?? hop
+        let netlink = try Netlink()
         let deadline = ContinuousClock.now + .seconds(2)
         var poked = false
         while ContinuousClock.now < deadline {

@@ -165,7 +165,7 @@ public final class Agent: Sendable {
     /// A datagram on the protocol port.
     func receive(_ datagram: Datagram) {
         guard let envelope = rejections.envelope(of: datagram) else { return }
-        if let answer = admission.receive(envelope, from: "\(datagram.source)") {
+        if let answer = admission.receive(envelope, from: "\(datagram.source)"), answer.datagram {
             try? messenger.send(answer.bytes, to: answer.to ?? datagram.source)
             if let t = answer.admitted {
                 CrashPoint.reached("registered-sent")

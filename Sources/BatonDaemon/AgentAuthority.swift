@@ -27,8 +27,11 @@ extension Admission {
         guard limiter.take(tn.record.name, rate: tn.record.rateLimit) else {
             throw refuse("rate-limited", .rateLimited("device \(tn.record.name) is over its rate of \(tn.record.rateLimit ?? configuration.rateLimit) registrations/s"))
         }
-        guard tn.owns(register.original) else {
-            throw refuse("not-owner", .forbidden("device \(tn.record.name) does not own \(register.original) (it owns \(tn.record.addresses.joined(separator: ", ")))"))
+        // The original, and the addresses the agent will send to for the TN: its temporary
+        // address (tunnels, wake-ups) and its control endpoint.
+        for (what, address) in [("", register.original), ("the temporary address ", register.temporary),
+                                ("the control address ", register.control.address)] where !tn.owns(address) {
+            throw refuse("not-owner", .forbidden("device \(tn.record.name) does not own \(what)\(address) (it owns \(tn.record.addresses.joined(separator: ", ")))"))
         }
         guard let target = enrolled.owner(of: register.targetAddress) else {
             throw refuse("unenrolled-target", .forbidden("the target \(register.targetAddress) is not an address of any enrolled device"))

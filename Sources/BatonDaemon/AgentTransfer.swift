@@ -72,6 +72,9 @@ struct Answer: Sendable {
     /// Where a datagram answer goes: the registration's control endpoint (the TN sends
     /// from its temporary address, but not necessarily from the protocol port).
     var to: SocketAddress?
+    /// Whether the UDP path sends it: not to a sender that is not an enrolled device (its
+    /// addresses are only claimed; the API still answers in its response).
+    var datagram = true
     /// The transfer this answer admits: its address is announced once the answer is out.
     var admitted: AgentTransfer?
 }

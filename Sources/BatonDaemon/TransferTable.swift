@@ -204,8 +204,10 @@ final class TransferTable: Sendable {
         }
         guard !active.isEmpty else { return [] }
         do {
+            // Durable before `registered` goes out (one sync per batch).
             try store.update(states: active.map { Store.StateChange(id: "\($0.transfer.id)", state: $0.transfer.state.rawValue,
-                                                                     milestones: $0.transfer.milestones) })
+                                                                     milestones: $0.transfer.milestones) },
+                             durable: true)
         } catch {
             // The maps were written but the store does not say so: take them back out, so
             // that no TN is told of a transfer a restart would roll back.

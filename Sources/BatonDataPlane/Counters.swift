@@ -47,7 +47,7 @@ public struct KernelClock: Sendable {
 /// Data-plane statistics by reason (BATON_STAT_*).
 public enum StatReason: Int, CaseIterable, Sendable, Codable, CustomStringConvertible {
     case notIP = 0, malformedPassed, notTakenOver, malformedDropped, ruleHit, defaultHit,
-         fragmentUnknown, arpReply, neighborAdvert, encapFailed, redirectFailed
+         fragmentUnknown, arpReply, neighborAdvert, encapFailed, redirectFailed, loopDropped
 
     public var description: String {
         switch self {
@@ -62,6 +62,7 @@ public enum StatReason: Int, CaseIterable, Sendable, Codable, CustomStringConver
         case .neighborAdvert: return "neighbor-advert"
         case .encapFailed: return "encap-failed"
         case .redirectFailed: return "redirect-failed"
+        case .loopDropped: return "loop-dropped"
         }
     }
 
@@ -78,6 +79,7 @@ public enum StatReason: Int, CaseIterable, Sendable, Codable, CustomStringConver
         case .neighborAdvert: return "neighbour solicitations answered"
         case .encapFailed: return "could not encapsulate: dropped"
         case .redirectFailed: return "egress interface not in the device map: dropped"
+        case .loopDropped: return "would loop (tunnelled packet for a takeover, or to the agent's own MAC): dropped"
         }
     }
 }

@@ -80,6 +80,8 @@ public final class LabDaemons: @unchecked Sendable {
     public let target: DaemonProcess
     /// bpffs pin roots the daemons use (removed by `stop`).
     public let pinRoots: [String]
+    /// The TN's temporary pools (IPv4, IPv6), which its device owns besides its addresses.
+    public let temporaryPools: [IPPrefix]
 
     public struct Options: Sendable {
         /// Extra `batond agent` arguments (e.g. ["--idle-timeout", "2"]).
@@ -109,9 +111,10 @@ public final class LabDaemons: @unchecked Sendable {
             }
             let saKey = try key("sa"), tnKey = try key("tn"), targetKey = try key("target")
             func addresses(_ h: LabHost) -> String { "\(h.ipv4),\(h.ipv6)" }
-            // Temporary addresses: the top of the TN's segment (.192/26 and ::c0/122). Each
-            // stays a grace period after its transfer, so back-to-back runs need a few dozen.
-            let pool4 = IPPrefix(tn.primary.ipv4Network.address(at: 192)!, length: 26)!
+            // Temporary addresses: the upper half of the TN's segment, short of the broadcast
+            // address (.128/26 and ::c0/122), enrolled as the TN's. Each stays a grace period
+            // after its transfer, so back-to-back runs need a few dozen.
+            let pool4 = IPPrefix(tn.primary.ipv4Network.address(at: 128)!, length: 26)!
             let pool6 = IPPrefix(tn.primary.ipv6Network.address(at: 192)!, length: 122)!
             func common(_ host: String) -> [String] {
                 ["--netns", lab[host].namespace.name!, "--state-dir", "\(directory)/\(host)",
@@ -137,13 +140,14 @@ public final class LabDaemons: @unchecked Sendable {
             // sessions to the target.
             if options.enrol {
                 let api = agentProcess.api
-                try api.addDevice(Device(name: "tn", publicKey: tnKey, addresses: ["\(tn.ipv4)/32", "\(tn.ipv6)/128"]))
+                try api.addDevice(Device(name: "tn", publicKey: tnKey,
+                                         addresses: ["\(tn.ipv4)/32", "\(tn.ipv6)/128", "\(pool4)", "\(pool6)"]))
                 try api.addDevice(Device(name: "target", publicKey: targetKey,
                                          addresses: ["\(target.ipv4)/32", "\(target.ipv6)/128"]))
                 try api.addPolicy(Policy(from: "tn", to: "target"))
             }
             return LabDaemons(lab: lab, directory: directory, agent: agentProcess, tn: tnProcess, target: targetProcess,
-                              pinRoots: roots)
+                              pinRoots: roots, temporaryPools: [pool4, pool6])
         } catch {
             for p in started { p.stop() }
             for root in roots { try? FileManager.default.removeItem(atPath: root) }
@@ -151,7 +155,9 @@ public final class LabDaemons: @unchecked Sendable {
         }
     }
 
-    private init(lab: Lab, directory: String, agent: DaemonProcess, tn: DaemonProcess, target: DaemonProcess, pinRoots: [String]) {
+    private init(lab: Lab, directory: String, agent: DaemonProcess, tn: DaemonProcess, target: DaemonProcess, pinRoots: [String],
+                 temporaryPools: [IPPrefix]) {
+        self.temporaryPools = temporaryPools
         self.lab = lab
         self.directory = directory
         self.agent = agent

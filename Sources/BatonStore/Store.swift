@@ -191,16 +191,9 @@ public final class Store: Sendable {
     /// synchronous=FULL for this one commit (the store's NORMAL may lose the last commits to a
     /// power loss, and a reboot is when a clock steps back).
     public func setCounterReservation(_ value: UInt64) throws {
-        try Self.wrap("counter reservation") {
-            try pool.writeWithoutTransaction { db in
-                try db.execute(sql: "PRAGMA synchronous = FULL")
-                defer { try? db.execute(sql: "PRAGMA synchronous = NORMAL") }
-                try db.inTransaction {
-                    try db.execute(sql: "INSERT INTO meta (name, value) VALUES ('counterReservation', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-                                   arguments: [Int64(bitPattern: value)])
-                    return .commit
-                }
-            }
+        try write("counter reservation", durable: true) { db in
+            try db.execute(sql: "INSERT INTO meta (name, value) VALUES ('counterReservation', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                           arguments: [Int64(bitPattern: value)])
         }
     }
 
@@ -470,12 +463,16 @@ public final class Store: Sendable {
     /// Rewrites only the state and milestones of many transfers, in one transaction: the
     /// step of a registration from stored to active, without encoding the rest again.
     /// `.notFound` (and nothing written) if one of them is not stored.
-    public func update(states batch: [StateChange]) throws {
+    ///
+    /// `durable`: this commit (and every one before it) survives a power loss before it
+    /// returns: synchronous=FULL for it. The agent's commit before `registered` goes out is
+    /// one: a TN told "registered" must find the transfer after any restart.
+    public func update(states batch: [StateChange], durable: Bool = false) throws {
         let rows: [StatementArguments] = try batch.map { c in
             guard TransferRecord.states.contains(c.state) else { throw StoreError(.invalid, "unknown transfer state \(c.state)") }
             return [c.state, try Self.json(milestones: c.milestones), c.id]
         }
-        try write(batch.count == 1 ? "update transfer \(batch[0].id)" : "update \(batch.count) transfers") { db in
+        try write(batch.count == 1 ? "update transfer \(batch[0].id)" : "update \(batch.count) transfers", durable: durable) { db in
             let statement = try db.cachedStatement(sql: "UPDATE transfer SET state = ?, milestones = ? WHERE id = ?")
             for (c, args) in zip(batch, rows) {
                 try statement.execute(arguments: args)
@@ -625,8 +622,22 @@ public final class Store: Sendable {
         try Self.wrap(what) { try pool.read(body) }
     }
 
-    func write<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
-        try Self.wrap(what) { try pool.write(body) }
+    func write<T>(_ what: String, durable: Bool = false, _ body: (Database) throws -> T) throws -> T {
+        guard durable else { return try Self.wrap(what) { try pool.write(body) } }
+        // synchronous=FULL for this one commit: the WAL is synced before it returns (NORMAL
+        // leaves the last commits to the next checkpoint, which a power loss may never see).
+        return try Self.wrap(what) {
+            try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+                defer { try? db.execute(sql: "PRAGMA synchronous = NORMAL") }
+                var result: T?
+                try db.inTransaction {
+                    result = try body(db)
+                    return .commit
+                }
+                return result!
+            }
+        }
     }
 
     /// Turns SQLite's errors into StoreError: a constraint is a conflict,

@@ -541,6 +541,24 @@ enum FixtureTable {
                                rules: [SessionRule(match: e.match, forward: .l2(to: World.targetMAC, from: World.saMAC))],
                                verdict: Fixture.TX, output: Frame(ethernet: oe, datagram: IPDatagram(e.datagram.header, reply)).bytes,
                                reason: .ruleHit))
+            // Loops: a tunnelled packet for a taken-over address is not tunnelled again (in
+            // either tunnel protocol), and nothing goes out to the agent's own MAC.
+            for proto: UInt8 in [4, 41] {
+                let inner = FrameSpec(proto == 4 ? .v4 : .v6, .udp).datagram.bytes
+                let tunnelled = Frame(ethernet: s.ethernet, datagram: IPDatagram(s.datagram.header, .raw(protocol: proto, bytes: inner)))
+                out.append(Fixture(name: "\(family.rawValue) protocol \(proto) for a taken-over address: dropped, not tunnelled again",
+                                   frame: tunnelled.bytes, takeovers: [World.takeover(family)], verdict: Fixture.DROP,
+                                   reason: .loopDropped))
+            }
+            var own = World.takeover(family)
+            own.defaultForward = .l2(to: World.saMAC, from: World.saMAC)
+            out.append(Fixture(name: "\(family.rawValue) default forward to the agent's own MAC: dropped", frame: s.bytes,
+                               takeovers: [own], verdict: Fixture.DROP, reason: .loopDropped))
+            out.append(Fixture(name: "\(family.rawValue) rule tunnelling through the agent's own MAC: dropped", frame: s.bytes,
+                               takeovers: [World.takeover(family)],
+                               rules: [SessionRule(match: s.match, forward: .encap(to: target, from: World.ip(family, .sa),
+                                                                                   nextHop: World.saMAC, sourceMAC: World.saMAC))],
+                               verdict: Fixture.DROP, reason: .loopDropped))
         }
         return out
     }

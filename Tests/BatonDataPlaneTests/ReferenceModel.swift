@@ -227,6 +227,7 @@ struct ReferenceModel {
             hit = .rule(k)
             reasons = [.ruleHit]
         } else if let t = takeovers[f.dst] {
+            if f.proto == 4 || f.proto == 41 { return drop(.loopDropped) }
             fwd = t.defaultForward
             hit = .takeover(f.dst)
             reasons = [.defaultHit]
@@ -241,7 +242,14 @@ struct ReferenceModel {
             return Expectation(verdict: Self.XDP_PASS, output: out, reasons: reasons, hit: hit)
         case .drop:
             return Expectation(verdict: Self.XDP_DROP, output: nil, reasons: reasons, hit: hit)
-        case .l2:
+        case .l2, .encap:
+            if fwd.destinationMAC == fwd.sourceMAC {
+                reasons.append(.loopDropped)
+                return Expectation(verdict: Self.XDP_DROP, output: nil, reasons: reasons, hit: hit)
+            }
+        }
+        switch fwd.action {
+        case .pass, .drop, .l2:
             break
         case .encap:
             guard let os = fwd.outerSource, let od = fwd.outerDestination,

@@ -35,10 +35,12 @@ struct AuthorizationTests {
                 return line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
             }
 
-            // Not enrolled: the TN hears why.
+            // Not enrolled: refused and counted, and no datagram goes to the addresses the
+            // registration merely claims (the TN hears nothing and gives up).
             var answer = start()
-            #expect(answer.contains("not an enrolled device"), "\(answer)")
-            #expect(try counted("unenrolled") == 1)
+            #expect(answer.contains("agent") && !answer.contains("not an enrolled device"), "\(answer)")
+            let unenrolled = try counted("unenrolled")
+            #expect(unenrolled >= 1, "each retransmission is refused again")
 
             // Enrolled, but for another address.
             try agent.addDevice(Device(name: "tn", publicKey: tnKey, addresses: ["192.0.2.0/24"]))
@@ -49,6 +51,12 @@ struct AuthorizationTests {
             // Owns it, but the target is not enrolled.
             try agent.deleteDevice("tn")
             try agent.addDevice(Device(name: "tn", publicKey: tnKey, addresses: ["\(tn.ipv4)/32"]))
+            answer = start()
+            #expect(answer.contains("does not own the temporary address"), "\(answer)")
+            // With its temporary pool.
+            try agent.deleteDevice("tn")
+            try agent.addDevice(Device(name: "tn", publicKey: tnKey,
+                                       addresses: ["\(tn.ipv4)/32"] + rig.daemons.temporaryPools.map { "\($0)" }))
             answer = start()
             #expect(answer.contains("not an address of any enrolled device"), "\(answer)")
             #expect(try counted("unenrolled-target") == 1)
@@ -69,7 +77,7 @@ struct AuthorizationTests {
             #expect(answer == "started", "\(answer)")
             let metrics = try agent.metrics()
             #expect(metrics.contains("baton_takeovers_total 1"), "\(metrics)")
-            #expect(metrics.contains("baton_registrations_total{result=\"refused\"} 5"), "\(metrics)")
+            #expect(metrics.contains("baton_registrations_total{result=\"refused\"} \(Int(unenrolled) + 5)"), "\(metrics)")
 
             // Bad enrolments are refused with clear errors and change nothing.
             #expect { try agent.addDevice(Device(name: "tn", publicKey: tnKey, addresses: ["\(tn.ipv4)/32"])) }
@@ -196,14 +204,16 @@ struct APIRegistrations {
     /// A sealed registration, base64, for 198.51.100.`host` (temporary .`100 + host`); sealed
     /// again on the same channel, it is the TN's retransmission.
     func envelope(_ host: Int, ports: [UInt16] = [5004], idleTimeout: Double? = nil,
-                  channel: TransferChannel = TransferChannel(transfer: .random(), key: .random(), role: .tn)) -> String {
+                  channel: TransferChannel = TransferChannel(transfer: .random(), key: .random(), role: .tn),
+                  temporary: IPAddress? = nil, control: IPAddress? = nil, tnMAC: MACAddress? = nil,
+                  targetMAC: MACAddress? = nil) -> String {
         let original = IPAddress("198.51.100.\(host)")!
-        let temporary = IPAddress("198.51.100.\(100 + host)")!
+        let temporary = temporary ?? IPAddress("198.51.100.\(100 + host)")!
         let bytes = try! channel.seal(.register(Register(
-            original: original, temporary: temporary, tnMAC: rig.tn.mac, mode: .l2,
+            original: original, temporary: temporary, tnMAC: tnMAC ?? rig.tn.mac, mode: .l2,
             sessions: ports.map { SessionMatch(proto: .udp, source: nil, sourcePort: nil, destination: original, destinationPort: $0) },
-            targetMAC: rig.target.mac, targetAddress: rig.target.ipv4, control: Endpoint(address: temporary, port: 7390),
-            idleTimeout: idleTimeout)),
+            targetMAC: targetMAC ?? rig.target.mac, targetAddress: rig.target.ipv4,
+            control: Endpoint(address: control ?? temporary, port: 7390), idleTimeout: idleTimeout)),
             sealingKeyFor: agentKey, identity: identity)
         return Data(bytes).base64EncodedString()
     }
@@ -245,6 +255,41 @@ extension AuthorizationTests {
             #expect(try register([old]) == [false])
             #expect(try register([api.envelope(3)]) == [true])
             #expect(try agent.status().rejected["replayed"] == 1, "the replay after the restart is counted")
+        }
+    }
+}
+
+extension AuthorizationTests {
+    /// Issue 12 item 4: every address and MAC the agent will send to is checked, not only the
+    /// original: the temporary and control addresses must be the TN device's, the target MAC
+    /// the one the agent's neighbour table has for the target, and no MAC the agent's own.
+    @Test func registrationsCheckedFieldByField() throws {
+        var options = LabDaemons.Options()
+        options.enrol = false
+        try Rig.with(.l2, family: .v4, options: options) { rig in
+            let api = try APIRegistrations(rig)
+            let agent = rig.agentControl
+            let agentMAC = try agent.status().mac
+            func refusal(_ envelope: String) throws -> String {
+                let r = try #require(try agent.register(RegistrationBatch(envelopes: [envelope])).first)
+                #expect(!r.accepted)
+                return r.error ?? ""
+            }
+            let outside = IPAddress("203.0.113.9")!
+            #expect(try refusal(api.envelope(1, temporary: outside)).contains("refused"))
+            #expect(try refusal(api.envelope(2, control: outside)).contains("refused"))
+            #expect(try refusal(api.envelope(3, targetMAC: MACAddress("02:00:5e:00:53:01")!)).contains("refused"))
+            #expect(try refusal(api.envelope(4, targetMAC: agentMAC)).contains("refused"))
+            #expect(try refusal(api.envelope(5, tnMAC: agentMAC)).contains("refused"))
+            #expect(try agent.status().takeovers.isEmpty, "a refused registration took over an address")
+            #expect(try agent.status().rejected["not-owner"] == 2, "the temporary and control addresses are the TN's")
+            let log = rig.daemons.agent.logText()
+            #expect(log.contains("does not own the temporary address 203.0.113.9"))
+            #expect(log.contains("does not own the control address 203.0.113.9"))
+            #expect(log.contains("the target MAC 02:00:5e:00:53:01 is not \(rig.target.ipv4)'s"))
+            #expect(log.contains("MAC \(agentMAC) is the agent's own"))
+            // Everything in order: admitted.
+            #expect(try agent.register(RegistrationBatch(envelopes: [api.envelope(6)])).map(\.accepted) == [true])
         }
     }
 }

@@ -184,7 +184,8 @@ struct baton_config {
 #define BATON_STAT_NA_REPLY       8 /* neighbour solicitation answered */
 #define BATON_STAT_ENCAP_FAIL     9 /* could not encapsulate (headroom, family mismatch): dropped */
 #define BATON_STAT_REDIRECT_FAIL 10 /* egress not in baton_devices: dropped */
-#define BATON_STAT_COUNT         11
+#define BATON_STAT_LOOP_DROP     11 /* would loop: a tunnelled packet for a taken-over address, or a frame to the agent's own MAC: dropped */
+#define BATON_STAT_COUNT         12
 
 /* (*) Not written per packet: the hit is counted on the rule's or takeover's
  * counter, and the control plane sums those (plus, in these two slots, what

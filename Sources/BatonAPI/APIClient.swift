@@ -143,8 +143,8 @@ public struct Control: Sendable {
     }
 
     @discardableResult
-    public func end(_ id: String) throws -> TransferInfo {
-        try wait { try await $0.endTransfer(path: .init(id: id)).ok.body.json }
+    public func end(_ id: String, force: Bool = false) throws -> TransferInfo {
+        try wait { try await $0.endTransfer(path: .init(id: id), query: .init(force: force ? true : nil)).ok.body.json }
     }
 
     public func devices() throws -> [Device] { try wait { try await $0.listDevices().ok.body.json.devices } }

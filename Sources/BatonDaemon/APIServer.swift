@@ -20,7 +20,8 @@ public protocol APIHandler: Sendable {
     func status() throws -> DaemonStatus
     func listTransfers() throws -> [TransferInfo]
     func showTransfer(_ id: String) throws -> TransferInfo
-    func endTransfer(_ id: String) throws -> TransferInfo
+    /// `force`: see docs/api.md (the TN reclaims with the agent silent; the agent clears now).
+    func endTransfer(_ id: String, force: Bool) throws -> TransferInfo
     func startTransfer(_ request: TransferRequest) throws -> TransferInfo
     func register(_ batch: RegistrationBatch) throws -> RegistrationResults
     func listDevices() throws -> [Device]
@@ -238,7 +239,8 @@ struct APIService: APIProtocol {
 
     func endTransfer(_ input: Operations.EndTransfer.Input) async throws -> Operations.EndTransfer.Output {
         let id = input.path.id
-        return .ok(.init(body: .json(try await run { try $0.endTransfer(id) })))
+        let force = input.query.force ?? false
+        return .ok(.init(body: .json(try await run { try $0.endTransfer(id, force: force) })))
     }
 
     func register(_ input: Operations.Register.Input) async throws -> Operations.Register.Output {

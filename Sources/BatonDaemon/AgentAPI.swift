@@ -34,8 +34,8 @@ extension Agent: APIHandler {
         }
     }
 
-    public func endTransfer(_ id: String) throws -> TransferInfo {
-        try table.end(try Self.transferID(id), reason: WakeUp.Reason.operator, then: info)
+    public func endTransfer(_ id: String, force: Bool) throws -> TransferInfo {
+        try table.end(try Self.transferID(id), reason: WakeUp.Reason.operator, force: force, then: info)
     }
 
     /// Registrations through the API: the same sealed messages as over UDP, answered in the

@@ -424,7 +424,7 @@ public final class Node: APIHandler, Sendable {
     /// `transfer end` on the TN: asks the agent to end; returns once woken up and reclaimed.
     /// Nothing to end (not active) is a conflict; an agent that does not answer is a failure,
     /// and the transfer goes on: either way the caller hears that nothing ended.
-    private func end(_ t: Outgoing) throws -> TransferInfo {
+    private func end(_ t: Outgoing, force: Bool) throws -> TransferInfo {
         guard let agent = configuration.agent else { throw ControlError("no agent configured") }
         try tables.withLock { _ in
             guard t.state == .active else {
@@ -446,14 +446,27 @@ public final class Node: APIHandler, Sendable {
                 return (info(t), true)
             }
         }
+        /// The agent is silent and the operator said --force: the TN takes its address back
+        /// on its own (as a wake-up would), and says so.
+        func reclaimAnyway() -> TransferInfo? {
+            tables.withLock { _ -> TransferInfo? in
+                guard t.state == .active || t.state == .ending else { return nil }
+                logger.warning("transfer \(t.id): the agent did not answer; reclaiming \(t.original.address) anyway (--force)")
+                t.mark("forced")
+                reclaim(t, reason: WakeUp.Reason.forced)
+                return info(t)
+            }
+        }
         do {
             _ = try messenger.request(transfer: t.id, to: agent.endpoint(family), from: t.temporary, timeout: configuration.answerTimeout, {
                 try t.channel.seal(.end(End(reason: "requested by the TN")))
             }, answer: { $0.type == .wakeUp })
         } catch {
+            if force, let shown = reclaimAnyway() { return shown }
             _ = stillActive()
             throw error
         }
+        if force, t.state == .ending, let shown = reclaimAnyway() { return shown }
         let (shown, answered) = stillActive()
         guard answered else {
             throw ControlError("the agent \(agent.endpoint(family)) did not answer within \(configuration.answerTimeout): transfer \(t.id) goes on (still active); try again, or end it on the agent")
@@ -598,7 +611,7 @@ public final class Node: APIHandler, Sendable {
         }
     }
 
-    public func endTransfer(_ text: String) throws -> TransferInfo {
+    public func endTransfer(_ text: String, force: Bool) throws -> TransferInfo {
         let id = try parseID(text)
         guard let t = tables.withLock({ $0.outgoing[id] }) else {
             if tables.withLock({ $0.incoming[id] }) != nil {
@@ -606,7 +619,7 @@ public final class Node: APIHandler, Sendable {
             }
             throw ControlError.notFound("no transfer \(id)")
         }
-        return try end(t)
+        return try end(t, force: force)
     }
 
     public func metricsExposition() throws -> String {

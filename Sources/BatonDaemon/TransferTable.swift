@@ -273,14 +273,22 @@ final class TransferTable: Sendable {
     // MARK: - Ending
 
     /// The operator's `transfer end`: starts the wake-up of an active transfer (a waking one
-    /// is left as it is). Returns what `body` makes of it, under the lock.
-    func end<T>(_ id: TransferID, reason: String, then body: (AgentTransfer) -> T) throws -> T {
+    /// is left as it is). `force` clears it at once instead, without waiting for the TN (one
+    /// wake-up still goes out, for a TN that is there after all). Returns what `body` makes of
+    /// it, under the lock.
+    func end<T>(_ id: TransferID, reason: String, force: Bool = false, then body: (AgentTransfer) -> T) throws -> T {
         try tables.withLock { tables in
             guard let t = tables.known(id) else { throw ControlError.notFound("no transfer \(id)") }
-            guard t.state == .active || t.state == .waking else {
+            guard t.state == .active || t.state == .waking || (force && t.state == .lingering) else {
                 throw ControlError.conflict("transfer \(id) is \(t.state.rawValue): only an active transfer can be ended")
             }
             beginEnd(t, reason: reason)
+            if force {
+                logger.warning("transfer \(t.id): forced end; clearing the takeover of \(t.register.original) without the TN's confirmation")
+                t.reason = WakeUp.Reason.forced
+                t.mark("forced")
+                clear(t, &tables)
+            }
             return body(t)
         }
     }

@@ -767,7 +767,7 @@ public struct Client: APIProtocol {
     }
     /// End a transfer
     ///
-    /// On the TN: asks the agent to end it and waits up to 3 s for the wake-up. On the agent: starts the wake-up (reason operator). No request body. 409: the transfer is not active (already ending or ended), or this node is its target. 422 (failed), on the TN: the agent did not answer within 3 s; the transfer goes on, still active. Both roles.
+    /// On the TN: asks the agent to end it and waits up to 3 s for the wake-up. On the agent: starts the wake-up (reason operator). No request body. 409: the transfer is not active (already ending or ended), or this node is its target. 422 (failed), on the TN: the agent did not answer within 3 s; the transfer goes on, still active (unless force). Both roles.
     ///
     /// - Remark: HTTP `POST /v1/transfers/{id}/end`.
     /// - Remark: Generated from `#/paths//v1/transfers/{id}/end/post(endTransfer)`.
@@ -787,6 +787,13 @@ public struct Client: APIProtocol {
                     method: .post
                 )
                 suppressMutabilityWarning(&request)
+                try converter.setQueryItemAsURI(
+                    in: &request,
+                    style: .form,
+                    explode: true,
+                    name: "force",
+                    value: input.query.force
+                )
                 converter.setAcceptHeader(
                     in: &request.headerFields,
                     contentTypes: input.headers.accept

@@ -800,7 +800,7 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
     }
     /// End a transfer
     ///
-    /// On the TN: asks the agent to end it and waits up to 3 s for the wake-up. On the agent: starts the wake-up (reason operator). No request body. 409: the transfer is not active (already ending or ended), or this node is its target. 422 (failed), on the TN: the agent did not answer within 3 s; the transfer goes on, still active. Both roles.
+    /// On the TN: asks the agent to end it and waits up to 3 s for the wake-up. On the agent: starts the wake-up (reason operator). No request body. 409: the transfer is not active (already ending or ended), or this node is its target. 422 (failed), on the TN: the agent did not answer within 3 s; the transfer goes on, still active (unless force). Both roles.
     ///
     /// - Remark: HTTP `POST /v1/transfers/{id}/end`.
     /// - Remark: Generated from `#/paths//v1/transfers/{id}/end/post(endTransfer)`.
@@ -823,9 +823,17 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                     name: "id",
                     as: Components.Parameters.TransferID.self
                 ))
+                let query: Operations.EndTransfer.Input.Query = .init(force: try converter.getOptionalQueryItemAsURI(
+                    in: request.soar_query,
+                    style: .form,
+                    explode: true,
+                    name: "force",
+                    as: Swift.Bool.self
+                ))
                 let headers: Operations.EndTransfer.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
                 return Operations.EndTransfer.Input(
                     path: path,
+                    query: query,
                     headers: headers
                 )
             },

@@ -1034,7 +1034,7 @@ public enum Operations {
     }
     /// End a transfer
     ///
-    /// On the TN: asks the agent to end it and waits up to 3 s for the wake-up. On the agent: starts the wake-up (reason operator). No request body. 409: the transfer is not active (already ending or ended), or this node is its target. 422 (failed), on the TN: the agent did not answer within 3 s; the transfer goes on, still active. Both roles.
+    /// On the TN: asks the agent to end it and waits up to 3 s for the wake-up. On the agent: starts the wake-up (reason operator). No request body. 409: the transfer is not active (already ending or ended), or this node is its target. 422 (failed), on the TN: the agent did not answer within 3 s; the transfer goes on, still active (unless force). Both roles.
     ///
     /// - Remark: HTTP `POST /v1/transfers/{id}/end`.
     /// - Remark: Generated from `#/paths//v1/transfers/{id}/end/post(endTransfer)`.
@@ -1056,6 +1056,21 @@ public enum Operations {
                 }
             }
             public var path: Operations.EndTransfer.Input.Path
+            /// - Remark: Generated from `#/paths/v1/transfers/{id}/end/POST/query`.
+            public struct Query: Sendable, Hashable {
+                /// On the TN: when the agent does not answer within 3 s, reclaim the original address anyway (put it back on the wire and announce it; the transfer ends with reason forced). On the agent: clear the takeover and the rules now, without waiting for the TN's confirmation (reason forced). Default false.
+                ///
+                /// - Remark: Generated from `#/paths/v1/transfers/{id}/end/POST/query/force`.
+                public var force: Swift.Bool?
+                /// Creates a new `Query`.
+                ///
+                /// - Parameters:
+                ///   - force: On the TN: when the agent does not answer within 3 s, reclaim the original address anyway (put it back on the wire and announce it; the transfer ends with reason forced). On the agent: clear the takeover and the rules now, without waiting for the TN's confirmation (reason forced). Default false.
+                public init(force: Swift.Bool? = nil) {
+                    self.force = force
+                }
+            }
+            public var query: Operations.EndTransfer.Input.Query
             /// - Remark: Generated from `#/paths/v1/transfers/{id}/end/POST/header`.
             public struct Headers: Sendable, Hashable {
                 public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.EndTransfer.AcceptableContentType>]
@@ -1072,12 +1087,15 @@ public enum Operations {
             ///
             /// - Parameters:
             ///   - path:
+            ///   - query:
             ///   - headers:
             public init(
                 path: Operations.EndTransfer.Input.Path,
+                query: Operations.EndTransfer.Input.Query = .init(),
                 headers: Operations.EndTransfer.Input.Headers = .init()
             ) {
                 self.path = path
+                self.query = query
                 self.headers = headers
             }
         }

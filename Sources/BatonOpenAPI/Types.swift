@@ -58,7 +58,7 @@ public protocol APIProtocol: Sendable {
     func showTransfer(_ input: Operations.ShowTransfer.Input) async throws -> Operations.ShowTransfer.Output
     /// End a transfer
     ///
-    /// On the TN: asks the agent to end it and waits up to 3 s for the wake-up. On the agent: starts the wake-up (reason operator). No request body. 409: the transfer is not active (already ending or ended), or this node is its target. 422 (failed), on the TN: the agent did not answer within 3 s; the transfer goes on, still active. Both roles.
+    /// On the TN: asks the agent to end it and waits up to 3 s for the wake-up. On the agent: starts the wake-up (reason operator). No request body. 409: the transfer is not active (already ending or ended), or this node is its target. 422 (failed), on the TN: the agent did not answer within 3 s; the transfer goes on, still active (unless force). Both roles.
     ///
     /// - Remark: HTTP `POST /v1/transfers/{id}/end`.
     /// - Remark: Generated from `#/paths//v1/transfers/{id}/end/post(endTransfer)`.
@@ -182,16 +182,18 @@ extension APIProtocol {
     }
     /// End a transfer
     ///
-    /// On the TN: asks the agent to end it and waits up to 3 s for the wake-up. On the agent: starts the wake-up (reason operator). No request body. 409: the transfer is not active (already ending or ended), or this node is its target. 422 (failed), on the TN: the agent did not answer within 3 s; the transfer goes on, still active. Both roles.
+    /// On the TN: asks the agent to end it and waits up to 3 s for the wake-up. On the agent: starts the wake-up (reason operator). No request body. 409: the transfer is not active (already ending or ended), or this node is its target. 422 (failed), on the TN: the agent did not answer within 3 s; the transfer goes on, still active (unless force). Both roles.
     ///
     /// - Remark: HTTP `POST /v1/transfers/{id}/end`.
     /// - Remark: Generated from `#/paths//v1/transfers/{id}/end/post(endTransfer)`.
     public func endTransfer(
         path: Operations.EndTransfer.Input.Path,
+        query: Operations.EndTransfer.Input.Query = .init(),
         headers: Operations.EndTransfer.Input.Headers = .init()
     ) async throws -> Operations.EndTransfer.Output {
         try await endTransfer(Operations.EndTransfer.Input(
             path: path,
+            query: query,
             headers: headers
         ))
     }

@@ -132,6 +132,9 @@ public struct WakeUp: Codable, Hashable, Sendable {
         /// Not a wake-up reason but how such a transfer ends: the TN never confirmed the
         /// wake-up, and the agent cleared the takeover after `--max-waking`.
         public static let unanswered = "unanswered"
+        /// Not a wake-up reason either: ended by `transfer end --force` without the other
+        /// side (the TN reclaimed with the agent silent, or the agent cleared without the TN).
+        public static let forced = "forced"
     }
 }
 

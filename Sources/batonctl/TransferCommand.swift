@@ -141,8 +141,15 @@ struct TransferCommand: ParsableCommand {
             Run it on the TN or on the session agent (the target cannot end a transfer). The \
             agent sends the wake-up, the TN reclaims and announces its original address, and the \
             agent keeps forwarding until the TN confirms. On the agent the command returns at \
-            once; on the TN once the address is back (or after 3 s without a wake-up). It prints \
-            the transfer's state at that moment (`transfer show ID` follows it to "ended").
+            once; on the TN once the address is back (or after 3 s without a wake-up: then \
+            nothing ended, exit 1). It prints the transfer's state at that moment (`transfer show \
+            ID` follows it to "ended").
+
+            --force is for a peer that is gone. On the TN: when the agent does not answer, the TN \
+            reclaims its address anyway (back on the wire, announced; reason "forced"); if the \
+            agent's host still runs its XDP program, it goes on answering ARP for the address \
+            until its batond clears it. On the agent: the takeover and the rules are cleared at \
+            once, without waiting for the TN to confirm (reason "forced").
             """)
 
         @OptionGroup(title: "Daemon Options") var daemon: ControlOptions
@@ -151,9 +158,13 @@ struct TransferCommand: ParsableCommand {
         @Argument(help: ArgumentHelp("The transfer's ID.", valueName: "id"))
         var id: String
 
+        @Flag(help: "End it without the other side: the TN reclaims with the agent silent; the agent clears at once.")
+        var force = false
+
         func run() throws {
             let id = try Parse.transferID(id)
-            let t = try withDaemon(daemon) { try $0.end(id) }
+            let force = force
+            let t = try withDaemon(daemon) { try $0.end(id, force: force) }
             if output.json {
                 try JSON.print(t)
             } else {

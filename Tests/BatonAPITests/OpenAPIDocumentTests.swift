@@ -42,7 +42,7 @@ struct OpenAPIDocumentTests {
                 "the document, the configuration or the generated code changed since make openapi last ran (run it, and commit what it writes):\n\(said)")
     }
 
-    @Test("every operation has an operationId and an x-baton-role (OperationRoles's); every path parameter is declared, with a pattern")
+    @Test("every operation has an operationId and an x-baton-role (OperationRoles's); every path parameter is declared, with a pattern; query parameters are optional flags")
     func operations() throws {
         let operations = document.operations
         #expect(operations.count >= 14)
@@ -54,10 +54,15 @@ struct OpenAPIDocumentTests {
             let parameters = (op.body["parameters"] as? [Any] ?? []).compactMap { document.resolve($0) }
             let declared = Set(parameters.filter { $0["in"] as? String == "path" }.compactMap { $0["name"] as? String })
             #expect(declared == template, "\(op.id): path parameters \(declared.sorted()), template has \(template.sorted())")
-            for parameter in parameters {
+            for parameter in parameters where parameter["in"] as? String == "path" {
                 #expect(parameter["required"] as? Bool == true)
                 let schema = try #require(document.resolve(parameter["schema"] as Any))
                 #expect(schema["pattern"] is String, "\(op.id): parameter \(parameter["name"] ?? "?") has no pattern")
+            }
+            // Query parameters are optional flags.
+            for parameter in parameters where parameter["in"] as? String == "query" {
+                #expect(parameter["required"] as? Bool != true, "\(op.id): query parameter \(parameter["name"] ?? "?") is required")
+                #expect(document.resolve(parameter["schema"] as Any)?["type"] as? String == "boolean")
             }
         }
     }

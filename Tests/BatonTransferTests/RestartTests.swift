@@ -258,3 +258,39 @@ final class Outcome: @unchecked Sendable {
         }
     }
 }
+
+extension RestartTests {
+    /// `transfer end --force` (issue 12 item 7), for a peer that is gone. The agent killed: the
+    /// TN's plain end fails and the transfer stays active; with --force the TN reclaims its
+    /// address on its own (reason forced). Then, the agent back (it restores the transfer as
+    /// active) and the TN killed: the agent's forced end clears the takeover and the rules at
+    /// once, without waiting for a confirmation that cannot come.
+    @Test func forcedEndWithoutThePeer() throws {
+        var options = LabDaemons.Options()
+        options.agentArguments = ["--idle-timeout", "120"]
+        try Rig.with(.l2, family: .v4, options: options) { rig in
+            let c = try rig.startCall(perSecond: 2000, reaching: 100)
+            let transfer = try rig.transfer(c, .l2)
+            try rig.wait(3, "the call to reach the target") { c.atTarget.count(flow: 1) > 200 }
+
+            rig.daemons.agent.kill()
+            #expect { try rig.tnControl.end(transfer.id) } throws: { ($0 as? ControlError)?.code == .failed }
+            #expect(try rig.tnControl.show(transfer.id).state == .active, "nothing ended without --force")
+            let forced = try rig.tnControl.end(transfer.id, force: true)
+            #expect(forced.state == .ended && forced.reason == "forced" && forced.milestones["forced"] != nil, "\(forced)")
+            #expect(try rig.tnControl.status().addresses.contains { $0.hasPrefix("\(rig.original)/") },
+                    "the original is back on the TN's interface")
+
+            try rig.daemons.agent.restart()
+            #expect(try rig.agentControl.show(transfer.id).state == .active, "the agent never heard of it")
+            rig.daemons.tn.kill()
+            let cleared = try rig.agentControl.end(transfer.id, force: true)
+            #expect(cleared.state == .ended && cleared.reason == "forced", "\(cleared)")
+            #expect(try rig.agentControl.status().takeovers.isEmpty)
+            #expect(try DataPlane.adopt(root: rig.daemons.pinRoots[0]).ruleCount() == 0, "the rules went with the takeover")
+            #expect(try rig.agentControl.metrics().contains("baton_transfers_ended_total{reason=\"forced\"} 1"))
+            _ = c.sender.stop()
+            _ = c.atTN.stop() + c.atTarget.stop()
+        }
+    }
+}

@@ -35,6 +35,10 @@ final class Admission: Sendable {
     /// Enrolled devices' static secrets: a registration then costs one X25519, not two.
     let staticSecrets: StaticSecrets
     let limiter: RateLimiter
+    /// Before any public-key operation: the agent's mac1 check, and a bucket per source
+    /// address (four times a device's rate and burst, at least 200/s and 400).
+    let mac1: MAC1
+    let sources: RateLimiter
     /// Registrations seen lately (and the agent's start): a replay is dropped before it costs
     /// a rate-limit token or is judged again.
     let replays = ReplayWindow(window: 2 * TransferProtocol.defaultMaxClockSkew + 1)
@@ -50,6 +54,8 @@ final class Admission: Sendable {
         self.enrolments = enrolments
         self.staticSecrets = staticSecrets
         limiter = RateLimiter(rate: configuration.rateLimit, burst: configuration.rateBurst)
+        mac1 = MAC1(recipient: configuration.identity.publicKey)
+        sources = RateLimiter(rate: max(4 * configuration.rateLimit, 200), burst: max(4 * configuration.rateBurst, 400))
         self.rejections = rejections
         self.messenger = messenger
         self.logger = logger
@@ -75,6 +81,18 @@ final class Admission: Sendable {
             return .answered(handled)
         }
         func known() -> Answer?? { envelope.sealedKey == nil ? nil : table.receiveKnown(envelope, from: source) }
+        if envelope.sealedKey != nil {
+            // Cheap refusals first: junk costs an HMAC; a source over its rate costs nothing
+            // more. Only then the X25519.
+            guard mac1.verifies(envelope) else {
+                rejections.record(ProtocolError.badMAC1, from: source)
+                return .answered(nil)
+            }
+            if let host = Self.host(source), !sources.take(host) {
+                rejections.record("flood", from: source, "over \(Int(sources.rate)) sealed messages/s from \(host)")
+                return .answered(nil)
+            }
+        }
         let sender = envelope.sealedKey?.senderPublicKey
         // Only enrolled senders' static secrets are kept: anyone can send a sealed key.
         let enrolled = sender.map { (try? enrolments.current())?.device(publicKey: "\($0)") != nil } ?? false
@@ -83,7 +101,7 @@ final class Admission: Sendable {
             // refused (sealed to it); `authorize` checks the enrolment before anything is written.
             let (channel, message) = try TransferChannel.opening(
                 envelope, identity: configuration.identity, role: .agent, trusted: { _ in true },
-                staticSecrets: enrolled ? staticSecrets : nil)
+                staticSecrets: enrolled ? staticSecrets : nil, mac1: mac1)
             guard case .register(let register) = message else {
                 if let handled = known() { return .answered(handled) }
                 rejections.record("unexpected", from: source, "\(message.type) for unknown transfer \(envelope.transfer)")
@@ -204,6 +222,14 @@ final class Admission: Sendable {
             context.own[family] = Set(try Netlink().addresses(interface: configuration.interface, family: family).map(\.address))
         }
         guard !context.own[family]!.contains(r.original) else { throw ControlError.forbidden("\(r.original) is the agent's own address") }
+    }
+
+    /// The address part of a datagram's source ("10.0.0.3:7390", "[fd00::3]:7390"); nil for
+    /// the API, whose callers are authenticated otherwise.
+    static func host(_ source: String) -> String? {
+        if source.hasPrefix("["), let end = source.firstIndex(of: "]") { return String(source[source.index(after: source.startIndex)..<end]) }
+        guard let colon = source.lastIndex(of: ":"), !source.hasPrefix("api") else { return nil }
+        return String(source[..<colon])
     }
 
     /// The MAC of the next hop towards `destination`, resolving it if the kernel has none yet.

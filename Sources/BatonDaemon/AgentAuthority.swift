@@ -240,7 +240,7 @@ final class Enrolments: Sendable {
 
 /// Token buckets per device: `rate` per second, up to `burst` at once.
 final class RateLimiter: Sendable {
-    private let rate: Double
+    let rate: Double
     private let burst: Double
     private let buckets = Mutex<[String: (tokens: Double, at: ContinuousClock.Instant)]>([:])
 

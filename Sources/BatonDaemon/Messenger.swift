@@ -113,9 +113,20 @@ private final class Slot: Sendable {
     }
 }
 
-/// Counts rejected messages by reason and logs each one.
+/// Counts rejected messages by reason, and logs them: each one, up to `logsPerSecond` a
+/// second per reason; past that a flood costs no log line, and the next line says how many
+/// were left out.
 final class Rejections: Sendable {
+    static let logsPerSecond = 10
+
+    private struct LogWindow {
+        var start: ContinuousClock.Instant
+        var logged = 0
+        var suppressed = 0
+    }
+
     private let counts = Mutex<[String: Int]>([:])
+    private let windows = Mutex<[String: LogWindow]>([:])
     private let logger: Logger
     private let metrics: DaemonMetrics?
 
@@ -128,7 +139,21 @@ final class Rejections: Sendable {
     func record(_ reason: String, from source: some CustomStringConvertible, _ detail: String) {
         counts.withLock { $0[reason, default: 0] += 1 }
         metrics?.rejection(reason)
-        logger.warning("rejected message from \(source): \(reason): \(detail)")
+        let now = ContinuousClock.now
+        let left: Int? = windows.withLock { w in
+            var window = w[reason] ?? LogWindow(start: now)
+            if now - window.start >= .seconds(1) { window = LogWindow(start: now, suppressed: window.suppressed) }
+            defer { w[reason] = window }
+            guard window.logged < Self.logsPerSecond else {
+                window.suppressed += 1
+                return nil
+            }
+            window.logged += 1
+            defer { window.suppressed = 0 }
+            return window.suppressed
+        }
+        guard let left else { return }
+        logger.warning("rejected message from \(source): \(reason): \(detail)\(left > 0 ? " (\(left) more \(reason) not logged)" : "")")
     }
 
     func record(_ error: ProtocolError, from source: some CustomStringConvertible) {
@@ -153,6 +178,7 @@ final class Rejections: Sendable {
         case .stale: return "stale"
         case .untrustedSender: return "untrusted"
         case .authenticationFailed, .badSealedKey: return "forged"
+        case .badMAC1: return "junk"
         case .wrongRole: return "misdirected"
         case .missingSealedKey, .wrongTransfer: return "unknown-transfer"
         default: return "malformed"

@@ -15,6 +15,7 @@ import Foundation
 ///    24  timestamp               8   u64, Unix milliseconds
 ///    32  [sealed key           112]  sender static pub 32 | ephemeral pub 32 | ciphertext 32 + tag 16
 ///    32 or 144: AEAD ciphertext of the JSON body, then its 16-byte tag
+///    [mac1                    16]  with a sealed key: see `MAC1`
 public struct Envelope: Sendable, Hashable {
     public static let magic: [UInt8] = Array("BATN".utf8)
     /// Bytes before the optional sealed-key block.
@@ -36,9 +37,11 @@ public struct Envelope: Sendable, Hashable {
     public let header: [UInt8]
     /// The encrypted body followed by the 16-byte tag.
     public let ciphertext: [UInt8]
+    /// With a sealed key: the recipient-keyed check over header and ciphertext (`MAC1`).
+    public let mac1: [UInt8]?
 
     /// The datagram.
-    public var bytes: [UInt8] { header + ciphertext }
+    public var bytes: [UInt8] { header + ciphertext + (mac1 ?? []) }
 
     /// `timestamp` as a date.
     public var date: Date { Date(timeIntervalSince1970: Double(timestamp) / 1000) }
@@ -60,15 +63,21 @@ public struct Envelope: Sendable, Hashable {
         let timestamp = readU64(bytes, at: 24)
         var headerEnd = fixedHeaderSize
         var sealedKey: SealedKey?
+        var trailer = 0
         if flags & sealedKeyFlag != 0 {
             headerEnd += SealedKey.size
-            guard bytes.count >= headerEnd + tagSize else { throw .truncated(length: bytes.count, needed: headerEnd + tagSize) }
+            trailer = MAC1.size
+            guard bytes.count >= headerEnd + tagSize + trailer else {
+                throw .truncated(length: bytes.count, needed: headerEnd + tagSize + trailer)
+            }
             sealedKey = SealedKey(bytes: bytes[fixedHeaderSize..<headerEnd])
         }
         guard bytes.count >= headerEnd + tagSize else { throw .truncated(length: bytes.count, needed: headerEnd + tagSize) }
+        let end = bytes.count - trailer
         return Envelope(version: bytes[4], type: type, flags: flags, sender: sender, transfer: transfer,
                         counter: counter, timestamp: timestamp, sealedKey: sealedKey,
-                        header: Array(bytes[0..<headerEnd]), ciphertext: Array(bytes[headerEnd...]))
+                        header: Array(bytes[0..<headerEnd]), ciphertext: Array(bytes[headerEnd..<end]),
+                        mac1: trailer == 0 ? nil : Array(bytes[end...]))
     }
 
     /// The header of an outgoing message.

@@ -15,6 +15,9 @@ public enum ProtocolError: Error, Equatable, Sendable, CustomStringConvertible {
     case unsupportedFlags(UInt8)
     /// The AEAD tag does not verify: forged, corrupted, or sealed under another session key.
     case authenticationFailed
+    /// A message with a sealed key whose mac1 is not this node's (`MAC1`): junk, or made for
+    /// another node. Found before any public-key operation.
+    case badMAC1
     /// The sealed session key does not open with this node's key: not sealed
     /// for this node, sealed by another sender key, or tampered with.
     case badSealedKey
@@ -56,6 +59,8 @@ public enum ProtocolError: Error, Equatable, Sendable, CustomStringConvertible {
             return "unsupported flags 0x\(String(f, radix: 16))"
         case .authenticationFailed:
             return "authentication failed: forged, corrupted, or sealed under another session key"
+        case .badMAC1:
+            return "no valid mac1 for this node: junk, or made for another node"
         case .badSealedKey:
             return "sealed session key does not open: not sealed for this node, or tampered with"
         case .missingSealedKey:

@@ -100,11 +100,11 @@ public final class TransferChannel: Sendable {
                      identity: NodeIdentity? = nil, now: Date = Date()) throws(ProtocolError) -> [UInt8] {
         let to = try self.recipient(of: message.type, recipient)
         let body = try message.encodeBody()
-        var sealedKey: SealedKey?
+        var sealedKey: (key: SealedKey, mac1: MAC1)?
         if let recipientKey {
             guard let identity else { throw .missingIdentity }
             guard let pair = pairKeys[to] else { throw .wrongRole(type: message.type, sender: role, recipient: to) }
-            sealedKey = try SealedKey.seal(pair, for: recipientKey, from: identity, transfer: transfer)
+            sealedKey = (try SealedKey.seal(pair, for: recipientKey, from: identity, transfer: transfer), MAC1(recipient: recipientKey))
         }
         return try seal(type: message.type, to: to, body: body, sealedKey: sealedKey, now: now)
     }
@@ -120,22 +120,24 @@ public final class TransferChannel: Sendable {
     }
 
     /// Seals any body under `type` (tests use it for authentic but malformed bodies).
-    func seal(type: MessageType, to recipient: Role? = nil, body: [UInt8], sealedKey: SealedKey?, now: Date) throws(ProtocolError) -> [UInt8] {
+    func seal(type: MessageType, to recipient: Role? = nil, body: [UInt8], sealedKey: (key: SealedKey, mac1: MAC1)?,
+              now: Date) throws(ProtocolError) -> [UInt8] {
         let to = try self.recipient(of: type, recipient)
         guard let messageKey = messageKeys[Direction(sender: role, recipient: to)] else {
             throw .wrongRole(type: type, sender: role, recipient: to)
         }
-        let size = Envelope.fixedHeaderSize + (sealedKey == nil ? 0 : SealedKey.size) + body.count + Envelope.tagSize
+        let size = Envelope.fixedHeaderSize + (sealedKey == nil ? 0 : SealedKey.size + MAC1.size) + body.count + Envelope.tagSize
         guard size <= TransferProtocol.maxDatagramSize else { throw .tooLarge(size) }
         guard let counter = counters.next() else { throw .counterExhausted }
         let ms = now.timeIntervalSince1970 * 1000
         let timestamp: UInt64 = ms <= 0 || ms.isNaN ? 0 : ms >= 1.8e19 ? .max : UInt64(ms)
         let header = Envelope.header(type: type, sender: role, transfer: transfer, counter: counter,
-                                     timestamp: timestamp, sealedKey: sealedKey)
+                                     timestamp: timestamp, sealedKey: sealedKey?.key)
         do {
             let box = try ChaChaPoly.seal(body, using: messageKey, nonce: Self.nonce(role: role, counter: counter),
                                           authenticating: header)
-            return header + Array(box.ciphertext) + Array(box.tag)
+            let ciphertext = Array(box.ciphertext) + Array(box.tag)
+            return header + ciphertext + (sealedKey?.mac1.compute(header: header, ciphertext: ciphertext) ?? [])
         } catch {
             throw .malformedBody("sealing failed: \(error)")
         }
@@ -188,9 +190,11 @@ public final class TransferChannel: Sendable {
     /// had one for recently); otherwise use that channel's `open`, or a replayed
     /// first message would create a second channel with fresh replay state.
     public static func opening(_ envelope: Envelope, identity: NodeIdentity, role: Role,
-                               trusted: (PublicKey) -> Bool, staticSecrets: StaticSecrets? = nil,
+                               trusted: (PublicKey) -> Bool, staticSecrets: StaticSecrets? = nil, mac1: MAC1? = nil,
                                now: Date = Date()) throws(ProtocolError) -> (TransferChannel, Message) {
         guard let sealed = envelope.sealedKey else { throw .missingSealedKey }
+        // The cheap check first: junk costs an HMAC, not two X25519.
+        guard (mac1 ?? MAC1(recipient: identity.publicKey)).verifies(envelope) else { throw .badMAC1 }
         guard trusted(sealed.senderPublicKey) else { throw .untrustedSender(sealed.senderPublicKey) }
         let key = try sealed.open(with: identity, transfer: envelope.transfer, staticSecrets: staticSecrets)
         let channel = TransferChannel(transfer: envelope.transfer, key: key, role: role)

@@ -5,6 +5,25 @@ import Testing
 @Suite struct ChannelTests {
     let p = Party()
 
+    /// `bytes` (with a sealed key) with its mac1 made for `recipient`.
+    static func remac(_ bytes: [UInt8], for recipient: PublicKey) -> [UInt8] {
+        let e = try! Envelope.parse(bytes)
+        return e.header + e.ciphertext + MAC1(recipient: recipient).compute(header: e.header, ciphertext: e.ciphertext)
+    }
+
+    /// Junk with the sealed-key flag, and a datagram sealed for another node, cost an HMAC:
+    /// refused as badMAC1 before the sealed key is looked at.
+    @Test func mac1RefusesJunkFirst() throws {
+        var junk = try p.tn.seal(.offer(sampleOffer), sealingKeyFor: p.targetID.publicKey, identity: p.tnID, now: t0)
+        for i in 32..<junk.count { junk[i] = UInt8.random(in: 0...255) }
+        #expect(throws: ProtocolError.badMAC1) {
+            try TransferChannel.opening(Envelope.parse(junk), identity: p.targetID, role: .target, trusted: { _ in true }, now: t0)
+        }
+        let good = try p.tn.seal(.offer(sampleOffer), sealingKeyFor: p.targetID.publicKey, identity: p.tnID, now: t0)
+        #expect(MAC1(recipient: p.targetID.publicKey).verifies(try Envelope.parse(good)))
+        #expect(!MAC1(recipient: p.agentID.publicKey).verifies(try Envelope.parse(good)))
+    }
+
     @Test func identicalDatagramIsAReplay() throws {
         let bytes = try p.tn.seal(.release(Release()), now: t0)
         let counter = try Envelope.parse(bytes).counter
@@ -41,7 +60,9 @@ import Testing
         let before = try p.tn.seal(.release(Release()), now: t0)
         _ = try parseAndOpen(before, with: p.target)
         Thread.sleep(forTimeInterval: 0.001)
-        let again = TransferChannel(transfer: p.transfer, key: p.key, role: .tn)
+        // A new process: a new count, from the clock (the daemons also raise it past the last
+        // run's stored reservation: CounterReservationTests).
+        let again = TransferChannel(transfer: p.transfer, key: p.key, role: .tn, counters: CounterSource())
         #expect(try parseAndOpen(try again.seal(.release(Release()), now: t0), with: p.target) == .release(Release()))
     }
 
@@ -118,6 +139,8 @@ import Testing
         let malloryChannel = TransferChannel(transfer: p.transfer, key: SessionKey.random(), role: .tn)
         var bytes = try malloryChannel.seal(.offer(sampleOffer), sealingKeyFor: p.targetID.publicKey, identity: mallory, now: t0)
         bytes.replaceSubrange(32..<64, with: p.tnID.publicKey.bytes)
+        // mallory knows the target's public key, so its mac1 is right.
+        bytes = Self.remac(bytes, for: p.targetID.publicKey)
         #expect(throws: ProtocolError.badSealedKey) {
             try TransferChannel.opening(Envelope.parse(bytes), identity: p.targetID, role: .target,
                                         trusted: { $0 == p.tnID.publicKey }, now: t0)
@@ -126,9 +149,15 @@ import Testing
 
     @Test func sealedForSomeoneElse() throws {
         let bytes = try p.tn.seal(.register(sampleRegister), sealingKeyFor: p.agentID.publicKey, identity: p.tnID, now: t0)
-        #expect(throws: ProtocolError.badSealedKey) {
+        // Its mac1 is the agent's: refused before any public-key operation.
+        #expect(throws: ProtocolError.badMAC1) {
             try TransferChannel.opening(Envelope.parse(bytes), identity: p.targetID, role: .agent,
                                         trusted: { $0 == p.tnID.publicKey }, now: t0)
+        }
+        // With a mac1 for this node, the sealed key still does not open.
+        #expect(throws: ProtocolError.badSealedKey) {
+            try TransferChannel.opening(Envelope.parse(Self.remac(bytes, for: p.targetID.publicKey)), identity: p.targetID,
+                                        role: .agent, trusted: { $0 == p.tnID.publicKey }, now: t0)
         }
     }
 

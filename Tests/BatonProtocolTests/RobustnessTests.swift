@@ -27,8 +27,13 @@ import Testing
                 for bit in 0..<8 {
                     var b = bytes
                     b[i] ^= UInt8(1 << bit)
-                    let e = error { _ = try parseAndOpen(b, with: recipient) }
-                    #expect(e != nil, "byte \(i) bit \(bit) of a \(bytes[5]) datagram was accepted")
+                    // mac1 (the sealed-key datagram's last 16 bytes) is `opening`'s check, before
+                    // any public-key operation; a channel authenticates by the AEAD alone.
+                    let inMAC1 = bytes[6] == 1 && i >= bytes.count - MAC1.size
+                    if !inMAC1 {
+                        let e = error { _ = try parseAndOpen(b, with: recipient) }
+                        #expect(e != nil, "byte \(i) bit \(bit) of a \(bytes[5]) datagram was accepted")
+                    }
                     if recipient === p.target {
                         let e2 = error {
                             _ = try TransferChannel.opening(Envelope.parse(b), identity: p.targetID, role: .target,
@@ -66,11 +71,11 @@ import Testing
             for n in 0..<bytes.count {
                 let e = error { _ = try parseAndOpen(Array(bytes[0..<n]), with: recipient) }
                 #expect(e != nil, "prefix of \(n) bytes accepted")
-                let headerEnd = bytes[6] == 1 ? 144 : 32
+                let headerEnd = bytes[6] == 1 ? 144 : 32, trailer = bytes[6] == 1 ? MAC1.size : 0
                 if n < 32 {
                     #expect(e == .truncated(length: n, needed: 48))
-                } else if n < headerEnd + 16 {
-                    #expect(e == .truncated(length: n, needed: headerEnd + 16))
+                } else if n < headerEnd + 16 + trailer {
+                    #expect(e == .truncated(length: n, needed: headerEnd + 16 + trailer))
                 } else {
                     #expect(e == .authenticationFailed)
                 }
@@ -91,7 +96,7 @@ import Testing
         #expect(throws: ProtocolError.unsupportedFlags(2)) { try Envelope.parse(mutate(6, 2)) }
         #expect(throws: ProtocolError.unknownRole(0)) { try Envelope.parse(mutate(7, 0)) }
         #expect(throws: ProtocolError.unknownRole(4)) { try Envelope.parse(mutate(7, 4)) }
-        #expect(throws: ProtocolError.truncated(length: 50, needed: 160)) { try Envelope.parse(mutate(6, 1)) }
+        #expect(throws: ProtocolError.truncated(length: 50, needed: 176)) { try Envelope.parse(mutate(6, 1)) }
         #expect(throws: ProtocolError.truncated(length: 0, needed: 48)) { try Envelope.parse([]) }
         #expect(throws: ProtocolError.truncated(length: 20, needed: 48)) { try Envelope.parse(Array(good[0..<20])) }
         #expect(throws: ProtocolError.truncated(length: 40, needed: 48)) { try Envelope.parse(Array(good[0..<40])) }
@@ -140,11 +145,14 @@ import Testing
         for i in 0..<2000 {
             let (bytes, recipient) = all[i % all.count]
             var b = bytes
+            var onlyMAC1 = bytes[6] == 1
             for _ in 0..<Int.random(in: 1...6, using: &rng) {
                 let at = Int.random(in: 0..<b.count, using: &rng)
                 b[at] = b[at] &+ UInt8.random(in: 1...255, using: &rng)
+                onlyMAC1 = onlyMAC1 && at >= b.count - MAC1.size
             }
-            #expect(error { _ = try parseAndOpen(b, with: recipient) } != nil)
+            // Corruption of mac1 alone is `opening`'s to catch (everyFlippedBitRejected).
+            #expect(error { _ = try parseAndOpen(b, with: recipient) } != nil || onlyMAC1)
         }
     }
 }

@@ -31,9 +31,11 @@ struct Party {
     let agent: TransferChannel
 
     init() {
-        tn = TransferChannel(transfer: transfer, key: key, role: .tn)
-        target = TransferChannel(transfer: transfer, key: Self.held(key, by: .target), role: .target)
-        agent = TransferChannel(transfer: transfer, key: Self.held(key, by: .agent), role: .agent)
+        // Each party its own count (as each node has), so that tests running side by side do
+        // not take each other's counters.
+        tn = TransferChannel(transfer: transfer, key: key, role: .tn, counters: CounterSource())
+        target = TransferChannel(transfer: transfer, key: Self.held(key, by: .target), role: .target, counters: CounterSource())
+        agent = TransferChannel(transfer: transfer, key: Self.held(key, by: .agent), role: .agent, counters: CounterSource())
     }
 
     /// The key `role` holds when the TN's root key is `root`.

@@ -80,11 +80,19 @@ struct ForgeryTests {
             try attacker.send(register, to: agentEndpoint)
             try rig.wait(3, "the agent to reject the replayed registration") { try rejected(rig.agentControl, "replayed") > replayedBefore }
 
-            // 2. The same registration with one byte of its ciphertext changed.
+            // 2. The same registration with one byte of its ciphertext changed: its mac1 no
+            // longer matches (junk, before any X25519); with a mac1 made anew by someone who
+            // knows the agent's public key, the sealed message does not authenticate (forged).
             var tampered = register
-            tampered[tampered.count - 20] ^= 0x40
-            let forgedBefore = try rejected(rig.agentControl, "forged")
+            tampered[tampered.count - 40] ^= 0x40
+            let junkBefore = try rejected(rig.agentControl, "junk")
             try attacker.send(tampered, to: agentEndpoint)
+            try rig.wait(3, "the agent to drop the tampered registration") { try rejected(rig.agentControl, "junk") > junkBefore }
+            let agentPublicKey = try #require(PublicKey(try rig.agentControl.status().publicKey))
+            let parsed = try Envelope.parse(tampered)
+            let remade = parsed.header + parsed.ciphertext + MAC1(recipient: agentPublicKey).compute(header: parsed.header, ciphertext: parsed.ciphertext)
+            let forgedBefore = try rejected(rig.agentControl, "forged")
+            try attacker.send(remade, to: agentEndpoint)
             try rig.wait(3, "the agent to reject the tampered registration") { try rejected(rig.agentControl, "forged") > forgedBefore }
 
             // 3. A well-formed registration sealed by a key that is not an enrolled device.

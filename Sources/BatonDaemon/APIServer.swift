@@ -3,6 +3,7 @@ import BatonDataPlane
 import BatonModel
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import NIOCore
@@ -85,6 +86,10 @@ public struct APIListeners: Sendable {
     public var control: String
     public var listen: (host: String, port: Int)?
     public var tls: ServerTLS?
+    /// Seconds a connection may sit idle (a TLS handshake included) before it is closed.
+    public var idleTimeout: Double = 30
+    /// Connections each listener serves at once; more are closed as they come.
+    public var maxConnections = 256
 
     public init(control: String, listen: (host: String, port: Int)? = nil, tls: ServerTLS? = nil) {
         self.control = control
@@ -123,8 +128,15 @@ public final class APIServer: Sendable {
                                                  withIntermediateDirectories: true)
         var quiet = logger
         quiet.logLevel = max(logger.logLevel, .warning)
+        // Each listener: connections idle past the timeout closed, and at most maxConnections.
+        func http1() -> HTTPServerBuilder {
+            let idle = TimeAmount.milliseconds(Int64(listeners.idleTimeout * 1000))
+            let cap = ConnectionCap(maximum: listeners.maxConnections, logger: logger)
+            return .http1(configuration: .init(additionalChannelHandlers: [cap.handler()], idleTimeout: idle))
+        }
         services.append(Application(
             router: router,
+            server: http1(),
             configuration: .init(address: .unixDomainSocket(path: control), serverName: "batond"),
             onServerRunning: { _ in
                 chmod(control, 0o600)
@@ -135,7 +147,7 @@ public final class APIServer: Sendable {
             guard let tls = listeners.tls else { throw ControlError.invalid("--listen needs --tls-cert, --tls-key and --tls-client-ca") }
             services.append(Application(
                 router: router,
-                server: try .tls(.http1(), tlsConfiguration: try tls.configuration()),
+                server: try .tls(http1(), tlsConfiguration: try tls.configuration()),
                 configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "batond"),
                 onServerRunning: { _ in ready.arrive() },
                 logger: quiet))
@@ -345,6 +357,14 @@ struct ErrorAnswers: ServerMiddleware {
         }
     }
 
+    /// A failure that is not the API's own (SQLite, NIO, a bug): the detail goes to the log,
+    /// the client gets a reference to it, never the internal text.
+    static func scrubbed(_ error: any Error, logger: Logger) -> ControlError {
+        let reference = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        logger.error("API internal error \(reference): \(error)")
+        return ControlError("internal error \(reference); the daemon's log has the detail", code: ._internal)
+    }
+
     func controlError(_ error: any Error, request: HTTPRequest) -> ControlError {
         // The generated code wraps everything in ServerError: the handler's own error, or why
         // the request was not understood (a malformed body, a missing parameter).
@@ -370,7 +390,7 @@ struct ErrorAnswers: ServerMiddleware {
                 let cause = server.causeDescription, detail = "\(underlying)"
                 return .invalid(detail.contains(cause) ? detail : "\(cause): \(detail)")
             }
-            return ControlError("\(underlying)", code: ._internal)
+            return Self.scrubbed(underlying, logger: logger)
         }
     }
 }
@@ -415,8 +435,8 @@ struct RequestMiddleware: RouterMiddleware {
                                           status: .init(code: ControlError.Code.invalid.httpStatus))
             }
         } catch {
-            logger.error("API \(request.method) \(request.uri.path): \(error)")
-            return try APIServer.json(ErrorBody(code: ._internal, error: "\(error)"), status: .internalServerError)
+            let e = ErrorAnswers.scrubbed(error, logger: logger)
+            return try APIServer.json(ErrorBody(code: ._internal, error: e.description), status: .internalServerError)
         }
     }
 }
@@ -452,5 +472,65 @@ final class ReadyLatch: Sendable {
     func wait(seconds: Int) -> (any Error)? {
         if semaphore.wait(timeout: .now() + .seconds(seconds)) == .timedOut { return ControlError("timed out") }
         return state.withLock { $0.error }
+    }
+}
+
+/// At most `maximum` connections on one listener at once: one more is closed as it comes, so
+/// that a client opening connections without end cannot take the daemon's descriptors.
+final class ConnectionCap: Sendable {
+    let maximum: Int
+    private let open = Mutex(0)
+    private let logger: Logger
+    private let lastLog = Mutex<ContinuousClock.Instant?>(nil)
+
+    init(maximum: Int, logger: Logger) {
+        self.maximum = maximum
+        self.logger = logger
+    }
+
+    /// The handler for one new connection.
+    func handler() -> any RemovableChannelHandler { Counted(cap: self) }
+
+    fileprivate func admit() -> Bool {
+        open.withLock { n in
+            guard n < maximum else { return false }
+            n += 1
+            return true
+        }
+    }
+
+    fileprivate func release() { open.withLock { $0 -= 1 } }
+
+    fileprivate func refused() {
+        let now = ContinuousClock.now
+        let log = lastLog.withLock { last -> Bool in
+            guard last.map({ now - $0 >= .seconds(1) }) ?? true else { return false }
+            last = now
+            return true
+        }
+        if log { logger.warning("API: \(maximum) connections open (--api-max-connections); closing new ones") }
+    }
+
+    private final class Counted: ChannelInboundHandler, RemovableChannelHandler {
+        typealias InboundIn = ByteBuffer
+        let cap: ConnectionCap
+        var counted = false
+
+        init(cap: ConnectionCap) { self.cap = cap }
+
+        func handlerAdded(context: ChannelHandlerContext) {
+            counted = cap.admit()
+            if !counted {
+                cap.refused()
+                // After the pipeline is set up: a close from within the setup is not seen.
+                let channel = context.channel
+                channel.eventLoop.execute { channel.close(promise: nil) }
+            }
+        }
+
+        func handlerRemoved(context: ChannelHandlerContext) {
+            if counted { cap.release() }
+            counted = false
+        }
     }
 }

@@ -18,6 +18,9 @@ public enum Limits {
     /// Registrations per second, and the burst, of a device.
     public static let rateLimit: ClosedRange<Double> = 0.001...1_000_000
     public static let rateBurst: ClosedRange<Double> = 1...1_000_000
+    /// The API: seconds a connection may sit idle (TLS handshake included), and connections open at once per listener.
+    public static let apiIdleTimeout: ClosedRange<Double> = 0.1...3600
+    public static let apiMaxConnections: ClosedRange<Int> = 1...65_536
 
     /// `value` if it is in `range` (and finite); otherwise `ModelError.invalid` naming `field`.
     @discardableResult

@@ -3,6 +3,7 @@ import BatonAPI
 import BatonDaemon
 import BatonNet
 import BatonProtocol
+import BatonModel
 import Foundation
 import Logging
 
@@ -55,6 +56,14 @@ struct DaemonOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The CA whose client certificates --listen accepts (PEM).", valueName: "file"))
     var tlsClientCA: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Close an API connection idle this long, a TLS handshake included (0.1-3600).", valueName: "seconds"))
+    var apiIdleTimeout: Double = 30
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Connections each API listener serves at once; more are closed as they come (1-65536).", valueName: "n"))
+    var apiMaxConnections: Int = 256
+
     @Option(name: .long, help: ArgumentHelp("UDP port of the transfer protocol (all daemons use the same).", valueName: "port"))
     var port: Int = Int(TransferProtocol.defaultPort)
 
@@ -71,6 +80,12 @@ struct DaemonOptions: ParsableArguments {
         }
         guard ["native", "generic"].contains(xdpMode) else { throw ValidationError("invalid XDP mode '\(xdpMode)': expected native or generic") }
         guard !control.isEmpty else { throw ValidationError("--control must name a socket path") }
+        do {
+            _ = try Limits.check(apiIdleTimeout, Limits.apiIdleTimeout, "--api-idle-timeout", unit: "seconds")
+            _ = try Limits.check(apiMaxConnections, Limits.apiMaxConnections, "--api-max-connections")
+        } catch {
+            throw ValidationError("\(error)")
+        }
         // Whoever can write the socket's directory can put a socket of their own in its place.
         let directory = (control as NSString).deletingLastPathComponent
         var st = stat()
@@ -107,7 +122,10 @@ struct DaemonOptions: ParsableArguments {
     /// Where the API listens.
     func listeners() throws -> APIListeners {
         let tls = tlsCert.map { ServerTLS(certificate: $0, key: tlsKey!, clientCA: tlsClientCA!) }
-        return APIListeners(control: control, listen: try listenAddress(), tls: tls)
+        var l = APIListeners(control: control, listen: try listenAddress(), tls: tls)
+        l.idleTimeout = apiIdleTimeout
+        l.maxConnections = apiMaxConnections
+        return l
     }
 
     /// Enters the namespace (before any thread exists) and sets up logging.

@@ -5,6 +5,7 @@
 import BatonAPI
 import BatonLab
 import Foundation
+import Glibc
 import Testing
 
 @Suite("API edges", .serialized)
@@ -83,6 +84,58 @@ struct APIEdgeTests {
             expectError(try Self.curl(agent, "GET", "/v1/transfers/zz"), 400, .invalid, "invalid transfer ID")
             expectError(try Self.curl(agent, "DELETE", "/v1/policies/abc"), 400, .invalid, "invalid policy ID")
             #expect(try Self.curl(agent, "GET", "/v1/status").status == 200)
+        }
+    }
+}
+
+extension APIEdgeTests {
+    /// A connection to the Unix socket; nil when it cannot connect.
+    static func connect(_ path: String) -> Int32? {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in path.utf8.prefix(raw.count - 1).enumerated() { raw[i] = b }
+        }
+        let ok = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard ok == 0 else { close(fd); return nil }
+        return fd
+    }
+
+    /// Whether the daemon closes `fd` within `seconds` (a read returns end of file).
+    static func closedByPeer(_ fd: Int32, within seconds: Double) -> Bool {
+        var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1e6))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var byte: UInt8 = 0
+        let n = read(fd, &byte, 1)
+        // End of file, or the daemon reset it.
+        return n == 0 || (n < 0 && errno == ECONNRESET)
+    }
+
+    /// Issue 12 item 9: idle connections are closed after --api-idle-timeout, and past
+    /// --api-max-connections a new connection is closed as it comes; the API goes on serving.
+    @Test func idleConnectionsAndTooManyAreClosed() throws {
+        var options = LabDaemons.Options()
+        options.agentArguments = ["--api-idle-timeout", "2", "--api-max-connections", "3"]
+        try TransferCLITests.withDaemons(options: options) { _, daemons in
+            let socket = daemons.agent.control
+            let idle = try #require(Self.connect(socket))
+            defer { close(idle) }
+            #expect(Self.closedByPeer(idle, within: 6), "an idle connection stayed open")
+            // More than the cap held open (this process's own client may hold one more):
+            // those past it are closed at once, and the agent says why, once.
+            let opened = (0..<5).compactMap { _ in Self.connect(socket) }
+            #expect(opened.count == 5)
+            // (All five checked well within the idle timeout, so only the cap closes any.)
+            let closed = opened.filter { Self.closedByPeer($0, within: 0.2) }.count
+            #expect(closed >= 2, "connections past the cap were served (\(closed) of 5 closed)")
+            #expect(daemons.agent.logText().contains("3 connections open (--api-max-connections); closing new ones"))
+            opened.forEach { close($0) }
+            Thread.sleep(forTimeInterval: 0.2)
+            #expect(try Self.curl(socket, "GET", "/v1/status").status == 200, "the API serves again once they are gone")
         }
     }
 }

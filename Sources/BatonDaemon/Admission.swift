@@ -119,8 +119,8 @@ final class Admission: Sendable {
                 rejections.record("replayed", from: source, "register for transfer \(envelope.transfer) sealed before the agent started")
                 return .answered(nil)
             }
-            // A retransmission for a transfer the table has: answered there, no token taken.
-            if let handled = known() { return .answered(handled) }
+            // Not looked up in the table here: its lock is the admissions' (a batch's opens run
+            // in parallel); a retransmission of a known transfer is recognised when it admits.
             do {
                 let device = try authorize(register, from: sender!, source: source)
                 let t = try transfer(envelope.transfer, register, channel: channel, device: device, context: &context)

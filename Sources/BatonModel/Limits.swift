@@ -14,7 +14,7 @@ public enum Limits {
     public static let announceRefresh: ClosedRange<Double> = 0...3600
     /// The data plane's capacities (a rule map of 4M entries takes about a gigabyte of kernel memory).
     public static let maxRules: ClosedRange<Int> = 1...4_194_304
-    public static let maxTakeovers: ClosedRange<Int> = 1...65_536
+    public static let maxTakeovers: ClosedRange<Int> = 1...1_048_576
     /// Registrations per second, and the burst, of a device.
     public static let rateLimit: ClosedRange<Double> = 0.001...1_000_000
     public static let rateBurst: ClosedRange<Double> = 1...1_000_000

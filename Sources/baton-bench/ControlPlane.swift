@@ -75,11 +75,13 @@ func runControlPlane(_ options: Options) throws -> ControlPlaneResult {
             (0..<count).map { i -> String in
                 let n = UInt32(offset + i)
                 let original = IPAddress.v4(0xC612_0000 | (n & 0x1_FFFF))
+                // The temporary (and control) address must be the device's too: the upper half.
+                let temporary = IPAddress.v4(0xC613_8000 | (n & 0x7FFF))
                 let channel = TransferChannel(transfer: .random(), key: .random(), role: .tn)
                 let bytes = try! channel.seal(.register(Register(
-                    original: original, temporary: tn.ipv4, tnMAC: tn.mac, mode: .l2,
+                    original: original, temporary: temporary, tnMAC: tn.mac, mode: .l2,
                     sessions: [SessionMatch(proto: .udp, source: nil, sourcePort: nil, destination: original, destinationPort: 5004)],
-                    targetMAC: target.mac, targetAddress: target.ipv4, control: Endpoint(address: tn.ipv4, port: 7390))),
+                    targetMAC: target.mac, targetAddress: target.ipv4, control: Endpoint(address: temporary, port: 7390))),
                     sealingKeyFor: agentKey, identity: device)
                 return Data(bytes).base64EncodedString()
             }

@@ -88,6 +88,7 @@ extension Agent {
         if register.sessions.isEmpty { register.sessions = rules.map(\.match) }
         let channel = TransferChannel(transfer: id, key: key, role: .agent)
         if let h = r.highestTN { channel.restoreHighestAccepted(UInt64(bitPattern: h), from: .tn) }
+        channel.refuseStampedBefore(Date())
         let t = AgentTransfer(id: id, channel: channel, register: register, device: r.device, takeover: r.takeover,
                               idleTimeout: register.idleTimeout ?? idleTimeout,
                               started: Date(timeIntervalSince1970: r.started))

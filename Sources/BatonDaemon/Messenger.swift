@@ -174,7 +174,7 @@ final class Rejections: Sendable {
 
     static func reason(_ e: ProtocolError) -> String {
         switch e {
-        case .replayed: return "replayed"
+        case .replayed, .sealedBeforeRestart: return "replayed"
         case .stale: return "stale"
         case .untrustedSender: return "untrusted"
         case .authenticationFailed, .badSealedKey: return "forged"

@@ -539,8 +539,9 @@ public final class Node: APIHandler, Sendable {
     private func receive(_ envelope: Envelope, from source: SocketAddress, _ s: inout Tables) {
         do {
             if let t = s.outgoing[envelope.transfer] {
+                // Stored on state changes only (the restored channel refuses what was sealed
+                // before a restart).
                 let message = try t.channel.open(envelope)
-                persist(t) // the replay high-water mark moved
                 switch message {
                 case .wakeUp(let w):
                     if t.state == .active || t.state == .ending { reclaim(t, reason: w.reason) }
@@ -556,7 +557,6 @@ public final class Node: APIHandler, Sendable {
                 }
             } else if let t = s.incoming[envelope.transfer] {
                 let message = try t.channel.open(envelope)
-                persist(t)
                 switch message {
                 case .offer:
                     // A retransmission: our accept was lost.

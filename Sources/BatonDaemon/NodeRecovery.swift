@@ -83,6 +83,7 @@ extension Node {
             for role in Role.allCases {
                 if let h = r.highest["\(role)"] { channel.restoreHighestAccepted(UInt64(bitPattern: h), from: role) }
             }
+            channel.refuseStampedBefore(Date())
             let started = Date(timeIntervalSince1970: r.started)
             let ended = r.ended.map { Date(timeIntervalSince1970: $0) }
             if let state = targetState {

@@ -93,8 +93,9 @@ final class TransferTable: Sendable {
     private func receiveKnown(_ envelope: Envelope, from source: String, _ tables: inout Tables) -> Answer?? {
         guard let known = tables.known(envelope.transfer) else { return nil }
         do {
+            // No store write here: a message that changes the state is stored by that change;
+            // replays after a restart meet the restored channel's refuseStampedBefore.
             let message = try known.channel.open(envelope)
-            persist(known) // the TN's replay high-water mark moved
             return .some(handle(message, for: known, from: source, &tables))
         } catch {
             rejections.record(error, from: source)

@@ -26,6 +26,16 @@ extension TransferChannel {
     public func restoreHighestAccepted(_ counter: UInt64, from sender: Role) {
         restore(highest: counter, from: sender)
     }
+
+    /// After a restart: refuses every message stamped before `date`. The stored high-water
+    /// marks are written on state changes only, not after every message, so a message
+    /// accepted after the last write could otherwise be replayed; a peer's retransmission is
+    /// sealed anew, after the restart, and goes through.
+    public func refuseStampedBefore(_ date: Date) {
+        let ms = date.timeIntervalSince1970 * 1000
+        let floor: UInt64 = ms > 0 && ms < 1.8e19 ? UInt64(ms) : 0
+        restoreNotBefore(floor)
+    }
 }
 
 extension Register {

@@ -32,6 +32,9 @@ public enum ProtocolError: Error, Equatable, Sendable, CustomStringConvertible {
     case wrongRole(type: MessageType, sender: Role, recipient: Role?)
     /// The counter is not above the highest accepted from that role: a replay or a reordered old message.
     case replayed(counter: UInt64, highest: UInt64)
+    /// Sealed before this node restored the channel (Unix ms): it may be a replay of a message
+    /// accepted before the restart, whose high-water mark is not stored message by message.
+    case sealedBeforeRestart(timestamp: UInt64)
     /// The timestamp is further than the allowed skew from now (seconds; positive = in the future).
     case stale(skew: Double)
     /// Authentic, but the body is not the JSON its type calls for (or could not be encoded).
@@ -59,6 +62,8 @@ public enum ProtocolError: Error, Equatable, Sendable, CustomStringConvertible {
             return "unsupported flags 0x\(String(f, radix: 16))"
         case .authenticationFailed:
             return "authentication failed: forged, corrupted, or sealed under another session key"
+        case .sealedBeforeRestart(let t):
+            return "sealed before this node's restart (timestamp \(t) ms): possibly a replay"
         case .badMAC1:
             return "no valid mac1 for this node: junk, or made for another node"
         case .badSealedKey:

@@ -39,6 +39,8 @@ public final class TransferChannel: Sendable {
 
     private struct State {
         var highest: [Role: UInt64] = [:]
+        /// Unix ms: messages stamped earlier are refused (set when a channel is restored).
+        var notBefore: UInt64 = 0
         var maxClockSkew: Double = TransferProtocol.defaultMaxClockSkew
     }
 
@@ -85,6 +87,10 @@ public final class TransferChannel: Sendable {
 
     func restore(highest counter: UInt64, from sender: Role) {
         state.withLock { s in s.highest[sender] = max(s.highest[sender] ?? 0, counter) }
+    }
+
+    func restoreNotBefore(_ ms: UInt64) {
+        state.withLock { s in s.notBefore = max(s.notBefore, ms) }
     }
 
     /// The counter the next sealed message would carry (any channel of the process may take it first).
@@ -173,6 +179,7 @@ public final class TransferChannel: Sendable {
         return try state.withLock { (s: inout State) throws(ProtocolError) -> Message in
             let skew = Double(envelope.timestamp) / 1000 - now.timeIntervalSince1970
             guard abs(skew) <= s.maxClockSkew else { throw .stale(skew: skew) }
+            guard envelope.timestamp >= s.notBefore else { throw .sealedBeforeRestart(timestamp: envelope.timestamp) }
             if let highest = s.highest[envelope.sender], envelope.counter <= highest {
                 throw .replayed(counter: envelope.counter, highest: highest)
             }

@@ -36,3 +36,19 @@ import Testing
         #expect(window.check(try Envelope.parse(try p.tn.seal(.release(Release()), now: t0)), now: t0) == .new)
     }
 }
+
+/// A restored channel (issue 12 item 10: the high-water marks are stored on state changes
+/// only): what was sealed before the restart is refused, what is sealed after goes through.
+@Suite struct RestoredChannelTests {
+    @Test func refusesWhatWasSealedBeforeTheRestart() throws {
+        let p = Party()
+        let before = try p.tn.seal(.end(End(reason: "x")), now: t0)
+        let restored = TransferChannel(transfer: p.transfer, key: Party.held(p.key, by: .agent), role: .agent)
+        restored.refuseStampedBefore(t0.addingTimeInterval(1))
+        #expect(throws: ProtocolError.sealedBeforeRestart(timestamp: 1_750_000_000_123)) {
+            try parseAndOpen(before, with: restored, now: t0.addingTimeInterval(2))
+        }
+        let after = try p.tn.seal(.end(End(reason: "y")), now: t0.addingTimeInterval(2))
+        #expect(try parseAndOpen(after, with: restored, now: t0.addingTimeInterval(2)) == .end(End(reason: "y")))
+    }
+}

@@ -142,7 +142,7 @@ let package = Package(
         ]),
         .testTarget(name: "BatonNetTests", dependencies: ["BatonNet", "BatonLab", "BatonModel"]),
         // The harness: labs built, read back and removed; baton-lab.
-        .testTarget(name: "BatonLabTests", dependencies: ["BatonLab", "BatonNet", "BatonModel"]),
+        .testTarget(name: "BatonLabTests", dependencies: ["BatonLab", "BatonNet", "BatonModel", "BatonBPF"]),
         .testTarget(name: "BatonCtlTests", dependencies: ["BatonAPI", "BatonDataPlane", "BatonModel", "BatonNet", "BatonLab", "BatonDaemon", "BatonBPF"]),
         // The API's document (docs/openapi.json) against the route table and the bodies.
         .testTarget(name: "BatonAPITests", dependencies: ["BatonAPI", "BatonModel"]),

@@ -20,6 +20,14 @@ public struct Lab: Sendable {
     /// In the order they were given.
     public let hosts: [LabHost]
 
+    /// A lab just built: from here on a signal to the process tears it down (`keep` opts out).
+    init(prefix: String, segments: [Segment], hosts: [LabHost]) {
+        self.prefix = prefix
+        self.segments = segments
+        self.hosts = hosts
+        track()
+    }
+
     /// The host called `name`. Traps if there is none: hosts are fixed when the lab is built.
     public subscript(_ name: String) -> LabHost {
         guard let host = host(name) else { preconditionFailure("lab \(prefix) has no host \(name)") }
@@ -117,8 +125,16 @@ public struct Lab: Sendable {
     /// Deletes every namespace of the lab, and with them every interface. Idempotent; tries all
     /// namespaces and then throws the first failure, if any.
     public func teardown() throws {
+        SignalCleanup.shared.withdraw(lab: prefix)
         try Self.delete(names: namespaces.compactMap(\.name))
     }
+
+    /// Registers the lab to be torn down if the process is interrupted (every topology does
+    /// this as soon as it creates its first namespace).
+    func track() { SignalCleanup.shared.add(self) }
+
+    /// The lab outlives this process on purpose (`baton-lab up`): no teardown on a signal.
+    public func keep() { SignalCleanup.shared.withdraw(lab: prefix) }
 
     /// Whether `name` looks like a namespace made by a lab: "bt" + 5 characters + "-".
     public static func isLabNamespace(_ name: String) -> Bool {

@@ -3,6 +3,7 @@ import BatonModel
 import BatonNet
 import Foundation
 import Glibc
+import Synchronization
 
 /// A running `batond` in a lab host's network namespace.
 public final class DaemonProcess: @unchecked Sendable {
@@ -102,9 +103,16 @@ public final class LabDaemons: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: directory)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let sa = lab["sa"], tn = lab["tn"], target = lab["target"]
-        var started: [DaemonProcess] = []
         let roots = ["/sys/fs/bpf/baton-\(lab.prefix)-sa", "/sys/fs/bpf/baton-\(lab.prefix)-tn",
                      "/sys/fs/bpf/baton-\(lab.prefix)-target"]
+        // Registered before the first daemon starts: a signal from here on stops what has
+        // started and removes the pins, whatever the test or tool was doing.
+        let started = Mutex<[DaemonProcess]>([])
+        let undo: @Sendable () -> Void = {
+            for p in started.withLock({ $0 }) { p.stop() }
+            for root in roots { try? FileManager.default.removeItem(atPath: root) }
+        }
+        let cleanup = SignalCleanup.shared.add(undo)
         do {
             func key(_ host: String) throws -> String {
                 try run(batond, ["key", "--state-dir", "\(directory)/\(host)"]).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -123,19 +131,19 @@ public final class LabDaemons: @unchecked Sendable {
             let targetProcess = try launch(batond, host: "target", directory: directory,
                                            ["node"] + common("target") + ["--decap-root", roots[2],
                                             "--peer=tn,\(tnKey),\(addresses(tn))"] + options.nodeArguments)
-            started.append(targetProcess)
+            started.withLock { $0.append(targetProcess) }
             let tnProcess = try launch(batond, host: "tn", directory: directory,
                                        ["node"] + common("tn") + ["--decap-root", roots[1],
                                         // KEY=value form: a base64url key may begin with "-".
                                         "--agent=\(saKey),\(addresses(sa))",
                                         "--peer=target,\(targetKey),\(addresses(target))",
                                         "--temporary-pool", "\(pool4)", "--temporary-pool", "\(pool6)"] + options.nodeArguments)
-            started.append(tnProcess)
+            started.withLock { $0.append(tnProcess) }
             let agentProcess = try launch(batond, host: "sa", directory: directory,
                                           ["agent"] + common("sa") + ["--root", roots[0]] + options.agentArguments,
                                           environment: options.agentEnvironment)
-            started.append(agentProcess)
-            for p in started { try waitForControl(p) }
+            started.withLock { $0.append(agentProcess) }
+            for p in started.withLock({ $0 }) { try waitForControl(p) }
             // Enrolment: the TN owns its addresses, the target its own; the TN may move
             // sessions to the target.
             if options.enrol {
@@ -147,16 +155,20 @@ public final class LabDaemons: @unchecked Sendable {
                 try api.addPolicy(Policy(from: "tn", to: "target"))
             }
             return LabDaemons(lab: lab, directory: directory, agent: agentProcess, tn: tnProcess, target: targetProcess,
-                              pinRoots: roots, temporaryPools: [pool4, pool6])
+                              pinRoots: roots, temporaryPools: [pool4, pool6], cleanup: cleanup)
         } catch {
-            for p in started { p.stop() }
-            for root in roots { try? FileManager.default.removeItem(atPath: root) }
+            SignalCleanup.shared.withdraw(cleanup)
+            undo()
             throw error
         }
     }
 
+    /// The registration that stops these daemons on a signal (withdrawn by `stop`).
+    private let cleanup: SignalCleanup.Token
+
     private init(lab: Lab, directory: String, agent: DaemonProcess, tn: DaemonProcess, target: DaemonProcess, pinRoots: [String],
-                 temporaryPools: [IPPrefix]) {
+                 temporaryPools: [IPPrefix], cleanup: SignalCleanup.Token) {
+        self.cleanup = cleanup
         self.temporaryPools = temporaryPools
         self.lab = lab
         self.directory = directory
@@ -170,6 +182,7 @@ public final class LabDaemons: @unchecked Sendable {
 
     /// Stops the daemons and removes their pins (which detaches their XDP links).
     public func stop(keepLogs: Bool = false) {
+        SignalCleanup.shared.withdraw(cleanup)
         for p in all { p.stop() }
         for root in pinRoots { try? FileManager.default.removeItem(atPath: root) }
         if !keepLogs { try? FileManager.default.removeItem(atPath: directory) }

@@ -2,10 +2,14 @@ import Dispatch
 import Foundation
 import Synchronization
 
-/// What a tool that builds labs (baton-demo, baton-bench) must undo when it is interrupted:
-/// daemons to stop, labs to tear down. Actions are registered as they are made and run
-/// newest first on SIGINT, SIGTERM or SIGHUP, before the process exits with 128 + signal.
-/// On the normal way out each action is withdrawn (or run) by its owner.
+/// What a process that builds labs must undo when it is interrupted: daemons to stop, labs to
+/// tear down. Every lab (`Lab.track`) and every `LabDaemons` registers itself here when it is
+/// made and withdraws when it is torn down or stopped, so the tests, the demo, the benchmark
+/// and baton-lab all leave nothing behind on SIGINT, SIGTERM or SIGHUP: the actions still
+/// registered run newest first (daemons before their lab), then the process exits with
+/// 128 + signal. The first registration installs the handlers unless the tool did with a
+/// message of its own. (SIGKILL cannot be caught: `baton-lab down --all` and
+/// `batonctl teardown --all` remove what such a run left.)
 public final class SignalCleanup: Sendable {
     public static let shared = SignalCleanup()
 
@@ -16,6 +20,8 @@ public final class SignalCleanup: Sendable {
         var next: UInt64 = 0
         var actions: [(id: UInt64, action: @Sendable () -> Void)] = []
         var sources: [DispatchSourceSignal] = []
+        /// The token of each lab registered, by prefix (a lab is a value: copies share it).
+        var labs: [String: Token] = [:]
     }
     private let state = Mutex(State())
 
@@ -43,21 +49,31 @@ public final class SignalCleanup: Sendable {
     /// Registers `action` to run if the process is interrupted.
     @discardableResult
     public func add(_ action: @escaping @Sendable () -> Void) -> Token {
-        state.withLock { s in
+        install(message: "interrupted: stopping the daemons and removing the labs this process made")
+        return state.withLock { s in
             s.next += 1
             s.actions.append((s.next, action))
             return Token(id: s.next)
         }
     }
 
-    /// A lab torn down if the process is interrupted (or when the token is run).
+    /// A lab torn down if the process is interrupted (or when the token is run). A lab is
+    /// registered once, when it is built; this gives back that registration.
     @discardableResult
     public func add(_ lab: Lab) -> Token {
-        add {
+        if let token = state.withLock({ $0.labs[lab.prefix] }) { return token }
+        let token = add {
             do { try lab.teardown() } catch {
                 FileHandle.standardError.write(Data("warning: tearing down lab \(lab.prefix): \(error)\n".utf8))
             }
         }
+        state.withLock { $0.labs[lab.prefix] = token }
+        return token
+    }
+
+    /// Forgets the lab's registration (it was torn down, or is kept on purpose).
+    func withdraw(lab prefix: String) {
+        if let token = state.withLock({ $0.labs.removeValue(forKey: prefix) }) { withdraw(token) }
     }
 
     /// Forgets the action without running it (its owner undid it itself).

@@ -102,11 +102,8 @@ func demo(_ settings: Settings) throws -> Bool {
         return o
     }())
     var keepLogs = true
-    let stop = SignalCleanup.shared.add { daemons.stop() }
-    defer {
-        SignalCleanup.shared.withdraw(stop)
-        daemons.stop(keepLogs: keepLogs)
-    }
+    // (A signal stops them too: LabDaemons registers itself with SignalCleanup.)
+    defer { daemons.stop(keepLogs: keepLogs) }
     let original = tn.address(family)
     print("batond running: agent on sa (\(sa.mac)), nodes on tn (\(tn.mac)) and target (\(target.mac))")
     print("the TN's address \(original); the call: udp \(cn.address(family)):40000 → \(original):5004 at \(settings.rate) packets/s")

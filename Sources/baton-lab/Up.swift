@@ -41,6 +41,7 @@ struct Up: ParsableCommand, LabVerb {
                 }
             }
             let lab = try Lab.transfer(layout, correspondents: names, prefix: prefix)
+            lab.keep() // up on purpose: `baton-lab down` removes it
             let report = LabReport(lab)
             if output.json {
                 try JSON.print(report)

@@ -135,20 +135,15 @@ static __always_inline int forward(struct xdp_md *ctx, const struct baton_fwd *f
 	struct ethhdr *eth;
 	int ret;
 
+	/* Never out to our own MAC: a rule naming the agent as the next hop would
+	 * bounce the frame between the agent and the segment. (The agent refuses such
+	 * registrations; this holds for rules written by hand too.) */
+	if ((fwd->action == BATON_ACTION_L2 || fwd->action == BATON_ACTION_ENCAP) &&
+	    same_mac(fwd->dst_mac, fwd->src_mac))
+		return verdict(BATON_STAT_LOOP_DROP, 0, XDP_DROP);
 	switch (fwd->action) {
 	case BATON_ACTION_PASS:
 		return XDP_PASS;
-	case BATON_ACTION_L2:
-	case BATON_ACTION_ENCAP:
-		/* Never out to our own MAC: a registration naming the agent as the next
-		 * hop would bounce the frame between the agent and the segment. */
-		if (same_mac(fwd->dst_mac, fwd->src_mac))
-			return verdict(BATON_STAT_LOOP_DROP, 0, XDP_DROP);
-		break;
-	default:
-		break;
-	}
-	switch (fwd->action) {
 	case BATON_ACTION_L2:
 		break;
 	case BATON_ACTION_ENCAP:

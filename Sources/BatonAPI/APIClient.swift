@@ -91,7 +91,7 @@ public struct Control: Sendable {
         }
         let client = Client(serverURL: serverURL,
                             transport: FutureTransport(client: http, timeout: timeout),
-                            middlewares: [ErrorAnswers()])
+                            middlewares: [DaemonErrors()])
         do {
             let value = try await call(client)
             if owned { try? await http.shutdown() }
@@ -185,7 +185,7 @@ public struct Control: Sendable {
 
 /// Every answer that is not 2xx becomes the daemon's ControlError here, before the generated
 /// code looks at it (each operation's output would otherwise spell the same errors out again).
-struct ErrorAnswers: ClientMiddleware {
+struct DaemonErrors: ClientMiddleware {
     func intercept(_ request: HTTPRequest, body: HTTPBody?, baseURL: URL, operationID: String,
                    next: @Sendable (HTTPRequest, HTTPBody?, URL) async throws -> (HTTPResponse, HTTPBody?)) async throws -> (HTTPResponse, HTTPBody?) {
         let (response, answer) = try await next(request, body, baseURL)

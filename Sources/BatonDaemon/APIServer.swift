@@ -333,7 +333,7 @@ final class RouteTable: Sendable {
     }
 }
 
-/// Another role's operation is refused before its request is read. Every failure inside an
+/// Another role's operation is refused before the generated code decodes it. Every failure inside an
 /// operation becomes `ErrorBody` JSON with the status of its code; a failure that is not a
 /// ControlError is described, never a crash.
 struct ErrorAnswers: ServerMiddleware {
@@ -347,7 +347,6 @@ struct ErrorAnswers: ServerMiddleware {
             return try await next(request, body, metadata)
         } catch {
             let e = controlError(error, request: request)
-            if e.code == ._internal { logger.error("API \(request.method) \(request.path ?? ""): \(e)") }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             var fields = HTTPFields()
@@ -370,7 +369,10 @@ struct ErrorAnswers: ServerMiddleware {
         // the request was not understood (a malformed body, a missing parameter).
         let server = error as? ServerError
         switch server?.underlyingError ?? error {
-        case let e as ControlError: return e
+        case let e as ControlError:
+            // (What is not a ControlError is logged by `scrubbed`.)
+            if e.code == ._internal { logger.error("API \(request.method) \(request.path ?? ""): \(e)") }
+            return e
         case let e as ModelError: return .invalid(e.description)
         case let e as NotServedHere:
             let what = "\(request.method) \(request.path.map { $0.split(separator: "?").first.map(String.init) ?? $0 } ?? "")"

@@ -61,11 +61,11 @@ final class Admission: Sendable {
         self.logger = logger
     }
 
-    /// One authenticated message from a TN (over UDP or the API). Returns the answer for its
-    /// sender (registrations); other answers go to the transfer's control endpoint.
-    func receive(_ envelope: Envelope, from source: String) -> Answer? {
+    /// One message from a TN's datagram. Returns the answer for its sender (registrations);
+    /// other answers go to the transfer's control endpoint.
+    func receive(_ envelope: Envelope, from datagramSource: SocketAddress) -> Answer? {
         var context = Context()
-        switch open(envelope, from: source, context: &context) {
+        switch open(envelope, from: "\(datagramSource)", address: datagramSource.address, context: &context) {
         case .answered(let answer): return answer
         case .candidate(let c): return admit([c])[0]
         }
@@ -75,8 +75,9 @@ final class Admission: Sendable {
     /// registration is opened, authorized and checked without the table's lock. A registration
     /// carries a sealed key, and is opened without looking for a known transfer first: a
     /// retransmission is recognised by the table when it admits, or here when it cannot be
-    /// admitted (the first one was).
-    func open(_ envelope: Envelope, from source: String, context: inout Context) -> Opened {
+    /// admitted (the first one was). `address`: the datagram's source address, for its token
+    /// bucket (nil through the API, whose callers are authenticated otherwise).
+    func open(_ envelope: Envelope, from source: String, address: IPAddress?, context: inout Context) -> Opened {
         if envelope.sealedKey == nil, let handled = table.receiveKnown(envelope, from: source) {
             return .answered(handled)
         }
@@ -88,8 +89,8 @@ final class Admission: Sendable {
                 rejections.record(ProtocolError.badMAC1, from: source)
                 return .answered(nil)
             }
-            if let host = Self.host(source), !sources.take(host) {
-                rejections.record("flood", from: source, "over \(Int(sources.rate)) sealed messages/s from \(host)")
+            if let address, !sources.take("\(address)") {
+                rejections.record("flood", from: source, "over \(Int(sources.rate)) sealed messages/s from \(address)")
                 return .answered(nil)
             }
         }
@@ -101,7 +102,7 @@ final class Admission: Sendable {
             // refused (sealed to it); `authorize` checks the enrolment before anything is written.
             let (channel, message) = try TransferChannel.opening(
                 envelope, identity: configuration.identity, role: .agent, trusted: { _ in true },
-                staticSecrets: enrolled ? staticSecrets : nil, mac1: mac1)
+                staticSecrets: enrolled ? staticSecrets : nil, mac1Verified: true)
             guard case .register(let register) = message else {
                 if let handled = known() { return .answered(handled) }
                 rejections.record("unexpected", from: source, "\(message.type) for unknown transfer \(envelope.transfer)")
@@ -129,7 +130,11 @@ final class Admission: Sendable {
             } catch {
                 if let handled = known() { return .answered(handled) }
                 var answer = table.refuse(envelope.transfer, register, channel, error)
-                // An unenrolled sender's addresses are only claimed: no datagram goes to them.
+                // A refusal goes back to the address the datagram came from (the control port),
+                // never to the control address it names (refused, that address is unchecked);
+                // to an unenrolled sender, none.
+                answer?.to = nil
+                answer?.port = register.control.port
                 if !enrolled { answer?.datagram = false }
                 return .answered(answer)
             }
@@ -222,14 +227,6 @@ final class Admission: Sendable {
             context.own[family] = Set(try Netlink().addresses(interface: configuration.interface, family: family).map(\.address))
         }
         guard !context.own[family]!.contains(r.original) else { throw ControlError.forbidden("\(r.original) is the agent's own address") }
-    }
-
-    /// The address part of a datagram's source ("10.0.0.3:7390", "[fd00::3]:7390"); nil for
-    /// the API, whose callers are authenticated otherwise.
-    static func host(_ source: String) -> String? {
-        if source.hasPrefix("["), let end = source.firstIndex(of: "]") { return String(source[source.index(after: source.startIndex)..<end]) }
-        guard let colon = source.lastIndex(of: ":"), !source.hasPrefix("api") else { return nil }
-        return String(source[..<colon])
     }
 
     /// The MAC of the next hop towards `destination`, resolving it if the kernel has none yet.

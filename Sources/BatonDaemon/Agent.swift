@@ -165,8 +165,9 @@ public final class Agent: Sendable {
     /// A datagram on the protocol port.
     func receive(_ datagram: Datagram) {
         guard let envelope = rejections.envelope(of: datagram) else { return }
-        if let answer = admission.receive(envelope, from: "\(datagram.source)"), answer.datagram {
-            try? messenger.send(answer.bytes, to: answer.to ?? datagram.source)
+        if let answer = admission.receive(envelope, from: datagram.source), answer.datagram {
+            try? messenger.send(answer.bytes, to: answer.to ?? SocketAddress(datagram.source.address,
+                                                                            port: answer.port ?? datagram.source.port))
             if let t = answer.admitted {
                 CrashPoint.reached("registered-sent")
                 announcements.announce([t])

@@ -80,7 +80,7 @@ extension Agent: APIHandler {
                                                 error: "only register messages are taken here, not \(envelope.type)")
                 continue
             }
-            switch admission.open(envelope, from: "api", context: &context) {
+            switch admission.open(envelope, from: "api", address: nil, context: &context) {
             case .answered(let answer): settle(i, envelope.transfer, answer)
             case .candidate(let c): candidates.append((i, c))
             }

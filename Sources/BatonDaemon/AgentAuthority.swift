@@ -262,7 +262,19 @@ final class RateLimiter: Sendable {
             let ok = b.tokens >= 1
             if ok { b.tokens -= 1 }
             buckets[key] = b
+            if buckets.count > Self.maximumKeys { prune(&buckets, now: now) }
             return ok
         }
+    }
+
+    /// Keys kept at most: the per-source buckets are keyed by whatever address a datagram
+    /// claims, so a flood from many sources must not grow them without end.
+    static let maximumKeys = 65_536
+
+    /// Drops the buckets that have refilled (the same as absent); if that is not enough, all.
+    private func prune(_ buckets: inout [String: (tokens: Double, at: ContinuousClock.Instant)], now: ContinuousClock.Instant) {
+        let refill = Duration.seconds(burst / max(rate, 1e-9))
+        buckets = buckets.filter { now - $0.value.at < refill }
+        if buckets.count > Self.maximumKeys / 2 { buckets = [:] }
     }
 }

@@ -72,6 +72,9 @@ struct Answer: Sendable {
     /// Where a datagram answer goes: the registration's control endpoint (the TN sends
     /// from its temporary address, but not necessarily from the protocol port).
     var to: SocketAddress?
+    /// With no `to`: the port on the datagram's source address it goes to (the TN's protocol
+    /// port), else the source port.
+    var port: UInt16?
     /// Whether the UDP path sends it: not to a sender that is not an enrolled device (its
     /// addresses are only claimed; the API still answers in its response).
     var datagram = true

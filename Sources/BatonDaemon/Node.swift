@@ -423,7 +423,8 @@ public final class Node: APIHandler, Sendable {
 
     /// `transfer end` on the TN: asks the agent to end; returns once woken up and reclaimed.
     /// Nothing to end (not active) is a conflict; an agent that does not answer is a failure,
-    /// and the transfer goes on: either way the caller hears that nothing ended.
+    /// and the transfer goes on (with `force`, the TN reclaims its address anyway): either way
+    /// the caller hears whether anything ended.
     private func end(_ t: Outgoing, force: Bool) throws -> TransferInfo {
         guard let agent = configuration.agent else { throw ControlError("no agent configured") }
         try tables.withLock { _ in
@@ -454,7 +455,8 @@ public final class Node: APIHandler, Sendable {
                 logger.warning("transfer \(t.id): the agent did not answer; reclaiming \(t.original.address) anyway (--force)")
                 t.mark("forced")
                 reclaim(t, reason: WakeUp.Reason.forced)
-                return info(t)
+                // Not back on the interface (logged): nothing ended, the caller hears so.
+                return t.state == .ended ? info(t) : nil
             }
         }
         do {
@@ -466,7 +468,8 @@ public final class Node: APIHandler, Sendable {
             _ = stillActive()
             throw error
         }
-        if force, t.state == .ending, let shown = reclaimAnyway() { return shown }
+        // No wake-up within the timeout (one that came has ended it: nothing to reclaim).
+        if force, let shown = reclaimAnyway() { return shown }
         let (shown, answered) = stillActive()
         guard answered else {
             throw ControlError("the agent \(agent.endpoint(family)) did not answer within \(configuration.answerTimeout): transfer \(t.id) goes on (still active); try again, or end it on the agent")

@@ -274,9 +274,9 @@ final class TransferTable: Sendable {
     // MARK: - Ending
 
     /// The operator's `transfer end`: starts the wake-up of an active transfer (a waking one
-    /// is left as it is). `force` clears it at once instead, without waiting for the TN (one
-    /// wake-up still goes out, for a TN that is there after all). Returns what `body` makes of
-    /// it, under the lock.
+    /// is left as it is). `force` clears it at once instead, without waiting for the TN (an
+    /// active one still gets one wake-up, for a TN that is there after all). Returns what
+    /// `body` makes of it, under the lock.
     func end<T>(_ id: TransferID, reason: String, force: Bool = false, then body: (AgentTransfer) -> T) throws -> T {
         try tables.withLock { tables in
             guard let t = tables.known(id) else { throw ControlError.notFound("no transfer \(id)") }

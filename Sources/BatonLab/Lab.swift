@@ -20,12 +20,13 @@ public struct Lab: Sendable {
     /// In the order they were given.
     public let hosts: [LabHost]
 
-    /// A lab just built: from here on a signal to the process tears it down (`keep` opts out).
-    init(prefix: String, segments: [Segment], hosts: [LabHost]) {
+    /// `built`: this process just made it, so from here on a signal to the process tears it
+    /// down (`keep` opts out). A lab found again (`Lab.open`) is someone else's: not tracked.
+    init(prefix: String, segments: [Segment], hosts: [LabHost], built: Bool = true) {
         self.prefix = prefix
         self.segments = segments
         self.hosts = hosts
-        track()
+        if built { track() }
     }
 
     /// The host called `name`. Traps if there is none: hosts are fixed when the lab is built.

@@ -209,7 +209,7 @@ extension Lab {
             if ia != ib { return ia.lexicographicallyPrecedes(ib) }
             return a.name < b.name
         }
-        return Lab(prefix: prefix, segments: segments, hosts: hosts)
+        return Lab(prefix: prefix, segments: segments, hosts: hosts, built: false)
     }
 
     /// "seg" → 0, "seg1" → 1, "pair" → 0; anything else sorts last.

@@ -1,7 +1,7 @@
 import Foundation
 import Synchronization
 
-/// The authentic first messages (registrations, offers) a node has seen lately, by their
+/// The authentic registrations the agent has seen lately, by their
 /// authentication tag: a new channel has no replay state, so without this a captured
 /// `register` could be sent again and judged anew while its timestamp is fresh. Each sealing
 /// has a tag of its own (a retransmission is sealed anew), so a tag seen twice is a replay.

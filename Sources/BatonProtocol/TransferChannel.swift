@@ -190,18 +190,20 @@ public final class TransferChannel: Sendable {
     }
 
     /// For the first message of a transfer, which carries a sealed key (the
-    /// offer at the target, the register at the agent): checks that the
-    /// sealer's static key is trusted, opens the session key with `identity`,
+    /// offer at the target, the register at the agent): checks its mac1 (`MAC1`,
+    /// before any public-key operation) and that the sealer's static key is
+    /// trusted, opens the session key with `identity`,
     /// makes the channel for `role` and opens the message with it.
     /// Call it only for a transfer ID this node has no channel for (and has not
     /// had one for recently); otherwise use that channel's `open`, or a replayed
     /// first message would create a second channel with fresh replay state.
     public static func opening(_ envelope: Envelope, identity: NodeIdentity, role: Role,
-                               trusted: (PublicKey) -> Bool, staticSecrets: StaticSecrets? = nil, mac1: MAC1? = nil,
+                               trusted: (PublicKey) -> Bool, staticSecrets: StaticSecrets? = nil, mac1Verified: Bool = false,
                                now: Date = Date()) throws(ProtocolError) -> (TransferChannel, Message) {
         guard let sealed = envelope.sealedKey else { throw .missingSealedKey }
         // The cheap check first: junk costs an HMAC, not two X25519.
-        guard (mac1 ?? MAC1(recipient: identity.publicKey)).verifies(envelope) else { throw .badMAC1 }
+        // (`mac1Verified`: the caller checked it already, with a rate limit after it.)
+        guard mac1Verified || MAC1(recipient: identity.publicKey).verifies(envelope) else { throw .badMAC1 }
         guard trusted(sealed.senderPublicKey) else { throw .untrustedSender(sealed.senderPublicKey) }
         let key = try sealed.open(with: identity, transfer: envelope.transfer, staticSecrets: staticSecrets)
         let channel = TransferChannel(transfer: envelope.transfer, key: key, role: role)

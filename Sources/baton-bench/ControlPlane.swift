@@ -75,8 +75,9 @@ func runControlPlane(_ options: Options) throws -> ControlPlaneResult {
             (0..<count).map { i -> String in
                 let n = UInt32(offset + i)
                 let original = IPAddress.v4(0xC612_0000 | (n & 0x1_FFFF))
-                // The temporary (and control) address must be the device's too: the upper half.
-                let temporary = IPAddress.v4(0xC613_8000 | (n & 0x7FFF))
+                // The temporary (and control) address must be the device's too: 198.19.240.0/20,
+                // clear of the originals for the largest run (2 × 60000 registrations).
+                let temporary = IPAddress.v4(0xC613_F000 | (n & 0xFFF))
                 let channel = TransferChannel(transfer: .random(), key: .random(), role: .tn)
                 let bytes = try! channel.seal(.register(Register(
                     original: original, temporary: temporary, tnMAC: tn.mac, mode: .l2,

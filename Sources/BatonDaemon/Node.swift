@@ -325,7 +325,11 @@ public final class Node: APIHandler, Sendable {
             }, answer: { [.registered, .reject].contains($0.type) })
             switch registered {
             case .registered?: break
-            case .reject(let r)?: throw ControlError("agent refused: \(r.reason)")
+            case .reject(let r)?:
+                // Refused, the agent wrote nothing: no `end` to send it on the way back (one
+                // refused start is one refusal at the agent, not a refusal and a rejection).
+                tables.withLock { _ in t.state = .negotiating }
+                throw ControlError("agent refused: \(r.reason)")
             default: throw ControlError("agent \(agent.endpoint(family)) did not answer")
             }
             tables.withLock { _ in t.mark("registered") }
@@ -351,8 +355,9 @@ public final class Node: APIHandler, Sendable {
     func rollBack(_ t: Outgoing, wasRegistering registered: Bool, agent: Peer) {
         let original = t.original.address
         try? addresses.addToInterface(original, prefixLength: t.original.prefixLength)
-        try? addresses.unhold(original)
-        if t.mode == .l3 { tables.withLock { s in _ = try? s.decapsulator?.remove(original) } }
+        // The copy on lo and the decapsulation entry stay until `settle`: an earlier transfer
+        // of the same address may still be settling, and its temporary address going would
+        // take the original's local route away for an instant.
         let grace = configuration.temporaryGrace
         Thread.detachNewThread { [self] in
             if t.accepted { releaseTarget(t) }
@@ -366,7 +371,8 @@ public final class Node: APIHandler, Sendable {
 
     /// After a transfer ended or failed (and its grace): the temporary address goes unless
     /// another transfer uses it, then the copy on lo (nothing of the transfer can still arrive)
-    /// and the decapsulation entry. Takes the lock.
+    /// and the decapsulation entry, unless another transfer of the address has yet to settle.
+    /// Takes the lock.
     func settle(_ t: Outgoing) {
         let original = t.original.address
         tables.withLock { s in
@@ -374,10 +380,12 @@ public final class Node: APIHandler, Sendable {
                !s.outgoing.values.contains(where: { $0 !== t && $0.temporary == temporary && !$0.isFinished }) {
                 do { try addresses.removeFromInterface(temporary) } catch { logger.error("removing temporary \(temporary): \(error)") }
             }
-            if !s.outgoing.values.contains(where: { $0 !== t && $0.original.address == original && !$0.isFinished }) {
+            // Another transfer of the address not settled yet (back to back, or still running)
+            // needs the copy and the decapsulation entry: the last one to settle removes them.
+            if !s.outgoing.values.contains(where: { $0 !== t && $0.original.address == original && !$0.settled }) {
                 try? addresses.unhold(original)
+                if t.mode == .l3 { _ = try? s.decapsulator?.remove(original) }
             }
-            if t.mode == .l3 { _ = try? s.decapsulator?.remove(original) }
             t.settled = true
             persist(t)
         }

@@ -10,7 +10,8 @@ import BatonNet
 ///   only for addresses of the receiving interface. Sockets bound to it keep working;
 /// - the temporary address goes on the interface beside the original before the original
 ///   leaves it, with `promote_secondaries` so that removing the (primary) original keeps the
-///   temporary and the subnet route.
+///   temporary and the subnet route; the addresses that stay are held on `lo` while one goes
+///   (see `removeFromInterface`).
 struct NodeAddresses {
     let interface: String
 
@@ -60,9 +61,27 @@ struct NodeAddresses {
                                  flags: address.family == .v6 ? .nodad : [])
     }
 
+    /// Takes `address` off the interface without disturbing the addresses beside it. An IPv4
+    /// address shares a subnet with the others of its prefix: removing the subnet's primary
+    /// promotes a secondary, and the kernel deletes and re-adds the local routes of all of them,
+    /// so for an instant they are not local and what arrives for them is dropped
+    /// (IpInAddrErrors). Each of them is held on `lo` meanwhile (a /32 that the kernel keeps
+    /// local through the promotion), then let go unless it was held already.
     func removeFromInterface(_ address: IPAddress) throws {
-        guard try onInterface(address) != nil else { return }
-        try Netlink().deleteAddress(address, interface: interface)
+        let netlink = try Netlink()
+        let present = try netlink.addresses(interface: interface, family: address.family)
+        guard let removed = present.first(where: { $0.address == address }) else { return }
+        var shielded: [IPAddress] = []
+        if address.family == .v4 {
+            let subnet = removed.prefix
+            let siblings = present.filter { $0.address != address && $0.prefixLength == removed.prefixLength && subnet.contains($0.address) }
+            for s in siblings where try !onLoopback(s.address) {
+                try hold(s.address)
+                shielded.append(s.address)
+            }
+        }
+        defer { for a in shielded { try? unhold(a) } }
+        try netlink.deleteAddress(address, interface: interface)
     }
 
     /// The first address of `pool` of `family` that is on no interface of this host and not in

@@ -154,6 +154,8 @@ final class TransferTable: Sendable {
                        _ tables: inout Tables) -> [(index: Int, transfer: AgentTransfer)] {
         var admitted: [(index: Int, transfer: AgentTransfer)] = []
         var originals = Set<IPAddress>()
+        /// The lingering transfer each new one takes over from, by the new one's id.
+        var superseded: [TransferID: AgentTransfer] = [:]
         for (i, c) in candidates.enumerated() {
             let t = c.transfer
             // Opened twice meanwhile (a retransmission racing the first): the first one won.
@@ -162,9 +164,16 @@ final class TransferTable: Sendable {
                 continue
             }
             if let other = tables.takenOver[t.register.original] {
-                refused.append((i, refuse(t.id, t.register, t.channel,
-                                          ControlError.conflict("\(t.register.original) is already taken over by transfer \(other)"))))
-                continue
+                // The same device's transfer in its linger (the TN has its address back, the
+                // agent still forwards for late packets): the new one takes over from it in
+                // place, so that a handover right after the last one loses nothing.
+                if let old = tables.live[other], old.state == .lingering, old.device == t.device {
+                    superseded[t.id] = old
+                } else {
+                    refused.append((i, refuse(t.id, t.register, t.channel,
+                                              ControlError.conflict("\(t.register.original) is already taken over by transfer \(other) (\(tables.live[other]?.state.rawValue ?? "ending"))"))))
+                    continue
+                }
             }
             guard originals.insert(t.register.original).inserted else {
                 refused.append((i, refuse(t.id, t.register, t.channel,
@@ -184,12 +193,13 @@ final class TransferTable: Sendable {
         }
         CrashPoint.reached("stored")
         for (_, t) in admitted { tables.track(t) }
-        let failures = writeMaps(admitted.map(\.transfer))
+        let failures = writeMaps(admitted.map(\.transfer), superseding: superseded)
         CrashPoint.reached("takeover-written")
         var active: [(index: Int, transfer: AgentTransfer)] = []
         var failed: [AgentTransfer] = []
         for (k, (i, t)) in admitted.enumerated() {
             if let error = failures[k] {
+                if let old = superseded[t.id] { tables.takenOver[old.register.original] = old.id }
                 fail(t, error, &tables)
                 failed.append(t)
                 refused.append((i, refuse(t.id, t.register, t.channel, error)))
@@ -213,13 +223,21 @@ final class TransferTable: Sendable {
             // The maps were written but the store does not say so: take them back out, so
             // that no TN is told of a transfer a restart would roll back.
             for (i, t) in active {
-                unwrite(t)
+                if let old = superseded[t.id] {
+                    restore(old, after: t)
+                    tables.takenOver[old.register.original] = old.id
+                } else {
+                    unwrite(t)
+                }
                 fail(t, error, &tables)
                 refused.append((i, refuse(t.id, t.register, t.channel, error)))
             }
             return []
         }
         CrashPoint.reached("active")
+        for (_, t) in active {
+            if let old = superseded[t.id] { finishSuperseded(old, by: t, &tables) }
+        }
         // Once per batch: a counter lookup per registration showed in the profile.
         metrics.registration(accepted: true, count: active.count)
         metrics.takeover(count: active.count)
@@ -232,28 +250,70 @@ final class TransferTable: Sendable {
     /// Writes the transfers' rules (one batch; one transfer at a time if the batch is refused,
     /// so that a full table refuses only what does not fit), then their takeovers. Returns the
     /// error of each transfer that is not in the maps; nothing of those is left there.
-    private func writeMaps(_ ts: [AgentTransfer]) -> [(any Error)?] {
-        var failures = [(any Error)?](repeating: nil, count: ts.count)
+    private func writeMaps(_ all: [AgentTransfer], superseding superseded: [TransferID: AgentTransfer]) -> [(any Error)?] {
+        var failures = [(any Error)?](repeating: nil, count: all.count)
+        // One batch for the transfers that start afresh; one that takes over from a lingering
+        // one re-points that one's rules in place.
+        let fresh = all.indices.filter { superseded[all[$0].id] == nil }
         do {
-            try dataPlane.addRules(ts.flatMap(\.rules))
-        } catch let error where ts.count > 1 {
-            logger.warning("\(ts.count) registrations' rules refused as a batch (\(error)); writing them one transfer at a time")
-            for (k, t) in ts.enumerated() {
-                do { try dataPlane.addRules(t.rules) } catch { failures[k] = error }
+            try dataPlane.addRules(fresh.flatMap { all[$0].rules })
+        } catch let error where fresh.count > 1 {
+            logger.warning("\(fresh.count) registrations' rules refused as a batch (\(error)); writing them one transfer at a time")
+            for k in fresh {
+                do { try dataPlane.addRules(all[k].rules) } catch { failures[k] = error }
             }
         } catch {
-            failures[0] = error
+            for k in fresh { failures[k] = error }
+        }
+        for (k, t) in all.enumerated() where superseded[t.id] != nil {
+            do {
+                try dataPlane.replaceRules(t.rules)
+            } catch {
+                restore(superseded[t.id]!, after: t)
+                failures[k] = error
+            }
         }
         CrashPoint.reached("rules-written")
-        for (k, t) in ts.enumerated() where failures[k] == nil {
+        for (k, t) in all.enumerated() where failures[k] == nil {
             do {
                 try dataPlane.setTakeover(t.takeover)
             } catch {
-                for rule in t.rules { _ = try? dataPlane.removeRule(rule.match) }
+                if let old = superseded[t.id] {
+                    restore(old, after: t)
+                } else {
+                    for rule in t.rules { _ = try? dataPlane.removeRule(rule.match) }
+                }
                 failures[k] = error
             }
         }
         return failures
+    }
+
+    /// A lingering transfer another one of its device took over from: its rules that the new
+    /// one does not have go, the takeover and the rest are the new one's already.
+    private func finishSuperseded(_ old: AgentTransfer, by new: AgentTransfer, _ tables: inout Tables) {
+        let kept = Set(new.rules.map(\.match))
+        for rule in old.rules where !kept.contains(rule.match) {
+            do { _ = try dataPlane.removeRule(rule.match) } catch { logger.error("transfer \(old.id): removing rule \(rule.match): \(error)") }
+        }
+        old.state = .ended
+        old.reason = WakeUp.Reason.superseded
+        old.ended = Date()
+        old.mark("superseded")
+        persist(old)
+        tables.untrack(old)
+        tables.finished.append(old)
+        metrics.ended(reason: WakeUp.Reason.superseded)
+        logger.info("transfer \(old.id): ended in its linger; transfer \(new.id) took over \(old.register.original) from it")
+    }
+
+    /// A lingering transfer's entries as they were before `new` failed to take over from it
+    /// (best effort: the lingering transfer goes on).
+    private func restore(_ old: AgentTransfer, after new: AgentTransfer) {
+        let kept = Set(old.rules.map(\.match))
+        for rule in new.rules where !kept.contains(rule.match) { _ = try? dataPlane.removeRule(rule.match) }
+        for rule in old.rules { try? dataPlane.setRule(rule) }
+        try? dataPlane.setTakeover(old.takeover)
     }
 
     /// Takes a transfer's entries out of the maps.

@@ -264,6 +264,52 @@ public final class DataPlane: @unchecked Sendable {
         }
     }
 
+    /// Rules of a transfer that takes over from another one: a match that exists is
+    /// re-pointed in place (one map update, so its packets never see a gap) with a fresh
+    /// counter, the old counter retired into rule-hit; the other matches are added as by
+    /// `addRules`, first, so that a refusal (a full table) leaves every existing rule as it was.
+    public func replaceRules(_ rules: [SessionRule]) throws {
+        var existing: [SessionRule] = []
+        var new: [SessionRule] = []
+        for r in rules {
+            try validated(r.validate)
+            let kind = try validated(r.match.kind)
+            let exists: Bool
+            switch r.match.destination.family {
+            case .v4: exists = try rules4.lookup(baton_rule4_key(r.match, kind: kind)) != nil
+            case .v6: exists = try rules6.lookup(baton_rule6_key(r.match, kind: kind)) != nil
+            }
+            if exists { existing.append(r) } else { new.append(r) }
+        }
+        try addRules(new)
+        for r in existing {
+            try ensureDevice(r.forward)
+            let kind = try validated(r.match.kind)
+            let slot = try slots.allocate()
+            try zeroCounter(slot)
+            let old: UInt32?
+            do {
+                switch r.match.destination.family {
+                case .v4: old = try repoint(baton_rule4_key(r.match, kind: kind), r.forward, slot: slot, in: rules4)
+                case .v6: old = try repoint(baton_rule6_key(r.match, kind: kind), r.forward, slot: slot, in: rules6)
+                }
+            } catch {
+                try? slots.release(slot)
+                throw error
+            }
+            if let old { try releaseSlot(old, retiringInto: .ruleHit) }
+        }
+        if !existing.isEmpty { try ruleSetChanged() }
+    }
+
+    /// Re-points an existing rule at `forward` with counter `slot`; returns its old counter.
+    private func repoint<K: RuleKeyABI & BitwiseCopyable>(_ key: K, _ forward: Forwarding, slot: UInt32,
+                                                          in map: TypedMap<K, baton_rule>) throws -> UInt32? {
+        let old = try map.lookup(key)?.counter
+        try map.update(key, baton_rule(counter: slot, pad: 0, fwd: forward.abi), flags: old == nil ? .any : .exist)
+        return old
+    }
+
     /// One family's part of addRules: keys checked up front, written in one
     /// batch, undone on failure.
     private struct RuleBatch<K: RuleKeyABI & BitwiseCopyable> {

@@ -135,6 +135,9 @@ public struct WakeUp: Codable, Hashable, Sendable {
         /// Not a wake-up reason either: ended by `transfer end --force` without the other
         /// side (the TN reclaimed with the agent silent, or the agent cleared without the TN).
         public static let forced = "forced"
+        /// Not a wake-up reason: a transfer in its linger that a new transfer of the same
+        /// device took over from (the address stayed taken over, its rules re-pointed).
+        public static let superseded = "superseded"
     }
 }
 

@@ -52,6 +52,8 @@ public struct NodeConfiguration: Sendable {
     public var xdpMode: XDPMode = .native
     /// How long the temporary address stays after the reclaim, for a wake-up ack that got lost.
     public var temporaryGrace: Double = 2
+    /// How often the target looks at the TCP sessions it was given (seconds).
+    public var sessionWatchInterval: Double = 1
     /// How long to wait for the target's and the agent's answers.
     public var answerTimeout: Duration = .seconds(3)
     /// Holds batond.sqlite with this node's transfers, so that a restart finishes them; nil:
@@ -91,6 +93,8 @@ public final class Node: APIHandler, Sendable {
         var milestones: [String: Double] = [:]
         /// The clean-up after the end (temporary address, held copy) is done.
         var settled = false
+        /// Sessions the target reported closed (`closed`).
+        var closedAtTarget: Set<SessionMatch> = []
 
         init(id: TransferID, channel: TransferChannel, request: TransferRequest, original: OriginalAddress,
              mode: TransferMode, target: Peer, started: Date = Date()) {
@@ -123,6 +127,10 @@ public final class Node: APIHandler, Sendable {
         var state: TargetTransferState = .accepted
         let started: Date
         var ended: Date?
+        /// Its TCP sessions that this host's TCP stack has had open, and those it has seen
+        /// closed since (see `watchSessions`).
+        var seenOpen: Set<SessionMatch> = []
+        var closedHere: [SessionMatch: String] = [:]
 
         init(id: TransferID, channel: TransferChannel, offer: Offer, started: Date = Date()) {
             self.id = id
@@ -178,7 +186,8 @@ public final class Node: APIHandler, Sendable {
     }
 
     public func run() throws {
-        let server = try APIServer(handler: self, listeners: configuration.listeners, logger: logger)
+        let watch = SessionWatch(node: self, interval: .milliseconds(Int((configuration.sessionWatchInterval * 1000).rounded())))
+        let server = try APIServer(handler: self, listeners: configuration.listeners, logger: logger, services: [watch])
         guard !tables.withLock({ $0.api = server; return $0.stopped }) else {
             server.stop()
             return
@@ -433,7 +442,7 @@ public final class Node: APIHandler, Sendable {
     /// Nothing to end (not active) is a conflict; an agent that does not answer is a failure,
     /// and the transfer goes on (with `force`, the TN reclaims its address anyway): either way
     /// the caller hears whether anything ended.
-    private func end(_ t: Outgoing, force: Bool) throws -> TransferInfo {
+    private func end(_ t: Outgoing, force: Bool, reason: String = "requested by the TN") throws -> TransferInfo {
         guard let agent = configuration.agent else { throw ControlError("no agent configured") }
         try tables.withLock { _ in
             guard t.state == .active else {
@@ -469,7 +478,7 @@ public final class Node: APIHandler, Sendable {
         }
         do {
             _ = try messenger.request(transfer: t.id, to: agent.endpoint(family), from: t.temporary, timeout: configuration.answerTimeout, {
-                try t.channel.seal(.end(End(reason: "requested by the TN")))
+                try t.channel.seal(.end(End(reason: reason)))
             }, answer: { $0.type == .wakeUp })
         } catch {
             if force, let shown = reclaimAnyway() { return shown }
@@ -563,6 +572,8 @@ public final class Node: APIHandler, Sendable {
                     messenger.deliver(message, transfer: t.id)
                 case .accept, .reject, .registered, .released:
                     messenger.deliver(message, transfer: t.id)
+                case .closed(let c):
+                    closedAtTarget(t, c.sessions)
                 default:
                     rejections.record("unexpected", from: source, "\(message.type) for transfer \(t.id)")
                 }
@@ -620,6 +631,11 @@ public final class Node: APIHandler, Sendable {
             if let t = s.incoming[id] { return info(t) }
             throw ControlError.notFound("no transfer \(id)")
         }
+    }
+
+    /// Ends a transfer whose sessions all closed at the target (see `SessionWatch`).
+    func endClosed(_ t: Outgoing) throws -> TransferInfo {
+        try end(t, force: false, reason: WakeUp.Reason.closed)
     }
 
     public func endTransfer(_ text: String, force: Bool) throws -> TransferInfo {

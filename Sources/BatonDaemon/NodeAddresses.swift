@@ -1,6 +1,7 @@
 import BatonAPI
 import BatonModel
 import BatonNet
+import Synchronization
 
 /// The node's address moves, all through netlink and /proc/sys (never `ip`):
 ///
@@ -14,6 +15,10 @@ import BatonNet
 ///   (see `removeFromInterface`).
 struct NodeAddresses {
     let interface: String
+    /// One address move at a time in this process (a transfer's start and an earlier one's
+    /// clean-up run on different threads), and the addresses that are on `lo` only as a shield
+    /// for a removal (see `removeFromInterface`): a real `hold` of one of them takes it over.
+    private static let moves = Mutex<Set<IPAddress>>([])
 
     /// The interface's address `address`, with its prefix length; nil if it is not there.
     func onInterface(_ address: IPAddress) throws -> InterfaceAddress? {
@@ -36,6 +41,13 @@ struct NodeAddresses {
 
     /// Keeps `address` local without answering for it. Idempotent.
     func hold(_ address: IPAddress) throws {
+        try Self.moves.withLock { shields in
+            shields.remove(address)
+            try holdUnlocked(address)
+        }
+    }
+
+    private func holdUnlocked(_ address: IPAddress) throws {
         if address.family == .v4 {
             try Sysctl.write("net.ipv4.conf.all.arp_ignore", 1)
             try Sysctl.write("net.ipv4.conf.all.arp_announce", 2)
@@ -47,6 +59,13 @@ struct NodeAddresses {
 
     /// Stops holding `address` on `lo`. Idempotent.
     func unhold(_ address: IPAddress) throws {
+        try Self.moves.withLock { shields in
+            shields.remove(address)
+            try unholdUnlocked(address)
+        }
+    }
+
+    private func unholdUnlocked(_ address: IPAddress) throws {
         guard try onLoopback(address) else { return }
         try Netlink().deleteAddress(address, interface: "lo")
     }
@@ -68,20 +87,25 @@ struct NodeAddresses {
     /// (IpInAddrErrors). Each of them is held on `lo` meanwhile (a /32 that the kernel keeps
     /// local through the promotion), then let go unless it was held already.
     func removeFromInterface(_ address: IPAddress) throws {
-        let netlink = try Netlink()
-        let present = try netlink.addresses(interface: interface, family: address.family)
-        guard let removed = present.first(where: { $0.address == address }) else { return }
-        var shielded: [IPAddress] = []
-        if address.family == .v4 {
-            let subnet = removed.prefix
-            let siblings = present.filter { $0.address != address && $0.prefixLength == removed.prefixLength && subnet.contains($0.address) }
-            for s in siblings where try !onLoopback(s.address) {
-                try hold(s.address)
-                shielded.append(s.address)
+        try Self.moves.withLock { shields in
+            let netlink = try Netlink()
+            let present = try netlink.addresses(interface: interface, family: address.family)
+            guard let removed = present.first(where: { $0.address == address }) else { return }
+            var shielded: [IPAddress] = []
+            defer {
+                for a in shielded where shields.remove(a) != nil { try? unholdUnlocked(a) }
             }
+            if address.family == .v4 {
+                let subnet = removed.prefix
+                let siblings = present.filter { $0.address != address && $0.prefixLength == removed.prefixLength && subnet.contains($0.address) }
+                for s in siblings where try !onLoopback(s.address) {
+                    try holdUnlocked(s.address)
+                    shields.insert(s.address)
+                    shielded.append(s.address)
+                }
+            }
+            try netlink.deleteAddress(address, interface: interface)
         }
-        defer { for a in shielded { try? unhold(a) } }
-        try netlink.deleteAddress(address, interface: interface)
     }
 
     /// The first address of `pool` of `family` that is on no interface of this host and not in

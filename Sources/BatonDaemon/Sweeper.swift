@@ -5,12 +5,12 @@ import Dispatch
 import ServiceLifecycle
 
 /// The agent's sweep, as a service of the daemon's service group: every `interval` it ends
-/// idle or closed transfers, retransmits due wake-ups and clears transfers whose linger is
+/// idle transfers, retransmits due wake-ups and clears transfers whose linger is
 /// over. It stops with the group (graceful shutdown).
 ///
 /// Reading counters costs a lookup per rule, so each sweep looks at the active transfers for
 /// at most `budget`, going on where the last one stopped: with many rules the idle and close
-/// checks come round less often, and the agent stays responsive. The counters are read
+/// check comes round less often, and the agent stays responsive. The counters are read
 /// without the table's lock, a chunk of transfers at a time, so that registrations are not
 /// held up behind the lookups. A sweep blocks (map lookups), so it runs on a queue of its own,
 /// never on the concurrency pool the API's server runs on.
@@ -31,17 +31,7 @@ struct Sweeper: Service {
     }
 
     func run() async throws {
-        try? await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                try await Task.sleep(for: interval)
-                await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                    queue.async {
-                        sweep()
-                        done.resume()
-                    }
-                }
-            }
-        }
+        await runPeriodically(every: interval, on: queue) { sweep() }
     }
 
     /// One sweep.
@@ -60,14 +50,15 @@ struct Sweeper: Service {
         table.retransmitAndClear()
     }
 
-    /// Why a transfer should end (its sessions closed, or idle), or nil. Reads the counters.
+    /// Why a transfer should end (its sessions idle), or nil. Reads the counters.
     private func verdict(_ item: TransferTable.SweepItem, clock: KernelClock) -> String? {
         let counters = item.matches.map { (try? dataPlane.rule($0))?.counter ?? Counter() }
-        let closed = !counters.isEmpty && counters.allSatisfy(\.sawFinOrReset)
+        // A FIN or RST seen here is not a verdict: anyone on the path can forge one, and the
+        // agent sees one direction only. Closed sessions end through the TN when the target's
+        // own TCP stack saw them closed (the `closed` message).
         // A session never seen is idle since the registration (or since this start).
         let since = milliseconds(since: item.since) / 1000
         let idle = counters.allSatisfy { c in min(c.idleSeconds(at: clock) ?? since, since) >= item.idleTimeout }
-        if closed { return WakeUp.Reason.closed }
         return idle ? WakeUp.Reason.idle : nil
     }
 }

@@ -117,7 +117,8 @@ final class TransferTable: Sendable {
             }
         case .end(let end):
             logger.info("transfer \(t.id): the TN asks to end it (\(end.reason))")
-            beginEnd(t, reason: WakeUp.Reason.requested)
+            // `closed`: the target's TCP stack saw every session closed (the TN relays it).
+            beginEnd(t, reason: end.reason == WakeUp.Reason.closed ? WakeUp.Reason.closed : WakeUp.Reason.requested)
         case .wakeUpAck:
             confirmWakeUp(t)
         default:

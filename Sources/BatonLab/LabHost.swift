@@ -139,8 +139,9 @@ public struct LabHost: Sendable {
         try TCPListener(in: namespace, family: family, address: address, port: port)
     }
 
-    public func connectTCP(to destination: SocketAddress, timeout: Duration = .seconds(5)) throws -> TCPConnection {
-        try TCPConnection.connect(in: namespace, to: destination, timeout: timeout)
+    public func connectTCP(to destination: SocketAddress, from sourcePort: UInt16? = nil,
+                           timeout: Duration = .seconds(5)) throws -> TCPConnection {
+        try TCPConnection.connect(in: namespace, to: destination, from: sourcePort, timeout: timeout)
     }
 
     private func defaultPrefixLength(_ family: IPAddress.Family, _ interface: String) -> Int {

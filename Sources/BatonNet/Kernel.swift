@@ -439,7 +439,8 @@ struct NetlinkFailure: Error {
     var message: String?
 }
 
-/// A NETLINK_ROUTE socket in the namespace of the thread that opened it. Not thread-safe.
+/// A netlink socket (NETLINK_ROUTE unless told) in the namespace of the thread that opened it.
+/// Not thread-safe.
 final class NetlinkSocket {
     private let socket: OpaquePointer
     private let portID: UInt32
@@ -450,18 +451,19 @@ final class NetlinkSocket {
     private let sendBuffer = UnsafeMutableRawPointer.allocate(byteCount: sendSize, alignment: 8)
     private let receiveBuffer = UnsafeMutableRawPointer.allocate(byteCount: receiveSize, alignment: 8)
 
-    init() throws(Errno) {
-        guard let socket = mnl_socket_open2(NETLINK_ROUTE, Int32(SOCK_CLOEXEC.rawValue)) else {
+    init(protocol: Int32 = NETLINK_ROUTE) throws(Errno) {
+        let name = `protocol` == NETLINK_ROUTE ? "NETLINK_ROUTE" : "netlink protocol \(`protocol`)"
+        guard let socket = mnl_socket_open2(`protocol`, Int32(SOCK_CLOEXEC.rawValue)) else {
             sendBuffer.deallocate()
             receiveBuffer.deallocate()
-            throw Errno("socket(NETLINK_ROUTE)")
+            throw Errno("socket(\(name))")
         }
         // Ask for the kernel's error text (extended ACK) and for short ACKs; both are optional.
         var on: CInt = 1
         _ = mnl_socket_setsockopt(socket, NETLINK_EXT_ACK, &on, socklen_t(MemoryLayout<CInt>.size))
         _ = mnl_socket_setsockopt(socket, NETLINK_CAP_ACK, &on, socklen_t(MemoryLayout<CInt>.size))
         guard mnl_socket_bind(socket, 0, pid_t(MNL_SOCKET_AUTOPID)) == 0 else {
-            let failure = Errno("bind(NETLINK_ROUTE)")
+            let failure = Errno("bind(\(name))")
             mnl_socket_close(socket)
             sendBuffer.deallocate()
             receiveBuffer.deallocate()

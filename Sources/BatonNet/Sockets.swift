@@ -199,12 +199,19 @@ public final class TCPConnection: Sendable {
         handle = SocketHandle(fd)
     }
 
-    /// Connects from the calling thread's namespace.
-    public static func connect(to destination: SocketAddress, timeout: Duration = .seconds(5)) throws -> TCPConnection {
+    /// Connects from the calling thread's namespace, from `sourcePort` if given (a session
+    /// whose ports are known before it exists), else from one the kernel picks.
+    public static func connect(to destination: SocketAddress, from sourcePort: UInt16? = nil,
+                               timeout: Duration = .seconds(5)) throws -> TCPConnection {
         let operation = "connect TCP \(destination)"
         return try NetError.wrap("socket", operation) {
-            let fd = try Kernel.socket(family: destination.address.family.addressFamily, type: Int32(SOCK_STREAM.rawValue))
+            let family = destination.address.family
+            let fd = try Kernel.socket(family: family.addressFamily, type: Int32(SOCK_STREAM.rawValue))
             let connection = TCPConnection(fd: fd)
+            if let sourcePort {
+                try Kernel.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1)
+                try Kernel.bind(fd, address: [UInt8](repeating: 0, count: family == .v4 ? 4 : 16), port: sourcePort)
+            }
             if try !Kernel.startConnect(fd, address: destination.address.wireBytes, port: destination.port) {
                 guard try Kernel.wait(fd, events: Int16(POLLOUT), milliseconds: milliseconds(timeout)) else {
                     throw Errno("connect", ETIMEDOUT)
@@ -217,9 +224,9 @@ public final class TCPConnection: Sendable {
     }
 
     /// Connects from inside `namespace`; the connection can then be used from any thread.
-    public static func connect(in namespace: NetworkNamespace, to destination: SocketAddress,
+    public static func connect(in namespace: NetworkNamespace, to destination: SocketAddress, from sourcePort: UInt16? = nil,
                                timeout: Duration = .seconds(5)) throws -> TCPConnection {
-        try namespace.run { try connect(to: destination, timeout: timeout) }
+        try namespace.run { try connect(to: destination, from: sourcePort, timeout: timeout) }
     }
 
     public func localAddress() throws -> SocketAddress { try handle.localAddress() }

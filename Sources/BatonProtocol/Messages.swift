@@ -156,6 +156,14 @@ public struct Released: Codable, Hashable, Sendable {
     public init() {}
 }
 
+/// Target → TN: these TCP sessions of the transfer are over at the target, as its own TCP
+/// stack saw it (a FIN each way, or a reset it accepted); the TN ends the transfer once all
+/// of them are. Sent again every second while the transfer is accepted (no answer).
+public struct Closed: Codable, Hashable, Sendable {
+    public var sessions: [SessionMatch]
+    public init(sessions: [SessionMatch]) { self.sessions = sessions }
+}
+
 // MARK: - Message
 
 /// The envelope's type byte. Values are stable: never reuse or renumber one.
@@ -170,6 +178,7 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
     case wakeUpAck = 8
     case release = 9
     case released = 10
+    case closed = 11
 
     public var description: String {
         switch self {
@@ -183,6 +192,7 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         case .wakeUpAck: return "wakeUpAck"
         case .release: return "release"
         case .released: return "released"
+        case .closed: return "closed"
         }
     }
 
@@ -193,7 +203,7 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         switch self {
         case .reject: return true
         case .offer, .release: return sender == .tn && recipient == .target
-        case .accept, .released: return sender == .target && recipient == .tn
+        case .accept, .released, .closed: return sender == .target && recipient == .tn
         case .register, .end, .wakeUpAck: return sender == .tn && recipient == .agent
         case .registered, .wakeUp: return sender == .agent && recipient == .tn
         }
@@ -217,6 +227,7 @@ public enum Message: Sendable, Hashable, CustomStringConvertible {
     case wakeUpAck(WakeUpAck)
     case release(Release)
     case released(Released)
+    case closed(Closed)
 
     public var type: MessageType {
         switch self {
@@ -230,6 +241,7 @@ public enum Message: Sendable, Hashable, CustomStringConvertible {
         case .wakeUpAck: return .wakeUpAck
         case .release: return .release
         case .released: return .released
+        case .closed: return .closed
         }
     }
 
@@ -258,6 +270,7 @@ public enum Message: Sendable, Hashable, CustomStringConvertible {
             case .wakeUpAck(let b): return Array(try e.encode(b))
             case .release(let b): return Array(try e.encode(b))
             case .released(let b): return Array(try e.encode(b))
+            case .closed(let b): return Array(try e.encode(b))
             }
         } catch {
             throw .malformedBody("cannot encode \(type): \(error)")
@@ -279,6 +292,7 @@ public enum Message: Sendable, Hashable, CustomStringConvertible {
             case .wakeUpAck: return .wakeUpAck(try d.decode(WakeUpAck.self, from: data))
             case .release: return .release(try d.decode(Release.self, from: data))
             case .released: return .released(try d.decode(Released.self, from: data))
+            case .closed: return .closed(try d.decode(Closed.self, from: data))
             }
         } catch let e as DecodingError {
             throw .malformedBody("\(type): \(Self.explain(e))")

@@ -1,4 +1,4 @@
-// libmnl plus the kernel's netlink, rtnetlink and link-kind headers.
+// libmnl plus the kernel's netlink, rtnetlink, link-kind and socket-diagnostics headers.
 #include <libmnl/libmnl.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -8,4 +8,6 @@
 #include <linux/veth.h>
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
+#include <linux/sock_diag.h>
+#include <linux/inet_diag.h>
 #include <net/if.h>

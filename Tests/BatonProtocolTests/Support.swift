@@ -87,6 +87,7 @@ let samples: [(Message, Role, Role)] = [
     (.wakeUpAck(WakeUpAck()), .tn, .agent),
     (.release(Release()), .tn, .target),
     (.released(Released()), .target, .tn),
+    (.closed(Closed(sessions: sampleRegister.sessions)), .target, .tn),
 ]
 
 /// Parses and opens in one step, so every failure is a ProtocolError.

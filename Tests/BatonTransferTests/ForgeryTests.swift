@@ -168,25 +168,60 @@ struct AutomaticEndTests {
         }
     }
 
+    /// Issue 12 item 6: a TCP session ends the transfer only when the target's own TCP stack
+    /// saw it closed both ways. A reset or FIN forged by a third host on the segment (random
+    /// sequence numbers, the correspondent's addresses and ports) changes nothing, nor does
+    /// the correspondent's own FIN alone (half-closed); once the target closes too, the
+    /// transfer ends with reason `closed`.
     @Test func closedSessionsEndTheTransfer() throws {
         var options = LabDaemons.Options()
         options.agentArguments = ["--idle-timeout", "60"]
-        try Rig.with(.l2, family: .v4, options: options) { rig in
-            let cn = rig.cn, tn = rig.tn, original = rig.original
-            let listener = try tn.tcpListener(.v4, address: original, port: 5006)
-            let client = try cn.connectTCP(to: SocketAddress(original, port: 5006))
+        try Rig.with(.l2, family: .v4, correspondents: ["cn", "cn2"], options: options) { rig in
+            let cn = rig.cn, cn2 = rig.lab["cn2"], original = rig.original
+            // The session's ports are known before it exists, so it is transferred first and
+            // then opened: the target's stack holds its socket.
+            let session = SessionMatch(proto: .tcp, source: cn.ipv4, sourcePort: 41006, destination: original, destinationPort: 5006)
+            let listener = try rig.target.tcpListener(.v4, port: 5006)
+            defer { listener.close() }
+            let transfer = try rig.tnControl.start(TransferRequest(to: "target", sessions: [session], mode: .l2))
+            let client = try cn.connectTCP(to: SocketAddress(original, port: 5006), from: 41006)
             let server = try #require(try listener.accept(timeout: .seconds(5)))
-            defer { listener.close(); client.close(); server.close() }
-            let local = try client.localAddress()
-            let transfer = try rig.tnControl.start(TransferRequest(
-                to: "target", sessions: [SessionMatch(proto: .tcp, source: cn.ipv4, sourcePort: local.port,
-                                                      destination: original, destinationPort: 5006)], mode: .l2))
-            Thread.sleep(forTimeInterval: 0.3)
-            #expect(try rig.agentControl.show(transfer.id).state == .active)
-            try client.shutdownWrite() // FIN, steered through the agent, which sees it
-            try rig.wait(5, "the agent to end the closed transfer") { try rig.agentControl.show(transfer.id).state == .ended }
+            defer { client.close(); server.close() }
+            func exchange(_ what: String) throws {
+                try client.send(Array(what.utf8))
+                #expect(try server.receive(timeout: .seconds(3)) == Array(what.utf8), "the session carries data (\(what))")
+            }
+            try exchange("before")
+
+            // Forged by cn2, sent to the agent (which answers for the original): a reset and a
+            // FIN with random sequence numbers, as the correspondent.
+            let forger = try PacketSocket(interface: cn2.interface, in: cn2.namespace)
+            defer { forger.close() }
+            for flags: TCPFlags in [[.rst], [.rst, .ack], [.fin, .ack]] {
+                let frame = Frame(ethernet: EthernetHeader(dst: rig.sa.mac, src: cn2.mac),
+                                  network: .ipv4(IPv4Header(src: cn.ipv4, dst: original)),
+                                  transport: .tcp(TCPSegment(sport: 41006, dport: 5006, seq: .random(in: 0...UInt32.max),
+                                                             ack: .random(in: 0...UInt32.max), flags: flags)))
+                try forger.send(frame.padded().bytes)
+            }
+            Thread.sleep(forTimeInterval: 2.5)
+            #expect(try rig.agentControl.show(transfer.id).state == .active, "forged packets end nothing")
+            try exchange("after the forgeries")
+
+            // The correspondent closes its side: half-closed, not over.
+            try client.shutdownWrite()
+            Thread.sleep(forTimeInterval: 2.5)
+            #expect(try rig.agentControl.show(transfer.id).state == .active, "a FIN one way ends nothing")
+            try server.send(Array("still open".utf8))
+            #expect(try client.receive(timeout: .seconds(3)) == Array("still open".utf8))
+
+            // The target closes too: both FINs, seen by the target's stack.
+            server.close()
+            try rig.wait(6, "the transfer to end once the session closed both ways") {
+                try rig.agentControl.show(transfer.id).state == .ended
+            }
             #expect(try rig.agentControl.show(transfer.id).reason == "closed")
-            #expect(try rig.tnControl.show(transfer.id).state == .ended)
+            try rig.wait(3, "the TN to have its address back") { try rig.tnControl.show(transfer.id).state == .ended }
         }
     }
 }

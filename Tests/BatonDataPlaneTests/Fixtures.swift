@@ -119,7 +119,7 @@ enum FixtureTable {
 
     static func all(redirectIfindex: UInt32) -> [Fixture] {
         actions(redirectIfindex) + defaults() + precedence() + ipv4Options() + fragments() + extensionHeaders()
-            + malformed() + notOurs() + ruleOnly() + neighbours() + misc(redirectIfindex)
+            + malformed() + notOurs() + ruleOnly() + neighbours() + misc(redirectIfindex) + icmpErrors()
     }
 
     /// Every action × family × protocol × VLAN arrangement, for an exact rule.
@@ -569,5 +569,57 @@ extension FrameSpec {
         var s = FrameSpec(family, .udp)
         s.vlans = [VLANTag(vid: 100)]
         return s
+    }
+}
+
+extension FixtureTable {
+    /// ICMP errors (issue 12 item 8) follow the session of the datagram they quote: a router
+    /// or the correspondent reporting on what the transferred session sent reaches the target,
+    /// not the TN. A quote of another source, or one that is cut short, keeps the takeover's
+    /// default.
+    static func icmpErrors() -> [Fixture] {
+        var out: [Fixture] = []
+        for family in [IPAddress.Family.v4, .v6] {
+            for l4 in [L4.tcp, .udp] {
+                // The session: cn:40000 → tn:5060, transferred to the target.
+                let session = FrameSpec(family, l4)
+                let rule = SessionRule(match: session.match, forward: .l2(to: World.targetMAC, from: World.saMAC))
+                // What the session sent back (tn:5060 → cn:40000), as the error quotes it:
+                // its IP header and the first 8 bytes after it.
+                func quote(from: World.Role) -> [UInt8] {
+                    var sent = FrameSpec(family, l4, from: from, to: .cn)
+                    sent.sport = 5060
+                    sent.dport = 40000
+                    let bytes = sent.datagram.bytes
+                    return Array(bytes.prefix((family == .v4 ? 20 : 40) + 8))
+                }
+                let kinds: [(String, UInt8, UInt8)] = family == .v4
+                    ? [("port unreachable", 3, 3), ("fragmentation needed", 3, 4), ("time exceeded", 11, 0)]
+                    : [("port unreachable", 1, 4), ("packet too big", 2, 0), ("time exceeded", 3, 0)]
+                for (name, type, code) in kinds {
+                    let report = FrameSpec(family, .udp, from: .cn2, to: .tn)
+                    func frame(_ quoted: [UInt8]) -> Frame {
+                        let m = ICMPMessage(type: type, code: code, body: [0, 0, 5, 0xdc] + quoted)
+                        return Frame(ethernet: report.ethernet,
+                                     datagram: IPDatagram(report.datagram.header, family == .v4 ? .icmp(m) : .icmpv6(m)))
+                    }
+                    let ours = frame(quote(from: .tn))
+                    var toTarget = ours
+                    toTarget.ethernet.dst = World.targetMAC
+                    toTarget.ethernet.src = World.saMAC
+                    out.append(Fixture(name: "\(family.rawValue) ICMP \(name) quoting a transferred \(l4.rawValue) session: to the target",
+                                       frame: ours.bytes, takeovers: [World.takeover(family)], rules: [rule],
+                                       verdict: Fixture.TX, output: toTarget.bytes, reason: .ruleHit))
+                    out.append(Fixture(name: "\(family.rawValue) ICMP \(name) quoting another source: the takeover's default",
+                                       frame: frame(quote(from: .other)).bytes, takeovers: [World.takeover(family)], rules: [rule],
+                                       verdict: Fixture.TX, output: nil, reason: .defaultHit))
+                    out.append(Fixture(name: "\(family.rawValue) ICMP \(name) with its quote cut short: the takeover's default",
+                                       frame: frame(Array(quote(from: .tn).prefix(family == .v4 ? 22 : 42))).bytes,
+                                       takeovers: [World.takeover(family)], rules: [rule],
+                                       verdict: Fixture.TX, output: nil, reason: .defaultHit))
+                }
+            }
+        }
+        return out
     }
 }

@@ -197,11 +197,38 @@ struct ReferenceModel {
             guard off + 8 <= f.l3end else { return false }
             let type = b[off]
             let echo: Set<UInt8> = f.proto == 1 ? [0, 8] : [128, 129]
+            let errors: Set<UInt8> = f.proto == 1 ? [3, 11, 12] : [1, 2, 3, 4]
             if echo.contains(type) { f.sport = b.u16(off + 4) }
+            if errors.contains(type) { quoted(b, off + 8, &f) }
         default:
             break
         }
         return true
+    }
+
+    /// An ICMP error quoting a datagram the destination sent (its header at `off`): the flow
+    /// becomes that datagram's session as the correspondent sends it. Anything else about
+    /// the quote leaves the flow as it was.
+    private func quoted(_ b: Bytes, _ off: Int, _ f: inout Flow) {
+        if !f.v6 {
+            guard off + 20 <= f.l3end, b[off] >> 4 == 4, b[off] & 0xf >= 5 else { return }
+            let ihl = Int(b[off] & 0xf) * 4
+            let proto = b[off + 9]
+            guard mapped(b.slice(off + 12, 4)) == f.dst, proto == 6 || proto == 17, b.u16(off + 6) & 0x1fff == 0,
+                  off + ihl + 4 <= f.l3end else { return }
+            f.src = mapped(b.slice(off + 16, 4))
+            f.proto = proto
+            f.sport = b.u16(off + ihl + 2)
+            f.dport = b.u16(off + ihl)
+        } else {
+            guard off + 40 <= f.l3end, b[off] >> 4 == 6 else { return }
+            let proto = b[off + 6]
+            guard b.slice(off + 8, 16) == f.dst, proto == 6 || proto == 17, off + 44 <= f.l3end else { return }
+            f.src = b.slice(off + 24, 16)
+            f.proto = proto
+            f.sport = b.u16(off + 42)
+            f.dport = b.u16(off + 40)
+        }
     }
 
     private mutating func steer(_ b: Bytes, _ flow: Flow) -> Expectation {

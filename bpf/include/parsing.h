@@ -84,6 +84,7 @@ struct flow {
 	__u8 frag;                 /* enum frag_kind */
 	__u8 v6;
 	__u8 tcp_flags;
+	__u8 icmp_error;           /* an ICMP error whose flow is the quoted session's */
 };
 
 /* Ethernet and up to two VLAN tags. Sets *proto to the EtherType of the L3
@@ -139,9 +140,68 @@ static __always_inline int addr_is_v4(const __u8 *a)
 	return w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0x0000ffff);
 }
 
+/* ICMP error types that quote a datagram the destination sent. */
+static __always_inline int icmp_is_error(__u8 proto, __u8 type)
+{
+	if (proto == IPPROTO_ICMP)
+		return type == 3 || type == 11 || type == 12; /* unreachable, time exceeded, parameter */
+	return type >= 1 && type <= 4;                        /* unreachable, too big, time, parameter */
+}
+
+/* An ICMP error about a datagram the (taken-over) destination sent: the quoted
+ * header's source is the outer destination. The flow becomes that datagram's
+ * session as the correspondent sends it (addresses and ports swapped back), so
+ * the error follows the session to where it lives, not to the TN (Katran does
+ * the same). A quote that cannot be read whole, names another source, is a
+ * later fragment or carries no ports leaves the ICMP flow as it was. `off` is
+ * where the quoted IP header starts. */
+static __always_inline void icmp_quoted_flow(void *data, void *data_end, struct flow *f, __u32 off)
+{
+	__be16 *ports;
+
+	if (!f->v6) {
+		struct iphdr *in = data + off;
+		__u32 ihl;
+
+		if ((void *)(in + 1) > data_end || off + sizeof(*in) > f->l3end || in->version != 4 || in->ihl < 5)
+			return;
+		if (in->saddr != f->daddr4 || (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP) ||
+		    (in->frag_off & bpf_htons(IP_OFFSET)))
+			return;
+		ihl = (in->ihl & 0xf) * 4;
+		ports = data + off + ihl;
+		if ((void *)(ports + 2) > data_end || off + ihl + 4 > f->l3end)
+			return;
+		f->saddr4 = in->daddr;
+		f->key.proto = in->protocol;
+	} else {
+		struct ipv6hdr *in = data + off;
+
+		/* Only a quote whose upper-layer header follows at once: ports behind
+		 * extension headers are left alone. */
+		if ((void *)(in + 1) > data_end || off + sizeof(*in) > f->l3end || in->version != 6)
+			return;
+		const __u32 *q = (const __u32 *)&in->saddr, *d = (const __u32 *)f->key.dst;
+
+		/* Compared by words: clang turns __builtin_memcmp into a call. */
+		if ((q[0] ^ d[0]) | (q[1] ^ d[1]) | (q[2] ^ d[2]) | (q[3] ^ d[3]) ||
+		    (in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP))
+			return;
+		ports = (void *)(in + 1);
+		if ((void *)(ports + 2) > data_end || off + sizeof(*in) + 4 > f->l3end)
+			return;
+		__builtin_memcpy(f->key.src, &in->daddr, 16);
+		f->key.proto = in->nexthdr;
+	}
+	f->key.sport = ports[1];
+	f->key.dport = ports[0];
+	f->icmp_error = 1;
+}
+
 /* Ports (and TCP flags) of the L4 header at f->l4off. Returns 0, or -1 when
  * the header does not fit in the datagram. Protocols without ports keep 0/0;
- * ICMP and ICMPv6 echo use the identifier as the source port.
+ * ICMP and ICMPv6 echo use the identifier as the source port; an ICMP error
+ * takes the flow of the datagram it quotes (icmp_quoted_flow).
  * Each header is checked twice: against data_end for the verifier, and
  * against the datagram's own end (l3end <= data_end) for correctness. */
 static __always_inline int parse_l4(void *data, void *data_end, struct flow *f)
@@ -179,6 +239,8 @@ static __always_inline int parse_l4(void *data, void *data_end, struct flow *f)
 			return -1;
 		if (ih->type == req || ih->type == rep)
 			f->key.sport = ih->id;
+		else if (icmp_is_error(f->key.proto, ih->type))
+			icmp_quoted_flow(data, data_end, f, f->l4off + sizeof(*ih));
 		return 0;
 	}
 	}

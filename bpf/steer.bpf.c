@@ -147,6 +147,11 @@ static __always_inline int forward(struct xdp_md *ctx, const struct baton_fwd *f
 	case BATON_ACTION_L2:
 		break;
 	case BATON_ACTION_ENCAP:
+		if (fwd->mtu && f->l3end - f->l3off + (f->v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr)) > fwd->mtu) {
+			if (too_big(ctx, fwd, f) < 0)
+				return verdict(BATON_STAT_TOO_BIG, 0, XDP_DROP);
+			return verdict(BATON_STAT_TOO_BIG, 0, XDP_TX);
+		}
 		if ((f->v6 ? encap_ip6ip6(ctx, fwd, f) : encap_ipip(ctx, fwd, f)) < 0)
 			return verdict(BATON_STAT_ENCAP_FAIL, 0, XDP_DROP);
 		break;

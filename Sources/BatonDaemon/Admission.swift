@@ -26,6 +26,8 @@ final class Admission: Sendable {
         var tunnelSource: [IPAddress.Family: IPAddress] = [:]
         var nextHops: [IPAddress: MACAddress] = [:]
         var targetMACs: [IPAddress: MACAddress] = [:]
+        /// The interface's MTU: tunnelled packets that would not fit are answered with ICMP.
+        var mtu: Int?
     }
 
     let configuration: AgentConfiguration
@@ -179,8 +181,12 @@ final class Admission: Sendable {
             context.tunnelSource[family] = source
             let hop = try context.nextHops[r.targetAddress] ?? nextHop(r.targetAddress)
             context.nextHops[r.targetAddress] = hop
-            toTarget = .encap(to: r.targetAddress, from: source, nextHop: hop, sourceMAC: mac)
-            toTN = .encap(to: r.temporary, from: source, nextHop: r.tnMAC, sourceMAC: mac)
+            let linkMTU = try context.mtu ?? Netlink().link(named: configuration.interface).mtu
+            context.mtu = linkMTU
+            // Below what the family needs (a misconfigured link): not checked, as before.
+            let mtu = linkMTU >= Int(Forwarding.minimumMTU(family)) ? UInt16(clamping: linkMTU) : nil
+            toTarget = .encap(to: r.targetAddress, from: source, nextHop: hop, sourceMAC: mac, mtu: mtu)
+            toTN = .encap(to: r.temporary, from: source, nextHop: r.tnMAC, sourceMAC: mac, mtu: mtu)
         }
         for (what, m) in [("the target's", r.targetMAC), ("the TN's", r.tnMAC)] where m == mac {
             throw ControlError.forbidden("\(what) MAC \(m) is the agent's own: it would loop")

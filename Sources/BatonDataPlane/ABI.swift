@@ -32,6 +32,7 @@ extension Forwarding {
         }
         if let s = outerSource { abiStore(s.bytes16, into: &f.outer_src) }
         if let d = outerDestination { abiStore(d.bytes16, into: &f.outer_dst) }
+        if action == .encap { f.mtu = mtu ?? 0 }
         return f
     }
 
@@ -48,7 +49,8 @@ extension Forwarding {
                   sourceMAC: MACAddress(bytes: abiBytes(f.src_mac)) ?? .zero,
                   ifindex: f.ifindex,
                   outerSource: action == .encap ? IPAddress(bytes16: os) : nil,
-                  outerDestination: action == .encap ? IPAddress(bytes16: od) : nil)
+                  outerDestination: action == .encap ? IPAddress(bytes16: od) : nil,
+                  mtu: action == .encap && f.mtu != 0 ? f.mtu : nil)
     }
 }
 

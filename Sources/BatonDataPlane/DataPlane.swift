@@ -456,19 +456,26 @@ public final class DataPlane: @unchecked Sendable {
     /// entries there are, plus what removed entries had counted.
     public func stats() throws -> [StatReason: StatValue] {
         var out = try programStats()
-        var all = StatValue(packets: 0, bytes: 0), takeovers = StatValue(packets: 0, bytes: 0)
-        try counterMap.forEachPerCPU { _, perCPU in
-            for c in perCPU { all.packets += c.packets; all.bytes += c.bytes }
-        }
-        for (_, t) in try takeoverMap.entries() {
-            let c = try counter(t.counter)
-            takeovers.packets += c.packets
-            takeovers.bytes += c.bytes
+        // One pass over the counters, each slot read once and summed into its kind: counting
+        // all slots and then the takeovers' again, packets arriving between the two reads
+        // made the difference negative (a crash on /metrics under traffic).
+        let takeoverSlots = Set(try takeoverMap.entries().map(\.1.counter))
+        var rules = StatValue(packets: 0, bytes: 0), takeovers = StatValue(packets: 0, bytes: 0)
+        try counterMap.forEachPerCPU { slot, perCPU in
+            for c in perCPU {
+                if takeoverSlots.contains(slot) {
+                    takeovers.packets += c.packets
+                    takeovers.bytes += c.bytes
+                } else {
+                    rules.packets += c.packets
+                    rules.bytes += c.bytes
+                }
+            }
         }
         out[.defaultHit]!.packets += takeovers.packets
         out[.defaultHit]!.bytes += takeovers.bytes
-        out[.ruleHit]!.packets += all.packets - takeovers.packets
-        out[.ruleHit]!.bytes += all.bytes - takeovers.bytes
+        out[.ruleHit]!.packets += rules.packets
+        out[.ruleHit]!.bytes += rules.bytes
         return out
     }
 

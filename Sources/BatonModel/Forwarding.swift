@@ -21,19 +21,25 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
     public var ifindex: UInt32
     public var outerSource: IPAddress?
     public var outerDestination: IPAddress?
+    /// Encap: the egress interface's MTU. A packet that would not fit with the outer header
+    /// is answered with ICMP Fragmentation Needed (IPv4 with DF; dropped without) or Packet
+    /// Too Big (IPv6), as a router would. nil: not checked.
+    public var mtu: UInt16?
 
     public init(action: Action, destinationMAC: MACAddress = .zero, sourceMAC: MACAddress = .zero,
-                ifindex: UInt32 = 0, outerSource: IPAddress? = nil, outerDestination: IPAddress? = nil) {
+                ifindex: UInt32 = 0, outerSource: IPAddress? = nil, outerDestination: IPAddress? = nil,
+                mtu: UInt16? = nil) {
         self.action = action
         self.destinationMAC = destinationMAC
         self.sourceMAC = sourceMAC
         self.ifindex = ifindex
         self.outerSource = outerSource
         self.outerDestination = outerDestination
+        self.mtu = mtu
     }
 
     private enum CodingKeys: String, CodingKey {
-        case action, destinationMAC, sourceMAC, ifindex, outerSource, outerDestination
+        case action, destinationMAC, sourceMAC, ifindex, outerSource, outerDestination, mtu
     }
 
     /// Fields an action does not use may be left out of JSON.
@@ -44,7 +50,8 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
                   sourceMAC: try c.decodeIfPresent(MACAddress.self, forKey: .sourceMAC) ?? .zero,
                   ifindex: try c.decodeIfPresent(UInt32.self, forKey: .ifindex) ?? 0,
                   outerSource: try c.decodeIfPresent(IPAddress.self, forKey: .outerSource),
-                  outerDestination: try c.decodeIfPresent(IPAddress.self, forKey: .outerDestination))
+                  outerDestination: try c.decodeIfPresent(IPAddress.self, forKey: .outerDestination),
+                  mtu: try c.decodeIfPresent(UInt16.self, forKey: .mtu))
     }
 
     public static let pass = Forwarding(action: .pass)
@@ -55,10 +62,13 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
     }
 
     public static func encap(to outerDestination: IPAddress, from outerSource: IPAddress,
-                             nextHop: MACAddress, sourceMAC: MACAddress, ifindex: UInt32 = 0) -> Forwarding {
+                             nextHop: MACAddress, sourceMAC: MACAddress, ifindex: UInt32 = 0, mtu: UInt16? = nil) -> Forwarding {
         Forwarding(action: .encap, destinationMAC: nextHop, sourceMAC: sourceMAC, ifindex: ifindex,
-                   outerSource: outerSource, outerDestination: outerDestination)
+                   outerSource: outerSource, outerDestination: outerDestination, mtu: mtu)
     }
+
+    /// The smallest MTU an encap forward may name: what every link of the family carries.
+    public static func minimumMTU(_ family: IPAddress.Family) -> UInt16 { family == .v4 ? 576 : 1280 }
 
     /// Checks that this can carry packets of `family`: MACs set for the
     /// sending actions; the tunnel's addresses of the same family (the data
@@ -84,6 +94,9 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
             }
             guard !dst.isUnspecified, !dst.isMulticast else {
                 throw .invalid("tunnel destination \(dst) must be a unicast address")
+            }
+            if let mtu, mtu < Self.minimumMTU(family) {
+                throw .invalid("mtu \(mtu) is below \(Self.minimumMTU(family)), the least a \(family.rawValue) link carries")
             }
         }
     }

@@ -11,8 +11,8 @@ import BatonModel
 ///            32 same dst as the rule before, 64 same forward as the rule before),
 ///            [sport BE16], [dport BE16], [dst (4|16)], [src (4|16)]
 ///   forward (unless 64): action (0 pass, 1 drop, 2 l2, 3 encap),
-///            flags (1 has outer src, 2 outer src v6, 4 has outer dst, 8 outer dst v6),
-///            dst MAC (6), src MAC (6), ifindex BE32, [outer src (4|16)], [outer dst (4|16)]
+///            flags (1 has outer src, 2 outer src v6, 4 has outer dst, 8 outer dst v6, 16 has mtu),
+///            dst MAC (6), src MAC (6), ifindex BE32, [outer src (4|16)], [outer dst (4|16)], [mtu BE16]
 /// A transfer's rules share their destination and mostly their forwarding,
 /// so a typical rule is 6 bytes (v4) to 24 (v6). Addresses keep their case
 /// (.v4 or .v6), so a rule reads back equal.
@@ -49,12 +49,14 @@ enum RuleCodec {
         var ff: UInt8 = 0
         if let s = f.outerSource { ff |= 1 | (s.family == .v6 ? 2 : 0) }
         if let d = f.outerDestination { ff |= 4 | (d.family == .v6 ? 8 : 0) }
+        if f.mtu != nil { ff |= 16 }
         out.append(ff)
         out += f.destinationMAC.bytes
         out += f.sourceMAC.bytes
         for shift in [24, 16, 8, 0] as [UInt32] { out.append(UInt8(truncatingIfNeeded: f.ifindex >> shift)) }
         if let s = f.outerSource { out += s.wireBytes }
         if let d = f.outerDestination { out += d.wireBytes }
+        if let m = f.mtu { out.append(UInt8(m >> 8)); out.append(UInt8(m & 0xff)) }
     }
 
     /// A takeover in the same manner (JSON of it was a sixth of a registration's cost):
@@ -129,8 +131,9 @@ enum RuleCodec {
         let ifindex = UInt32(try r.u16()) << 16 | UInt32(try r.u16())
         let outerSource: IPAddress? = flags & 1 != 0 ? IPAddress(wire: try r.raw(flags & 2 != 0 ? 16 : 4))! : nil
         let outerDestination: IPAddress? = flags & 4 != 0 ? IPAddress(wire: try r.raw(flags & 8 != 0 ? 16 : 4))! : nil
+        let mtu: UInt16? = flags & 16 != 0 ? try r.u16() : nil
         return Forwarding(action: action, destinationMAC: dmac, sourceMAC: smac, ifindex: ifindex,
-                          outerSource: outerSource, outerDestination: outerDestination)
+                          outerSource: outerSource, outerDestination: outerDestination, mtu: mtu)
     }
 
     private static func actionCode(_ a: Forwarding.Action) -> UInt8 {

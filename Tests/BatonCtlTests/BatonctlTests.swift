@@ -432,10 +432,10 @@ struct BatonctlTests {
             let stats = try s.ok("stats", "--json").json([StatJSON].self)
             #expect(stats.map(\.reason) == ["not-ip", "malformed-passed", "not-taken-over", "malformed-dropped", "rule-hit",
                                             "default-hit", "fragment-unknown", "arp-reply", "neighbor-advert", "encap-failed",
-                                            "redirect-failed", "loop-dropped"])
+                                            "redirect-failed", "loop-dropped", "too-big"])
             #expect(stats.allSatisfy { $0.packets == 0 && $0.bytes == 0 && !$0.meaning.isEmpty })
             let table = try s.ok("stats").stdout.split(separator: "\n")
-            #expect(table.count == 13 && table[0].hasPrefix("REASON") && table[0].hasSuffix("MEANING"))
+            #expect(table.count == 14 && table[0].hasPrefix("REASON") && table[0].hasSuffix("MEANING"))
         }
     }
 

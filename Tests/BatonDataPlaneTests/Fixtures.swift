@@ -119,7 +119,7 @@ enum FixtureTable {
 
     static func all(redirectIfindex: UInt32) -> [Fixture] {
         actions(redirectIfindex) + defaults() + precedence() + ipv4Options() + fragments() + extensionHeaders()
-            + malformed() + notOurs() + ruleOnly() + neighbours() + misc(redirectIfindex) + icmpErrors()
+            + malformed() + notOurs() + ruleOnly() + neighbours() + misc(redirectIfindex) + icmpErrors() + tooBig()
     }
 
     /// Every action × family × protocol × VLAN arrangement, for an exact rule.
@@ -617,6 +617,62 @@ extension FixtureTable {
                                        frame: frame(Array(quote(from: .tn).prefix(family == .v4 ? 22 : 42))).bytes,
                                        takeovers: [World.takeover(family)], rules: [rule],
                                        verdict: Fixture.TX, output: nil, reason: .defaultHit))
+                }
+            }
+        }
+        return out
+    }
+}
+
+extension FixtureTable {
+    /// Issue 12 item 8: a datagram that would not fit the tunnel's MTU with the outer header
+    /// is answered, as a router would, with ICMP Fragmentation Needed (IPv4, DF set) or
+    /// Packet Too Big (IPv6) from the agent's tunnel address, quoting its first 68 / 96
+    /// bytes; without DF it is dropped. One that fits exactly is encapsulated.
+    static func tooBig() -> [Fixture] {
+        var out: [Fixture] = []
+        let mtu: UInt16 = 1500
+        for family in [IPAddress.Family.v4, .v6] {
+            let cn = World.ip(family, .cn), tn = World.ip(family, .tn), sa = World.ip(family, .sa)
+            let target = World.ip(family, .target)
+            let overhead = family == .v4 ? 20 : 40
+            for (vname, vlans) in vlanSets {
+                func datagram(size: Int, df: Bool = true) -> IPDatagram {
+                    let payload = [UInt8](repeating: 0x5a, count: size - overhead - 8)
+                    let udp = Transport.udp(UDPDatagram(sport: 40000, dport: 5060, payload: payload))
+                    return family == .v4 ? IPDatagram(ipv4: IPv4Header(src: cn, dst: tn, dontFragment: df), transport: udp)
+                                         : IPDatagram(ipv6: IPv6Header(src: cn, dst: tn), transport: udp)
+                }
+                let eth = EthernetHeader(dst: World.saMAC, src: World.cnMAC, vlans: vlans)
+                let match = SessionMatch(proto: .udp, source: cn, sourcePort: 40000, destination: tn, destinationPort: 5060)
+                let rule = SessionRule(match: match, forward: .encap(to: target, from: sa, nextHop: World.routerMAC,
+                                                                     sourceMAC: World.saMAC, mtu: mtu))
+                let big = datagram(size: Int(mtu) - overhead + 1)
+                let quote = Array(big.bytes.prefix(family == .v4 ? 68 : 96))
+                let answer: IPDatagram
+                if family == .v4 {
+                    let m = ICMPMessage(type: 3, code: 4, body: [0, 0, UInt8((mtu - 20) >> 8), UInt8((mtu - 20) & 0xff)] + quote)
+                    answer = IPDatagram(ipv4: IPv4Header(src: sa, dst: cn, tos: 0xc0), transport: .icmp(m))
+                } else {
+                    let m = ICMPMessage(type: 2, code: 0, body: [0, 0, UInt8((mtu - 40) >> 8), UInt8((mtu - 40) & 0xff)] + quote)
+                    answer = IPDatagram(ipv6: IPv6Header(src: sa, dst: cn), transport: .icmpv6(m))
+                }
+                let back = Frame(ethernet: EthernetHeader(dst: World.cnMAC, src: World.saMAC, vlans: vlans), datagram: answer)
+                out.append(Fixture(name: "\(family.rawValue) \(vname) one byte over the tunnel MTU: \(family == .v4 ? "fragmentation needed" : "packet too big") to the sender",
+                                   frame: Frame(ethernet: eth, datagram: big).bytes, takeovers: [World.takeover(family)], rules: [rule],
+                                   verdict: Fixture.TX, output: back.bytes, reason: .tooBig))
+                let fits = datagram(size: Int(mtu) - overhead)
+                var tunnelled = EthernetHeader(dst: World.routerMAC, src: World.saMAC, vlans: vlans)
+                tunnelled.vlans = vlans
+                let outer = family == .v4 ? fits.encapsulatedInIPv4(src: sa, dst: target) : fits.encapsulatedInIPv6(src: sa, dst: target)
+                out.append(Fixture(name: "\(family.rawValue) \(vname) exactly the tunnel MTU once encapsulated: tunnelled",
+                                   frame: Frame(ethernet: eth, datagram: fits).bytes, takeovers: [World.takeover(family)], rules: [rule],
+                                   verdict: Fixture.TX, output: Frame(ethernet: tunnelled, datagram: outer).bytes, reason: .ruleHit,
+                                   outerIPv6At: family == .v6 ? 14 + 4 * vlans.count : nil))
+                if family == .v4 {
+                    out.append(Fixture(name: "v4 \(vname) over the tunnel MTU without DF: dropped (XDP cannot fragment)",
+                                       frame: Frame(ethernet: eth, datagram: datagram(size: Int(mtu), df: false)).bytes,
+                                       takeovers: [World.takeover(family)], rules: [rule], verdict: Fixture.DROP, reason: .tooBig))
                 }
             }
         }

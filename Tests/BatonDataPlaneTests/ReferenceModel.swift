@@ -101,6 +101,7 @@ struct ReferenceModel {
         var v6 = false
         var frag = 0 // 0 none, 1 first, 2 later
         var fragID: UInt32 = 0, fragProto: UInt8 = 0
+        var icmpError = false
     }
 
     private mutating func ipv4(_ b: Bytes, _ l3: Int) -> Expectation {
@@ -220,6 +221,7 @@ struct ReferenceModel {
             f.proto = proto
             f.sport = b.u16(off + ihl + 2)
             f.dport = b.u16(off + ihl)
+            f.icmpError = true
         } else {
             guard off + 40 <= f.l3end, b[off] >> 4 == 6 else { return }
             let proto = b[off + 6]
@@ -228,6 +230,7 @@ struct ReferenceModel {
             f.proto = proto
             f.sport = b.u16(off + 42)
             f.dport = b.u16(off + 40)
+            f.icmpError = true
         }
     }
 
@@ -284,6 +287,14 @@ struct ReferenceModel {
                 reasons.append(.encapFailed)
                 return Expectation(verdict: Self.XDP_DROP, output: nil, reasons: reasons, hit: hit)
             }
+            if let mtu = fwd.mtu, f.l3end - f.l3 + (f.v6 ? 40 : 20) > Int(mtu) {
+                reasons.append(.tooBig)
+                // IPv4 without DF (XDP cannot fragment) and ICMP errors: dropped.
+                if f.icmpError || (!f.v6 && b[f.l3 + 6] & 0x40 == 0) {
+                    return Expectation(verdict: Self.XDP_DROP, output: nil, reasons: reasons, hit: hit)
+                }
+                return Expectation(verdict: Self.XDP_TX, output: tooBigAnswer(b, f, from: os, mtu: mtu), reasons: reasons, hit: hit)
+            }
             out = Array(out[0..<f.l3]) + outerHeader(b, f, os, od) + Array(out[f.l3...])
         }
         out.replaceSubrange(0..<6, with: fwd.destinationMAC.bytes)
@@ -296,6 +307,31 @@ struct ReferenceModel {
             return Expectation(verdict: Self.XDP_DROP, output: nil, reasons: reasons, hit: hit)
         }
         return Expectation(verdict: Self.XDP_REDIRECT, output: out, reasons: reasons, hit: hit)
+    }
+
+    /// RFC 1191 Fragmentation Needed / RFC 4443 Packet Too Big for the packet's sender, from
+    /// `src`, quoting the first 68 / 96 bytes of its datagram, back the way it came.
+    private func tooBigAnswer(_ b: Bytes, _ f: Flow, from src: IPAddress, mtu: UInt16) -> [UInt8] {
+        var l2 = b.slice(0, f.l3)
+        l2.replaceSubrange(0..<12, with: b.slice(6, 6) + b.slice(0, 6))
+        if !f.v6 {
+            let quote = b.slice(f.l3, 68)
+            var icmp: [UInt8] = [3, 4, 0, 0, 0, 0] + be16(mtu - 20) + quote
+            let c = referenceChecksum(icmp)
+            icmp[2] = UInt8(c >> 8); icmp[3] = UInt8(c & 0xff)
+            var ip: [UInt8] = [0x45, 0xc0] + be16(UInt16(20 + icmp.count)) + [0, 0, 0, 0, 64, 1, 0, 0]
+            ip += src.wireBytes + b.slice(f.l3 + 12, 4)
+            let h = referenceChecksum(ip)
+            ip[10] = UInt8(h >> 8); ip[11] = UInt8(h & 0xff)
+            return l2 + ip + icmp
+        }
+        let quote = b.slice(f.l3, 96)
+        let dst = b.slice(f.l3 + 8, 16)
+        var icmp: [UInt8] = [2, 0, 0, 0] + be32(UInt32(mtu) - 40) + quote
+        let pseudo = src.wireBytes + dst + be32(UInt32(icmp.count)) + [0, 0, 0, 58]
+        let c = referenceChecksum(pseudo + icmp)
+        icmp[2] = UInt8(c >> 8); icmp[3] = UInt8(c & 0xff)
+        return l2 + be32(0x6000_0000) + be16(UInt16(icmp.count)) + [58, 64] + src.wireBytes + dst + icmp
     }
 
     /// RFC 2003 / RFC 2473 outer header. The IPv6 flow label is the

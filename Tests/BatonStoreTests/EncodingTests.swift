@@ -20,6 +20,11 @@ struct EncodingTests {
                      agentMAC: Sample.saMAC, router: true),
             Takeover(address: IPAddress("2001:db8::3")!, defaultForward: .drop, router: true,
                      temporaryAddress: IPAddress("2001:db8::103")!),
+            // An encap forward with the tunnel's MTU (packets too big for it are answered).
+            Takeover(address: IPAddress("10.0.0.3")!,
+                     defaultForward: .encap(to: IPAddress("10.0.0.103")!, from: IPAddress("10.0.0.1")!, nextHop: mac,
+                                            sourceMAC: Sample.saMAC, mtu: 1500),
+                     agentMAC: Sample.saMAC, temporaryAddress: IPAddress("10.0.0.103")!),
         ]
     }()
 

@@ -109,4 +109,137 @@ static __always_inline int encap_ip6ip6(struct xdp_md *ctx, const struct baton_f
 	return 0;
 }
 
+/* How much of the offending datagram an answer quotes: an IPv4 header with the
+ * longest options and 8 bytes after it; for IPv6 the header and 56 bytes. Fixed,
+ * so that the checksums cover a known length (bpf_csum_diff wants one), and
+ * always there: the datagram is at least the MTU less the outer header, and
+ * the MTU at least 576 (IPv4) or 1280 (IPv6). */
+#define TOO_BIG_QUOTE4 68
+#define TOO_BIG_QUOTE6 96
+
+struct icmp_too_big {
+	__u8 type;
+	__u8 code;
+	__sum16 csum;
+	__be32 mtu; /* ICMP: 16 bits unused, then the next-hop MTU; ICMPv6: the MTU */
+};
+
+struct ipv6_pseudo {
+	struct in6_addr src;
+	struct in6_addr dst;
+	__be32 len;
+	__u8 zero[3];
+	__u8 nexthdr;
+};
+
+/* A packet that would not fit the tunnel's MTU once encapsulated (fwd->mtu):
+ * answered in place, as a router would, with ICMP Fragmentation Needed (IPv4,
+ * DF set) or ICMPv6 Packet Too Big, from the agent's tunnel address to the
+ * packet's source, back out of the interface it came in on, so the sender
+ * lowers its path MTU instead of losing every full-size segment. IPv4 without
+ * DF could only be fragmented, which XDP cannot do, and an ICMP error is never
+ * answered with another one: both are dropped. The frame is cut to the
+ * quote, grown by the new headers, and its L2 header moved to the front with
+ * the MACs swapped. */
+static __always_inline int too_big(struct xdp_md *ctx, const struct baton_fwd *fwd,
+				   const struct flow *f)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	const int hlen = f->v6 ? sizeof(struct ipv6hdr) + sizeof(struct icmp_too_big)
+			       : sizeof(struct iphdr) + sizeof(struct icmp_too_big);
+	const __u32 quote = f->v6 ? TOO_BIG_QUOTE6 : TOO_BIG_QUOTE4;
+	__u32 l3off = f->l3off;
+	struct icmp_too_big *icmp;
+	struct ethhdr *eth, *old;
+	__s64 sum;
+
+	if (f->icmp_error || l3off > L2_MAX_LEN)
+		return -1;
+	if (!f->v6) {
+		struct iphdr *ip = data + l3off;
+
+		if ((void *)(ip + 1) > data_end || !(ip->frag_off & bpf_htons(0x4000)))
+			return -1;
+	}
+	if (data + l3off + quote > data_end ||
+	    bpf_xdp_adjust_tail(ctx, (int)(l3off + quote) - (int)(data_end - data)))
+		return -1;
+	if (bpf_xdp_adjust_head(ctx, -hlen))
+		return -1;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	/* The L2 header first (it sits where the new headers go): MACs swapped. */
+	eth = data;
+	old = data + hlen;
+	if ((void *)(old + 1) > data_end)
+		return -1;
+	__builtin_memcpy(eth->h_dest, old->h_source, 6);
+	__builtin_memcpy(eth->h_source, old->h_dest, 6);
+	eth->h_proto = old->h_proto;
+	if (l3off >= 18) {
+		if (data + hlen + 18 > data_end)
+			return -1;
+		__builtin_memcpy(data + 14, data + hlen + 14, 4);
+	}
+	if (l3off >= 22) {
+		if (data + hlen + 22 > data_end)
+			return -1;
+		__builtin_memcpy(data + 18, data + hlen + 18, 4);
+	}
+	if (!f->v6) {
+		struct iphdr *ip = data + l3off;
+
+		pkt_barrier(ip);
+		icmp = (void *)(ip + 1);
+		if ((void *)icmp + sizeof(*icmp) + TOO_BIG_QUOTE4 > data_end)
+			return -1;
+		ip->version = 4;
+		ip->ihl = 5;
+		ip->tos = 0xc0; /* internetwork control, as the kernel's own ICMP */
+		ip->tot_len = bpf_htons(sizeof(*ip) + sizeof(*icmp) + TOO_BIG_QUOTE4);
+		ip->id = 0;
+		ip->frag_off = 0;
+		ip->ttl = OUTER_TTL;
+		ip->protocol = IPPROTO_ICMP;
+		ip->check = 0;
+		__builtin_memcpy(&ip->saddr, fwd->outer_src + 12, 4);
+		ip->daddr = f->saddr4;
+		ip->check = ipv4_header_csum(ip);
+		icmp->type = 3; /* destination unreachable */
+		icmp->code = 4; /* fragmentation needed and DF set */
+		icmp->csum = 0;
+		icmp->mtu = bpf_htonl(fwd->mtu - sizeof(struct iphdr));
+		sum = bpf_csum_diff(NULL, 0, (void *)icmp, sizeof(*icmp) + TOO_BIG_QUOTE4, 0);
+	} else {
+		struct ipv6hdr *ip6 = data + l3off;
+		struct ipv6_pseudo ph = {};
+
+		pkt_barrier(ip6);
+		icmp = (void *)(ip6 + 1);
+		if ((void *)icmp + sizeof(*icmp) + TOO_BIG_QUOTE6 > data_end)
+			return -1;
+		*(__be32 *)ip6 = bpf_htonl(0x60000000);
+		ip6->payload_len = bpf_htons(sizeof(*icmp) + TOO_BIG_QUOTE6);
+		ip6->nexthdr = IPPROTO_ICMPV6;
+		ip6->hop_limit = OUTER_TTL;
+		__builtin_memcpy(&ip6->saddr, fwd->outer_src, 16);
+		__builtin_memcpy(&ip6->daddr, f->key.src, 16);
+		icmp->type = 2; /* packet too big */
+		icmp->code = 0;
+		icmp->csum = 0;
+		icmp->mtu = bpf_htonl(fwd->mtu - sizeof(struct ipv6hdr));
+		__builtin_memcpy(&ph.src, fwd->outer_src, 16);
+		__builtin_memcpy(&ph.dst, f->key.src, 16);
+		ph.len = bpf_htonl(sizeof(*icmp) + TOO_BIG_QUOTE6);
+		ph.nexthdr = IPPROTO_ICMPV6;
+		sum = bpf_csum_diff(NULL, 0, (void *)&ph, sizeof(ph), 0);
+		sum = bpf_csum_diff(NULL, 0, (void *)icmp, sizeof(*icmp) + TOO_BIG_QUOTE6, sum);
+	}
+	if (sum < 0)
+		return -1;
+	icmp->csum = csum_fold(sum);
+	return 0;
+}
+
 #endif

@@ -86,7 +86,10 @@ struct baton_fwd {
 	__u8 src_mac[BATON_MAC_LEN];      /* the agent's MAC on the egress interface */
 	__u32 ifindex;                    /* egress; 0 = back out of the ingress interface */
 	__u8 action;                      /* BATON_ACTION_* */
-	__u8 pad[3];
+	__u8 pad;
+	__u16 mtu;                        /* ENCAP: the egress MTU; a packet that would not fit
+					   * with the outer header is answered with ICMP
+					   * Fragmentation Needed / Packet Too Big. 0: not checked */
 	__u8 outer_src[BATON_ADDR_LEN];   /* ENCAP: the agent's address */
 	__u8 outer_dst[BATON_ADDR_LEN];   /* ENCAP: target's address, or the TN's temporary address */
 };
@@ -185,7 +188,8 @@ struct baton_config {
 #define BATON_STAT_ENCAP_FAIL     9 /* could not encapsulate (headroom, family mismatch): dropped */
 #define BATON_STAT_REDIRECT_FAIL 10 /* egress not in baton_devices: dropped */
 #define BATON_STAT_LOOP_DROP     11 /* would loop: a tunnelled packet for a taken-over address, or a frame to the agent's own MAC: dropped */
-#define BATON_STAT_COUNT         12
+#define BATON_STAT_TOO_BIG       12 /* too big for the tunnel's MTU: answered with ICMP Fragmentation Needed / Packet Too Big (IPv4 without DF, or an ICMP error: dropped) */
+#define BATON_STAT_COUNT         13
 
 /* (*) Not written per packet: the hit is counted on the rule's or takeover's
  * counter, and the control plane sums those (plus, in these two slots, what

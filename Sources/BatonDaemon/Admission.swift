@@ -6,6 +6,7 @@ import BatonProtocol
 import BatonStore
 import Foundation
 import Logging
+import Synchronization
 
 /// How a registration becomes a transfer, one at a time (a datagram) or many at once (a batch
 /// through the API). Everything that needs no shared state runs here without the table's lock
@@ -26,6 +27,9 @@ final class Admission: Sendable {
         var tunnelSource: [IPAddress.Family: IPAddress] = [:]
         var nextHops: [IPAddress: MACAddress] = [:]
         var targetMACs: [IPAddress: MACAddress] = [:]
+        /// Whether a next hop the kernel has not resolved yet may be waited for (up to 2 s):
+        /// through the API, whose calls run on a pool; not on a protocol socket's only reader.
+        var mayWait = true
         /// The interface's MTU: tunnelled packets that would not fit are answered with ICMP.
         var mtu: Int?
     }
@@ -41,6 +45,11 @@ final class Admission: Sendable {
     /// address (four times a device's rate and burst, at least 200/s and 400).
     let mac1: MAC1
     let sources: RateLimiter
+    /// Messages of a known transfer, per transfer and type, before the AEAD: what a
+    /// transfer's protocol needs is a few a second (retransmissions every 200 ms).
+    let perTransfer = RateLimiter(rate: 50, burst: 100)
+    /// Next hops being resolved in the background for registrations that came by datagram.
+    let resolving = Mutex<Set<IPAddress>>([])
     /// Registrations seen lately (and the agent's start): a replay is dropped before it costs
     /// a rate-limit token or is judged again.
     let replays = ReplayWindow(window: 2 * TransferProtocol.defaultMaxClockSkew + 1)
@@ -67,6 +76,7 @@ final class Admission: Sendable {
     /// other answers go to the transfer's control endpoint.
     func receive(_ envelope: Envelope, from datagramSource: SocketAddress) -> Answer? {
         var context = Context()
+        context.mayWait = false
         switch open(envelope, from: "\(datagramSource)", address: datagramSource.address, context: &context) {
         case .answered(let answer): return answer
         case .candidate(let c): return admit([c])[0]
@@ -80,8 +90,12 @@ final class Admission: Sendable {
     /// admitted (the first one was). `address`: the datagram's source address, for its token
     /// bucket (nil through the API, whose callers are authenticated otherwise).
     func open(_ envelope: Envelope, from source: String, address: IPAddress?, context: inout Context) -> Opened {
-        if envelope.sealedKey == nil, let handled = table.receiveKnown(envelope, from: source) {
-            return .answered(handled)
+        if envelope.sealedKey == nil {
+            guard perTransfer.take("\(envelope.transfer) \(envelope.type)") else {
+                rejections.record("flood", from: source, "over \(Int(perTransfer.rate)) \(envelope.type) messages/s for transfer \(envelope.transfer)")
+                return .answered(nil)
+            }
+            if let handled = table.receiveKnown(envelope, from: source) { return .answered(handled) }
         }
         func known() -> Answer?? { envelope.sealedKey == nil ? nil : table.receiveKnown(envelope, from: source) }
         if envelope.sealedKey != nil {
@@ -129,6 +143,10 @@ final class Admission: Sendable {
                 let t = try transfer(envelope.transfer, register, channel: channel, device: device, context: &context)
                 let stored = try Store.PreparedTransfer(t.record, rules: t.rules)
                 return .candidate(Candidate(envelope: envelope, transfer: t, stored: stored, source: source))
+            } catch let pending as NextHopPending {
+                // Not refused: the TN retransmits in 200 ms, by when the kernel has resolved it.
+                logger.info("transfer \(envelope.transfer): \(pending); answering its retransmission")
+                return .answered(nil)
             } catch {
                 if let handled = known() { return .answered(handled) }
                 var answer = table.refuse(envelope.transfer, register, channel, error)
@@ -179,7 +197,7 @@ final class Admission: Sendable {
             // Only tunnels need the agent's own address: an L2 takeover works without one.
             let source = try context.tunnelSource[family] ?? NodeAddresses(interface: configuration.interface).global(family)
             context.tunnelSource[family] = source
-            let hop = try context.nextHops[r.targetAddress] ?? nextHop(r.targetAddress)
+            let hop = try context.nextHops[r.targetAddress] ?? nextHop(r.targetAddress, wait: context.mayWait)
             context.nextHops[r.targetAddress] = hop
             let linkMTU = try context.mtu ?? Netlink().link(named: configuration.interface).mtu
             context.mtu = linkMTU
@@ -193,7 +211,7 @@ final class Admission: Sendable {
         }
         if r.mode == .l2 {
             // The agent steers to the target's MAC as it knows it, not as the TN claims it.
-            let known = try context.targetMACs[r.targetAddress] ?? neighbourMAC(r.targetAddress)
+            let known = try context.targetMACs[r.targetAddress] ?? neighbourMAC(r.targetAddress, wait: context.mayWait)
             context.targetMACs[r.targetAddress] = known
             guard known == r.targetMAC else {
                 throw ControlError.forbidden("the target MAC \(r.targetMAC) is not \(r.targetAddress)'s on \(configuration.interface) (\(known))")
@@ -236,33 +254,50 @@ final class Admission: Sendable {
     }
 
     /// The MAC of the next hop towards `destination`, resolving it if the kernel has none yet.
-    private func nextHop(_ destination: IPAddress) throws -> MACAddress {
+    private func nextHop(_ destination: IPAddress, wait: Bool) throws -> MACAddress {
         let netlink = try Netlink()
         let routes = try netlink.routes(family: destination.family)
             .filter { $0.destination.contains(destination) }
             .sorted { $0.destination.length > $1.destination.length }
-        return try neighbourMAC(routes.first?.gateway ?? destination, towards: destination)
+        return try neighbourMAC(routes.first?.gateway ?? destination, towards: destination, wait: wait)
     }
 
-    /// The MAC of on-link `hop` in the kernel's neighbour table, resolving it if there is none
-    /// yet (a datagram towards `destination` makes the kernel ask).
-    private func neighbourMAC(_ hop: IPAddress, towards destination: IPAddress? = nil) throws -> MACAddress {
+    /// The MAC of on-link `hop` in the kernel's neighbour table. If there is none yet, a
+    /// datagram towards `destination` makes the kernel ask; then it is waited for (up to 2 s)
+    /// when `wait`, else looked for again in the background and `NextHopPending` thrown: the
+    /// protocol socket's reader must not stop for it.
+    private func neighbourMAC(_ hop: IPAddress, towards destination: IPAddress? = nil, wait: Bool) throws -> MACAddress {
         let destination = destination ?? hop
         let netlink = try Netlink()
+        func known() throws -> MACAddress? {
+            guard let n = try netlink.neighbour(hop, interface: configuration.interface), let mac = n.mac,
+                  !n.state.intersection(.valid).isEmpty else { return nil }
+            return mac
+        }
+        if let mac = try known() { return mac }
+        // Any datagram makes the kernel resolve the next hop.
+        try? messenger.send([0], to: SocketAddress(destination, port: 9))
+        guard wait else {
+            if resolving.withLock({ $0.insert(hop).inserted }) {
+                Thread.detachNewThread { [self] in
+                    defer { _ = resolving.withLock { $0.remove(hop) } }
+                    _ = try? neighbourMAC(hop, towards: destination, wait: true)
+                }
+            }
+            throw NextHopPending(hop: hop, destination: destination)
+        }
         let deadline = ContinuousClock.now + .seconds(2)
-        var poked = false
         while ContinuousClock.now < deadline {
-            if let n = try netlink.neighbour(hop, interface: configuration.interface), let mac = n.mac,
-               !n.state.intersection(.valid).isEmpty {
-                return mac
-            }
-            if !poked {
-                // Any datagram makes the kernel resolve the next hop.
-                try? messenger.send([0], to: SocketAddress(destination, port: 9))
-                poked = true
-            }
             Thread.sleep(forTimeInterval: 0.01)
+            if let mac = try known() { return mac }
         }
         throw ControlError("cannot resolve the next hop \(hop) towards \(destination)")
     }
+}
+
+/// A registration's next hop is being resolved (see `Admission.neighbourMAC`).
+struct NextHopPending: Error, CustomStringConvertible {
+    let hop: IPAddress
+    let destination: IPAddress
+    var description: String { "the next hop \(hop) towards \(destination) is being resolved" }
 }

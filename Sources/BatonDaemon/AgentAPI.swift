@@ -22,20 +22,24 @@ extension Agent: APIHandler {
         return s
     }
 
+    // The transfers are copied under the table's lock and their counters read after it, so
+    // that a list of many rules does not hold up registrations behind its map lookups.
+
     public func listTransfers() throws -> [TransferInfo] {
-        table.read { t in (t.finished + t.live.values.sorted { $0.started < $1.started }).map(info) }
+        info(table.read { t in (t.finished + t.live.values.sorted { $0.started < $1.started }).map(\.view) })
     }
 
     public func showTransfer(_ id: String) throws -> TransferInfo {
         let tid = try Self.transferID(id)
-        return try table.read { t in
+        let view = try table.read { t in
             guard let found = t.known(tid) else { throw ControlError.notFound("no transfer \(id)") }
-            return info(found)
+            return found.view
         }
+        return info([view])[0]
     }
 
     public func endTransfer(_ id: String, force: Bool) throws -> TransferInfo {
-        try table.end(try Self.transferID(id), reason: WakeUp.Reason.operator, force: force, then: info)
+        info([try table.end(try Self.transferID(id), reason: WakeUp.Reason.operator, force: force, then: \.view)])[0]
     }
 
     /// Registrations through the API: the same sealed messages as over UDP, answered in the
@@ -97,17 +101,17 @@ extension Agent: APIHandler {
     }
 
     public func metricsExposition() throws -> String {
-        let (byState, samples) = table.read { tables -> ([String: Int], [DaemonMetrics.RuleSample]) in
+        let (byState, live) = table.read { tables -> ([String: Int], [(TransferID, [SessionRule])]) in
             var byState: [String: Int] = [:]
             for t in tables.live.values { byState[t.state.rawValue, default: 0] += 1 }
-            var samples: [DaemonMetrics.RuleSample] = []
-            for t in tables.live.values {
-                for rule in t.rules {
-                    let c = (try? dataPlane.rule(rule.match))?.counter
-                    samples.append(.init(transfer: "\(t.id)", session: "\(rule.match)", packets: c?.packets ?? 0, bytes: c?.bytes ?? 0))
-                }
+            return (byState, tables.live.values.map { ($0.id, $0.rules) })
+        }
+        var samples: [DaemonMetrics.RuleSample] = []
+        for (id, rules) in live {
+            for rule in rules {
+                let c = (try? dataPlane.rule(rule.match))?.counter
+                samples.append(.init(transfer: "\(id)", session: "\(rule.match)", packets: c?.packets ?? 0, bytes: c?.bytes ?? 0))
             }
-            return (byState, samples)
         }
         return metrics.render(transfersByState: byState, rules: samples, mapRules: try? dataPlane.ruleCount(),
                               mapTakeovers: (try? dataPlane.takeovers())?.count, datapath: (try? dataPlane.stats()) ?? [:])
@@ -118,20 +122,22 @@ extension Agent: APIHandler {
         return tid
     }
 
-    /// What the API shows of a transfer. Called under the table's lock (its fields are read
-    /// consistently).
-    func info(_ t: AgentTransfer) -> TransferInfo {
+    /// What the API shows of transfers copied from under the table's lock (`AgentTransfer.view`),
+    /// with their sessions' counters, read now without the lock.
+    func info(_ views: [AgentTransfer.View]) -> [TransferInfo] {
         let clock = try? dataPlane.clock()
-        let live = t.state != .ended && t.state != .failed
-        let sessions = t.rules.map { rule -> SessionInfo in
-            let counter = live ? (try? dataPlane.rule(rule.match))?.counter : nil
-            return SessionInfo(match: rule.match, forward: describe(rule.forward), packets: counter?.packets, bytes: counter?.bytes,
-                               idleSeconds: clock.flatMap { counter?.idleSeconds(at: $0) }, closed: counter?.sawFinOrReset)
+        return views.map { t in
+            let live = t.state != .ended && t.state != .failed
+            let sessions = t.rules.map { rule -> SessionInfo in
+                let counter = live ? (try? dataPlane.rule(rule.match))?.counter : nil
+                return SessionInfo(match: rule.match, forward: describe(rule.forward), packets: counter?.packets, bytes: counter?.bytes,
+                                   idleSeconds: clock.flatMap { counter?.idleSeconds(at: $0) }, closed: counter?.sawFinOrReset)
+            }
+            return TransferInfo(id: "\(t.id)", role: .agent, state: TransferState(t.state), original: t.register.original,
+                                temporary: t.register.temporary, mode: t.register.mode,
+                                target: "\(t.register.targetAddress)", sessions: sessions, reason: t.reason,
+                                started: unixTime(t.started), ended: t.ended.map { unixTime($0) }, milestones: t.milestones)
         }
-        return TransferInfo(id: "\(t.id)", role: .agent, state: TransferState(t.state), original: t.register.original,
-                            temporary: t.register.temporary, mode: t.register.mode,
-                            target: "\(t.register.targetAddress)", sessions: sessions, reason: t.reason,
-                            started: unixTime(t.started), ended: t.ended.map { unixTime($0) }, milestones: t.milestones)
     }
 
     private func describe(_ f: Forwarding) -> String {

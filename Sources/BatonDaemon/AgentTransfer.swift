@@ -52,6 +52,23 @@ final class AgentTransfer: @unchecked Sendable {
 
     func mark(_ name: String) { milestones[name] = (Date().timeIntervalSince(started) * 1000).rounded() }
 
+    /// Its fields at one moment, taken under the table's lock, for what is shown of it.
+    struct View: Sendable {
+        let id: TransferID
+        let state: State
+        let register: Register
+        let rules: [SessionRule]
+        let reason: String?
+        let started: Date
+        let ended: Date?
+        let milestones: [String: Double]
+    }
+
+    var view: View {
+        View(id: id, state: state, register: register, rules: rules, reason: reason, started: started, ended: ended,
+             milestones: milestones)
+    }
+
     var isFinished: Bool { state == .ended || state == .failed }
 
     /// Its row in the store.

@@ -55,4 +55,37 @@ struct FloodTests {
             #expect(lines < junk / 10, "a log line per junk datagram")
         }
     }
+
+    /// Issue 12 item 10: messages for a known transfer (no sealed key: each costs an AEAD
+    /// open under the table's lock) are rate-limited per transfer and type before anything
+    /// else: a flood of forged `end`s for a live transfer is counted as `flood` past the
+    /// burst, and the transfer goes on and ends as usual.
+    @Test func messagesOfAKnownTransferAreRateLimited() throws {
+        try Rig.with(.l2, family: .v4) { rig in
+            let c = try rig.startCall(perSecond: 1000, reaching: 50)
+            let transfer = try rig.transfer(c, .l2)
+            let id = try #require(UInt64(transfer.id, radix: 16))
+            let socket = try rig.cn.udpSocket(.v4, port: 0)
+            let agent = SocketAddress(rig.sa.ipv4, port: 7390)
+            // A header as the TN's `end` has it (magic, version, type end, no flags, from the
+            // TN, the transfer's id, a counter and a time), then junk where the AEAD is.
+            for n in 0..<600 {
+                var d = Array("BATN".utf8) + [2, 6, 0, 1]
+                d += withUnsafeBytes(of: id.bigEndian, Array.init)
+                d += withUnsafeBytes(of: UInt64(n + 1).bigEndian, Array.init)
+                d += withUnsafeBytes(of: UInt64(Date().timeIntervalSince1970 * 1000).bigEndian, Array.init)
+                d += (0..<40).map { _ in UInt8.random(in: 0...255) }
+                try socket.send(d, to: agent)
+            }
+            try rig.wait(3, "the flood to be counted") { (try rig.agentControl.status().rejected["flood"] ?? 0) > 0 }
+            let rejected = try rig.agentControl.status().rejected
+            print("forged ends: \(rejected)")
+            #expect((rejected["flood"] ?? 0) >= 400, "past the burst, the forgeries cost no AEAD: \(rejected)")
+            #expect(try rig.agentControl.show(transfer.id).state == .active, "the forgeries ended nothing")
+            Thread.sleep(forTimeInterval: 2.5) // the bucket fills again
+            try rig.tnControl.end(transfer.id)
+            try rig.wait(5, "the transfer to end as usual") { try rig.agentControl.show(transfer.id).state == .ended }
+            _ = c.sender.stop(); _ = c.atTN.stop(); _ = c.atTarget.stop()
+        }
+    }
 }

@@ -90,6 +90,8 @@ public struct APIListeners: Sendable {
     public var idleTimeout: Double = 30
     /// Connections each listener serves at once; more are closed as they come.
     public var maxConnections = 256
+    /// The HTTPS listener's client certificates: roles and revocations.
+    public var clients = ClientCertificatePolicy()
 
     public init(control: String, listen: (host: String, port: Int)? = nil, tls: ServerTLS? = nil) {
         self.control = control
@@ -129,10 +131,13 @@ public final class APIServer: Sendable {
         var quiet = logger
         quiet.logLevel = max(logger.logLevel, .warning)
         // Each listener: connections idle past the timeout closed, and at most maxConnections.
-        func http1() -> HTTPServerBuilder {
+        func http1(gate: ClientCertificatePolicy? = nil) -> HTTPServerBuilder {
             let idle = TimeAmount.milliseconds(Int64(listeners.idleTimeout * 1000))
             let cap = ConnectionCap(maximum: listeners.maxConnections, logger: logger)
-            return .http1(configuration: .init(additionalChannelHandlers: [cap.handler()], idleTimeout: idle))
+            let logger = logger
+            return .http1(configuration: .init(
+                additionalChannelHandlers: [cap.handler()] + (gate.map { [ClientCertificateGate(policy: $0, logger: logger)] } ?? []),
+                idleTimeout: idle))
         }
         services.append(Application(
             router: router,
@@ -147,7 +152,7 @@ public final class APIServer: Sendable {
             guard let tls = listeners.tls else { throw ControlError.invalid("--listen needs --tls-cert, --tls-key and --tls-client-ca") }
             services.append(Application(
                 router: router,
-                server: try .tls(http1(), tlsConfiguration: try tls.configuration()),
+                server: try .tls(http1(gate: listeners.clients), tlsConfiguration: try tls.configuration()),
                 configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "batond"),
                 onServerRunning: { _ in ready.arrive() },
                 logger: quiet))

@@ -25,9 +25,10 @@ struct BatonBench: ParsableCommand {
              with 1M rules, the kernel's forwarding, a userspace relay;
           3. rules per second inserted by DataPlane.addRules (1M rules) beside raw
              bpf_map_update_batch of the same keys;
-          4. handover: transfers between batond daemons while a 20 kpps call runs: transfer
-             start to the first packet at the target, and the gap at wake-up (p50/p99), beside
-             a UDP round trip and the call's spacing;
+          4. handover: transfers between batond daemons while a call runs (20 kpps, then 100
+             kpps, spaced; then 20 kpps back to back, 0.3 s after each end): transfer start to
+             the first packet at the target, and the gap at wake-up (p50/p99), beside a UDP
+             round trip and the call's spacing; lost, reordered, refused;
           5. control plane: registrations per second through the agent's API (one and 256 per
              request) beside a trivial API request's rate, and the agent's start-up reconcile
              with 1M stored rules beside reading the maps.
@@ -100,8 +101,10 @@ func measure(_ options: Options) {
             report.throughput = try runThroughput(options, tools: tools, dp: full, rules: largest, lab: lab, hold: hold)
         }
         if !options.skipHandover {
-            Log.info("handover: \(options.handovers) transfers between batond daemons")
-            report.handover = try runHandover(options)
+            for config in [HandoverConfig.spaced(rate: 20_000), .spaced(rate: 100_000), .backToBack] {
+                Log.info("handover (\(config.name), \(config.rate / 1000) kpps): \(options.handovers) transfers between batond daemons")
+                report.handover.append(try runHandover(options, config))
+            }
         }
         if !options.skipControlPlane {
             Log.info("control plane: registrations through the API, reconcile of \(options.reconcileRules) rules")

@@ -21,6 +21,11 @@ struct ControlPlaneResult {
     /// Registrations/s with one per request, and with `batch` per request.
     var singlePerSecond: Double?
     var batchPerSecond: Double?
+    /// One per request while junk sealed-flag datagrams flood the agent's protocol port, and
+    /// how many junk datagrams a second were sent meanwhile.
+    var floodedPerSecond: Double?
+    var floodedRegistrations = 0
+    var junkPerSecond: Double?
     var batch: Int
     /// Sealed registrations opened per second on one thread of this process (X25519, HKDF,
     /// ChaCha20-Poly1305 and the JSON body, as the agent does first): the floor of what a
@@ -120,10 +125,11 @@ func runControlPlane(_ options: Options) throws -> ControlPlaneResult {
         result.openPerSecond = Double(floor.count) / seconds(since: open0)
         // Sealed and posted a slice at a time, only the posting timed: a slice must be posted
         // within the 30 s skew of its sealing, which 60000 at one per request would not be.
-        func phase(from offset: Int, perRequest: Int) throws -> Double {
+        func phase(from offset: Int, perRequest: Int, count: Int? = nil) throws -> Double {
+            let count = count ?? options.registrations
             var done = 0, elapsed = 0.0
-            while done < options.registrations {
-                let slice = envelopes(min(ControlPlaneResult.slice, options.registrations - done), from: offset + done)
+            while done < count {
+                let slice = envelopes(min(ControlPlaneResult.slice, count - done), from: offset + done)
                 let requests = stride(from: 0, to: slice.count, by: perRequest).map { slice[$0..<min($0 + perRequest, slice.count)] }
                 let start = now()
                 _ = try rate(requests: requests.count, concurrency: result.concurrency) { i in try await post(requests[i]) }
@@ -136,6 +142,33 @@ func runControlPlane(_ options: Options) throws -> ControlPlaneResult {
         result.singlePerSecond = try phase(from: 0, perRequest: 1)
         Log.info("control plane: \(options.registrations) registrations, \(result.batch) per request")
         result.batchPerSecond = try phase(from: options.registrations, perRequest: result.batch)
+        // Under a junk flood: the originals left in 198.18.0.0/15 after the two phases.
+        result.floodedRegistrations = max(100, min(options.registrations, (1 << 17) - 2 * options.registrations))
+        let flooding = Mutex(true)
+        let junkSent = Tally()
+        let junkSocket = try lab["cn"].udpSocket(.v4, port: 0)
+        let agentPort = SocketAddress(lab["sa"].ipv4, port: 7390)
+        let flooder = Thread {
+            // Well-formed headers with the sealed-key flag, random rest: what an off-path
+            // sender can make without the agent's key (as FloodTests sends).
+            var junk = [UInt8](repeating: 0, count: 300)
+            while flooding.withLock({ $0 }) {
+                for i in junk.indices { junk[i] = UInt8.random(in: 0...255) }
+                junk.replaceSubrange(0..<8, with: Array("BATN".utf8) + [2, 4, 1, 1])
+                var n = 0
+                for _ in 0..<64 { if (try? junkSocket.send(junk, to: agentPort)) != nil { n += 1 } }
+                junkSent.add(n)
+            }
+        }
+        Log.info("control plane: \(result.floodedRegistrations) registrations, one per request, under a junk flood")
+        let floodStart = now()
+        flooder.start()
+        do {
+            defer { flooding.withLock { $0 = false } }
+            result.floodedPerSecond = try phase(from: 2 * options.registrations, perRequest: 1, count: result.floodedRegistrations)
+        }
+        result.junkPerSecond = Double(junkSent.total) / seconds(since: floodStart)
+        junkSocket.close()
         result.refused = refused.total
         if result.refused > 0 { result.failures.append("\(result.refused) registrations refused") }
     }
@@ -310,6 +343,9 @@ extension ControlPlaneResult {
               + "/s (the per-registration floor; this machine has \(ProcessInfo.processInfo.activeProcessorCount) cores)")
         line("registrations, 1 per request", singlePerSecond)
         line("registrations, \(batch) per request", batchPerSecond)
+        print("   registrations, 1 per request, junk flood:   " + (floodedPerSecond.map { fmt($0, 0) } ?? "n/a") + " transfers/s ("
+              + (floodedPerSecond.flatMap { f in singlePerSecond.map { fmt(f / $0, 2) } } ?? "-") + "x without the flood; "
+              + (junkPerSecond.map { fmt($0, 0) } ?? "n/a") + " junk datagrams/s at the agent's port, n=\(floodedRegistrations))")
         print("   reconcile at start, maps as stored:        " + (reconcileClean.map { fmt($0, 2) } ?? "n/a") + " s ("
               + (reconcileClean.flatMap { c in mapRead.map { fmt(c / $0, 1) } } ?? "-") + "x reading the maps, "
               + (mapRead.map { fmt($0, 2) } ?? "n/a") + " s)")
@@ -325,6 +361,9 @@ extension ControlPlaneResult {
             ("trivialRequestsPerSecond", .num(trivialPerSecond, 0)),
             ("registrationsPerSecond", .num(singlePerSecond, 0)),
             ("registrationsPerSecondBatched", .num(batchPerSecond, 0)),
+            ("registrationsPerSecondFlooded", .num(floodedPerSecond, 0)),
+            ("floodedOverUnflooded", .num(floodedPerSecond.flatMap { f in singlePerSecond.map { f / $0 } }, 3)),
+            ("junkPerSecond", .num(junkPerSecond, 0)),
             ("batch", .int(Int64(batch))),
             ("openPerSecondOneThread", .num(openPerSecond, 0)),
             ("registrationsOverTrivial", .num(singlePerSecond.flatMap { v in trivialPerSecond.map { v / $0 } }, 3)),

@@ -12,8 +12,12 @@ import Foundation
 /// a UDP round trip TN → agent → TN (what one protocol exchange costs at least), and the
 /// call's ordinary jitter (p99 time between two of its packets).
 struct HandoverResult {
+    /// How the run was made: the call's rate and the handovers' spacing.
+    var config: HandoverConfig
     var transfers: Int
     var rate: Int
+    /// Starts the agent refused (back to back: the previous transfer still lingering).
+    var refused = 0
     /// ms, one per transfer.
     var firstPacket: [Double]
     /// ms: the call's last packet at the target → its first back at the TN, per transfer.
@@ -38,19 +42,34 @@ func percentile(_ xs: [Double], _ p: Double) -> Double? {
     return s[min(s.count - 1, max(0, rank))]
 }
 
-func runHandover(_ options: Options) throws -> HandoverResult {
+/// One part-4 run: the call's rate, and what happens between two transfers.
+struct HandoverConfig {
+    var name: String
+    var rate: Int
+    /// The agent's --linger.
+    var linger: Double
+    /// Time from one end to the next start.
+    var gap: Double
+
+    /// Lingers cut short and a pause after each end: each transfer starts on a settled path.
+    static func spaced(rate: Int) -> HandoverConfig { HandoverConfig(name: "spaced", rate: rate, linger: 0.05, gap: 0.15) }
+    /// The agent's default linger and the next start 0.3 s after an end (issue 12 item 13).
+    static let backToBack = HandoverConfig(name: "back-to-back", rate: 20_000, linger: 0.5, gap: 0.3)
+}
+
+func runHandover(_ options: Options, _ config: HandoverConfig) throws -> HandoverResult {
     guard let batond = LabDaemons.findBatond() else { throw BrokenSetup("batond not found next to baton-bench (make bench builds it)") }
     let lab = try Lab.transfer(.l2, correspondents: ["cn"])
     let teardown = SignalCleanup.shared.add(lab)
     defer { SignalCleanup.shared.run(teardown) }
     var daemonOptions = LabDaemons.Options()
-    daemonOptions.agentArguments = ["--idle-timeout", "600", "--linger", "0.05", "--announce-refresh", "0"]
+    daemonOptions.agentArguments = ["--idle-timeout", "600", "--linger", "\(config.linger)", "--announce-refresh", "0"]
     daemonOptions.logLevel = "warning"
     let daemons = try LabDaemons.start(lab, batond: batond, options: daemonOptions)
     defer { daemons.stop() }
     let cn = lab["cn"], sa = lab["sa"], tn = lab["tn"], target = lab["target"]
     let original = tn.ipv4
-    let rate = 20_000
+    let rate = config.rate
 
     // Baseline 1: UDP round trips TN → agent's namespace → TN.
     let echo = try sa.udpSocket(.v4, port: 9999)
@@ -76,6 +95,7 @@ func runHandover(_ options: Options) throws -> HandoverResult {
     var firstPacket: [Double] = []
     var cycles: [(start: UInt64, end: UInt64)] = []
     var failures: [String] = []
+    var refused = 0
     usleep(300_000)
     for i in 0..<options.handovers {
         let started = monotonicNanoseconds()
@@ -91,9 +111,12 @@ func runHandover(_ options: Options) throws -> HandoverResult {
             usleep(20_000)
             let ending = monotonicNanoseconds()
             try tnControl.end(t.id)
-            // Let the agent's linger pass and the call settle at the TN before the next one.
-            usleep(150_000)
+            usleep(UInt32(config.gap * 1e6))
             cycles.append((started, ending))
+        } catch let e as ControlError where "\(e)".contains("agent refused") {
+            refused += 1
+            failures.append("transfer \(i): \(e)")
+            usleep(UInt32(config.gap * 1e6))
         } catch {
             failures.append("transfer \(i): \(error)")
             usleep(500_000)
@@ -132,7 +155,8 @@ func runHandover(_ options: Options) throws -> HandoverResult {
         } ?? "before the first transfer"
         lossNotes.append("seq \(n) lost; the one before reached \(before.host), \(phase)")
     }
-    return HandoverResult(transfers: options.handovers, rate: rate, firstPacket: firstPacket, wakeUpGap: gaps,
+    return HandoverResult(config: config, transfers: options.handovers, rate: rate, refused: refused,
+                          firstPacket: firstPacket, wakeUpGap: gaps,
                           roundTrip: medianOf(trips), spacing: spacing, lost: report.lost, reordered: report.reordered,
                           sent: sent, failures: failures, lossNotes: lossNotes)
 }
@@ -140,7 +164,7 @@ func runHandover(_ options: Options) throws -> HandoverResult {
 extension HandoverResult {
     func printTable() {
         print("")
-        print("4. Handover: \(transfers) transfers tn → target → tn between batond daemons (L2, IPv4) while a \(rate / 1000) kpps call runs.")
+        print("4. Handover, \(config.name): \(transfers) transfers tn → target → tn between batond daemons (L2, IPv4) while a \(rate / 1000) kpps call runs; agent linger \(fmt(config.linger, 2)) s, next start \(fmt(config.gap, 2)) s after an end.")
         func line(_ name: String, _ xs: [Double], _ base: Double?, _ baseName: String) {
             let p50 = percentile(xs, 50), p99 = percentile(xs, 99)
             let r50 = p50.flatMap { v in base.map { v / $0 } }, r99 = p99.flatMap { v in base.map { v / $0 } }
@@ -152,14 +176,18 @@ extension HandoverResult {
               + " ms (median); call inter-arrival time " + (spacing.map { fmt($0, 3) } ?? "n/a") + " ms (p99)")
         line("transfer start → first packet at the target", firstPacket, roundTrip, "round trip")
         line("wake-up gap (last at target → first at TN)", wakeUpGap, spacing, "p99 inter-arrival")
-        print("   call: sent \(sent), lost \(lost), reordered \(reordered)" + (failures.isEmpty ? "" : "; failures: \(failures.prefix(3).joined(separator: "; "))"))
+        print("   call: sent \(sent), lost \(lost), reordered \(reordered); starts refused \(refused)" + (failures.isEmpty ? "" : "; failures: \(failures.prefix(3).joined(separator: "; "))"))
         for note in lossNotes { print("     " + note) }
     }
 
     func json() -> JSON {
         .object([
+            ("config", .string(config.name)),
             ("transfers", .int(Int64(transfers))),
             ("ratePps", .int(Int64(rate))),
+            ("lingerSeconds", .num(config.linger, 3)),
+            ("gapSeconds", .num(config.gap, 3)),
+            ("refused", .int(Int64(refused))),
             ("firstPacketMs", .object([("p50", .num(percentile(firstPacket, 50), 3)), ("p99", .num(percentile(firstPacket, 99), 3)),
                                        ("n", .int(Int64(firstPacket.count)))])),
             ("wakeUpGapMs", .object([("p50", .num(percentile(wakeUpGap, 50), 3)), ("p99", .num(percentile(wakeUpGap, 99), 3)),

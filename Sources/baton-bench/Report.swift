@@ -58,7 +58,8 @@ struct Report {
     var insert: InsertResult?
     var testRun: TestRunResult?
     var throughput: ThroughputResult?
-    var handover: HandoverResult?
+    /// Part 4: spaced at 20 kpps, spaced at 100 kpps, back to back at 20 kpps.
+    var handover: [HandoverResult] = []
     var controlPlane: ControlPlaneResult?
     var broken: [String] = []
     var elapsed: Double?
@@ -103,7 +104,7 @@ struct Report {
         if let t = testRun { printTestRun(t) }
         if let t = throughput { printThroughput(t) }
         if let i = insert { printInsert(i) }
-        if let h = handover { h.printTable() }
+        for h in handover { h.printTable() }
         if let c = controlPlane { c.printTable() }
         for b in broken { print("BROKEN: \(b)") }
     }
@@ -209,7 +210,7 @@ struct Report {
         top.append(("testRun", testRun.map(testRunJSON) ?? .null))
         top.append(("throughput", throughput.map(throughputJSON) ?? .null))
         top.append(("insert", insert.map(insertJSON) ?? .null))
-        top.append(("handover", handover.map { $0.json() } ?? .null))
+        top.append(("handover", handover.isEmpty ? .null : .array(handover.map { $0.json() })))
         top.append(("controlPlane", controlPlane.map { $0.json() } ?? .null))
         top.append(("broken", .array(broken.map { .string($0) })))
         return JSON.object(top).text

@@ -53,8 +53,15 @@ struct DaemonOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The key of --tls-cert (PEM).", valueName: "file"))
     var tlsKey: String?
 
-    @Option(name: .long, help: ArgumentHelp("The CA whose client certificates --listen accepts (PEM).", valueName: "file"))
+    @Option(name: .long, help: ArgumentHelp(
+        "The CA whose client certificates --listen accepts (PEM). A certificate's role is its subject's OU: operator (everything) or registrar (devices: list, show, add).",
+        valueName: "file"))
     var tlsClientCA: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Client certificates --listen refuses: one hexadecimal serial number a line, # comments (read at start).",
+        valueName: "file"))
+    var tlsRevoked: String?
 
     @Option(name: .long, help: ArgumentHelp(
         "Close an API connection idle this long, a TLS handshake included (0.1-3600).", valueName: "seconds"))
@@ -101,8 +108,11 @@ struct DaemonOptions: ParsableArguments {
             guard tlsCert != nil, tlsKey != nil, tlsClientCA != nil else {
                 throw ValidationError("--listen needs --tls-cert, --tls-key and --tls-client-ca: the TCP API takes only clients with certificates")
             }
-        } else if tlsCert != nil || tlsKey != nil || tlsClientCA != nil {
-            throw ValidationError("--tls-cert, --tls-key and --tls-client-ca go with --listen")
+        } else if tlsCert != nil || tlsKey != nil || tlsClientCA != nil || tlsRevoked != nil {
+            throw ValidationError("--tls-cert, --tls-key, --tls-client-ca and --tls-revoked go with --listen")
+        }
+        if let tlsRevoked {
+            do { _ = try ClientCertificatePolicy.load(revokedFile: tlsRevoked) } catch { throw ValidationError("\(error)") }
         }
     }
 
@@ -125,6 +135,7 @@ struct DaemonOptions: ParsableArguments {
         var l = APIListeners(control: control, listen: try listenAddress(), tls: tls)
         l.idleTimeout = apiIdleTimeout
         l.maxConnections = apiMaxConnections
+        if let tlsRevoked { l.clients = try ClientCertificatePolicy.load(revokedFile: tlsRevoked) }
         return l
     }
 

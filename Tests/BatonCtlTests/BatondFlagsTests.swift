@@ -1,6 +1,7 @@
 // batond's numbers from the command line, checked where they enter: a value out of range,
 // infinite or not a number is refused before anything starts, with the flag and its range.
 import BatonLab
+import Foundation
 import Testing
 
 @Suite(.enabled(if: LabDaemons.findBatond() != nil, "batond not built next to the tests"))
@@ -28,5 +29,25 @@ struct BatondFlagsTests {
         #expect(run.status == 64, "\(arguments): \(run)")
         #expect(run.stderr.contains(message), "\(arguments): \(run)")
         #expect(!run.stderr.contains("Fatal error"), "\(arguments): \(run)")
+    }
+
+    /// --tls-revoked: only with --listen, and a file whose every line is a serial number.
+    @Test func revocationFileIsChecked() throws {
+        let batond = try #require(LabDaemons.findBatond())
+        let dir = "/tmp/batond-revoked-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Data("# ok\n1A:2b\n\nnot-a-serial\n".utf8).write(to: URL(fileURLWithPath: "\(dir)/bad.txt"))
+        for (arguments, message) in [
+            (["agent", "--tls-revoked", "\(dir)/bad.txt"], "go with --listen"),
+            (["agent", "--listen", "127.0.0.1:7391", "--tls-cert", "c", "--tls-key", "k", "--tls-client-ca", "ca",
+              "--tls-revoked", "\(dir)/bad.txt"], "line 4: 'not-a-serial' is not a hexadecimal serial number"),
+            (["agent", "--listen", "127.0.0.1:7391", "--tls-cert", "c", "--tls-key", "k", "--tls-client-ca", "ca",
+              "--tls-revoked", "\(dir)/missing.txt"], "cannot read --tls-revoked \(dir)/missing.txt"),
+        ] {
+            let run = try ToolRun.run(batond, arguments + ["--state-dir", "/nonexistent/never-created"], timeout: 20)
+            #expect(run.status == 64, "\(arguments): \(run)")
+            #expect(run.stderr.contains(message), "\(arguments): \(run)")
+        }
     }
 }

@@ -186,7 +186,7 @@ struct DeviceCLITests {
         try makeCertificates(dir, serverIP: "\(sa)")
         var options = LabDaemons.Options()
         options.agentArguments = ["--listen", "\(sa):7391", "--tls-cert", "\(dir)/server.pem", "--tls-key", "\(dir)/server.key",
-                                  "--tls-client-ca", "\(dir)/ca.pem"]
+                                  "--tls-client-ca", "\(dir)/ca.pem", "--tls-revoked", "\(dir)/revoked.txt"]
         let batond = try #require(LabDaemons.findBatond())
         let daemons = try LabDaemons.start(lab, batond: batond, options: options)
         var failed = true
@@ -212,6 +212,23 @@ struct DeviceCLITests {
         #expect(try T.ok(daemons.agent.control, ["device", "show", "remote", "--json"]).json(Device.self).addresses == ["10.95.0.0/16"])
         let unknown = try remote(["device", "show", "nobody"])
         expectFailure(unknown, 2, "no device nobody", ["device", "show", "nobody", "--api", "…"])
+
+        // Roles from the certificate (issue 12 item 9): a registrar enrols and nothing else; a
+        // certificate that names no role may do nothing; a revoked one is refused.
+        let enrolled = try remote(["device", "add", "phone", "--key", randomPublicKey(), "--address", "10.96.0.0/16"],
+                                  cert: "registrar.pem", key: "registrar.key")
+        #expect(enrolled.status == 0, "a registrar enrols: \(enrolled)")
+        #expect(try remote(["device", "list"], cert: "registrar.pem", key: "registrar.key").status == 0)
+        for args in [["transfer", "list"], ["device", "del", "phone"], ["policy", "list"], ["node", "status"]] {
+            expectFailure(try remote(args, cert: "registrar.pem", key: "registrar.key"), 77,
+                          "a registrar certificate may not", args + ["(registrar)"])
+        }
+        expectFailure(try remote(["device", "list"], cert: "nobody.pem", key: "nobody.key"), 77,
+                      "names no role: its subject needs OU=operator or OU=registrar", ["device", "list", "(no role)"])
+        expectFailure(try remote(["device", "list"], cert: "revoked.pem", key: "revoked.key"), 77, "is revoked",
+                      ["device", "list", "(revoked)"])
+        #expect(try T.ok(daemons.agent.control, ["device", "list", "--json"]).json([Device].self).map(\.name).sorted()
+                == ["phone", "remote", "target", "tn"], "only the registrar's enrolment changed anything")
 
         // A client certificate the daemon's CA did not sign is turned away: nothing answers.
         let stranger = try remote(["device", "list"], cert: "stranger.pem", key: "stranger.key")
@@ -291,8 +308,10 @@ struct DeviceCLITests {
     }
 }
 
-/// A CA, a server certificate for `serverIP` and a client certificate it signed, and a
-/// "stranger" client certificate from another CA, as PEM files in `dir` (openssl).
+/// A CA, a server certificate for `serverIP` and client certificates it signed (`client`:
+/// OU=operator, `registrar`: OU=registrar, `nobody`: no role, `revoked`: OU=operator, its
+/// serial in `revoked.txt`), and a "stranger" client certificate from another CA, as PEM files
+/// in `dir` (openssl).
 func makeCertificates(_ dir: String, serverIP: String) throws {
     func openssl(_ args: [String]) throws {
         let p = Process()
@@ -312,13 +331,27 @@ func makeCertificates(_ dir: String, serverIP: String) throws {
     for ca in ["ca", "otherca"] {
         try openssl(["req", "-x509"] + ec + ["-keyout", "\(ca).key", "-out", "\(ca).pem", "-days", "2", "-subj", "/CN=\(ca)"])
     }
-    func issue(_ name: String, by ca: String, extensions: String) throws {
-        try openssl(["req"] + ec + ["-keyout", "\(name).key", "-out", "\(name).csr", "-subj", "/CN=\(name)"])
+    func issue(_ name: String, by ca: String, extensions: String, unit: String? = nil) throws {
+        try openssl(["req"] + ec + ["-keyout", "\(name).key", "-out", "\(name).csr", "-subj", "/CN=\(name)" + (unit.map { "/OU=\($0)" } ?? "")])
         try Data(extensions.utf8).write(to: URL(fileURLWithPath: "\(dir)/\(name).ext"))
         try openssl(["x509", "-req", "-in", "\(name).csr", "-CA", "\(ca).pem", "-CAkey", "\(ca).key", "-CAcreateserial",
                      "-out", "\(name).pem", "-days", "2", "-extfile", "\(name).ext"])
     }
     try issue("server", by: "ca", extensions: "subjectAltName=IP:\(serverIP)\nextendedKeyUsage=serverAuth\n")
-    try issue("client", by: "ca", extensions: "extendedKeyUsage=clientAuth\n")
-    try issue("stranger", by: "otherca", extensions: "extendedKeyUsage=clientAuth\n")
+    try issue("client", by: "ca", extensions: "extendedKeyUsage=clientAuth\n", unit: "operator")
+    try issue("registrar", by: "ca", extensions: "extendedKeyUsage=clientAuth\n", unit: "registrar")
+    try issue("nobody", by: "ca", extensions: "extendedKeyUsage=clientAuth\n")
+    try issue("revoked", by: "ca", extensions: "extendedKeyUsage=clientAuth\n", unit: "operator")
+    try issue("stranger", by: "otherca", extensions: "extendedKeyUsage=clientAuth\n", unit: "operator")
+    // `openssl x509 -serial` prints "serial=HEX".
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+    p.arguments = ["x509", "-noout", "-serial", "-in", "\(dir)/revoked.pem"]
+    let out = Pipe()
+    p.standardOutput = out
+    try p.run()
+    let serial = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    let hex = try #require(serial.split(separator: "=").last).trimmingCharacters(in: .whitespacesAndNewlines)
+    try Data("# revoked by the test\n\(hex)\n".utf8).write(to: URL(fileURLWithPath: "\(dir)/revoked.txt"))
 }

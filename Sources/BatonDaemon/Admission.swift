@@ -263,9 +263,9 @@ final class Admission: Sendable {
     }
 
     /// The MAC of on-link `hop` in the kernel's neighbour table. If there is none yet, a
-    /// datagram towards `destination` makes the kernel ask; then it is waited for (up to 2 s)
-    /// when `wait`, else looked for again in the background and `NextHopPending` thrown: the
-    /// protocol socket's reader must not stop for it.
+    /// datagram towards `destination` makes the kernel ask; then it is waited for, up to 2 s
+    /// when `wait`, else up to 20 ms and after that looked for again in the background while
+    /// `NextHopPending` is thrown: the protocol socket's reader must not stop for long.
     private func neighbourMAC(_ hop: IPAddress, towards destination: IPAddress? = nil, wait: Bool) throws -> MACAddress {
         let destination = destination ?? hop
         let netlink = try Netlink()
@@ -277,6 +277,13 @@ final class Admission: Sendable {
         if let mac = try known() { return mac }
         // Any datagram makes the kernel resolve the next hop.
         try? messenger.send([0], to: SocketAddress(destination, port: 9))
+        // A neighbour on the segment answers within a millisecond: the reader waits that
+        // long (a retransmission would cost 200 ms), not the 2 s a dead one takes.
+        let deadline = ContinuousClock.now + (wait ? .seconds(2) : .milliseconds(20))
+        while ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.0005)
+            if let mac = try known() { return mac }
+        }
         guard wait else {
             if resolving.withLock({ $0.insert(hop).inserted }) {
                 Thread.detachNewThread { [self] in
@@ -285,11 +292,6 @@ final class Admission: Sendable {
                 }
             }
             throw NextHopPending(hop: hop, destination: destination)
-        }
-        let deadline = ContinuousClock.now + .seconds(2)
-        while ContinuousClock.now < deadline {
-            Thread.sleep(forTimeInterval: 0.01)
-            if let mac = try known() { return mac }
         }
         throw ControlError("cannot resolve the next hop \(hop) towards \(destination)")
     }

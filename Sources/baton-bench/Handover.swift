@@ -33,6 +33,9 @@ struct HandoverResult {
     var failures: [String]
     /// Where the first losses fell: "seq 812: after tn +0.4 ms of cycle 3's start", for diagnosis.
     var lossNotes: [String] = []
+    /// The TN's milestones (ms after its start) and the agent's ("agent …", ms after it opened
+    /// the registration) per transfer, by name: where the time goes.
+    var milestones: [String: [Double]] = [:]
 }
 
 func percentile(_ xs: [Double], _ p: Double) -> Double? {
@@ -91,11 +94,13 @@ func runHandover(_ options: Options, _ config: HandoverConfig) throws -> Handove
     let call = SequenceSender(socket: try cn.udpSocket(.v4, port: 40000), to: SocketAddress(original, port: 5004),
                               flow: 1, perSecond: rate)
     let tnControl = Control(path: daemons.tn.control)
+    let agentControl = Control(path: daemons.agent.control)
     let session = SessionMatch(proto: .udp, source: cn.ipv4, sourcePort: 40000, destination: original, destinationPort: 5004)
     var firstPacket: [Double] = []
     var cycles: [(start: UInt64, end: UInt64)] = []
     var failures: [String] = []
     var refused = 0
+    var milestones: [String: [Double]] = [:]
     usleep(300_000)
     for i in 0..<options.handovers {
         let started = monotonicNanoseconds()
@@ -108,6 +113,13 @@ func runHandover(_ options: Options, _ config: HandoverConfig) throws -> Handove
                 if first == nil { usleep(100) }
             }
             if let first { firstPacket.append(Double(first.time - started) / 1e6) } else { failures.append("transfer \(i): no packet at the target") }
+            if let shown = try? tnControl.show(t.id) {
+                for (name, ms) in shown.milestones ?? [:] { milestones[name, default: []].append(ms) }
+            }
+            // The agent's, from its own start of the transfer (the registration opened).
+            if let shown = try? agentControl.show(t.id) {
+                for (name, ms) in shown.milestones ?? [:] { milestones["agent " + name, default: []].append(ms) }
+            }
             usleep(20_000)
             let ending = monotonicNanoseconds()
             try tnControl.end(t.id)
@@ -158,7 +170,7 @@ func runHandover(_ options: Options, _ config: HandoverConfig) throws -> Handove
     return HandoverResult(config: config, transfers: options.handovers, rate: rate, refused: refused,
                           firstPacket: firstPacket, wakeUpGap: gaps,
                           roundTrip: medianOf(trips), spacing: spacing, lost: report.lost, reordered: report.reordered,
-                          sent: sent, failures: failures, lossNotes: lossNotes)
+                          sent: sent, failures: failures, lossNotes: lossNotes, milestones: milestones)
 }
 
 extension HandoverResult {
@@ -178,6 +190,12 @@ extension HandoverResult {
         line("wake-up gap (last at target → first at TN)", wakeUpGap, spacing, "p99 inter-arrival")
         print("   call: sent \(sent), lost \(lost), reordered \(reordered); starts refused \(refused)" + (failures.isEmpty ? "" : "; failures: \(failures.prefix(3).joined(separator: "; "))"))
         for note in lossNotes { print("     " + note) }
+        let order = milestones.keys.sorted { (percentile(milestones[$0]!, 50) ?? 0) < (percentile(milestones[$1]!, 50) ?? 0) }
+        if !order.isEmpty {
+            print("   milestones, ms (p50/p99; TN: after its start, agent: after it opened the registration): " + order.map { name in
+                "\(name) " + fmt(percentile(milestones[name]!, 50) ?? 0, 2) + "/" + fmt(percentile(milestones[name]!, 99) ?? 0, 2)
+            }.joined(separator: ", "))
+        }
     }
 
     func json() -> JSON {
@@ -200,6 +218,9 @@ extension HandoverResult {
             ("lost", .int(Int64(lost))),
             ("reordered", .int(Int64(reordered))),
             ("failures", .array(failures.map { .string($0) })),
+            ("milestonesMs", .object(milestones.keys.sorted().map { name in
+                (name, .object([("p50", .num(percentile(milestones[name]!, 50), 3)), ("p99", .num(percentile(milestones[name]!, 99), 3))]))
+            })),
         ])
     }
 }

@@ -48,6 +48,9 @@ final class Admission: Sendable {
     /// Messages of a known transfer, per transfer and type, before the AEAD: what a
     /// transfer's protocol needs is a few a second (retransmissions every 200 ms).
     let perTransfer = RateLimiter(rate: 50, burst: 100)
+    /// Under load (`cookieThreshold`), sealed messages by datagram must carry a cookie.
+    let cookies = CookieJar()
+    let load: LoadMeter
     /// Next hops being resolved in the background for registrations that came by datagram.
     let resolving = Mutex<Set<IPAddress>>([])
     /// Registrations seen lately (and the agent's start): a replay is dropped before it costs
@@ -67,6 +70,7 @@ final class Admission: Sendable {
         limiter = RateLimiter(rate: configuration.rateLimit, burst: configuration.rateBurst)
         mac1 = MAC1(recipient: configuration.identity.publicKey)
         sources = RateLimiter(rate: max(4 * configuration.rateLimit, 200), burst: max(4 * configuration.rateBurst, 400))
+        load = LoadMeter(threshold: configuration.cookieThreshold)
         self.rejections = rejections
         self.messenger = messenger
         self.logger = logger
@@ -104,6 +108,17 @@ final class Admission: Sendable {
             guard mac1.verifies(envelope) else {
                 rejections.record(ProtocolError.badMAC1, from: source)
                 return .answered(nil)
+            }
+            // Under load, a datagram's sender must show it receives at its address (a cookie
+            // given there, in its mac2) before it costs an X25519; else it gets the cookie.
+            if let address, load.count(), !cookies.verifies(envelope, from: address.wireBytes) {
+                rejections.record("cookie", from: source, "under load: \(envelope.type) for transfer \(envelope.transfer) answered with a cookie")
+                let payload = Cookie.sealReply(cookies.cookie(for: address.wireBytes), mac1: envelope.mac1!,
+                                               responder: configuration.identity.publicKey)
+                // To the protocol port of the address it came from (the TN sends from ports of
+                // the moment; it listens on the protocol's).
+                return .answered(Answer(bytes: Cookie.replyDatagram(transfer: envelope.transfer, payload: payload),
+                                        accepted: false, port: configuration.port))
             }
             if let address, !sources.take("\(address)") {
                 rejections.record("flood", from: source, "over \(Int(sources.rate)) sealed messages/s from \(address)")
@@ -294,6 +309,35 @@ final class Admission: Sendable {
             throw NextHopPending(hop: hop, destination: destination)
         }
         throw ControlError("cannot resolve the next hop \(hop) towards \(destination)")
+    }
+}
+
+/// Sealed messages a second by datagram, over the last whole second: past `threshold` the
+/// agent is under load (0: always).
+final class LoadMeter: Sendable {
+    let threshold: Int
+    private struct Window {
+        var start = ContinuousClock.now
+        var count = 0
+        var last = 0
+    }
+    private let window = Mutex(Window())
+
+    init(threshold: Int) { self.threshold = threshold }
+
+    /// Counts one message; whether the agent is under load.
+    func count() -> Bool {
+        guard threshold > 0 else { return true }
+        return window.withLock { w in
+            let now = ContinuousClock.now
+            if now - w.start >= .seconds(1) {
+                w.last = now - w.start >= .seconds(2) ? 0 : w.count
+                w.count = 0
+                w.start = now
+            }
+            w.count += 1
+            return max(w.last, w.count) > threshold
+        }
     }
 }
 

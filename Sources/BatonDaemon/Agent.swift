@@ -36,6 +36,9 @@ public struct AgentConfiguration: Sendable {
     /// Registrations per second each device may make (token bucket), and the bucket's size.
     public var rateLimit: Double = 50
     public var rateBurst: Double = 100
+    /// Sealed messages a second (mac1 valid) past which the agent is under load and opens
+    /// only those whose mac2 carries a cookie it handed out (`Cookie`); 0: always.
+    public var cookieThreshold = 1000
     /// Ended transfers kept in the store (and in `transfer list`).
     public var keepEnded: Int = 1024
 

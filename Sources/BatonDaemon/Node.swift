@@ -95,6 +95,10 @@ public final class Node: APIHandler, Sendable {
         var settled = false
         /// Sessions the target reported closed (`closed`).
         var closedAtTarget: Set<SessionMatch> = []
+        /// The mac1 of the last `register` sent, and the cookie an agent under load answered
+        /// it with (then sent in the retransmissions' mac2: `Cookie`).
+        var lastMAC1: [UInt8]?
+        var cookie: [UInt8]?
 
         init(id: TransferID, channel: TransferChannel, request: TransferRequest, original: OriginalAddress,
              mode: TransferMode, target: Peer, started: Date = Date()) {
@@ -330,7 +334,12 @@ public final class Node: APIHandler, Sendable {
                                     sessions: t.request.sessions, targetMAC: accept.mac, targetAddress: accept.address,
                                     control: control, idleTimeout: t.request.idleTimeout)
             let registered = try messenger.request(transfer: t.id, to: agent.endpoint(family), from: temporary, timeout: configuration.answerTimeout, {
-                try t.channel.seal(.register(register), sealingKeyFor: agent.key, identity: identity)
+                let cookie = tables.withLock { _ in t.cookie }
+                let bytes = try t.channel.seal(.register(register), sealingKeyFor: agent.key, identity: identity, cookie: cookie)
+                // mac1 is the 16 bytes before the mac2, if there is one.
+                let mac1 = Array(bytes.dropLast(cookie == nil ? 0 : Cookie.macSize).suffix(MAC1.size))
+                tables.withLock { _ in t.lastMAC1 = mac1 }
+                return bytes
             }, answer: { [.registered, .reject].contains($0.type) })
             switch registered {
             case .registered?: break
@@ -428,6 +437,19 @@ public final class Node: APIHandler, Sendable {
             Thread.sleep(forTimeInterval: grace)
             settle(t)
         }
+    }
+
+    /// An agent under load answered our `register` with a cookie: the retransmissions carry it.
+    /// Good only if it opens with the agent's key and the mac1 of the register we sent last.
+    /// Lock held.
+    private func cookieReply(_ envelope: Envelope, for t: Outgoing, from source: SocketAddress) {
+        guard envelope.sender == .agent, t.state == .registering, let mac1 = t.lastMAC1, let agent = configuration.agent,
+              let cookie = Cookie.openReply(envelope.ciphertext, mac1: mac1, responder: agent.key) else {
+            rejections.record("forged", from: source, "cookieReply for transfer \(t.id) that is not the agent's answer to our register")
+            return
+        }
+        if t.cookie == nil { logger.info("transfer \(t.id): the agent is under load; retransmitting the registration with its cookie") }
+        t.cookie = cookie
     }
 
     /// Tells the target it may let go of the address (best effort, retried for a while).
@@ -559,6 +581,10 @@ public final class Node: APIHandler, Sendable {
     private func receive(_ envelope: Envelope, from source: SocketAddress, _ s: inout Tables) {
         do {
             if let t = s.outgoing[envelope.transfer] {
+                if envelope.type == .cookieReply {
+                    cookieReply(envelope, for: t, from: source)
+                    return
+                }
                 // Stored on state changes only (the restored channel refuses what was sealed
                 // before a restart).
                 let message = try t.channel.open(envelope)

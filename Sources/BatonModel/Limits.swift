@@ -18,6 +18,8 @@ public enum Limits {
     /// Registrations per second, and the burst, of a device.
     public static let rateLimit: ClosedRange<Double> = 0.001...1_000_000
     public static let rateBurst: ClosedRange<Double> = 1...1_000_000
+    /// Sealed messages a second (with a valid mac1) past which the agent asks for cookies; 0: always.
+    public static let cookieThreshold: ClosedRange<Int> = 0...10_000_000
     /// The API: seconds a connection may sit idle (TLS handshake included), and connections open at once per listener.
     public static let apiIdleTimeout: ClosedRange<Double> = 0.1...3600
     public static let apiMaxConnections: ClosedRange<Int> = 1...65_536

@@ -8,7 +8,8 @@ import Foundation
 ///     0  magic "BATN"            4
 ///     4  version = 1             1
 ///     5  type                    1   MessageType
-///     6  flags                   1   bit 0: sealed key present; others must be 0
+///     6  flags                   1   bit 0: sealed key present; bit 1: mac2 present (with bit 0
+///                                    only); others must be 0
 ///     7  sender role             1   1 TN, 2 target, 3 agent
 ///     8  transfer ID             8
 ///    16  counter                 8   u64
@@ -16,6 +17,7 @@ import Foundation
 ///    32  [sealed key           112]  sender static pub 32 | ephemeral pub 32 | ciphertext 32 + tag 16
 ///    32 or 144: AEAD ciphertext of the JSON body, then its 16-byte tag
 ///    [mac1                    16]  with a sealed key: see `MAC1`
+///    [mac2                    16]  with bit 1: see `Cookie`
 public struct Envelope: Sendable, Hashable {
     public static let magic: [UInt8] = Array("BATN".utf8)
     /// Bytes before the optional sealed-key block.
@@ -23,6 +25,8 @@ public struct Envelope: Sendable, Hashable {
     public static let tagSize = 16
     /// Flag bit 0.
     public static let sealedKeyFlag: UInt8 = 1
+    /// Flag bit 1: a mac2 follows the mac1 (a cookie from a responder under load).
+    public static let mac2Flag: UInt8 = 2
 
     public let version: UInt8
     public let type: MessageType
@@ -39,9 +43,11 @@ public struct Envelope: Sendable, Hashable {
     public let ciphertext: [UInt8]
     /// With a sealed key: the recipient-keyed check over header and ciphertext (`MAC1`).
     public let mac1: [UInt8]?
+    /// With the mac2 flag: the cookie-keyed check over everything before it (`Cookie`).
+    public var mac2: [UInt8]? = nil
 
     /// The datagram.
-    public var bytes: [UInt8] { header + ciphertext + (mac1 ?? []) }
+    public var bytes: [UInt8] { header + ciphertext + (mac1 ?? []) + (mac2 ?? []) }
 
     /// `timestamp` as a date.
     public var date: Date { Date(timeIntervalSince1970: Double(timestamp) / 1000) }
@@ -56,7 +62,9 @@ public struct Envelope: Sendable, Hashable {
         guard bytes[4] == TransferProtocol.version else { throw .unsupportedVersion(bytes[4]) }
         guard let type = MessageType(rawValue: bytes[5]) else { throw .unknownType(bytes[5]) }
         let flags = bytes[6]
-        guard flags & ~sealedKeyFlag == 0 else { throw .unsupportedFlags(flags) }
+        guard flags & ~(sealedKeyFlag | mac2Flag) == 0, flags & mac2Flag == 0 || flags & sealedKeyFlag != 0 else {
+            throw .unsupportedFlags(flags)
+        }
         guard let sender = Role(rawValue: bytes[7]) else { throw .unknownRole(bytes[7]) }
         let transfer = TransferID(rawValue: readU64(bytes, at: 8))
         let counter = readU64(bytes, at: 16)
@@ -66,7 +74,7 @@ public struct Envelope: Sendable, Hashable {
         var trailer = 0
         if flags & sealedKeyFlag != 0 {
             headerEnd += SealedKey.size
-            trailer = MAC1.size
+            trailer = MAC1.size + (flags & mac2Flag != 0 ? Cookie.macSize : 0)
             guard bytes.count >= headerEnd + tagSize + trailer else {
                 throw .truncated(length: bytes.count, needed: headerEnd + tagSize + trailer)
             }
@@ -74,18 +82,21 @@ public struct Envelope: Sendable, Hashable {
         }
         guard bytes.count >= headerEnd + tagSize else { throw .truncated(length: bytes.count, needed: headerEnd + tagSize) }
         let end = bytes.count - trailer
-        return Envelope(version: bytes[4], type: type, flags: flags, sender: sender, transfer: transfer,
-                        counter: counter, timestamp: timestamp, sealedKey: sealedKey,
-                        header: Array(bytes[0..<headerEnd]), ciphertext: Array(bytes[headerEnd..<end]),
-                        mac1: trailer == 0 ? nil : Array(bytes[end...]))
+        var envelope = Envelope(version: bytes[4], type: type, flags: flags, sender: sender, transfer: transfer,
+                                counter: counter, timestamp: timestamp, sealedKey: sealedKey,
+                                header: Array(bytes[0..<headerEnd]), ciphertext: Array(bytes[headerEnd..<end]),
+                                mac1: trailer == 0 ? nil : Array(bytes[end..<(end + MAC1.size)]))
+        if flags & mac2Flag != 0 { envelope.mac2 = Array(bytes[(end + MAC1.size)...]) }
+        return envelope
     }
 
     /// The header of an outgoing message.
     static func header(type: MessageType, sender: Role, transfer: TransferID, counter: UInt64,
-                       timestamp: UInt64, sealedKey: SealedKey?) -> [UInt8] {
+                       timestamp: UInt64, sealedKey: SealedKey?, mac2: Bool = false) -> [UInt8] {
         var h = magic
         h.reserveCapacity(fixedHeaderSize + (sealedKey == nil ? 0 : SealedKey.size))
-        h += [TransferProtocol.version, type.rawValue, sealedKey == nil ? 0 : sealedKeyFlag, sender.rawValue]
+        let flags = sealedKey == nil ? 0 : sealedKeyFlag | (mac2 ? mac2Flag : 0)
+        h += [TransferProtocol.version, type.rawValue, flags, sender.rawValue]
         appendU64(&h, transfer.rawValue)
         appendU64(&h, counter)
         appendU64(&h, timestamp)

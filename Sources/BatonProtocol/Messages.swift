@@ -179,6 +179,8 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
     case release = 9
     case released = 10
     case closed = 11
+    /// Not a channel message: a responder's cookie for a sender (see `Cookie`).
+    case cookieReply = 12
 
     public var description: String {
         switch self {
@@ -193,6 +195,7 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         case .release: return "release"
         case .released: return "released"
         case .closed: return "closed"
+        case .cookieReply: return "cookieReply"
         }
     }
 
@@ -205,7 +208,7 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         case .offer, .release: return sender == .tn && recipient == .target
         case .accept, .released, .closed: return sender == .target && recipient == .tn
         case .register, .end, .wakeUpAck: return sender == .tn && recipient == .agent
-        case .registered, .wakeUp: return sender == .agent && recipient == .tn
+        case .registered, .wakeUp, .cookieReply: return sender == .agent && recipient == .tn
         }
     }
 
@@ -293,6 +296,7 @@ public enum Message: Sendable, Hashable, CustomStringConvertible {
             case .release: return .release(try d.decode(Release.self, from: data))
             case .released: return .released(try d.decode(Released.self, from: data))
             case .closed: return .closed(try d.decode(Closed.self, from: data))
+            case .cookieReply: throw ProtocolError.malformedBody("cookieReply is not a channel message")
             }
         } catch let e as DecodingError {
             throw .malformedBody("\(type): \(Self.explain(e))")

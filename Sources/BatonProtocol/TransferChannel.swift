@@ -102,8 +102,10 @@ public final class TransferChannel: Sendable {
     /// and to the agent, and its retransmissions).
     /// `to` names the recipient where the type does not (the TN's `reject`); other messages
     /// go to the one role their type travels to from this one.
+    /// `cookie`: one the recipient (under load) gave this sender: the datagram then ends with
+    /// a mac2 too (`Cookie`; only with `sealingKeyFor`).
     public func seal(_ message: Message, to recipient: Role? = nil, sealingKeyFor recipientKey: PublicKey? = nil,
-                     identity: NodeIdentity? = nil, now: Date = Date()) throws(ProtocolError) -> [UInt8] {
+                     identity: NodeIdentity? = nil, cookie: [UInt8]? = nil, now: Date = Date()) throws(ProtocolError) -> [UInt8] {
         let to = try self.recipient(of: message.type, recipient)
         let body = try message.encodeBody()
         var sealedKey: (key: SealedKey, mac1: MAC1)?
@@ -112,7 +114,7 @@ public final class TransferChannel: Sendable {
             guard let pair = pairKeys[to] else { throw .wrongRole(type: message.type, sender: role, recipient: to) }
             sealedKey = (try SealedKey.seal(pair, for: recipientKey, from: identity, transfer: transfer), MAC1(recipient: recipientKey))
         }
-        return try seal(type: message.type, to: to, body: body, sealedKey: sealedKey, now: now)
+        return try seal(type: message.type, to: to, body: body, sealedKey: sealedKey, cookie: cookie, now: now)
     }
 
     private func recipient(of type: MessageType, _ given: Role?) throws(ProtocolError) -> Role {
@@ -127,23 +129,27 @@ public final class TransferChannel: Sendable {
 
     /// Seals any body under `type` (tests use it for authentic but malformed bodies).
     func seal(type: MessageType, to recipient: Role? = nil, body: [UInt8], sealedKey: (key: SealedKey, mac1: MAC1)?,
-              now: Date) throws(ProtocolError) -> [UInt8] {
+              cookie: [UInt8]? = nil, now: Date) throws(ProtocolError) -> [UInt8] {
         let to = try self.recipient(of: type, recipient)
         guard let messageKey = messageKeys[Direction(sender: role, recipient: to)] else {
             throw .wrongRole(type: type, sender: role, recipient: to)
         }
+        let cookie = sealedKey == nil ? nil : cookie
         let size = Envelope.fixedHeaderSize + (sealedKey == nil ? 0 : SealedKey.size + MAC1.size) + body.count + Envelope.tagSize
+            + (cookie == nil ? 0 : Cookie.macSize)
         guard size <= TransferProtocol.maxDatagramSize else { throw .tooLarge(size) }
         guard let counter = counters.next() else { throw .counterExhausted }
         let ms = now.timeIntervalSince1970 * 1000
         let timestamp: UInt64 = ms <= 0 || ms.isNaN ? 0 : ms >= 1.8e19 ? .max : UInt64(ms)
         let header = Envelope.header(type: type, sender: role, transfer: transfer, counter: counter,
-                                     timestamp: timestamp, sealedKey: sealedKey?.key)
+                                     timestamp: timestamp, sealedKey: sealedKey?.key, mac2: cookie != nil)
         do {
             let box = try ChaChaPoly.seal(body, using: messageKey, nonce: Self.nonce(role: role, counter: counter),
                                           authenticating: header)
             let ciphertext = Array(box.ciphertext) + Array(box.tag)
-            return header + ciphertext + (sealedKey?.mac1.compute(header: header, ciphertext: ciphertext) ?? [])
+            guard let mac1 = sealedKey?.mac1.compute(header: header, ciphertext: ciphertext) else { return header + ciphertext }
+            let mac2 = cookie.map { Cookie.mac2(cookie: $0, header: header, ciphertext: ciphertext, mac1: mac1) } ?? []
+            return header + ciphertext + mac1 + mac2
         } catch {
             throw .malformedBody("sealing failed: \(error)")
         }

@@ -31,6 +31,11 @@ struct AgentCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Registrations a device may make at once before --rate-limit applies.", valueName: "n"))
     var rateBurst: Double = 100
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Sealed messages a second past which the agent answers registrations with a cookie and opens only those that carry it (0: always; 0-10000000).",
+        valueName: "n"))
+    var cookieThreshold: Int = 1000
+
     @Option(name: .long, help: ArgumentHelp("End a transfer when all its sessions have been idle this long (seconds).", valueName: "s"))
     var idleTimeout: Double = 30
 
@@ -69,6 +74,7 @@ struct AgentCommand: ParsableCommand {
             try Limits.check(maxTakeovers, Limits.maxTakeovers, "--max-takeovers")
             try Limits.check(rateLimit, Limits.rateLimit, "--rate-limit", unit: "registrations/s")
             try Limits.check(rateBurst, Limits.rateBurst, "--rate-burst", unit: "registrations")
+            try Limits.check(cookieThreshold, Limits.cookieThreshold, "--cookie-threshold", unit: "messages/s")
         } catch {
             throw ValidationError(error.description)
         }
@@ -83,6 +89,7 @@ struct AgentCommand: ParsableCommand {
         c.stateDirectory = daemon.stateDir
         c.rateLimit = rateLimit
         c.rateBurst = rateBurst
+        c.cookieThreshold = cookieThreshold
         c.xdpMode = XDPMode(rawValue: daemon.xdpMode)!
         c.idleTimeout = idleTimeout
         c.linger = linger

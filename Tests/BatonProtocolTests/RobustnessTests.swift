@@ -92,7 +92,7 @@ import Testing
         #expect(throws: ProtocolError.unsupportedVersion(3)) { try Envelope.parse(mutate(4, 3)) }
         #expect(throws: ProtocolError.unsupportedVersion(1)) { try Envelope.parse(mutate(4, 1)) }
         #expect(throws: ProtocolError.unknownType(0)) { try Envelope.parse(mutate(5, 0)) }
-        #expect(throws: ProtocolError.unknownType(12)) { try Envelope.parse(mutate(5, 12)) }
+        #expect(throws: ProtocolError.unknownType(13)) { try Envelope.parse(mutate(5, 13)) }
         #expect(throws: ProtocolError.unsupportedFlags(2)) { try Envelope.parse(mutate(6, 2)) }
         #expect(throws: ProtocolError.unknownRole(0)) { try Envelope.parse(mutate(7, 0)) }
         #expect(throws: ProtocolError.unknownRole(4)) { try Envelope.parse(mutate(7, 4)) }

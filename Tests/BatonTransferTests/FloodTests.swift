@@ -3,6 +3,7 @@ import BatonBPF
 import BatonLab
 import BatonModel
 import BatonNet
+import BatonProtocol
 import Foundation
 import Synchronization
 import Testing
@@ -86,6 +87,47 @@ struct FloodTests {
             try rig.tnControl.end(transfer.id)
             try rig.wait(5, "the transfer to end as usual") { try rig.agentControl.show(transfer.id).state == .ended }
             _ = c.sender.stop(); _ = c.atTN.stop(); _ = c.atTarget.stop()
+        }
+    }
+
+    /// Issue 12 item 1: an agent under load (here always: `--cookie-threshold 0`) answers a
+    /// registration without a cookie with one, and opens only the retransmission that carries
+    /// it: the transfer still starts, moves the call and ends, nothing lost. A flood of
+    /// registrations with a valid mac1 (made with the agent's public key, which is no secret)
+    /// from an address that never receives gets cookies, never an X25519.
+    @Test func underLoadRegistrationsNeedACookie() throws {
+        var options = LabDaemons.Options()
+        options.agentArguments = ["--cookie-threshold", "0", "--idle-timeout", "120"]
+        try Rig.with(.l2, family: .v4, options: options) { rig in
+            let c = try rig.startCall(perSecond: 2000, reaching: 100)
+            let transfer = try rig.transfer(c, .l2)
+            #expect(transfer.state == .active)
+            try rig.wait(3, "the call to reach the target") { c.atTarget.count(flow: 1) > 200 }
+            var rejected = try rig.agentControl.status().rejected
+            #expect((rejected["cookie"] ?? 0) >= 1, "the first register was answered with a cookie: \(rejected)")
+            try rig.tnControl.end(transfer.id)
+            try rig.wait(5, "the transfer to end") { try rig.agentControl.show(transfer.id).state == .ended }
+            let report = FlowReport(flow: 1, sent: c.sender.stop(), arrivals: c.atTN.stop() + c.atTarget.stop())
+            #expect(report.lost == 0, "\(report)")
+
+            // Registrations sealed to the agent (valid mac1) from cn, which ignores the cookies.
+            let agentKey = try #require(PublicKey(try rig.agentControl.status().publicKey))
+            let forger = NodeIdentity.generate()
+            let socket = try rig.cn.udpSocket(.v4, port: 0)
+            for _ in 0..<50 {
+                let channel = TransferChannel(transfer: .random(), key: .random(), role: .tn)
+                let bytes = try channel.seal(.register(Register(
+                    original: rig.original, temporary: rig.cn.ipv4, tnMAC: rig.cn.mac, mode: .l2, sessions: [c.session],
+                    targetMAC: rig.target.mac, targetAddress: rig.target.ipv4, control: Endpoint(address: rig.cn.ipv4, port: 7390))),
+                    sealingKeyFor: agentKey, identity: forger)
+                try socket.send(bytes, to: SocketAddress(rig.sa.ipv4, port: 7390))
+            }
+            try rig.wait(3, "the flood to be answered with cookies") {
+                (try rig.agentControl.status().rejected["cookie"] ?? 0) >= 51
+            }
+            rejected = try rig.agentControl.status().rejected
+            #expect(rejected["unenrolled"] == nil && rejected["not-owner"] == nil,
+                    "no registration without a cookie was opened: \(rejected)")
         }
     }
 }

@@ -135,13 +135,21 @@ public final class Node: APIHandler, Sendable {
         /// closed since (see `watchSessions`).
         var seenOpen: Set<SessionMatch> = []
         var closedHere: [SessionMatch: String] = [:]
+        /// Milliseconds from the offer's arrival to each step of `prepare` (not stored: they
+        /// show where a start's time goes, `transfer show` on the target).
+        let arrived: ContinuousClock.Instant
+        var milestones: [String: Double] = [:]
 
-        init(id: TransferID, channel: TransferChannel, offer: Offer, started: Date = Date()) {
+        init(id: TransferID, channel: TransferChannel, offer: Offer, started: Date = Date(),
+             arrived: ContinuousClock.Instant = .now) {
             self.id = id
             self.channel = channel
             self.offer = offer
             self.started = started
+            self.arrived = arrived
         }
+
+        func mark(_ name: String) { milestones[name] = milliseconds(since: arrived) }
     }
 
     public let configuration: NodeConfiguration
@@ -321,6 +329,7 @@ public final class Node: APIHandler, Sendable {
             //    correspondent uses meanwhile; decapsulation for the agent's tunnel (L3).
             try addresses.hold(original)
             if t.mode == .l3 { try acceptTunnelled(original, from: agentTunnelSource) }
+            tables.withLock { _ in t.mark("held") }
             // Stored before the registration goes out: a restart then knows to ask the agent
             // to end a takeover it may have made.
             tables.withLock { _ in
@@ -328,6 +337,7 @@ public final class Node: APIHandler, Sendable {
                 persist(t)
             }
             CrashPoint.reached("tn-registering")
+            tables.withLock { _ in t.mark("registering") } // after the store write: the register goes out now
 
             // 4. Register with the agent; it writes its maps, then answers, then announces.
             let register = Register(original: original, temporary: temporary, tnMAC: mac, mode: t.mode,
@@ -519,7 +529,9 @@ public final class Node: APIHandler, Sendable {
     // MARK: - Target: accepting sessions
 
     /// Lock held.
-    private func prepare(_ offer: Offer, id: TransferID, channel: TransferChannel, _ s: inout Tables) throws -> Accept {
+    private func prepare(_ offer: Offer, id: TransferID, channel: TransferChannel, arrived: ContinuousClock.Instant,
+                         _ s: inout Tables) throws -> Accept {
+        let opened = milliseconds(since: arrived)
         guard offer.control.address != offer.original else {
             throw ControlError("the offer's control address is the original address itself: answers could not leave this node")
         }
@@ -527,11 +539,18 @@ public final class Node: APIHandler, Sendable {
         guard try addresses.onInterface(offer.original) == nil else {
             throw ControlError("\(offer.original) is this node's own address on the wire")
         }
+        let checked = milliseconds(since: arrived)
         try addresses.hold(offer.original)
-        if offer.mode == .l3 { try acceptTunnelled(offer.original, from: offer.agent, &s) }
-        let t = Incoming(id: id, channel: channel, offer: offer)
+        let t = Incoming(id: id, channel: channel, offer: offer, arrived: arrived)
+        t.milestones = ["opened": opened, "checked": checked]
+        t.mark("held")
+        if offer.mode == .l3 {
+            try acceptTunnelled(offer.original, from: offer.agent, &s)
+            t.mark("decap")
+        }
         s.incoming[id] = t
         persist(t)
+        t.mark("stored")
         logger.info("transfer \(id): accepted \(offer.sessions.count) session(s) of \(offer.original) (\(offer.mode.rawValue))")
         return Accept(mac: mac, address: own)
     }
@@ -618,6 +637,7 @@ public final class Node: APIHandler, Sendable {
                     rejections.record("unexpected", from: source, "\(message.type) for transfer \(t.id)")
                 }
             } else {
+                let arrived = ContinuousClock.now
                 let (channel, message) = try TransferChannel.opening(
                     envelope, identity: configuration.identity, role: .target, trusted: { [keys = trustedKeys] in keys.contains($0) })
                 guard case .offer(let offer) = message else {
@@ -626,7 +646,7 @@ public final class Node: APIHandler, Sendable {
                 }
                 let reply: Message
                 do {
-                    reply = .accept(try prepare(offer, id: envelope.transfer, channel: channel, &s))
+                    reply = .accept(try prepare(offer, id: envelope.transfer, channel: channel, arrived: arrived, &s))
                 } catch {
                     logger.error("transfer \(envelope.transfer): refusing the offer: \(error)")
                     reply = .reject(Reject(reason: "\(error)"))
@@ -700,7 +720,7 @@ public final class Node: APIHandler, Sendable {
     private func info(_ t: Incoming) -> TransferInfo {
         TransferInfo(id: "\(t.id)", role: .target, state: TransferState(t.state), original: t.offer.original, temporary: nil,
                      mode: t.offer.mode, target: nil, sessions: t.offer.sessions.map { SessionInfo(match: $0) },
-                     reason: nil, started: unixTime(t.started), ended: t.ended.map { unixTime($0) }, milestones: [:])
+                     reason: nil, started: unixTime(t.started), ended: t.ended.map { unixTime($0) }, milestones: t.milestones)
     }
 
     public func status() throws -> DaemonStatus {

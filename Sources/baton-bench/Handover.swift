@@ -33,8 +33,9 @@ struct HandoverResult {
     var failures: [String]
     /// Where the first losses fell: "seq 812: after tn +0.4 ms of cycle 3's start", for diagnosis.
     var lossNotes: [String] = []
-    /// The TN's milestones (ms after its start) and the agent's ("agent …", ms after it opened
-    /// the registration) per transfer, by name: where the time goes.
+    /// The TN's milestones (ms after its start), the target's ("target …", ms after the offer
+    /// arrived) and the agent's ("agent …", ms after it opened the registration) per
+    /// transfer, by name: where the time goes.
     var milestones: [String: [Double]] = [:]
 }
 
@@ -95,6 +96,7 @@ func runHandover(_ options: Options, _ config: HandoverConfig) throws -> Handove
                               flow: 1, perSecond: rate)
     let tnControl = Control(path: daemons.tn.control)
     let agentControl = Control(path: daemons.agent.control)
+    let targetControl = Control(path: daemons.target.control)
     let session = SessionMatch(proto: .udp, source: cn.ipv4, sourcePort: 40000, destination: original, destinationPort: 5004)
     var firstPacket: [Double] = []
     var cycles: [(start: UInt64, end: UInt64)] = []
@@ -115,6 +117,10 @@ func runHandover(_ options: Options, _ config: HandoverConfig) throws -> Handove
             if let first { firstPacket.append(Double(first.time - started) / 1e6) } else { failures.append("transfer \(i): no packet at the target") }
             if let shown = try? tnControl.show(t.id) {
                 for (name, ms) in shown.milestones ?? [:] { milestones[name, default: []].append(ms) }
+            }
+            // The target's, from the offer's arrival.
+            if let shown = try? targetControl.show(t.id) {
+                for (name, ms) in shown.milestones ?? [:] { milestones["target " + name, default: []].append(ms) }
             }
             // The agent's, from its own start of the transfer (the registration opened).
             if let shown = try? agentControl.show(t.id) {
@@ -192,7 +198,7 @@ extension HandoverResult {
         for note in lossNotes { print("     " + note) }
         let order = milestones.keys.sorted { (percentile(milestones[$0]!, 50) ?? 0) < (percentile(milestones[$1]!, 50) ?? 0) }
         if !order.isEmpty {
-            print("   milestones, ms (p50/p99; TN: after its start, agent: after it opened the registration): " + order.map { name in
+            print("   milestones, ms (p50/p99; TN: after its start; target: after the offer arrived; agent: after it opened the registration): " + order.map { name in
                 "\(name) " + fmt(percentile(milestones[name]!, 50) ?? 0, 2) + "/" + fmt(percentile(milestones[name]!, 99) ?? 0, 2)
             }.joined(separator: ", "))
         }

@@ -25,7 +25,7 @@ struct RuleJSON: Encodable {
     var rule: SessionRule
     var counter: Counter
     var idleSeconds: Double?
-    /// A TCP FIN or RST was seen: the session is closing or closed.
+    /// A TCP FIN or RST was seen here: the session may be closing (a hint; the target judges).
     var finOrReset: Bool
     var egress: String?
 }

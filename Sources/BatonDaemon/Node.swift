@@ -284,6 +284,9 @@ public final class Node: APIHandler, Sendable {
         let original = t.original.address
         let family = original.family
         let identity = configuration.identity
+        /// The agent answered with a `reject`: it wrote nothing, so the roll-back sends it no
+        /// `end` (one refused start is one refusal there, not a refusal and a rejection).
+        var refused = false
         do {
             // 1. The temporary address beside the original, first: the target and the agent
             //    answer there, since both will treat the original as not the TN's.
@@ -354,9 +357,7 @@ public final class Node: APIHandler, Sendable {
             switch registered {
             case .registered?: break
             case .reject(let r)?:
-                // Refused, the agent wrote nothing: no `end` to send it on the way back (one
-                // refused start is one refusal at the agent, not a refusal and a rejection).
-                tables.withLock { _ in t.state = .negotiating }
+                refused = true
                 throw ControlError("agent refused: \(r.reason)")
             default: throw ControlError("agent \(agent.endpoint(family)) did not answer")
             }
@@ -372,7 +373,7 @@ public final class Node: APIHandler, Sendable {
             }
             logger.info("transfer \(t.id): \(t.request.sessions.count) session(s) of \(original) moved to \(t.target.name); other sessions continue through \(temporary)")
         } catch {
-            rollBack(t, wasRegistering: tables.withLock { _ in t.state == .registering }, agent: agent)
+            rollBack(t, wasRegistering: !refused && tables.withLock { _ in t.state == .registering }, agent: agent)
             throw error
         }
     }

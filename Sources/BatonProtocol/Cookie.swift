@@ -60,9 +60,8 @@ public enum Cookie {
     /// A `cookieReply` datagram: the envelope header (agent, the message's transfer, counter
     /// 0, flags 0) and the payload. Not a channel message: it is authenticated by mac1 only.
     public static func replyDatagram(transfer: TransferID, payload: [UInt8], now: Date = Date()) -> [UInt8] {
-        let ms = now.timeIntervalSince1970 * 1000
-        return Envelope.header(type: .cookieReply, sender: .agent, transfer: transfer, counter: 0,
-                               timestamp: ms > 0 ? UInt64(ms) : 0, sealedKey: nil) + payload
+        Envelope.header(type: .cookieReply, sender: .agent, transfer: transfer, counter: 0,
+                        timestamp: Envelope.timestamp(now), sealedKey: nil) + payload
     }
 }
 

@@ -90,6 +90,12 @@ public struct Envelope: Sendable, Hashable {
         return envelope
     }
 
+    /// The timestamp an outgoing message carries for `date`: Unix milliseconds, clamped.
+    static func timestamp(_ date: Date) -> UInt64 {
+        let ms = date.timeIntervalSince1970 * 1000
+        return ms <= 0 || ms.isNaN ? 0 : ms >= 1.8e19 ? .max : UInt64(ms)
+    }
+
     /// The header of an outgoing message.
     static func header(type: MessageType, sender: Role, transfer: TransferID, counter: UInt64,
                        timestamp: UInt64, sealedKey: SealedKey?, mac2: Bool = false) -> [UInt8] {

@@ -139,10 +139,8 @@ public final class TransferChannel: Sendable {
             + (cookie == nil ? 0 : Cookie.macSize)
         guard size <= TransferProtocol.maxDatagramSize else { throw .tooLarge(size) }
         guard let counter = counters.next() else { throw .counterExhausted }
-        let ms = now.timeIntervalSince1970 * 1000
-        let timestamp: UInt64 = ms <= 0 || ms.isNaN ? 0 : ms >= 1.8e19 ? .max : UInt64(ms)
         let header = Envelope.header(type: type, sender: role, transfer: transfer, counter: counter,
-                                     timestamp: timestamp, sealedKey: sealedKey?.key, mac2: cookie != nil)
+                                     timestamp: Envelope.timestamp(now), sealedKey: sealedKey?.key, mac2: cookie != nil)
         do {
             let box = try ChaChaPoly.seal(body, using: messageKey, nonce: Self.nonce(role: role, counter: counter),
                                           authenticating: header)

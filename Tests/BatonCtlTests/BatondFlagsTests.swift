@@ -21,6 +21,8 @@ struct BatondFlagsTests {
         (["agent", "--announce-count", "0"], "invalid --announce-count 0: expected 1-100"),
         (["node", "--announce-interval", "99999"], "invalid --announce-interval 99999: expected 0-10000 ms"),
         (["agent", "--port", "70000"], "invalid port 70000: expected 1-65535"),
+        (["agent", "--cookie-threshold=-1"], "invalid --cookie-threshold -1: expected 0-10000000 messages/s"),
+        (["agent", "--cookie-threshold", "10000001"], "invalid --cookie-threshold 10000001: expected 0-10000000 messages/s"),
         (["agent", "--control", "/tmp/batond-flags-test.sock"], "the directory of --control /tmp/batond-flags-test.sock, /tmp, is writable by group or others (mode 1777)"),
     ])
     func outOfRangeIsRefusedWithTheFlagAndTheRange(arguments: [String], message: String) throws {

@@ -34,6 +34,11 @@ struct DomainTests {
         #expect(message { () throws(ModelError) in try noMAC.validate(for: .v4) }?.contains("unicast") == true)
         let tunnel = Forwarding.encap(to: Self.v6, from: Self.v6, nextHop: Self.mac, sourceMAC: Self.agentMAC)
         #expect(message { () throws(ModelError) in try tunnel.validate(for: .v4) }?.contains("tunnel addresses (got fd00::2 -> fd00::2)") == true)
+        // A tunnel MTU below what every link of the family carries (a rule written by hand).
+        let tinyMTU = Forwarding.encap(to: Self.v6, from: Self.v6, nextHop: Self.mac, sourceMAC: Self.agentMAC, mtu: 1279)
+        #expect(message { () throws(ModelError) in try tinyMTU.validate(for: .v6) }?.contains("mtu 1279 is below 1280") == true)
+        let okMTU = Forwarding.encap(to: Self.v6, from: Self.v6, nextHop: Self.mac, sourceMAC: Self.agentMAC, mtu: 1280)
+        #expect(message { () throws(ModelError) in try okMTU.validate(for: .v6) } == nil)
         let multicast = Takeover(address: IPAddress("224.0.0.1")!, defaultForward: .pass)
         #expect(message(multicast.validate)?.contains("not a unicast address") == true)
         let sameTemporary = Takeover(address: Self.v4, defaultForward: .pass, temporaryAddress: Self.v4)

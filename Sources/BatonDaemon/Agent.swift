@@ -169,12 +169,12 @@ public final class Agent: Sendable {
     func receive(_ datagram: Datagram) {
         guard let envelope = rejections.envelope(of: datagram) else { return }
         if let answer = admission.receive(envelope, from: datagram.source), answer.datagram {
+            // The first announcement round before the answer: it is what moves the
+            // correspondents (the TN only needs the answer to take its address off the wire).
+            if let t = answer.admitted { announcements.announce([t]) }
             try? messenger.send(answer.bytes, to: answer.to ?? SocketAddress(datagram.source.address,
                                                                             port: answer.port ?? datagram.source.port))
-            if let t = answer.admitted {
-                CrashPoint.reached("registered-sent")
-                announcements.announce([t])
-            }
+            if answer.admitted != nil { CrashPoint.reached("registered-sent") }
         }
     }
 }

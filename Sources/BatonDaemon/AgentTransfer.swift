@@ -50,7 +50,8 @@ final class AgentTransfer: @unchecked Sendable {
         self.started = started
     }
 
-    func mark(_ name: String) { milestones[name] = (Date().timeIntervalSince(started) * 1000).rounded() }
+    /// Milliseconds since the registration was opened, to the microsecond.
+    func mark(_ name: String) { milestones[name] = (Date().timeIntervalSince(started) * 1_000_000).rounded() / 1000 }
 
     /// Its fields at one moment, taken under the table's lock, for what is shown of it.
     struct View: Sendable {

@@ -3,7 +3,7 @@ import BatonNet
 import Logging
 
 /// The agent's announcements of taken-over addresses (gratuitous ARP, unsolicited NA, with a
-/// refresh: BatonNet's `Announcer`). A transfer is announced once its TN has been told; the
+/// refresh: BatonNet's `Announcer`). A transfer is announced once it is active (stored for good), just before its TN is told; the
 /// first burst is sent without the table's lock (a batch sends many frames).
 final class Announcements: Sendable {
     let announcer: Announcer

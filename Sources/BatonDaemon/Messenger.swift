@@ -71,9 +71,11 @@ final class Messenger: Sendable {
 
     /// Sends what `make` seals (a fresh counter each time: an identical datagram is always a
     /// replay), every `retransmit` until `answer` accepts a delivered message or `timeout`.
+    /// `meanwhile` runs once, after the first send: work that need not be done before the
+    /// request goes out overlaps the peer's (an error it throws ends the wait).
     func request(transfer: TransferID, to destination: SocketAddress, from source: IPAddress? = nil, timeout: Duration,
                  retransmit: Duration = .milliseconds(Int(TransferProtocol.retransmitInterval * 1000)), _ make: () throws -> [UInt8],
-                 answer: (Message) -> Bool) throws -> Message? {
+                 meanwhile: (() throws -> Void)? = nil, answer: (Message) -> Bool) throws -> Message? {
         let slot = Slot()
         state.withLock { $0.slots[transfer, default: [:]][ObjectIdentifier(slot)] = slot }
         defer {
@@ -83,8 +85,13 @@ final class Messenger: Sendable {
             }
         }
         let deadline = ContinuousClock.now + timeout
+        var pending = meanwhile
         while ContinuousClock.now < deadline {
             try send(try make(), to: destination, from: source)
+            if let work = pending {
+                pending = nil
+                try work()
+            }
             let wait = min(retransmit, deadline - ContinuousClock.now)
             let until = ContinuousClock.now + wait
             while ContinuousClock.now < until {

@@ -88,7 +88,8 @@ public final class Node: APIHandler, Sendable {
         var state: TNTransferState = .negotiating
         var reason: String?
         let started: Date
-        let startedClock = ContinuousClock.now
+        /// When the start request reached `start` (its checks are part of the milestones).
+        let startedClock: ContinuousClock.Instant
         var ended: Date?
         var milestones: [String: Double] = [:]
         /// The clean-up after the end (temporary address, held copy) is done.
@@ -101,7 +102,8 @@ public final class Node: APIHandler, Sendable {
         var cookie: [UInt8]?
 
         init(id: TransferID, channel: TransferChannel, request: TransferRequest, original: OriginalAddress,
-             mode: TransferMode, target: Peer, started: Date = Date()) {
+             mode: TransferMode, target: Peer, started: Date = Date(), startedClock: ContinuousClock.Instant = .now) {
+            self.startedClock = startedClock
             self.id = id
             self.channel = channel
             self.request = request
@@ -171,6 +173,8 @@ public final class Node: APIHandler, Sendable {
         var decapLink: XDPLink?
         var api: APIServer?
         var stopped = false
+        /// Temporary addresses a `settle` is taking off the interface (outside the lock).
+        var settling: Set<IPAddress> = []
     }
     let tables = Mutex(Tables())
     let store: Store?
@@ -224,6 +228,7 @@ public final class Node: APIHandler, Sendable {
     // MARK: - TN: moving sessions away
 
     func start(_ request: TransferRequest) throws -> TransferInfo {
+        let (received, receivedClock) = (Date(), ContinuousClock.now)
         guard let agent = configuration.agent else { throw ControlError.conflict("this node has no agent configured (--agent)") }
         guard let target = configuration.peers.first(where: { $0.name == request.to }) else {
             let known = configuration.peers.map(\.name).joined(separator: ", ")
@@ -258,7 +263,7 @@ public final class Node: APIHandler, Sendable {
         let channel = TransferChannel(transfer: id, key: SessionKey.random(), role: .tn)
         let t = Outgoing(id: id, channel: channel, request: request,
                          original: OriginalAddress(address: original.address, prefixLength: original.prefixLength),
-                         mode: mode, target: target)
+                         mode: mode, target: target, started: received, startedClock: receivedClock)
         try tables.withLock { s in
             if let busy = s.outgoing.values.first(where: { $0.original.address == originalAddress && !$0.isFinished }) {
                 throw ControlError.conflict("\(originalAddress) is already being transferred (transfer \(busy.id))")
@@ -290,31 +295,50 @@ public final class Node: APIHandler, Sendable {
         do {
             // 1. The temporary address beside the original, first: the target and the agent
             //    answer there, since both will treat the original as not the TN's.
-            let temporary = try tables.withLock { s throws -> IPAddress in
-                if let given = t.request.temporary { return given }
-                let inUse = Set(s.outgoing.values.filter { !$0.isFinished }.compactMap(\.temporary))
+            let (temporary, waitForSettle) = try tables.withLock { s throws -> (IPAddress, Bool) in
+                if let given = t.request.temporary {
+                    t.temporary = given
+                    return (given, s.settling.contains(given))
+                }
+                let inUse = Set(s.outgoing.values.filter { !$0.isFinished }.compactMap(\.temporary)).union(s.settling)
                 guard let picked = try addresses.pick(from: configuration.temporaryPool, family: family, excluding: inUse) else {
                     throw ControlError("no free \(family == .v4 ? "IPv4" : "IPv6") temporary address: give one (--temporary) or configure a pool (--temporary-pool)")
                 }
                 t.temporary = picked
-                return picked
+                return (picked, false)
             }
-            t.temporary = temporary
+            // A given address an earlier transfer's clean-up is taking off the interface: put
+            // it back once that is done (a netlink request or a few).
+            if waitForSettle {
+                let until = ContinuousClock.now + .seconds(2)
+                while tables.withLock({ $0.settling.contains(temporary) }), ContinuousClock.now < until { usleep(500) }
+            }
             if try addresses.onInterface(temporary) == nil {
                 try addresses.addToInterface(temporary, prefixLength: t.original.prefixLength)
                 t.temporaryAdded = true
             }
             let control = Endpoint(address: temporary, port: configuration.port)
-            tables.withLock { _ in
-                t.mark("temporary")
-                persist(t)
+            // The target and the agent answer at the temporary address: introduced to them
+            // first (the frames go ahead of the offer on the same path), their answers need
+            // no ARP/NDP round trip to a TN busy with the start. Best effort.
+            do {
+                try announcer.introduce(temporary, at: mac, to: [t.target.endpoint(family).address, agent.endpoint(family).address])
+            } catch {
+                logger.warning("transfer \(t.id): introducing \(temporary) to the target and the agent: \(error)")
             }
+            tables.withLock { _ in t.mark("temporary") }
 
             // 2. Negotiate: the target prepares (holds the address, decap for L3) and accepts.
+            //    The store learns of the temporary address while the target works, and the
+            //    register's sealed key is made.
             let offer = Offer(sessions: t.request.sessions, original: original, mode: t.mode, agent: agentTunnelSource,
                               control: control)
             let answer = try messenger.request(transfer: t.id, to: t.target.endpoint(family), from: temporary, timeout: configuration.answerTimeout, {
                 try t.channel.seal(.offer(offer), sealingKeyFor: t.target.key, identity: identity)
+            }, meanwhile: { [self] in
+                tables.withLock { _ in persist(t) }
+                // The register's sealed key too: it needs nothing from the accept.
+                try? t.channel.prepareSealedKey(to: .agent, for: agent.key, identity: identity)
             }, answer: { [.accept, .reject].contains($0.type) })
             let accept: Accept
             switch answer {
@@ -325,16 +349,13 @@ public final class Node: APIHandler, Sendable {
             tables.withLock { _ in
                 t.accepted = true
                 t.mark("accepted")
-                persist(t)
             }
 
-            // 3. The original held locally too, so nothing is lost whichever MAC the
-            //    correspondent uses meanwhile; decapsulation for the agent's tunnel (L3).
-            try addresses.hold(original)
+            // 3. Decapsulation for the agent's tunnel (L3) before the agent may steer into it.
+            //    Stored, with the accept, before the registration goes out: a restart then
+            //    knows to release the target and to ask the agent to end a takeover it may
+            //    have made.
             if t.mode == .l3 { try acceptTunnelled(original, from: agentTunnelSource) }
-            tables.withLock { _ in t.mark("held") }
-            // Stored before the registration goes out: a restart then knows to ask the agent
-            // to end a takeover it may have made.
             tables.withLock { _ in
                 t.state = .registering
                 persist(t)
@@ -342,7 +363,9 @@ public final class Node: APIHandler, Sendable {
             CrashPoint.reached("tn-registering")
             tables.withLock { _ in t.mark("registering") } // after the store write: the register goes out now
 
-            // 4. Register with the agent; it writes its maps, then answers, then announces.
+            // 4. Register with the agent; it writes its maps, announces, then answers.
+            //    Meanwhile the original is held locally too (needed only once it leaves the
+            //    wire, step 5), so nothing is lost whichever MAC the correspondent uses.
             let register = Register(original: original, temporary: temporary, tnMAC: mac, mode: t.mode,
                                     sessions: t.request.sessions, targetMAC: accept.mac, targetAddress: accept.address,
                                     control: control, idleTimeout: t.request.idleTimeout)
@@ -353,6 +376,9 @@ public final class Node: APIHandler, Sendable {
                 let mac1 = Array(bytes.dropLast(cookie == nil ? 0 : Cookie.macSize).suffix(MAC1.size))
                 tables.withLock { _ in t.lastMAC1 = mac1 }
                 return bytes
+            }, meanwhile: { [self] in
+                try addresses.hold(original)
+                tables.withLock { _ in t.mark("held") }
             }, answer: { [.registered, .reject].contains($0.type) })
             switch registered {
             case .registered?: break
@@ -401,14 +427,21 @@ public final class Node: APIHandler, Sendable {
     /// After a transfer ended or failed (and its grace): the temporary address goes unless
     /// another transfer uses it, then the copy on lo (nothing of the transfer can still arrive)
     /// and the decapsulation entry, unless another transfer of the address has yet to settle.
-    /// Takes the lock.
+    /// Takes the lock, but removes the temporary address outside it: a start, the reader and
+    /// the API do not wait for that netlink work.
     func settle(_ t: Outgoing) {
         let original = t.original.address
+        let temporary = tables.withLock { s -> IPAddress? in
+            guard t.temporaryAdded, let temporary = t.temporary,
+                  !s.outgoing.values.contains(where: { $0 !== t && $0.temporary == temporary && !$0.isFinished }),
+                  s.settling.insert(temporary).inserted else { return nil }
+            return temporary
+        }
+        if let temporary {
+            do { try addresses.removeFromInterface(temporary) } catch { logger.error("removing temporary \(temporary): \(error)") }
+        }
         tables.withLock { s in
-            if t.temporaryAdded, let temporary = t.temporary,
-               !s.outgoing.values.contains(where: { $0 !== t && $0.temporary == temporary && !$0.isFinished }) {
-                do { try addresses.removeFromInterface(temporary) } catch { logger.error("removing temporary \(temporary): \(error)") }
-            }
+            if let temporary { s.settling.remove(temporary) }
             // Another transfer of the address not settled yet (back to back, or still running)
             // needs the copy and the decapsulation entry: the last one to settle removes them.
             if !s.outgoing.values.contains(where: { $0 !== t && $0.original.address == original && !$0.settled }) {

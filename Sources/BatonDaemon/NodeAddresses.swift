@@ -1,6 +1,7 @@
 import BatonAPI
 import BatonModel
 import BatonNet
+import Glibc
 import Synchronization
 
 /// The node's address moves, all through netlink and /proc/sys (never `ip`):
@@ -35,39 +36,39 @@ struct NodeAddresses {
         return a
     }
 
-    func onLoopback(_ address: IPAddress) throws -> Bool {
-        try Netlink().addresses(interface: "lo", family: address.family).contains { $0.address == address }
-    }
-
     /// Keeps `address` local without answering for it. Idempotent.
     func hold(_ address: IPAddress) throws {
         try Self.moves.withLock { shields in
             shields.remove(address)
-            try holdUnlocked(address)
+            if address.family == .v4 {
+                try Sysctl.write("net.ipv4.conf.all.arp_ignore", 1)
+                try Sysctl.write("net.ipv4.conf.all.arp_announce", 2)
+            }
+            try addToLoopback(address, try Netlink())
         }
     }
 
-    private func holdUnlocked(_ address: IPAddress) throws {
-        if address.family == .v4 {
-            try Sysctl.write("net.ipv4.conf.all.arp_ignore", 1)
-            try Sysctl.write("net.ipv4.conf.all.arp_announce", 2)
-        }
-        guard try !onLoopback(address) else { return }
-        try Netlink().addAddress(address, prefixLength: address.family.bitWidth, interface: "lo",
-                                 flags: address.family == .v6 ? .nodad : [])
+    /// Adds `address` to `lo` as a host address; there already is fine. One netlink request
+    /// (no dump first: a removal shields a dozen addresses at once, see `removeFromInterface`).
+    private func addToLoopback(_ address: IPAddress, _ netlink: Netlink) throws {
+        do {
+            try netlink.addAddress(address, prefixLength: address.family.bitWidth, interface: "lo",
+                                   flags: address.family == .v6 ? .nodad : [])
+        } catch let e as NetError where e.errno == EEXIST {}
     }
 
     /// Stops holding `address` on `lo`. Idempotent.
     func unhold(_ address: IPAddress) throws {
         try Self.moves.withLock { shields in
             shields.remove(address)
-            try unholdUnlocked(address)
+            try removeFromLoopback(address, try Netlink())
         }
     }
 
-    private func unholdUnlocked(_ address: IPAddress) throws {
-        guard try onLoopback(address) else { return }
-        try Netlink().deleteAddress(address, interface: "lo")
+    private func removeFromLoopback(_ address: IPAddress, _ netlink: Netlink) throws {
+        do {
+            try netlink.deleteAddress(address, interface: "lo")
+        } catch let e as NetError where e.errno == EADDRNOTAVAIL || e.errno == ENOENT || e.errno == ESRCH {}
     }
 
     /// Puts `address` on the interface (no duplicate detection: it is ours and in use).
@@ -85,7 +86,9 @@ struct NodeAddresses {
     /// promotes a secondary, and the kernel deletes and re-adds the local routes of all of them,
     /// so for an instant they are not local and what arrives for them is dropped
     /// (IpInAddrErrors). Each of them is held on `lo` meanwhile (a /32 that the kernel keeps
-    /// local through the promotion), then let go unless it was held already.
+    /// local through the promotion), then let go unless it was held already. Removing a
+    /// secondary touches only its own routes (`__inet_del_ifa`): no shield, and the clean-up
+    /// of a temporary address then costs one netlink request instead of several per sibling.
     func removeFromInterface(_ address: IPAddress) throws {
         try Self.moves.withLock { shields in
             let netlink = try Netlink()
@@ -93,13 +96,15 @@ struct NodeAddresses {
             guard let removed = present.first(where: { $0.address == address }) else { return }
             var shielded: [IPAddress] = []
             defer {
-                for a in shielded where shields.remove(a) != nil { try? unholdUnlocked(a) }
+                for a in shielded where shields.remove(a) != nil { try? removeFromLoopback(a, netlink) }
             }
-            if address.family == .v4 {
+            if address.family == .v4, !removed.flags.contains(.secondary) {
                 let subnet = removed.prefix
                 let siblings = present.filter { $0.address != address && $0.prefixLength == removed.prefixLength && subnet.contains($0.address) }
-                for s in siblings where try !onLoopback(s.address) {
-                    try holdUnlocked(s.address)
+                // One dump of lo for all of them; what is held already stays as it is.
+                let held = siblings.isEmpty ? [] : Set(try netlink.addresses(interface: "lo", family: .v4).map(\.address))
+                for s in siblings where !held.contains(s.address) {
+                    try addToLoopback(s.address, netlink)
                     shields.insert(s.address)
                     shielded.append(s.address)
                 }

@@ -86,7 +86,8 @@ public struct Arrival: Sendable {
     public var host: String
     public var flow: UInt32
     public var sequence: UInt64
-    /// `monotonicNanoseconds()` when it was read.
+    /// `monotonicNanoseconds()` when the kernel received it (when it was read, if the socket
+    /// gave no stamp).
     public var time: UInt64
 }
 
@@ -109,6 +110,9 @@ public final class SequenceReceiver: Sendable {
         // A deep buffer: the receiver thread shares two cores with daemons and senders, and a
         // socket-buffer drop would look like a loss in the network.
         try? socket.setReceiveBufferSize(8 << 20, force: true)
+        // Arrival times from the kernel's stamp: when the host got the datagram, not when this
+        // thread (sharing two cores with the daemons) got around to reading it.
+        try? socket.recordKernelTimes()
         var initial = State()
         initial.arrivals.reserveCapacity(1 << 16)
         state = Mutex(initial)
@@ -116,8 +120,11 @@ public final class SequenceReceiver: Sendable {
             while state.withLock({ $0.running }) {
                 guard let d = try? socket.receive(timeout: .milliseconds(50)),
                       let (flow, sequence) = SequencedPayload.parse(d.payload) else { continue }
-                let a = Arrival(host: host, flow: flow, sequence: sequence, time: monotonicNanoseconds())
+                let read = monotonicNanoseconds()
+                let stamped = read - min(read, d.age ?? 0)
                 state.withLock { s in
+                    // Kept in time order (`first` searches it) across stamps from two CPUs.
+                    let a = Arrival(host: host, flow: flow, sequence: sequence, time: max(stamped, s.arrivals.last?.time ?? 0))
                     s.arrivals.append(a)
                     s.counts[flow, default: 0] += 1
                 }

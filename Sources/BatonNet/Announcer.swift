@@ -59,6 +59,25 @@ public final class Announcer: Sendable {
         }
     }
 
+    /// The frames that make each of `peers` (of `address`'s family) learn `address` at `mac`
+    /// without having asked: an ARP request from it for the peer (a host creates a neighbour
+    /// entry for whoever asks for its address), or a neighbour solicitation with the source
+    /// link-layer option (RFC 4861 §7.2.3: likewise).
+    public static func introductions(of address: IPAddress, at mac: MACAddress, to peers: [IPAddress]) -> [[UInt8]] {
+        peers.filter { $0.family == address.family && $0 != address }.map { peer in
+            switch address.family {
+            case .v4: Frame.arpRequest(senderMAC: mac, senderIP: address, targetIP: peer).bytes
+            case .v6: Frame.neighborSolicitation(sourceMAC: mac, source: address, target: peer).bytes
+            }
+        }
+    }
+
+    /// Sends `introductions(of:at:to:)` now: a new address's first answers then need no
+    /// resolution round trip.
+    public func introduce(_ address: IPAddress, at mac: MACAddress, to peers: [IPAddress]) throws {
+        for frame in Self.introductions(of: address, at: mac, to: peers) { try socket.send(frame) }
+    }
+
     /// Sends one round now, synchronously.
     public func announceOnce(_ address: IPAddress, at mac: MACAddress, router: Bool = false) throws {
         for frame in Self.frames(for: address, at: mac, router: router) {

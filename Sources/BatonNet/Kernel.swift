@@ -25,6 +25,8 @@ enum GNULibc {
     // Declared by Glibc only under _GNU_SOURCE, which Swift's import does not set.
     typealias SetAffinityFunction = @convention(c) (pid_t, Int, UnsafeRawPointer) -> CInt
     static let schedSetaffinity: SetAffinityFunction? = symbol("sched_setaffinity")
+    typealias GetAffinityFunction = @convention(c) (pid_t, Int, UnsafeMutableRawPointer) -> CInt
+    static let schedGetaffinity: GetAffinityFunction? = symbol("sched_getaffinity")
 
     private static func symbol<F>(_ name: String) -> F? {
         guard let handle = dlopen(nil, RTLD_NOW), let address = dlsym(handle, name) else { return nil }
@@ -302,21 +304,54 @@ enum Kernel {
     }
 
     /// nil when nothing is waiting (EAGAIN).
-    static func receiveFrom(_ fd: CInt, maximum: Int) throws(Errno) -> (payload: [UInt8], address: [UInt8], port: UInt16)? {
-        var buffer = [UInt8](repeating: 0, count: maximum)
+    /// SO_TIMESTAMPNS (SO_TIMESTAMPNS_OLD on 64-bit glibc: a plain `struct timespec`).
+    static let timestampOption: CInt = 35
+
+    /// `kernelTime`: when the kernel received it (CLOCK_REALTIME, nanoseconds), if the socket
+    /// has SO_TIMESTAMPNS on (`UDPSocket.recordKernelTimes`).
+    static func receiveFrom(_ fd: CInt, maximum: Int) throws(Errno)
+        -> (payload: [UInt8], address: [UInt8], port: UInt16, kernelTime: UInt64?)? {
         var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let count = buffer.withUnsafeMutableBytes { raw in
-            withUnsafeMutablePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, raw.baseAddress, raw.count, Int32(MSG_DONTWAIT), $0, &length) }
+        // cmsghdr (16 bytes on 64-bit) + one timespec, with room to spare.
+        var control = [UInt64](repeating: 0, count: 8)
+        var result = 0, controlLength = 0
+        // Not zeroed first: a 64 KB memset per datagram was most of a lab receiver's CPU.
+        let payload = [UInt8](unsafeUninitializedCapacity: maximum) { raw, initialized in
+            control.withUnsafeMutableBytes { controlBytes in
+                withUnsafeMutablePointer(to: &storage) { address in
+                    var vector = iovec(iov_base: raw.baseAddress, iov_len: raw.count)
+                    withUnsafeMutablePointer(to: &vector) { vectorPointer in
+                        var message = msghdr(msg_name: UnsafeMutableRawPointer(address),
+                                             msg_namelen: socklen_t(MemoryLayout<sockaddr_storage>.size),
+                                             msg_iov: vectorPointer, msg_iovlen: 1,
+                                             msg_control: controlBytes.baseAddress, msg_controllen: controlBytes.count, msg_flags: 0)
+                        result = recvmsg(fd, &message, Int32(MSG_DONTWAIT))
+                        controlLength = Int(message.msg_controllen)
+                    }
+                }
             }
+            initialized = max(0, result)
         }
-        if count < 0 {
+        if result < 0 {
             if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return nil }
-            throw Errno("recvfrom")
+            throw Errno("recvmsg")
         }
-        guard let source = decode(storage) else { throw Errno("recvfrom", EAFNOSUPPORT) }
-        return (Array(buffer[..<count]), source.address, source.port)
+        guard let source = decode(storage) else { throw Errno("recvmsg", EAFNOSUPPORT) }
+        // Only the first control message is read (the only one asked for): control[0] is its
+        // cmsg_len, control[1] level | type << 32, control[2...3] the timespec.
+        var kernelTime: UInt64?
+        if controlLength >= 32, control[0] >= 32, control[1] & 0xffff_ffff == UInt64(SOL_SOCKET),
+           control[1] >> 32 == UInt64(timestampOption) {
+            kernelTime = control[2] &* 1_000_000_000 &+ control[3]
+        }
+        return (payload, source.address, source.port, kernelTime)
+    }
+
+    /// CLOCK_REALTIME now, in nanoseconds (to age a kernel receive time).
+    static func realtimeNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
     }
 
     /// Bytes sent, or 0 when the socket buffer is full (EAGAIN).
@@ -684,11 +719,22 @@ extension Kernel {
 /// use it: a veth delivers into the sending CPU's backlog, so a sender thread that migrates
 /// between CPUs would reorder its own flow, which a NIC hashing the flow to one queue never does.
 public func pinCurrentThread(toCPU cpu: Int) {
+    _ = setCurrentThreadCPUs([cpu])
+}
+
+/// Restricts the calling thread to `cpus` (best effort); threads and processes it starts
+/// afterwards inherit the set. Returns the set it had, for `setCurrentThreadCPUs` to restore;
+/// nil if the set could not be read or changed.
+public func setCurrentThreadCPUs(_ cpus: [Int]) -> [Int]? {
     var set = cpu_set_t()
     withUnsafeMutableBytes(of: &set) { raw in
-        guard cpu >= 0, cpu / 8 < raw.count else { return }
-        raw[cpu / 8] |= UInt8(1 << (cpu % 8))
+        for cpu in cpus where cpu >= 0 && cpu / 8 < raw.count { raw[cpu / 8] |= UInt8(1 << (cpu % 8)) }
     }
-    guard let setAffinity = GNULibc.schedSetaffinity else { return }
-    _ = withUnsafeBytes(of: &set) { setAffinity(0, $0.count, $0.baseAddress!) }
+    var old = cpu_set_t()
+    guard let getAffinity = GNULibc.schedGetaffinity, let setAffinity = GNULibc.schedSetaffinity,
+          withUnsafeMutableBytes(of: &old, { getAffinity(0, $0.count, $0.baseAddress!) }) == 0,
+          withUnsafeBytes(of: &set, { setAffinity(0, $0.count, $0.baseAddress!) }) == 0 else { return nil }
+    return withUnsafeBytes(of: &old) { raw in
+        (0..<(raw.count * 8)).filter { raw[$0 / 8] & UInt8(1 << ($0 % 8)) != 0 }
+    }
 }

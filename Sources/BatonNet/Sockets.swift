@@ -45,6 +45,10 @@ private func socketAddress(_ raw: (address: [UInt8], port: UInt16)) -> SocketAdd
 public struct Datagram: Sendable {
     public var payload: [UInt8]
     public var source: SocketAddress
+    /// How long ago (nanoseconds) the kernel received it, measured as it was read; nil unless
+    /// the socket records kernel times (`recordKernelTimes`). A receiver's own wake-up delay
+    /// is then not counted as the network's.
+    public var age: UInt64? = nil
 }
 
 /// A UDP socket for tests and benchmarks. It lives in the namespace of the thread that made it
@@ -107,13 +111,22 @@ public final class UDPSocket: Sendable {
             let fd = try handle.get(operation)
             let deadline = ContinuousClock.now + timeout
             while true {
-                if let (payload, address, port) = try Kernel.receiveFrom(fd, maximum: maximumSize) {
-                    return Datagram(payload: payload, source: SocketAddress(IPAddress(wire: address)!, port: port))
+                if let (payload, address, port, kernelTime) = try Kernel.receiveFrom(fd, maximum: maximumSize) {
+                    let age = kernelTime.map { stamp in Kernel.realtimeNanoseconds().subtractingReportingOverflow(stamp) }
+                    return Datagram(payload: payload, source: SocketAddress(IPAddress(wire: address)!, port: port),
+                                    age: age.map { $0.overflow ? 0 : $0.partialValue })
                 }
                 let left = deadline - ContinuousClock.now
                 if left <= .zero { return nil }
                 _ = try Kernel.wait(fd, events: Int16(POLLIN), milliseconds: milliseconds(left) + 1)
             }
+        }
+    }
+
+    /// Has the kernel stamp each datagram's arrival (SO_TIMESTAMPNS): `Datagram.age`.
+    public func recordKernelTimes() throws {
+        try NetError.wrap("socket", "set SO_TIMESTAMPNS") {
+            try Kernel.setOption(try handle.get("setsockopt"), level: SOL_SOCKET, name: Kernel.timestampOption, value: 1)
         }
     }
 

@@ -42,6 +42,14 @@ public final class TransferChannel: Sendable {
         /// Unix ms: messages stamped earlier are refused (set when a channel is restored).
         var notBefore: UInt64 = 0
         var maxClockSkew: Double = TransferProtocol.defaultMaxClockSkew
+        /// Pair keys sealed for a recipient ahead of (or at) the first message to it.
+        var sealed: [Role: Sealed] = [:]
+    }
+
+    private struct Sealed {
+        var recipientKey: PublicKey
+        var sender: PublicKey
+        var key: SealedKey
     }
 
     /// `key` is what `role` holds: the root key on the TN, the pair's key elsewhere.
@@ -111,10 +119,32 @@ public final class TransferChannel: Sendable {
         var sealedKey: (key: SealedKey, mac1: MAC1)?
         if let recipientKey {
             guard let identity else { throw .missingIdentity }
-            guard let pair = pairKeys[to] else { throw .wrongRole(type: message.type, sender: role, recipient: to) }
-            sealedKey = (try SealedKey.seal(pair, for: recipientKey, from: identity, transfer: transfer), MAC1(recipient: recipientKey))
+            sealedKey = (try sealedPairKey(to: to, for: recipientKey, identity: identity, type: message.type), MAC1(recipient: recipientKey))
         }
         return try seal(type: message.type, to: to, body: body, sealedKey: sealedKey, cookie: cookie, now: now)
+    }
+
+    /// Seals the pair key of `recipient` for `recipientKey` now (a key pair generated, two
+    /// X25519), so that the first message to it costs only its encryption: the TN prepares
+    /// the agent's while the target works on the offer. The sealed key is made once per
+    /// recipient and carried by every datagram that needs it (the first message and its
+    /// retransmissions); each message is still sealed under a fresh counter.
+    public func prepareSealedKey(to recipient: Role, for recipientKey: PublicKey, identity: NodeIdentity) throws(ProtocolError) {
+        _ = try sealedPairKey(to: recipient, for: recipientKey, identity: identity, type: nil)
+    }
+
+    private func sealedPairKey(to recipient: Role, for recipientKey: PublicKey, identity: NodeIdentity,
+                               type: MessageType?) throws(ProtocolError) -> SealedKey {
+        if let made = state.withLock({ $0.sealed[recipient] }), made.recipientKey == recipientKey, made.sender == identity.publicKey {
+            return made.key
+        }
+        guard let pair = pairKeys[recipient] else {
+            // Prepared ahead: named by the message that carries a sealed key to that recipient.
+            throw .wrongRole(type: type ?? (recipient == .agent ? .register : .offer), sender: role, recipient: recipient)
+        }
+        let key = try SealedKey.seal(pair, for: recipientKey, from: identity, transfer: transfer)
+        state.withLock { $0.sealed[recipient] = Sealed(recipientKey: recipientKey, sender: identity.publicKey, key: key) }
+        return key
     }
 
     private func recipient(of type: MessageType, _ given: Role?) throws(ProtocolError) -> Role {

@@ -1,4 +1,5 @@
 import BatonAPI
+import BatonBPF
 import BatonDaemon
 import BatonDataPlane
 import BatonLab
@@ -63,6 +64,11 @@ struct HandoverConfig {
 
 func runHandover(_ options: Options, _ config: HandoverConfig) throws -> HandoverResult {
     guard let batond = LabDaemons.findBatond() else { throw BrokenSetup("batond not found next to baton-bench (make bench builds it)") }
+    // The sender on a CPU of its own (CPU 0, `SequenceSender`'s): the daemons, the receivers
+    // and this thread on the others. The daemons and threads started from here inherit it.
+    let cpus = possibleCPUs()
+    let saved = cpus > 1 ? setCurrentThreadCPUs(Array(1..<cpus)) : nil
+    defer { if let saved { _ = setCurrentThreadCPUs(saved) } }
     let lab = try Lab.transfer(.l2, correspondents: ["cn"])
     let teardown = SignalCleanup.shared.add(lab)
     defer { SignalCleanup.shared.run(teardown) }
@@ -106,26 +112,39 @@ func runHandover(_ options: Options, _ config: HandoverConfig) throws -> Handove
     usleep(300_000)
     for i in 0..<options.handovers {
         let started = monotonicNanoseconds()
+        let startedAt = Date()
         do {
             let t = try tnControl.start(TransferRequest(to: "target", sessions: [session], mode: .l2))
             var first: Arrival?
             let deadline = Date().addingTimeInterval(3)
             while first == nil, Date() < deadline {
                 first = atTarget.first(flow: 1, after: started)
-                if first == nil { usleep(100) }
+                // Arrival times are the kernel's stamps: polling finer costs the daemons' CPU
+                // and gains nothing.
+                if first == nil { usleep(1000) }
             }
             if let first { firstPacket.append(Double(first.time - started) / 1e6) } else { failures.append("transfer \(i): no packet at the target") }
-            if let shown = try? tnControl.show(t.id) {
-                for (name, ms) in shown.milestones ?? [:] { milestones[name, default: []].append(ms) }
+            let atTN = try? tnControl.show(t.id)
+            for (name, ms) in atTN?.milestones ?? [:] { milestones[name, default: []].append(ms) }
+            // The API call's own share: from the bench's start to the TN's (one wall clock).
+            if let tnStart = atTN?.started {
+                milestones["request reached the TN (bench's timeline)", default: []].append((tnStart - startedAt.timeIntervalSince1970) * 1000)
             }
             // The target's, from the offer's arrival.
             if let shown = try? targetControl.show(t.id) {
                 for (name, ms) in shown.milestones ?? [:] { milestones["target " + name, default: []].append(ms) }
             }
-            // The agent's, from its own start of the transfer (the registration opened).
+            // The agent's, from the registration opened there, put on the TN's timeline too
+            // (one machine, one wall clock).
             if let shown = try? agentControl.show(t.id) {
-                for (name, ms) in shown.milestones ?? [:] { milestones["agent " + name, default: []].append(ms) }
+                for (name, ms) in shown.milestones ?? [:] {
+                    milestones["agent " + name, default: []].append(ms)
+                    if let tnStart = atTN?.started {
+                        milestones["agent " + name + " (TN's timeline)", default: []].append((shown.started - tnStart) * 1000 + ms)
+                    }
+                }
             }
+
             usleep(20_000)
             let ending = monotonicNanoseconds()
             try tnControl.end(t.id)
@@ -182,7 +201,7 @@ func runHandover(_ options: Options, _ config: HandoverConfig) throws -> Handove
 extension HandoverResult {
     func printTable() {
         print("")
-        print("4. Handover, \(config.name): \(transfers) transfers tn → target → tn between batond daemons (L2, IPv4) while a \(rate / 1000) kpps call runs; agent linger \(fmt(config.linger, 2)) s, next start \(fmt(config.gap, 2)) s after an end.")
+        print("4. Handover, \(config.name): \(transfers) transfers tn → target → tn between batond daemons (L2, IPv4) while a \(rate / 1000) kpps call runs; agent linger \(fmt(config.linger, 2)) s, next start \(fmt(config.gap, 2)) s after an end; the sender on CPU 0, daemons and receivers on the others.")
         func line(_ name: String, _ xs: [Double], _ base: Double?, _ baseName: String) {
             let p50 = percentile(xs, 50), p99 = percentile(xs, 99)
             let r50 = p50.flatMap { v in base.map { v / $0 } }, r99 = p99.flatMap { v in base.map { v / $0 } }

@@ -127,6 +127,26 @@ extension KernelTests {
             }
         }
 
+        /// What the TN does with a new temporary address: the peers it introduces it to get an
+        /// entry for it (a gratuitous ARP would create none: arp_accept=0), others do not.
+        @Test(arguments: [IPAddress.Family.v4, .v6])
+        func anIntroductionCreatesAnEntryOnlyAtThePeer(family: IPAddress.Family) throws {
+            try Lab.with(.segment(hosts: ["tn", "target", "other"])) { lab in
+                try lab.waitUntilUp()
+                let (tn, target, other) = (lab["tn"], lab["target"], lab["other"])
+                let network = family == .v4 ? lab.segments[0].ipv4 : lab.segments[0].ipv6
+                let temporary = try #require(network.address(at: 200))
+                let peer = family == .v4 ? target.ipv4 : target.ipv6
+                #expect(try target.neighbour(temporary) == nil)
+                let announcer = try Announcer(interface: "eth0", in: tn.namespace)
+                defer { announcer.close() }
+                try announcer.introduce(temporary, at: tn.mac, to: [peer, IPAddress(family == .v4 ? "192.0.2.1" : "2001:db8::1")!])
+                try expectEntry(target, temporary, becomes: tn.mac)
+                Thread.sleep(forTimeInterval: 0.1)
+                #expect(try other.neighbour(temporary) == nil, "only the host asked about learns it")
+            }
+        }
+
         @Test func routerFlagIsSetOnlyWhenAsked() throws {
             let address = IPAddress("fd00::5")!
             let mac = MACAddress("02:00:00:00:00:05")!

@@ -138,7 +138,8 @@ public final class TransferChannel: Sendable {
         if let made = state.withLock({ $0.sealed[recipient] }), made.recipientKey == recipientKey, made.sender == identity.publicKey {
             return made.key
         }
-        guard let pair = pairKeys[recipient] else {
+        // Only the TN gives pair keys away (a peer's channel holds its own pair's key).
+        guard role == .tn, recipient != .tn, let pair = pairKeys[recipient] else {
             // Prepared ahead: named by the message that carries a sealed key to that recipient.
             throw .wrongRole(type: type ?? (recipient == .agent ? .register : .offer), sender: role, recipient: recipient)
         }

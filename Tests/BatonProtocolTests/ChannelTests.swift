@@ -24,6 +24,28 @@ import Testing
         #expect(!MAC1(recipient: p.agentID.publicKey).verifies(try Envelope.parse(good)))
     }
 
+    /// The agent's sealed key made while the target works: the register then carries that
+    /// very block (and its retransmissions too, each under a fresh counter), and it opens.
+    @Test func aSealedKeyPreparedAheadIsTheOneSent() throws {
+        try p.tn.prepareSealedKey(to: .agent, for: p.agentID.publicKey, identity: p.tnID)
+        let first = try Envelope.parse(p.tn.seal(.register(sampleRegister), sealingKeyFor: p.agentID.publicKey, identity: p.tnID, now: t0))
+        let again = try Envelope.parse(p.tn.seal(.register(sampleRegister), sealingKeyFor: p.agentID.publicKey, identity: p.tnID, now: t0))
+        #expect(first.sealedKey != nil && first.sealedKey == again.sealedKey)
+        #expect(first.counter != again.counter && first.ciphertext != again.ciphertext)
+        let (channel, message) = try TransferChannel.opening(first, identity: p.agentID, role: .agent, trusted: { _ in true }, now: t0)
+        #expect(message == .register(sampleRegister))
+        #expect(try channel.open(again, now: t0) == .register(sampleRegister))
+        // Prepared for another key (the agent's key changed): sealed anew for the one asked.
+        let other = NodeIdentity.generate()
+        let forOther = try Envelope.parse(p.tn.seal(.register(sampleRegister), sealingKeyFor: other.publicKey, identity: p.tnID, now: t0))
+        #expect(forOther.sealedKey != first.sealedKey)
+        #expect(try TransferChannel.opening(forOther, identity: other, role: .agent, trusted: { _ in true }, now: t0).1 == .register(sampleRegister))
+        // Only the TN holds pair keys to seal.
+        #expect(throws: ProtocolError.wrongRole(type: .offer, sender: .target, recipient: .target)) {
+            try p.target.prepareSealedKey(to: .target, for: p.agentID.publicKey, identity: p.targetID)
+        }
+    }
+
     @Test func identicalDatagramIsAReplay() throws {
         let bytes = try p.tn.seal(.release(Release()), now: t0)
         let counter = try Envelope.parse(bytes).counter

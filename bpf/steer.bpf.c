@@ -5,7 +5,8 @@
  * For each packet: parse; if no takeover or rule can match its destination
  * (the filter), XDP_PASS. Else the most specific session rule decides (to the
  * target: L2 rewrite or IPIP/IPv6-in-IPv6), else the takeover's default (the
- * TN through its temporary address), else XDP_PASS. Malformed packets for a
+ * TN through its temporary address), else XDP_PASS. A relay rule (anchored
+ * session) rewrites the packet's addresses and ports before it leaves. Malformed packets for a
  * taken-over address are dropped, never steered. ARP requests and neighbour solicitations for
  * taken-over addresses are answered here. docs/dataplane.md has the rules.
  */
@@ -16,6 +17,7 @@
 #include "maps.h"
 #include "encap.h"
 #include "neigh.h"
+#include "relay.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -138,13 +140,18 @@ static __always_inline int forward(struct xdp_md *ctx, const struct baton_fwd *f
 	/* Never out to our own MAC: a rule naming the agent as the next hop would
 	 * bounce the frame between the agent and the segment. (The agent refuses such
 	 * registrations; this holds for rules written by hand too.) */
-	if ((fwd->action == BATON_ACTION_L2 || fwd->action == BATON_ACTION_ENCAP) &&
+	if ((fwd->action == BATON_ACTION_L2 || fwd->action == BATON_ACTION_ENCAP ||
+	     fwd->action == BATON_ACTION_RELAY) &&
 	    same_mac(fwd->dst_mac, fwd->src_mac))
 		return verdict(BATON_STAT_LOOP_DROP, 0, XDP_DROP);
 	switch (fwd->action) {
 	case BATON_ACTION_PASS:
 		return XDP_PASS;
 	case BATON_ACTION_L2:
+		break;
+	case BATON_ACTION_RELAY:
+		if (relay_rewrite(ctx, fwd, f) < 0)
+			return verdict(BATON_STAT_RELAY_DROP, 0, XDP_DROP);
 		break;
 	case BATON_ACTION_ENCAP:
 		if (fwd->mtu && f->l3end - f->l3off + (f->v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr)) > fwd->mtu) {

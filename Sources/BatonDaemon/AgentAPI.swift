@@ -144,6 +144,7 @@ extension Agent: APIHandler {
         switch f.action {
         case .l2: return "l2 → \(f.destinationMAC)"
         case .encap: return "encap → \(f.outerDestination.map { "\($0)" } ?? "?") via \(f.destinationMAC)"
+        case .relay: return "relay → \(f.rewrite.map { "\($0)" } ?? "?") via \(f.destinationMAC)"
         case .pass: return "pass"
         case .drop: return "drop"
         }

@@ -29,6 +29,15 @@ extension Forwarding {
         case .drop: UInt8(BATON_ACTION_DROP)
         case .l2: UInt8(BATON_ACTION_L2)
         case .encap: UInt8(BATON_ACTION_ENCAP)
+        case .relay: UInt8(BATON_ACTION_RELAY)
+        }
+        if action == .relay, let r = rewrite {
+            // The relay's new addresses travel in the tunnel's fields.
+            abiStore(r.source.bytes16, into: &f.outer_src)
+            abiStore(r.destination.bytes16, into: &f.outer_dst)
+            f.relay_sport = r.sourcePort.bigEndian
+            f.relay_dport = r.destinationPort.bigEndian
+            return f
         }
         if let s = outerSource { abiStore(s.bytes16, into: &f.outer_src) }
         if let d = outerDestination { abiStore(d.bytes16, into: &f.outer_dst) }
@@ -41,9 +50,18 @@ extension Forwarding {
         case BATON_ACTION_PASS: .pass
         case BATON_ACTION_L2: .l2
         case BATON_ACTION_ENCAP: .encap
+        case BATON_ACTION_RELAY: .relay
         default: .drop // the data plane drops unknown actions too
         }
         let os = abiBytes(f.outer_src), od = abiBytes(f.outer_dst)
+        if action == .relay {
+            let source = IPAddress(bytes16: os), destination = IPAddress(bytes16: od)
+            self.init(action: .relay, destinationMAC: MACAddress(bytes: abiBytes(f.dst_mac)) ?? .zero,
+                      sourceMAC: MACAddress(bytes: abiBytes(f.src_mac)) ?? .zero, ifindex: f.ifindex,
+                      rewrite: Rewrite(source: source, sourcePort: UInt16(bigEndian: f.relay_sport),
+                                       destination: destination, destinationPort: UInt16(bigEndian: f.relay_dport)))
+            return
+        }
         self.init(action: action,
                   destinationMAC: MACAddress(bytes: abiBytes(f.dst_mac)) ?? .zero,
                   sourceMAC: MACAddress(bytes: abiBytes(f.src_mac)) ?? .zero,

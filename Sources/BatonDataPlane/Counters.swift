@@ -47,7 +47,7 @@ public struct KernelClock: Sendable {
 /// Data-plane statistics by reason (BATON_STAT_*).
 public enum StatReason: Int, CaseIterable, Sendable, Codable, CustomStringConvertible {
     case notIP = 0, malformedPassed, notTakenOver, malformedDropped, ruleHit, defaultHit,
-         fragmentUnknown, arpReply, neighborAdvert, encapFailed, redirectFailed, loopDropped, tooBig
+         fragmentUnknown, arpReply, neighborAdvert, encapFailed, redirectFailed, loopDropped, tooBig, relayDropped
 
     public var description: String {
         switch self {
@@ -64,6 +64,7 @@ public enum StatReason: Int, CaseIterable, Sendable, Codable, CustomStringConver
         case .redirectFailed: return "redirect-failed"
         case .loopDropped: return "loop-dropped"
         case .tooBig: return "too-big"
+        case .relayDropped: return "relay-dropped"
         }
     }
 
@@ -82,6 +83,7 @@ public enum StatReason: Int, CaseIterable, Sendable, Codable, CustomStringConver
         case .redirectFailed: return "egress interface not in the device map: dropped"
         case .loopDropped: return "would loop (tunnelled packet for a takeover, or to the agent's own MAC): dropped"
         case .tooBig: return "too big for the tunnel: answered with fragmentation needed / packet too big (no DF: dropped)"
+        case .relayDropped: return "relay rule hit, cannot relay (TTL spent, not UDP/TCP, ICMP error, other family): dropped"
         }
     }
 }

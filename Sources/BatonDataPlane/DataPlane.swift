@@ -545,7 +545,7 @@ public final class DataPlane: @unchecked Sendable {
 
     /// Redirects need their egress in the device map.
     func ensureDevice(_ f: Forwarding) throws {
-        guard f.action == .l2 || f.action == .encap, f.ifindex != 0 else { return }
+        guard f.sends, f.ifindex != 0 else { return }
         if try deviceMap.lookup(f.ifindex) == nil {
             do {
                 try deviceMap.update(f.ifindex, f.ifindex)

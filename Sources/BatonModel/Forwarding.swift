@@ -10,6 +10,30 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
         case l2
         /// IPIP (IPv4) or IPv6-in-IPv6 (IPv6) to `outerDestination`, then as `l2`.
         case encap
+        /// An anchored session's relay: the packet's addresses and ports become `rewrite`'s
+        /// (UDP and TCP), its TTL or hop limit one less, then as `l2`. Rules only.
+        case relay
+    }
+
+    /// What a relay rule makes of a packet: it leaves from `source`:`sourcePort` (the anchor)
+    /// to `destination`:`destinationPort` (a device, or the remote party).
+    public struct Rewrite: Equatable, Hashable, Sendable, Codable, CustomStringConvertible {
+        public var source: IPAddress
+        public var sourcePort: UInt16
+        public var destination: IPAddress
+        public var destinationPort: UInt16
+
+        public init(source: IPAddress, sourcePort: UInt16, destination: IPAddress, destinationPort: UInt16) {
+            self.source = source
+            self.sourcePort = sourcePort
+            self.destination = destination
+            self.destinationPort = destinationPort
+        }
+
+        public var description: String {
+            func endpoint(_ a: IPAddress, _ p: UInt16) -> String { a.family == .v6 ? "[\(a)]:\(p)" : "\(a):\(p)" }
+            return "\(endpoint(source, sourcePort)) → \(endpoint(destination, destinationPort))"
+        }
     }
 
     public var action: Action
@@ -25,10 +49,12 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
     /// is answered with ICMP Fragmentation Needed (IPv4 with DF; dropped without) or Packet
     /// Too Big (IPv6), as a router would. nil: not checked.
     public var mtu: UInt16?
+    /// Relay: the packet's new addresses and ports.
+    public var rewrite: Rewrite?
 
     public init(action: Action, destinationMAC: MACAddress = .zero, sourceMAC: MACAddress = .zero,
                 ifindex: UInt32 = 0, outerSource: IPAddress? = nil, outerDestination: IPAddress? = nil,
-                mtu: UInt16? = nil) {
+                mtu: UInt16? = nil, rewrite: Rewrite? = nil) {
         self.action = action
         self.destinationMAC = destinationMAC
         self.sourceMAC = sourceMAC
@@ -36,10 +62,11 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
         self.outerSource = outerSource
         self.outerDestination = outerDestination
         self.mtu = mtu
+        self.rewrite = rewrite
     }
 
     private enum CodingKeys: String, CodingKey {
-        case action, destinationMAC, sourceMAC, ifindex, outerSource, outerDestination, mtu
+        case action, destinationMAC, sourceMAC, ifindex, outerSource, outerDestination, mtu, rewrite
     }
 
     /// Fields an action does not use may be left out of JSON.
@@ -51,8 +78,12 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
                   ifindex: try c.decodeIfPresent(UInt32.self, forKey: .ifindex) ?? 0,
                   outerSource: try c.decodeIfPresent(IPAddress.self, forKey: .outerSource),
                   outerDestination: try c.decodeIfPresent(IPAddress.self, forKey: .outerDestination),
-                  mtu: try c.decodeIfPresent(UInt16.self, forKey: .mtu))
+                  mtu: try c.decodeIfPresent(UInt16.self, forKey: .mtu),
+                  rewrite: try c.decodeIfPresent(Rewrite.self, forKey: .rewrite))
     }
+
+    /// The action sends the packet out (to `destinationMAC`, by `ifindex`).
+    public var sends: Bool { action == .l2 || action == .encap || action == .relay }
 
     public static let pass = Forwarding(action: .pass)
     public static let drop = Forwarding(action: .drop)
@@ -67,6 +98,12 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
                    outerSource: outerSource, outerDestination: outerDestination, mtu: mtu)
     }
 
+    /// An anchored session's relay to `rewrite`, sent on to `nextHop` (the device, the remote,
+    /// or the router toward them).
+    public static func relay(_ rewrite: Rewrite, nextHop: MACAddress, sourceMAC: MACAddress, ifindex: UInt32 = 0) -> Forwarding {
+        Forwarding(action: .relay, destinationMAC: nextHop, sourceMAC: sourceMAC, ifindex: ifindex, rewrite: rewrite)
+    }
+
     /// The smallest MTU an encap forward may name: what every link of the family carries.
     public static func minimumMTU(_ family: IPAddress.Family) -> UInt16 { family == .v4 ? 576 : 1280 }
 
@@ -77,7 +114,7 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
         switch action {
         case .pass, .drop:
             return
-        case .l2, .encap:
+        case .l2, .encap, .relay:
             guard !destinationMAC.isZero, !destinationMAC.isMulticast else {
                 throw .invalid("next-hop MAC \(destinationMAC) must be a unicast address")
             }
@@ -97,6 +134,18 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
             }
             if let mtu, mtu < Self.minimumMTU(family) {
                 throw .invalid("mtu \(mtu) is below \(Self.minimumMTU(family)), the least a \(family.rawValue) link carries")
+            }
+        }
+        if action == .relay {
+            guard let r = rewrite else { throw .invalid("relay needs the rewrite: new source and destination with their ports") }
+            guard r.source.family == family, r.destination.family == family else {
+                throw .invalid("relay of \(family.rawValue) traffic needs \(family.rawValue) addresses (got \(r))")
+            }
+            for a in [r.source, r.destination] where a.isUnspecified || a.isMulticast {
+                throw .invalid("relay address \(a) must be a unicast address")
+            }
+            guard r.sourcePort != 0, r.destinationPort != 0 else {
+                throw .invalid("relay ports must be 1-65535 (got \(r))")
             }
         }
     }

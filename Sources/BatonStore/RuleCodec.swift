@@ -10,8 +10,9 @@ import BatonModel
 ///   match:   proto, flags (1 dst v6, 2 has src, 4 src v6, 8 has sport, 16 has dport,
 ///            32 same dst as the rule before, 64 same forward as the rule before),
 ///            [sport BE16], [dport BE16], [dst (4|16)], [src (4|16)]
-///   forward (unless 64): action (0 pass, 1 drop, 2 l2, 3 encap),
-///            flags (1 has outer src, 2 outer src v6, 4 has outer dst, 8 outer dst v6, 16 has mtu),
+///   forward (unless 64): action (0 pass, 1 drop, 2 l2, 3 encap, 4 relay),
+///            flags (1 has outer src, 2 outer src v6, 4 has outer dst, 8 outer dst v6, 16 has mtu,
+///            32 has rewrite, 64 rewrite v6),
 ///            dst MAC (6), src MAC (6), ifindex BE32, [outer src (4|16)], [outer dst (4|16)], [mtu BE16]
 /// A transfer's rules share their destination and mostly their forwarding,
 /// so a typical rule is 6 bytes (v4) to 24 (v6). Addresses keep their case
@@ -50,6 +51,7 @@ enum RuleCodec {
         if let s = f.outerSource { ff |= 1 | (s.family == .v6 ? 2 : 0) }
         if let d = f.outerDestination { ff |= 4 | (d.family == .v6 ? 8 : 0) }
         if f.mtu != nil { ff |= 16 }
+        if let w = f.rewrite { ff |= 32 | (w.source.family == .v6 ? 64 : 0) }
         out.append(ff)
         out += f.destinationMAC.bytes
         out += f.sourceMAC.bytes
@@ -57,6 +59,11 @@ enum RuleCodec {
         if let s = f.outerSource { out += s.wireBytes }
         if let d = f.outerDestination { out += d.wireBytes }
         if let m = f.mtu { out.append(UInt8(m >> 8)); out.append(UInt8(m & 0xff)) }
+        if let w = f.rewrite {
+            out += w.source.wireBytes
+            out += w.destination.wireBytes
+            for p in [w.sourcePort, w.destinationPort] { out.append(UInt8(p >> 8)); out.append(UInt8(p & 0xff)) }
+        }
     }
 
     /// A takeover in the same manner (JSON of it was a sixth of a registration's cost):
@@ -132,8 +139,14 @@ enum RuleCodec {
         let outerSource: IPAddress? = flags & 1 != 0 ? IPAddress(wire: try r.raw(flags & 2 != 0 ? 16 : 4))! : nil
         let outerDestination: IPAddress? = flags & 4 != 0 ? IPAddress(wire: try r.raw(flags & 8 != 0 ? 16 : 4))! : nil
         let mtu: UInt16? = flags & 16 != 0 ? try r.u16() : nil
+        var rewrite: Forwarding.Rewrite?
+        if flags & 32 != 0 {
+            let size = flags & 64 != 0 ? 16 : 4
+            let source = IPAddress(wire: try r.raw(size))!, destination = IPAddress(wire: try r.raw(size))!
+            rewrite = Forwarding.Rewrite(source: source, sourcePort: try r.u16(), destination: destination, destinationPort: try r.u16())
+        }
         return Forwarding(action: action, destinationMAC: dmac, sourceMAC: smac, ifindex: ifindex,
-                          outerSource: outerSource, outerDestination: outerDestination, mtu: mtu)
+                          outerSource: outerSource, outerDestination: outerDestination, mtu: mtu, rewrite: rewrite)
     }
 
     private static func actionCode(_ a: Forwarding.Action) -> UInt8 {
@@ -142,6 +155,7 @@ enum RuleCodec {
         case .drop: 1
         case .l2: 2
         case .encap: 3
+        case .relay: 4
         }
     }
 
@@ -151,6 +165,7 @@ enum RuleCodec {
         case 1: .drop
         case 2: .l2
         case 3: .encap
+        case 4: .relay
         default: nil
         }
     }

@@ -39,16 +39,18 @@ enum Describe {
         case .encap:
             let s = f.outerSource.map { "\($0)" } ?? "?", d = f.outerDestination.map { "\($0)" } ?? "?"
             return "\(s) -> \(d) via \(f.destinationMAC)"
+        case .relay:
+            return "\(f.rewrite.map { "\($0)" } ?? "?") via \(f.destinationMAC)"
         }
     }
 
     static func egress(_ f: Forwarding, _ ctx: Context) -> String? {
-        guard f.action == .l2 || f.action == .encap else { return nil }
+        guard f.sends else { return nil }
         return f.ifindex == 0 ? nil : ctx.interfaces.name(f.ifindex)
     }
 
     static func egressCell(_ f: Forwarding, _ ctx: Context) -> String {
-        guard f.action == .l2 || f.action == .encap else { return "-" }
+        guard f.sends else { return "-" }
         return egress(f, ctx) ?? "ingress"
     }
 
@@ -81,7 +83,7 @@ enum Describe {
             let tunnel = f.action == .encap
                 ? "\(f.outerSource.map { "\($0)" } ?? "?") -> \(f.outerDestination.map { "\($0)" } ?? "?")" : "-"
             let answers = e.takeover.agentMAC.map { "\($0)" + (e.takeover.router ? " router" : "") } ?? "no"
-            let hop = f.action == .l2 || f.action == .encap ? "\(f.destinationMAC)" : "-"
+            let hop = f.sends ? "\(f.destinationMAC)" : "-"
             t.add(["\(e.takeover.address)", f.action.rawValue, hop, e.takeover.temporaryAddress.map { "\($0)" } ?? "-",
                    tunnel, egressCell(f, ctx), answers,
                    "\(e.counter.packets)", Format.bytes(e.counter.bytes), Format.idle(idle(e.counter, clock))])

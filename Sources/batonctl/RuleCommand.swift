@@ -119,12 +119,15 @@ struct RuleCommand: ParsableCommand {
                 } else {
                     let to = Describe.target(f)
                     print("added \(e.kind) rule \(m): \(f.action.rawValue)" + (to == "-" ? "" : " to \(to)")
-                          + (f.action == .l2 || f.action == .encap ? " out of \(Describe.egressCell(f, ctx))" : ""))
+                          + (f.sends ? " out of \(Describe.egressCell(f, ctx))" : ""))
                 }
             }
         }
 
         private func forwarding(_ action: Forwarding.Action, family: IPAddress.Family, _ ctx: Context) throws -> Forwarding {
+            guard action != .relay else {
+                throw CLIError.usage("--action relay has no flags for its rewrite: give the rule in --file, with \"forward\": {\"action\": \"relay\", \"rewrite\": {…}, …}")
+            }
             let sending = action == .l2 || action == .encap
             if !sending {
                 for (flag, v) in [("--to-mac", toMAC), ("--from-mac", fromMAC), ("--via", via), ("--egress", egress),

@@ -147,6 +147,14 @@ struct ForwardJSON: Codable, Equatable {
     var ifindex: UInt32
     var outerSource: String?
     var outerDestination: String?
+    var rewrite: RewriteJSON?
+}
+
+struct RewriteJSON: Codable, Equatable {
+    var source: String
+    var sourcePort: UInt16
+    var destination: String
+    var destinationPort: UInt16
 }
 
 struct MatchJSON: Codable, Equatable {
@@ -423,6 +431,21 @@ struct BatonctlTests {
             try s.fails(2, "cannot read", "rule", "add", "--file", dir.appendingPathComponent("missing.json").path)
             try s.fails(64, "--proto cannot be combined with --file", "rule", "add", "--file", file.path, "--proto", "udp")
             #expect(try s.ok("rule", "list", "--json").json([RuleEntryJSON].self).count == 3)
+
+            // A relay (anchored session) comes only from a file, and reads back whole from the map.
+            let relay = dir.appendingPathComponent("relay.json")
+            try Data("""
+            [{"match": {"proto": "udp", "source": "192.0.2.7", "sourcePort": 40000, "destination": "10.0.0.1", "destinationPort": 5004},
+              "forward": {"action": "relay", "destinationMAC": "\(Self.target)", "sourceMAC": "\(Self.sa)",
+                          "rewrite": {"source": "10.0.0.1", "sourcePort": 30000, "destination": "10.0.0.3", "destinationPort": 6000}}}]
+            """.utf8).write(to: relay)
+            #expect(try s.ok("rule", "add", "--file", relay.path).stdout.contains("added 1 rule from"))
+            let entries = try s.ok("rule", "list", "--json").json([RuleEntryJSON].self)
+            let relayed = entries.first { $0.rule.forward.action == "relay" }
+            #expect(relayed?.rule.forward.rewrite == RewriteJSON(source: "10.0.0.1", sourcePort: 30000, destination: "10.0.0.3", destinationPort: 6000))
+            #expect(try s.ok("rule", "list").stdout.contains("10.0.0.1:30000 → 10.0.0.3:6000 via \(Self.target)"))
+            try s.fails(64, "--action relay has no flags for its rewrite", "rule", "add", "--proto", "udp", "--dst", "10.0.0.1",
+                        "--dport", "5004", "--action", "relay", "--to-mac", "\(Self.target)")
         }
     }
 
@@ -432,10 +455,10 @@ struct BatonctlTests {
             let stats = try s.ok("stats", "--json").json([StatJSON].self)
             #expect(stats.map(\.reason) == ["not-ip", "malformed-passed", "not-taken-over", "malformed-dropped", "rule-hit",
                                             "default-hit", "fragment-unknown", "arp-reply", "neighbor-advert", "encap-failed",
-                                            "redirect-failed", "loop-dropped", "too-big"])
+                                            "redirect-failed", "loop-dropped", "too-big", "relay-dropped"])
             #expect(stats.allSatisfy { $0.packets == 0 && $0.bytes == 0 && !$0.meaning.isEmpty })
             let table = try s.ok("stats").stdout.split(separator: "\n")
-            #expect(table.count == 14 && table[0].hasPrefix("REASON") && table[0].hasSuffix("MEANING"))
+            #expect(table.count == 15 && table[0].hasPrefix("REASON") && table[0].hasSuffix("MEANING"))
         }
     }
 

@@ -120,6 +120,7 @@ enum FixtureTable {
     static func all(redirectIfindex: UInt32) -> [Fixture] {
         actions(redirectIfindex) + defaults() + precedence() + ipv4Options() + fragments() + extensionHeaders()
             + malformed() + notOurs() + ruleOnly() + neighbours() + misc(redirectIfindex) + icmpErrors() + tooBig()
+            + relays()
     }
 
     /// Every action × family × protocol × VLAN arrangement, for an exact rule.
@@ -152,6 +153,8 @@ enum FixtureTable {
                         case .encap:
                             f.output = s.encapsulated(to: targetIP, nextHop: World.routerMAC)
                             if family == .v6 { f.outerIPv6At = s.l3 }
+                        case .relay:
+                            break // not among these kinds: relays() has its own table
                         }
                         out.append(f)
                     }
@@ -250,6 +253,106 @@ enum FixtureTable {
                 out.append(Fixture(name: "v4 \(l4) options \(name) -> target", frame: s.bytes, takeovers: [World.takeover(.v4)],
                                    rules: [SessionRule(match: s.match, forward: .l2(to: World.targetMAC, from: World.saMAC))],
                                    verdict: Fixture.TX, output: s.rewritten(to: World.targetMAC), reason: .ruleHit))
+            }
+        }
+        return out
+    }
+
+    /// Anchored sessions (docs/dataplane.md, "Relay"): both legs of a relay through the anchor
+    /// (the agent's own address, no takeover), both families, UDP and TCP, untagged and
+    /// tagged; a UDP datagram without a checksum; fragments; and what cannot be relayed. The
+    /// expected frames are built whole by BatonPacket (checksums computed afresh), so the
+    /// program's incremental updates are checked against full sums.
+    static func relays() -> [Fixture] {
+        var out: [Fixture] = []
+        let payload = Array("rtp media, 20 ms".utf8)
+        for family in [IPAddress.Family.v4, .v6] {
+            let anchor = World.ip(family, .sa), remote = World.ip(family, .cn), device = World.ip(family, .target)
+            func datagram(_ l4: L4, _ src: IPAddress, _ dst: IPAddress, _ sport: UInt16, _ dport: UInt16, ttl: UInt8 = 64,
+                          checksum: Bool = true, payload: [UInt8] = payload, id: UInt16 = 0x1234) -> IPDatagram {
+                let t: Transport = l4 == .udp
+                    ? .udp(UDPDatagram(sport: sport, dport: dport, payload: payload, checksum: checksum))
+                    : l4.transport(family, sport: sport, dport: dport, payload: payload)
+                return family == .v4
+                    ? IPDatagram(ipv4: IPv4Header(src: src, dst: dst, ttl: ttl, identification: id), transport: t)
+                    : IPDatagram(ipv6: IPv6Header(src: src, dst: dst, hopLimit: ttl), transport: t)
+            }
+            struct Leg {
+                var name: String, from: IPAddress, fromMAC: MACAddress, fromPort: UInt16, anchorPort: UInt16
+                var rewrite: Forwarding.Rewrite, hop: MACAddress
+            }
+            let legs = [
+                Leg(name: "remote -> device", from: remote, fromMAC: World.cnMAC, fromPort: 40000, anchorPort: 5004,
+                    rewrite: .init(source: anchor, sourcePort: 30000, destination: device, destinationPort: 6000), hop: World.targetMAC),
+                Leg(name: "device -> remote", from: device, fromMAC: World.targetMAC, fromPort: 6000, anchorPort: 30000,
+                    rewrite: .init(source: anchor, sourcePort: 5004, destination: remote, destinationPort: 40000), hop: World.cnMAC),
+            ]
+            func rule(_ leg: Leg, _ l4: L4) -> SessionRule {
+                SessionRule(match: SessionMatch(proto: l4.proto(family), source: leg.from, sourcePort: leg.fromPort,
+                                                destination: anchor, destinationPort: l4.dport(leg.anchorPort)),
+                            forward: .relay(leg.rewrite, nextHop: leg.hop, sourceMAC: World.saMAC))
+            }
+            func frame(_ leg: Leg, _ d: IPDatagram, vlans: [VLANTag] = []) -> [UInt8] {
+                Frame(ethernet: EthernetHeader(dst: World.saMAC, src: leg.fromMAC, vlans: vlans), datagram: d).bytes
+            }
+            func relayed(_ leg: Leg, _ d: IPDatagram, vlans: [VLANTag] = []) -> [UInt8] {
+                Frame(ethernet: EthernetHeader(dst: leg.hop, src: World.saMAC, vlans: vlans), datagram: d).bytes
+            }
+            let w = legs[0].rewrite
+            for leg in legs {
+                let r = leg.rewrite
+                for l4 in [L4.udp, .tcp] {
+                    for (vname, vlans) in vlanSets {
+                        out.append(Fixture(name: "\(family.rawValue) \(l4) \(vname) relay \(leg.name)",
+                                           frame: frame(leg, datagram(l4, leg.from, anchor, leg.fromPort, leg.anchorPort), vlans: vlans),
+                                           takeovers: [], rules: [rule(leg, l4)], verdict: Fixture.TX,
+                                           output: relayed(leg, datagram(l4, r.source, r.destination, r.sourcePort, r.destinationPort, ttl: 63), vlans: vlans),
+                                           reason: .ruleHit))
+                    }
+                }
+            }
+            let leg = legs[0]
+            let name = "\(family.rawValue) relay"
+            // The last hop a packet may take, and one past it.
+            out.append(Fixture(name: "\(name): TTL 2 leaves with 1", frame: frame(leg, datagram(.udp, remote, anchor, 40000, 5004, ttl: 2)),
+                               takeovers: [], rules: [rule(leg, .udp)], verdict: Fixture.TX,
+                               output: relayed(leg, datagram(.udp, anchor, device, w.sourcePort, w.destinationPort, ttl: 1)), reason: .ruleHit))
+            out.append(Fixture(name: "\(name): TTL 1 is dropped", frame: frame(leg, datagram(.udp, remote, anchor, 40000, 5004, ttl: 1)),
+                               takeovers: [], rules: [rule(leg, .udp)], verdict: Fixture.DROP, reason: .relayDropped))
+            if family == .v4 {
+                out.append(Fixture(name: "\(name): UDP without a checksum stays without",
+                                   frame: frame(leg, datagram(.udp, remote, anchor, 40000, 5004, checksum: false)),
+                                   takeovers: [], rules: [rule(leg, .udp)], verdict: Fixture.TX,
+                                   output: relayed(leg, datagram(.udp, anchor, device, w.sourcePort, w.destinationPort, ttl: 63, checksum: false)),
+                                   reason: .ruleHit))
+            }
+            // Echo has no ports to rewrite: a relay rule for it drops.
+            let echo = SessionRule(match: SessionMatch(proto: L4.icmp.proto(family), source: remote, sourcePort: 77, destination: anchor, destinationPort: nil),
+                                   forward: .relay(w, nextHop: World.targetMAC, sourceMAC: World.saMAC))
+            let ping = family == .v4 ? IPDatagram(ipv4: IPv4Header(src: remote, dst: anchor), transport: .icmpEchoRequest(id: 77, sequence: 1, payload: payload))
+                                     : IPDatagram(ipv6: IPv6Header(src: remote, dst: anchor), transport: .icmpv6EchoRequest(id: 77, sequence: 1, payload: payload))
+            out.append(Fixture(name: "\(name): an echo rule with relay drops", frame: frame(leg, ping), takeovers: [], rules: [echo],
+                               verdict: Fixture.DROP, reason: .relayDropped))
+            // Another port of the anchor: not a session, the anchor's own stack.
+            out.append(Fixture(name: "\(name): another port of the anchor passes", frame: frame(leg, datagram(.udp, remote, anchor, 40000, 5060)),
+                               takeovers: [], rules: [rule(leg, .udp)], verdict: Fixture.PASS, reason: .notTakenOver))
+            // A relay whose next hop is the agent itself would loop.
+            let looping = SessionRule(match: rule(leg, .udp).match, forward: .relay(w, nextHop: World.saMAC, sourceMAC: World.saMAC))
+            out.append(Fixture(name: "\(name): to the agent's own MAC drops", frame: frame(leg, datagram(.udp, remote, anchor, 40000, 5004)),
+                               takeovers: [], rules: [looping], verdict: Fixture.DROP, reason: .loopDropped))
+            // Fragments: the first is rewritten whole (its UDP checksum covers the datagram),
+            // the later ones get the addresses and follow the first.
+            for l4 in [L4.udp, .tcp] {
+                let big = [UInt8](repeating: 0x5a, count: 600)
+                let parts = datagram(l4, remote, anchor, 40000, 5004, payload: big, id: 0x4545).fragments(sizes: [256, 256], identification: 0x4545)
+                let want = datagram(l4, anchor, device, w.sourcePort, w.destinationPort, ttl: 63, payload: big, id: 0x4545)
+                    .fragments(sizes: [256, 256], identification: 0x4545)
+                    .map { relayed(leg, $0) }
+                let frames = parts.map { frame(leg, $0) }
+                out.append(Fixture(name: "\(name) \(l4) fragments: the first", frame: frames[0], takeovers: [], rules: [rule(leg, l4)],
+                                   verdict: Fixture.TX, output: want[0], reason: .ruleHit))
+                out.append(Fixture(name: "\(name) \(l4) fragments: the last follows", frame: frames[2], takeovers: [], rules: [rule(leg, l4)],
+                                   verdict: Fixture.TX, output: want[2], reason: .ruleHit, before: [frames[0], frames[1]]))
             }
         }
         return out

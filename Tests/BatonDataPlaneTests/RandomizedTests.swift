@@ -86,6 +86,8 @@ struct RandomWorld {
                 .l2(to: nextMAC(), from: World.saMAC, ifindex: redirect),
                 .encap(to: World.ip(family, .target), from: sa, nextHop: nextMAC(), sourceMAC: World.saMAC),
                 .pass, .drop,
+                .relay(.init(source: sa, sourcePort: 30000, destination: World.ip(family, .target), destinationPort: 6000),
+                       nextHop: nextMAC(), sourceMAC: World.saMAC),
             ]
             var ai = 0
             for dst in destinations[fi].prefix(3) {

@@ -67,7 +67,7 @@ struct ReferenceModel {
     }
 
     private mutating func noteDevice(_ f: Forwarding) {
-        if (f.action == .l2 || f.action == .encap) && f.ifindex != 0 { devices.insert(f.ifindex) }
+        if f.sends && f.ifindex != 0 { devices.insert(f.ifindex) }
     }
 
     // MARK: the model
@@ -98,6 +98,8 @@ struct ReferenceModel {
         var src: [UInt8] = [], dst: [UInt8] = []
         var sport: UInt16 = 0, dport: UInt16 = 0, proto: UInt8 = 0
         var l3 = 0, l3end = 0
+        /// Where the L4 header starts (none for later fragments).
+        var l4 = 0
         var v6 = false
         var frag = 0 // 0 none, 1 first, 2 later
         var fragID: UInt32 = 0, fragProto: UInt8 = 0
@@ -187,6 +189,7 @@ struct ReferenceModel {
 
     /// Ports of the L4 header at `off`; false when it does not fit the datagram.
     private func l4(_ b: Bytes, _ off: Int, _ f: inout Flow) -> Bool {
+        f.l4 = off
         switch f.proto {
         case 6:
             guard off + 20 <= f.l3end, b[off + 12] >> 4 >= 5 else { return false }
@@ -272,7 +275,7 @@ struct ReferenceModel {
             return Expectation(verdict: Self.XDP_PASS, output: out, reasons: reasons, hit: hit)
         case .drop:
             return Expectation(verdict: Self.XDP_DROP, output: nil, reasons: reasons, hit: hit)
-        case .l2, .encap:
+        case .l2, .encap, .relay:
             if fwd.destinationMAC == fwd.sourceMAC {
                 reasons.append(.loopDropped)
                 return Expectation(verdict: Self.XDP_DROP, output: nil, reasons: reasons, hit: hit)
@@ -281,6 +284,12 @@ struct ReferenceModel {
         switch fwd.action {
         case .pass, .drop, .l2:
             break
+        case .relay:
+            guard let relayed = relay(out, f, fwd.rewrite) else {
+                reasons.append(.relayDropped)
+                return Expectation(verdict: Self.XDP_DROP, output: nil, reasons: reasons, hit: hit)
+            }
+            out = relayed
         case .encap:
             guard let os = fwd.outerSource, let od = fwd.outerDestination,
                   os.family == (f.v6 ? .v6 : .v4), od.family == os.family else {
@@ -307,6 +316,48 @@ struct ReferenceModel {
             return Expectation(verdict: Self.XDP_DROP, output: nil, reasons: reasons, hit: hit)
         }
         return Expectation(verdict: Self.XDP_REDIRECT, output: out, reasons: reasons, hit: hit)
+    }
+
+    /// The relay rewrite as docs/dataplane.md says it: new addresses and ports, TTL / hop limit
+    /// one less, checksums updated by RFC 1624's equation 3, HC' = ~(~HC + ~m + m'), written
+    /// out here on its own. Updated, not recomputed: a router passes a wrong checksum on as
+    /// wrong (the random frames include corrupted ones). The fixture table checks the right
+    /// ones against sums computed afresh by BatonPacket.
+    private func relay(_ frame: [UInt8], _ f: Flow, _ rewrite: Forwarding.Rewrite?) -> [UInt8]? {
+        guard let r = rewrite, !f.icmpError, f.proto == 6 || f.proto == 17 else { return nil }
+        var b = frame
+        let v4 = !f.v6
+        guard (r.source.family == .v4) == v4, (r.destination.family == .v4) == v4 else { return nil }
+        let ttlAt = f.l3 + (v4 ? 8 : 7)
+        guard b[ttlAt] > 1 else { return nil }
+        func words(_ x: [UInt8]) -> [UInt16] { stride(from: 0, to: x.count, by: 2).map { UInt16(x[$0]) << 8 | UInt16(x[$0 + 1]) } }
+        func updated(_ check: UInt16, from old: [UInt8], to new: [UInt8]) -> UInt16 {
+            var sum = UInt32(~check)
+            for (m, n) in zip(words(old), words(new)) { sum += UInt32(~m) + UInt32(n) }
+            while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
+            return ~UInt16(sum)
+        }
+        func put(_ v: UInt16, at i: Int) { b[i] = UInt8(v >> 8); b[i + 1] = UInt8(v & 0xff) }
+        let (srcAt, dstAt, size) = v4 ? (f.l3 + 12, f.l3 + 16, 4) : (f.l3 + 8, f.l3 + 24, 16)
+        let oldAddresses = Array(b[srcAt..<srcAt + size]) + Array(b[dstAt..<dstAt + size])
+        let newAddresses = r.source.wireBytes + r.destination.wireBytes
+        if v4 {
+            let oldTTL = [b[ttlAt], b[ttlAt + 1]], newTTL = [b[ttlAt] - 1, b[ttlAt + 1]]
+            put(updated(b.u16at(f.l3 + 10), from: oldAddresses + oldTTL, to: newAddresses + newTTL), at: f.l3 + 10)
+        }
+        b[ttlAt] -= 1
+        b.replaceSubrange(srcAt..<srcAt + size, with: r.source.wireBytes)
+        b.replaceSubrange(dstAt..<dstAt + size, with: r.destination.wireBytes)
+        guard f.frag != 2 else { return b }
+        let oldPorts = Array(b[f.l4..<f.l4 + 4]), newPorts = be16(r.sourcePort) + be16(r.destinationPort)
+        b.replaceSubrange(f.l4..<f.l4 + 4, with: newPorts)
+        let checkAt = f.l4 + (f.proto == 17 ? 6 : 16)
+        let old = b.u16at(checkAt)
+        if f.proto == 17 && old == 0 { return b } // none (IPv4), or an invalid 0 (IPv6): left as it came
+        var new = updated(old, from: oldAddresses + oldPorts, to: newAddresses + newPorts)
+        if f.proto == 17 && new == 0 { new = 0xffff }
+        put(new, at: checkAt)
+        return b
     }
 
     /// RFC 1191 Fragmentation Needed / RFC 4443 Packet Too Big for the packet's sender, from
@@ -410,6 +461,10 @@ func referenceChecksum(_ data: [UInt8]) -> UInt16 {
     if i < data.count { sum += UInt32(data[i]) << 8 }
     while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
     return ~UInt16(sum)
+}
+
+extension [UInt8] {
+    func u16at(_ i: Int) -> UInt16 { UInt16(self[i]) << 8 | UInt16(self[i + 1]) }
 }
 
 struct Bytes {

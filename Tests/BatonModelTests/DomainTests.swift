@@ -20,7 +20,7 @@ struct DomainTests {
     }
 
     @Test("invalid values throw ModelError with a message that names the problem")
-    func validation() {
+    func validation() throws {
         func message(_ body: () throws(ModelError) -> Void) -> String? {
             do { try body(); return nil } catch { return error.description }
         }
@@ -39,6 +39,25 @@ struct DomainTests {
         #expect(message { () throws(ModelError) in try tinyMTU.validate(for: .v6) }?.contains("mtu 1279 is below 1280") == true)
         let okMTU = Forwarding.encap(to: Self.v6, from: Self.v6, nextHop: Self.mac, sourceMAC: Self.agentMAC, mtu: 1280)
         #expect(message { () throws(ModelError) in try okMTU.validate(for: .v6) } == nil)
+        // Relays: a rewrite of the rule's family, unicast addresses, ports 1-65535; never a
+        // takeover's default.
+        let rewrite = Forwarding.Rewrite(source: Self.v4, sourcePort: 30000, destination: IPAddress("10.0.0.9")!, destinationPort: 6000)
+        let relay = Forwarding.relay(rewrite, nextHop: Self.mac, sourceMAC: Self.agentMAC)
+        #expect(message { () throws(ModelError) in try relay.validate(for: .v4) } == nil)
+        #expect(message { () throws(ModelError) in try relay.validate(for: .v6) }?.contains("traffic needs") == true)
+        #expect(message { () throws(ModelError) in try Forwarding(action: .relay, destinationMAC: Self.mac, sourceMAC: Self.agentMAC).validate(for: .v4) }?
+            .contains("relay needs the rewrite") == true)
+        var portZero = rewrite
+        portZero.destinationPort = 0
+        #expect(message { () throws(ModelError) in try Forwarding.relay(portZero, nextHop: Self.mac, sourceMAC: Self.agentMAC).validate(for: .v4) }?
+            .contains("ports must be 1-65535") == true)
+        var toMulticast = rewrite
+        toMulticast.destination = IPAddress("224.0.0.5")!
+        #expect(message { () throws(ModelError) in try Forwarding.relay(toMulticast, nextHop: Self.mac, sourceMAC: Self.agentMAC).validate(for: .v4) }?
+            .contains("must be a unicast address") == true)
+        #expect(message(Takeover(address: Self.v4, defaultForward: relay).validate)?.contains("cannot relay") == true)
+        let decoded = try JSONDecoder().decode(Forwarding.self, from: JSONEncoder().encode(relay))
+        #expect(decoded == relay)
         let multicast = Takeover(address: IPAddress("224.0.0.1")!, defaultForward: .pass)
         #expect(message(multicast.validate)?.contains("not a unicast address") == true)
         let sameTemporary = Takeover(address: Self.v4, defaultForward: .pass, temporaryAddress: Self.v4)

@@ -76,6 +76,12 @@ enum Sample {
             SessionRule(match: SessionMatch(proto: .icmpv6, source: nil, sourcePort: nil, destination: d6, destinationPort: nil), forward: .drop),
             SessionRule(match: SessionMatch(proto: .udp, source: s6, sourcePort: nil, destination: d6, destinationPort: 5060),
                         forward: .l2(to: mac, from: saMAC)),
+            // Anchored sessions: both families' relays, ports at the edges.
+            SessionRule(match: SessionMatch(proto: .udp, source: s4, sourcePort: 40000, destination: d4, destinationPort: 5004),
+                        forward: .relay(.init(source: d4, sourcePort: 65535, destination: IPAddress("10.0.0.9")!, destinationPort: 1),
+                                        nextHop: mac, sourceMAC: saMAC, ifindex: 4)),
+            SessionRule(match: SessionMatch(proto: .tcp, source: s6, sourcePort: 2, destination: d6, destinationPort: 30000),
+                        forward: .relay(.init(source: d6, sourcePort: 443, destination: s6, destinationPort: 2), nextHop: mac, sourceMAC: saMAC)),
         ]
     }
 }

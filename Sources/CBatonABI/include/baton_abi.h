@@ -25,7 +25,10 @@
 #define BATON_ACTION_DROP  1 /* dropped (lockouts) */
 #define BATON_ACTION_L2    2 /* rewrite MACs; XDP_TX, or redirect when ifindex != 0 */
 #define BATON_ACTION_ENCAP 3 /* IPIP (IPv4) or IPv6-in-IPv6 (IPv6) to outer_dst, then as L2 */
-#define BATON_ACTION_MAX   3
+#define BATON_ACTION_RELAY 4 /* anchored session: the packet's source becomes outer_src:relay_sport
+			      * and its destination outer_dst:relay_dport (UDP, TCP), TTL / hop
+			      * limit one less, checksums updated; then as L2. Rules only. */
+#define BATON_ACTION_MAX   4
 
 /*
  * Rule match kinds, in precedence order: the first kind that has an entry for
@@ -90,8 +93,13 @@ struct baton_fwd {
 	__u16 mtu;                        /* ENCAP: the egress MTU; a packet that would not fit
 					   * with the outer header is answered with ICMP
 					   * Fragmentation Needed / Packet Too Big. 0: not checked */
-	__u8 outer_src[BATON_ADDR_LEN];   /* ENCAP: the agent's address */
-	__u8 outer_dst[BATON_ADDR_LEN];   /* ENCAP: target's address, or the TN's temporary address */
+	__u8 outer_src[BATON_ADDR_LEN];   /* ENCAP: the agent's address. RELAY: the new source
+					   * (the anchor address) */
+	__u8 outer_dst[BATON_ADDR_LEN];   /* ENCAP: target's address, or the TN's temporary address.
+					   * RELAY: the new destination (a device, or the remote) */
+	__be16 relay_sport;               /* RELAY: the new source port (a relay port, or the
+					   * anchor's port toward the remote) */
+	__be16 relay_dport;               /* RELAY: the new destination port */
 };
 
 /* Key of baton_takeovers: a taken-over address. */
@@ -189,7 +197,8 @@ struct baton_config {
 #define BATON_STAT_REDIRECT_FAIL 10 /* egress not in baton_devices: dropped */
 #define BATON_STAT_LOOP_DROP     11 /* would loop: a tunnelled packet for a taken-over address, or a frame to the agent's own MAC: dropped */
 #define BATON_STAT_TOO_BIG       12 /* too big for the tunnel's MTU: answered with ICMP Fragmentation Needed / Packet Too Big (IPv4 without DF, or an ICMP error: dropped) */
-#define BATON_STAT_COUNT         13
+#define BATON_STAT_RELAY_DROP    13 /* a relay rule's packet that cannot be relayed: TTL / hop limit spent, not UDP or TCP, an ICMP error, addresses of the other family: dropped */
+#define BATON_STAT_COUNT         14
 
 /* (*) Not written per packet: the hit is counted on the rule's or takeover's
  * counter, and the control plane sums those (plus, in these two slots, what

@@ -225,6 +225,11 @@ static __always_inline int steer(struct xdp_md *ctx, struct flow *f, __u64 bytes
 	}
 
 	rule = classify(f);
+	/* A lockout past its time is as if absent (the control plane removes it later).
+	 * The precise clock, read only for drop rules that expire. */
+	if (rule && rule->fwd.action == BATON_ACTION_DROP && rule->fwd.expires &&
+	    bpf_ktime_get_ns() >= rule->fwd.expires)
+		rule = NULL;
 	if (rule) {
 		fwd = &rule->fwd;
 		slot = rule->counter;

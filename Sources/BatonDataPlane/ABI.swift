@@ -31,6 +31,7 @@ extension Forwarding {
         case .encap: UInt8(BATON_ACTION_ENCAP)
         case .relay: UInt8(BATON_ACTION_RELAY)
         }
+        if action == .drop { f.expires = expires ?? 0 }
         if action == .relay, let r = rewrite {
             // The relay's new addresses travel in the tunnel's fields.
             abiStore(r.source.bytes16, into: &f.outer_src)
@@ -60,6 +61,11 @@ extension Forwarding {
                       sourceMAC: MACAddress(bytes: abiBytes(f.src_mac)) ?? .zero, ifindex: f.ifindex,
                       rewrite: Rewrite(source: source, sourcePort: UInt16(bigEndian: f.relay_sport),
                                        destination: destination, destinationPort: UInt16(bigEndian: f.relay_dport)))
+            return
+        }
+        if action == .drop, f.expires != 0 {
+            self.init(action: .drop, destinationMAC: MACAddress(bytes: abiBytes(f.dst_mac)) ?? .zero,
+                      sourceMAC: MACAddress(bytes: abiBytes(f.src_mac)) ?? .zero, ifindex: f.ifindex, expires: f.expires)
             return
         }
         self.init(action: action,

@@ -4,7 +4,7 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
     public enum Action: String, Sendable, Codable, CaseIterable {
         /// Up the agent's own stack.
         case pass
-        /// Dropped (lockouts).
+        /// Dropped (lockouts: with `expires`, only until then).
         case drop
         /// Rewrite the MACs and send: back out (XDP_TX) or redirected to `ifindex`.
         case l2
@@ -51,10 +51,14 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
     public var mtu: UInt16?
     /// Relay: the packet's new addresses and ports.
     public var rewrite: Rewrite?
+    /// Drop in a rule (a lockout): the kernel's CLOCK_MONOTONIC time, in nanoseconds, from
+    /// which the rule is as if absent. nil: for good. (Monotonic time does not survive a
+    /// reboot; whoever stores a lockout keeps its end as wall-clock time.)
+    public var expires: UInt64?
 
     public init(action: Action, destinationMAC: MACAddress = .zero, sourceMAC: MACAddress = .zero,
                 ifindex: UInt32 = 0, outerSource: IPAddress? = nil, outerDestination: IPAddress? = nil,
-                mtu: UInt16? = nil, rewrite: Rewrite? = nil) {
+                mtu: UInt16? = nil, rewrite: Rewrite? = nil, expires: UInt64? = nil) {
         self.action = action
         self.destinationMAC = destinationMAC
         self.sourceMAC = sourceMAC
@@ -63,10 +67,11 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
         self.outerDestination = outerDestination
         self.mtu = mtu
         self.rewrite = rewrite
+        self.expires = expires
     }
 
     private enum CodingKeys: String, CodingKey {
-        case action, destinationMAC, sourceMAC, ifindex, outerSource, outerDestination, mtu, rewrite
+        case action, destinationMAC, sourceMAC, ifindex, outerSource, outerDestination, mtu, rewrite, expires
     }
 
     /// Fields an action does not use may be left out of JSON.
@@ -79,7 +84,8 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
                   outerSource: try c.decodeIfPresent(IPAddress.self, forKey: .outerSource),
                   outerDestination: try c.decodeIfPresent(IPAddress.self, forKey: .outerDestination),
                   mtu: try c.decodeIfPresent(UInt16.self, forKey: .mtu),
-                  rewrite: try c.decodeIfPresent(Rewrite.self, forKey: .rewrite))
+                  rewrite: try c.decodeIfPresent(Rewrite.self, forKey: .rewrite),
+                  expires: try c.decodeIfPresent(UInt64.self, forKey: .expires))
     }
 
     /// The action sends the packet out (to `destinationMAC`, by `ifindex`).
@@ -87,6 +93,11 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
 
     public static let pass = Forwarding(action: .pass)
     public static let drop = Forwarding(action: .drop)
+
+    /// A lockout: dropped until `monotonicNanoseconds` (CLOCK_MONOTONIC), then as if absent.
+    public static func drop(until monotonicNanoseconds: UInt64) -> Forwarding {
+        Forwarding(action: .drop, expires: monotonicNanoseconds)
+    }
 
     public static func l2(to destination: MACAddress, from source: MACAddress, ifindex: UInt32 = 0) -> Forwarding {
         Forwarding(action: .l2, destinationMAC: destination, sourceMAC: source, ifindex: ifindex)
@@ -111,6 +122,10 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
     /// sending actions; the tunnel's addresses of the same family (the data
     /// plane encapsulates IPv4 in IPv4 and IPv6 in IPv6).
     public func validate(for family: IPAddress.Family) throws(ModelError) {
+        if let expires {
+            guard action == .drop else { throw .invalid("only a drop expires (a lockout); \(action.rawValue) does not") }
+            guard expires > 0 else { throw .invalid("a lockout's end must be a time after boot (got 0)") }
+        }
         switch action {
         case .pass, .drop:
             return

@@ -34,6 +34,9 @@ public struct Takeover: Equatable, Sendable, Codable {
                 throw .invalid("temporary address \(temp) must be another unicast \(address.family.rawValue) address")
             }
         }
+        guard defaultForward.expires == nil else {
+            throw .invalid("a takeover's default does not expire: a lockout is a session rule")
+        }
         guard defaultForward.action != .relay else {
             throw .invalid("a takeover's default cannot relay: relaying is a session rule's (anchored sessions)")
         }

@@ -12,8 +12,9 @@ import BatonModel
 ///            [sport BE16], [dport BE16], [dst (4|16)], [src (4|16)]
 ///   forward (unless 64): action (0 pass, 1 drop, 2 l2, 3 encap, 4 relay),
 ///            flags (1 has outer src, 2 outer src v6, 4 has outer dst, 8 outer dst v6, 16 has mtu,
-///            32 has rewrite, 64 rewrite v6),
-///            dst MAC (6), src MAC (6), ifindex BE32, [outer src (4|16)], [outer dst (4|16)], [mtu BE16]
+///            32 has rewrite, 64 rewrite v6, 128 has expires),
+///            dst MAC (6), src MAC (6), ifindex BE32, [outer src (4|16)], [outer dst (4|16)], [mtu BE16],
+///            [rewrite: src (4|16), dst (4|16), sport BE16, dport BE16], [expires BE64]
 /// A transfer's rules share their destination and mostly their forwarding,
 /// so a typical rule is 6 bytes (v4) to 24 (v6). Addresses keep their case
 /// (.v4 or .v6), so a rule reads back equal.
@@ -52,6 +53,7 @@ enum RuleCodec {
         if let d = f.outerDestination { ff |= 4 | (d.family == .v6 ? 8 : 0) }
         if f.mtu != nil { ff |= 16 }
         if let w = f.rewrite { ff |= 32 | (w.source.family == .v6 ? 64 : 0) }
+        if f.expires != nil { ff |= 128 }
         out.append(ff)
         out += f.destinationMAC.bytes
         out += f.sourceMAC.bytes
@@ -64,6 +66,7 @@ enum RuleCodec {
             out += w.destination.wireBytes
             for p in [w.sourcePort, w.destinationPort] { out.append(UInt8(p >> 8)); out.append(UInt8(p & 0xff)) }
         }
+        if let e = f.expires { for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: e >> UInt64(shift))) } }
     }
 
     /// A takeover in the same manner (JSON of it was a sixth of a registration's cost):
@@ -145,8 +148,14 @@ enum RuleCodec {
             let source = IPAddress(wire: try r.raw(size))!, destination = IPAddress(wire: try r.raw(size))!
             rewrite = Forwarding.Rewrite(source: source, sourcePort: try r.u16(), destination: destination, destinationPort: try r.u16())
         }
+        var expires: UInt64?
+        if flags & 128 != 0 {
+            var e: UInt64 = 0
+            for _ in 0..<4 { e = e << 16 | UInt64(try r.u16()) }
+            expires = e
+        }
         return Forwarding(action: action, destinationMAC: dmac, sourceMAC: smac, ifindex: ifindex,
-                          outerSource: outerSource, outerDestination: outerDestination, mtu: mtu, rewrite: rewrite)
+                          outerSource: outerSource, outerDestination: outerDestination, mtu: mtu, rewrite: rewrite, expires: expires)
     }
 
     private static func actionCode(_ a: Forwarding.Action) -> UInt8 {

@@ -120,7 +120,7 @@ enum FixtureTable {
     static func all(redirectIfindex: UInt32) -> [Fixture] {
         actions(redirectIfindex) + defaults() + precedence() + ipv4Options() + fragments() + extensionHeaders()
             + malformed() + notOurs() + ruleOnly() + neighbours() + misc(redirectIfindex) + icmpErrors() + tooBig()
-            + relays()
+            + relays() + lockouts()
     }
 
     /// Every action × family × protocol × VLAN arrangement, for an exact rule.
@@ -353,6 +353,35 @@ enum FixtureTable {
                                    verdict: Fixture.TX, output: want[0], reason: .ruleHit))
                 out.append(Fixture(name: "\(name) \(l4) fragments: the last follows", frame: frames[2], takeovers: [], rules: [rule(leg, l4)],
                                    verdict: Fixture.TX, output: want[2], reason: .ruleHit, before: [frames[0], frames[1]]))
+            }
+        }
+        return out
+    }
+
+    /// Lockouts: a drop rule with an end. Before it, dropped (counted on the rule); after it,
+    /// as if the rule were not there: the takeover's default, or the stack. (The ends are 1
+    /// and UInt64.max on the kernel's monotonic clock: long over, and never.)
+    static func lockouts() -> [Fixture] {
+        var out: [Fixture] = []
+        for family in [IPAddress.Family.v4, .v6] {
+            for l4 in [L4.udp, .tcp] {
+                let s = FrameSpec(family, l4)
+                let name = "\(family.rawValue) \(l4) lockout"
+                out.append(Fixture(name: "\(name) in force drops", frame: s.bytes, takeovers: [World.takeover(family)],
+                                   rules: [SessionRule(match: s.match, forward: .drop(until: .max))],
+                                   verdict: Fixture.DROP, reason: .ruleHit))
+                out.append(Fixture(name: "\(name) over: the takeover's default", frame: s.bytes, takeovers: [World.takeover(family)],
+                                   rules: [SessionRule(match: s.match, forward: .drop(until: 1))],
+                                   verdict: Fixture.TX, output: s.rewritten(to: World.tnMAC), reason: .defaultHit))
+                // An anchor's lockout (no takeover): over, the anchor's stack has the packet.
+                var toAnchor = FrameSpec(family, l4, to: .sa)
+                toAnchor.dport = 30000
+                out.append(Fixture(name: "\(name) at an anchor, over: passed", frame: toAnchor.bytes, takeovers: [],
+                                   rules: [SessionRule(match: toAnchor.match, forward: .drop(until: 1))],
+                                   verdict: Fixture.PASS, output: toAnchor.bytes, reason: .notTakenOver))
+                out.append(Fixture(name: "\(name) at an anchor, in force: dropped", frame: toAnchor.bytes, takeovers: [],
+                                   rules: [SessionRule(match: toAnchor.match, forward: .drop(until: .max))],
+                                   verdict: Fixture.DROP, reason: .ruleHit))
             }
         }
         return out

@@ -88,6 +88,7 @@ struct RandomWorld {
                 .pass, .drop,
                 .relay(.init(source: sa, sourcePort: 30000, destination: World.ip(family, .target), destinationPort: 6000),
                        nextHop: nextMAC(), sourceMAC: World.saMAC),
+                .drop(until: .max), .drop(until: 1),
             ]
             var ai = 0
             for dst in destinations[fi].prefix(3) {

@@ -51,6 +51,13 @@ struct ReferenceModel {
     var fragments: [FragKey: (sport: UInt16, dport: UInt16, proto: UInt8)] = [:]
     /// The interface test runs report as ingress (loopback of the namespace).
     var ingressIfindex: UInt32 = 1
+    /// The kernel's CLOCK_MONOTONIC as lockouts see it: any time after boot does, for tables
+    /// whose lockouts end at 1 (long over) or at UInt64.max (never).
+    var now: UInt64 = 2
+
+    private func expired(_ f: Forwarding) -> Bool {
+        f.action == .drop && (f.expires.map { $0 != 0 && now >= $0 } ?? false)
+    }
 
     mutating func addTakeover(_ t: Takeover) {
         takeovers[t.address.bytes16] = t
@@ -255,7 +262,9 @@ struct ReferenceModel {
         var reasons: [StatReason]
         let fwd: Forwarding
         let hit: Hit
-        if let k = candidates.first(where: { rules[$0] != nil }) {
+        // The most specific rule decides; a lockout past its time is as if absent (and the
+        // next kind is not tried: the takeover's default, or the stack).
+        if let k = candidates.first(where: { rules[$0] != nil }), !expired(rules[k]!) {
             fwd = rules[k]!
             hit = .rule(k)
             reasons = [.ruleHit]

@@ -120,4 +120,57 @@ struct RelayOverVethTests {
             for host in devices + [remote] { #expect((try host.snmpCounters()[key] ?? 0) == 0, "\(host.name) saw bad checksums") }
         }
     }
+
+    /// CLOCK_MONOTONIC in nanoseconds: the clock a lockout's end is on (bpf_ktime_get_ns).
+    static func monotonic() -> UInt64 {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
+    }
+
+    /// A lockout on the old device's flow (seed 001): dropped until its end, counted on the
+    /// rule; from its end on, as if the rule were gone (here the anchor's own stack takes the
+    /// packets). Every datagram carries its send time: each one sent at or after the end
+    /// must arrive, and every one that did not arrive was counted as dropped.
+    @Test func aLockoutEndsWhenItSays() throws {
+        try Lab.with(.segment(hosts: ["anchor", "dev1"])) { lab in
+            try lab.waitUntilUp()
+            let anchor = lab["anchor"], device = lab["dev1"]
+            let match = SessionMatch(proto: .udp, source: device.ipv4, sourcePort: Self.devicePort,
+                                     destination: anchor.ipv4, destinationPort: 30000)
+            var link: XDPLink?
+            let dp = try anchor.run { try DataPlane.load(.init(pinRoot: nil, maxRules: 16, maxTakeovers: 4)) }
+            defer { try? link?.detach() }
+            link = try anchor.run { try XDPLink.attach(dp.steerProgram, ifindex: UInt32(anchor.ifindex), mode: .native) }
+            let atAnchor = try anchor.udpSocket(.v4, port: 30000)
+            let fromDevice = try device.udpSocket(.v4, port: Self.devicePort)
+            defer { atAnchor.close(); fromDevice.close() }
+            // Read only at the end: room for all of them (a small datagram still costs a page).
+            try atAnchor.setReceiveBufferSize(8 << 20, force: true)
+            // Resolved first, so that no datagram waits for ARP.
+            try fromDevice.send([0], to: anchor.ipv4, port: 30000)
+            #expect(try atAnchor.receive(timeout: .seconds(1)) != nil)
+
+            let end = Self.monotonic() + 300_000_000
+            try dp.setRule(SessionRule(match: match, forward: .drop(until: end)))
+            var sent: [UInt64] = []
+            let stop = end + 300_000_000
+            while Self.monotonic() < stop {
+                let t = Self.monotonic()
+                try fromDevice.send(withUnsafeBytes(of: t.bigEndian) { Array($0) }, to: anchor.ipv4, port: 30000)
+                sent.append(t)
+                usleep(1000)
+            }
+            var arrived = Set<UInt64>()
+            while let d = try atAnchor.receive(timeout: .milliseconds(300)) {
+                if d.payload.count == 8 { arrived.insert(d.payload.reduce(0) { $0 << 8 | UInt64($1) }) }
+            }
+            let afterEnd = sent.filter { $0 >= end }
+            #expect(afterEnd.allSatisfy(arrived.contains), "sent after the end but lost: \(afterEnd.filter { !arrived.contains($0) }.count) of \(afterEnd.count)")
+            let dropped = sent.filter { !arrived.contains($0) }
+            #expect(!dropped.isEmpty && dropped.allSatisfy { $0 < end }, "only datagrams sent before the end are dropped")
+            #expect(try dp.rule(match)?.counter.packets == UInt64(dropped.count), "every drop counted on the lockout")
+            #expect(try dp.rule(match)?.rule.forward == .drop(until: end), "the lockout reads back with its end")
+        }
+    }
 }

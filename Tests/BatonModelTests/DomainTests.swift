@@ -58,6 +58,13 @@ struct DomainTests {
         #expect(message(Takeover(address: Self.v4, defaultForward: relay).validate)?.contains("cannot relay") == true)
         let decoded = try JSONDecoder().decode(Forwarding.self, from: JSONEncoder().encode(relay))
         #expect(decoded == relay)
+        // Lockouts: only a drop expires, and not as a takeover's default.
+        #expect(message { () throws(ModelError) in try Forwarding.drop(until: 5).validate(for: .v4) } == nil)
+        var expiringL2 = Forwarding.l2(to: Self.mac, from: Self.agentMAC)
+        expiringL2.expires = 5
+        #expect(message { () throws(ModelError) in try expiringL2.validate(for: .v4) }?.contains("only a drop expires") == true)
+        #expect(message { () throws(ModelError) in try Forwarding.drop(until: 0).validate(for: .v4) }?.contains("after boot") == true)
+        #expect(message(Takeover(address: Self.v4, defaultForward: .drop(until: 5)).validate)?.contains("does not expire") == true)
         let multicast = Takeover(address: IPAddress("224.0.0.1")!, defaultForward: .pass)
         #expect(message(multicast.validate)?.contains("not a unicast address") == true)
         let sameTemporary = Takeover(address: Self.v4, defaultForward: .pass, temporaryAddress: Self.v4)

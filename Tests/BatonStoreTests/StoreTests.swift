@@ -76,6 +76,9 @@ enum Sample {
             SessionRule(match: SessionMatch(proto: .icmpv6, source: nil, sourcePort: nil, destination: d6, destinationPort: nil), forward: .drop),
             SessionRule(match: SessionMatch(proto: .udp, source: s6, sourcePort: nil, destination: d6, destinationPort: 5060),
                         forward: .l2(to: mac, from: saMAC)),
+            // A lockout, its end in all eight bytes.
+            SessionRule(match: SessionMatch(proto: .udp, source: s4, sourcePort: 6000, destination: d4, destinationPort: 30000),
+                        forward: .drop(until: 0x0123_4567_89ab_cdef)),
             // Anchored sessions: both families' relays, ports at the edges.
             SessionRule(match: SessionMatch(proto: .udp, source: s4, sourcePort: 40000, destination: d4, destinationPort: 5004),
                         forward: .relay(.init(source: d4, sourcePort: 65535, destination: IPAddress("10.0.0.9")!, destinationPort: 1),

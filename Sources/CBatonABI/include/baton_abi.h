@@ -100,6 +100,8 @@ struct baton_fwd {
 	__be16 relay_sport;               /* RELAY: the new source port (a relay port, or the
 					   * anchor's port toward the remote) */
 	__be16 relay_dport;               /* RELAY: the new destination port */
+	__u64 expires;                    /* DROP in a rule (a lockout): bpf_ktime_get_ns() from
+					   * which the rule is as if absent; 0 = never */
 };
 
 /* Key of baton_takeovers: a taken-over address. */
@@ -116,6 +118,7 @@ struct baton_takeover {
 	__u32 counter;                    /* slot in baton_counters for the default path */
 	__u8 temporary[BATON_ADDR_LEN];   /* the TN's temporary address (zero: not given);
 					   * the encap default tunnels to it */
+	__u32 pad2;
 };
 
 /* Key of baton_rules4: IPv4 rules. 16 bytes rather than 40, because the

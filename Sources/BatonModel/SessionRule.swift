@@ -68,7 +68,12 @@ public struct SessionMatch: Hashable, Sendable, Codable, CustomStringConvertible
     }
 
     public func validate() throws(ModelError) {
-        _ = try kind()
+        _ = try validatedKind()
+    }
+
+    /// `validate`, and the kind it found.
+    public func validatedKind() throws(ModelError) -> MatchKind {
+        let kind = try kind()
         if let s = source, s.family != destination.family {
             throw .invalid("source \(s) and destination \(destination) are of different families")
         }
@@ -77,6 +82,7 @@ public struct SessionMatch: Hashable, Sendable, Codable, CustomStringConvertible
         if isICMP, let p = destinationPort, p != 0 {
             throw .invalid("\(proto) has no destination port; the echo identifier is the source port")
         }
+        return kind
     }
 
     public var description: String {

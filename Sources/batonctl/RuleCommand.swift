@@ -49,6 +49,7 @@ struct RuleCommand: ParsableCommand {
                      then send to --to-mac (the target or a router towards it)
               pass   up this host's own stack
               drop   drop (lockouts)
+              relay  an anchored session's rewrite: only with --file (docs/cli.md)
 
             The source MAC of sent frames is --from-mac, else the MAC of --via, else of --egress, \
             else of the one interface batonctl attached. Without --egress, frames go back out of \
@@ -197,28 +198,37 @@ struct RuleCommand: ParsableCommand {
             }
             let rules: [SessionRule]
             do {
-                rules = try JSONDecoder().decode([SessionRule].self, from: data)
+                rules = try RuleFile.decode(data)
             } catch let e as DecodingError {
                 throw CLIError.usage("\(path): \(CLIError.describe(e))")
             }
-            var seen: [String: Int] = [:]
-            for (i, r) in rules.enumerated() {
+            for i in rules.indices {
                 do {
-                    try r.validate()
+                    try rules[i].validate()
                 } catch {
-                    throw CLIError.usage("\(path): rule [\(i)] (\(r.match)): \(error)")
+                    throw CLIError.usage("\(path): rule [\(i)] (\(rules[i].match)): \(error)")
                 }
-                if let j = seen[r.match.description] {
-                    throw CLIError.usage("\(path): rules [\(j)] and [\(i)] have the same match \(r.match)")
-                }
-                seen[r.match.description] = i
             }
             let dp = try ctx.open(load)
-            for (i, r) in rules.enumerated() where try dp.rule(r.match) != nil {
-                throw CLIError("\(path): rule [\(i)] (\(r.match)) already exists; a batch adds only new rules")
-            }
             ctx.log.debug("adding \(rules.count) rules from \(path) in one batch")
-            if !rules.isEmpty { try dp.addRules(rules) }
+            // addRules refuses a match given twice or already in the table before it writes
+            // anything (one pass, no lookup per rule); only then are the rules searched for
+            // which ones, to say so by their place in the file.
+            do {
+                if !rules.isEmpty { try dp.addRules(rules) }
+            } catch let e as DataPlaneError {
+                var seen: [SessionMatch: Int] = [:]
+                for i in rules.indices {
+                    if let j = seen.updateValue(i, forKey: rules[i].match) {
+                        throw CLIError.usage("\(path): rules [\(j)] and [\(i)] have the same match \(rules[i].match)")
+                    }
+                }
+                let present = try dp.ruleMatches()
+                for i in rules.indices where present.contains(rules[i].match) {
+                    throw CLIError("\(path): rule [\(i)] (\(rules[i].match)) already exists; a batch adds only new rules")
+                }
+                throw e
+            }
             struct Added: Encodable { var added: Int; var file: String }
             if output.json {
                 try JSON.print(Added(added: rules.count, file: path))

@@ -6,12 +6,20 @@
  *  - baton_macswap: the bare MAC-swap XDP_TX baseline.
  *  - baton_tx: the live-frames generator (BPF_F_TEST_XDP_LIVE_FRAMES): XDP_TX.
  *  - baton_count: counts what comes back, then XDP_DROP.
+ *  - baton_gen: the live-frames generator for many flows: each frame gets the
+ *    next of baton_tool_gen's flow count source address/port pairs (the
+ *    benchmark's filler rules: 100.64.0.0 + i / 50000, port 10000 + i % 50000),
+ *    its IPv4 checksum recomputed and no UDP checksum, then XDP_TX.
  * and, for BatonBPFTests, baton_tool_percpu4: a per-CPU map with 4-byte
  * values, whose slots the kernel pads to 8 bytes each.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "csum.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -54,6 +62,49 @@ int baton_macswap(struct xdp_md *ctx)
 SEC("xdp")
 int baton_tx(struct xdp_md *ctx)
 {
+	return XDP_TX;
+}
+
+/* baton_gen's flow count (0 counts as 1), and where each CPU is in the cycle. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} baton_tool_gen SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} baton_tool_gen_next SEC(".maps");
+
+SEC("xdp")
+int baton_gen(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct udphdr *udp = (void *)(ip + 1);
+	__u32 zero = 0;
+	__u64 *flows, *next, n, i;
+
+	if ((void *)(udp + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) || ip->ihl != 5)
+		return XDP_DROP;
+	flows = bpf_map_lookup_elem(&baton_tool_gen, &zero);
+	next = bpf_map_lookup_elem(&baton_tool_gen_next, &zero);
+	if (!flows || !next)
+		return XDP_DROP;
+	n = *flows ? *flows : 1;
+	i = *next % n;
+	*next = i + 1;
+	ip->saddr = bpf_htonl(0x64400000 + (__u32)i / 50000);
+	ip->check = 0;
+	ip->check = ipv4_header_csum(ip);
+	udp->source = bpf_htons(10000 + (__u32)i % 50000);
+	udp->check = 0;
 	return XDP_TX;
 }
 

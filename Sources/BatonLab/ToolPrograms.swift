@@ -4,13 +4,16 @@ import Synchronization
 
 /// The small XDP programs of bpf/tools.bpf.c, loaded once per process:
 /// baton_pass for veth ports that must deliver XDP_TX'd frames, and the
-/// benchmark's baton_macswap, baton_tx (live-frames generator) and
-/// baton_count (counts what comes back, then drops it).
+/// benchmark's baton_macswap, baton_tx (live-frames generator), baton_gen (the same, cycling
+/// through many flows) and baton_count (counts what comes back, then drops it).
 public final class ToolPrograms: Sendable {
     public let pass: BPFProgram
     public let macswap: BPFProgram
     public let tx: BPFProgram
     public let count: BPFProgram
+    /// The generator for many flows, and its flow count (key 0).
+    public let gen: BPFProgram
+    public let genFlows: TypedMap<UInt32, UInt64>
     /// baton_count's per-CPU counter (key 0).
     public let counter: TypedMap<UInt32, UInt64>
 
@@ -22,6 +25,8 @@ public final class ToolPrograms: Sendable {
         macswap = try object.loadedProgram("baton_macswap")
         tx = try object.loadedProgram("baton_tx")
         count = try object.loadedProgram("baton_count")
+        gen = try object.loadedProgram("baton_gen")
+        genFlows = try TypedMap(object.loadedMap("baton_tool_gen"))
         counter = try TypedMap(object.loadedMap("baton_tool_count"))
     }
 

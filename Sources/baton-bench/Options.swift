@@ -33,6 +33,9 @@ struct Options {
     var verbose = false
     /// Throughput paths to run (all by default; fewer for profiling one).
     var paths = Path.allCases
+    /// Part 2's active-flow counts for bare and steered (issue 13 item 5); capped at the
+    /// filler rules there are.
+    var flows = [1, 1000, 65536, 1_000_000]
 }
 
 /// The command line (swift-argument-parser): ranges checked in `validate`, before anything
@@ -54,6 +57,11 @@ struct BenchArguments: ParsableArguments {
         "Throughput paths to run, from bare, steered, kernel, relay (default: all; ratios need steered and the other path). Comma- or space-separated.",
         valueName: "path"))
     var paths: [String] = []
+
+    @Option(parsing: .upToNextOption, help: ArgumentHelp(
+        "Active-flow counts for part 2's many-flows runs of bare and steered, 1-4000000 each (default 1, 1000, 65536, 1000000; quick 1, 1000; none: --flows 0). Comma- or space-separated.",
+        valueName: "n"))
+    var flows: [String] = []
 
     @Option(help: ArgumentHelp("Transfers in part 4, 1-10000 (default 100, quick 20).", valueName: "n"))
     var handovers: Int?
@@ -91,6 +99,20 @@ struct BenchArguments: ParsableArguments {
         try check(registrations, 100...60_000, "registrations")
         try check(reconcileRules, 1000...4_000_000, "reconcile-rules")
         _ = try selectedPaths()
+        _ = try selectedFlows()
+    }
+
+    /// --flows, split on commas; [] for "0".
+    func selectedFlows() throws -> [Int]? {
+        guard !flows.isEmpty else { return nil }
+        var out: [Int] = []
+        for text in flows.flatMap({ $0.split(separator: ",") }) {
+            guard let n = Int(text), (0...4_000_000).contains(n) else {
+                throw ValidationError("--flows takes counts of 1-4000000 (or 0 for none), not \(text)")
+            }
+            if n > 0, !out.contains(n) { out.append(n) }
+        }
+        return out.sorted()
     }
 
     /// --paths, split on commas, in the order of Path.allCases, each once.
@@ -130,7 +152,9 @@ struct BenchArguments: ParsableArguments {
             o.handovers = 20
             o.registrations = 2000
             o.reconcileRules = 100_000
+            o.flows = [1, 1000]
         }
+        if let f = try selectedFlows() { o.flows = f }
         if let rules {
             o.levels = Array(Set([1, 10_000, rules].filter { $0 <= rules })).sorted()
         }

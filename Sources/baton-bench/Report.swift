@@ -173,6 +173,17 @@ struct Report {
             let text = keys.compactMap { k in r.counters[k].map { "\(k) \($0)" } }.joined(separator: ", ")
             print("     " + pad(p.rawValue, 8) + "not back \(r.generated - min(r.generated, r.counted)); " + text)
         }
+        if !t.flows.isEmpty {
+            print("   many flows (baton_gen: each frame the next of N filler flows), median Mpps and steered / bare per round:")
+            for f in t.flows {
+                let ratios = zip(f.steered, f.bare).compactMap { s, b in b > 0 ? s / b : nil }
+                let r = medianOf(ratios)
+                print("     " + pad("\(f.count) flows", 16) + "bare " + lpad(medianOf(f.bare).map { fmt($0, 3) } ?? "n/a", 7)
+                      + "  steered " + lpad(medianOf(f.steered).map { fmt($0, 3) } ?? "n/a", 7)
+                      + "  steered/bare " + (r.map { fmt($0, 2) + "x" } ?? "n/a")
+                      + (f.count == 65536 ? "  (goal at 64k flows >= 0.80x: \(r.map { $0 >= 0.8 ? "met" : "not met" } ?? "n/a"))" : ""))
+            }
+        }
         for n in t.notes { print("   note: " + n) }
     }
 
@@ -279,6 +290,11 @@ struct Report {
             ])),
             ("unavailable", .object(unavailable)),
             ("paths", .object(paths)),
+            ("flows", .array(t.flows.map { f in
+                let ratios = zip(f.steered, f.bare).compactMap { s, b in b > 0 ? s / b : nil }
+                return .object([("count", .int(Int64(f.count))), ("bareMpps", .num(medianOf(f.bare), 4)),
+                                ("steeredMpps", .num(medianOf(f.steered), 4)), ("steeredOverBare", .num(medianOf(ratios), 3))])
+            })),
         ])
     }
 

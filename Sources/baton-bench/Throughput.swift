@@ -47,6 +47,8 @@ struct ThroughputResult {
     var ratios: [Path: [Double]] = [:]
     var labPrefix = ""
     var notes: [String] = []
+    /// Many flows (baton_gen): per flow count, bare and steered Mpps per round.
+    var flows: [(count: Int, bare: [Double], steered: [Double])] = []
 
     func mpps(_ p: Path) -> Double? { paths[p]?.mpps }
     func ratio(against p: Path) -> Double? {
@@ -113,7 +115,7 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
 
     // The generator stays in the XDP dispatcher (see DispatcherHold): else
     // every live-frames call adds and removes it, ~20 ms of RCU waits each.
-    try hold.hold([tools.tx])
+    try hold.hold([tools.tx] + (o.flows.isEmpty ? [] : [tools.gen]))
 
     let relay = try Relay(in: dut.namespace, listen: SocketAddress(dutIP, port: relayPort),
                           destination: SocketAddress(genIP, port: 9))
@@ -140,8 +142,9 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
     let batch: UInt32 = 64
     /// Generates `frame` for `duration` seconds on gen; the counter is read
     /// right before the first and right after the last batch.
-    func generate(_ frame: [UInt8], for duration: Double) throws -> Window {
-        try gen.run {
+    func generate(_ frame: [UInt8], for duration: Double, with generator: BPFProgram? = nil) throws -> Window {
+        let generator = generator ?? tools.tx
+        return try gen.run {
             // One CPU for the generator and the veth processing it drives,
             // the same in every round: the scheduler moving it is noise.
             pinCurrentThread(toCPU: possibleCPUs() - 1)
@@ -149,7 +152,7 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
             let c0 = try tools.counted()
             let t0 = now()
             repeat {
-                _ = try tools.tx.sendLiveFrames(frame, count: chunk, ingressIfindex: genIfindex, batchSize: batch)
+                _ = try generator.sendLiveFrames(frame, count: chunk, ingressIfindex: genIfindex, batchSize: batch)
                 generated += UInt64(chunk)
             } while seconds(since: t0) < duration
             let c1 = try tools.counted()
@@ -212,6 +215,34 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
         Log.info("throughput round \(round)/\(o.throughputRounds): "
                  + o.paths.map { "\($0.rawValue) \(roundMpps[$0].map { fmt($0, 2) } ?? "-")" }.joined(separator: ", ")
                  + " Mpps")
+    }
+    // Many flows: the generator cycles through `count` of the filler rules' flows, each
+    // frame the next one (baton_gen), for bare and steered in turn; the same frame template
+    // for both, so the ratio is the data plane's.
+    let fillers = rules - 1
+    for count in o.flows {
+        let n = min(count, fillers)
+        if n < count { result.notes.append("\(count) flows asked, \(n) filler rules there: \(n) flows") }
+        try tools.genFlows.update(0, UInt64(n))
+        var entry = (count: n, bare: [Double](), steered: [Double]())
+        let template = World.frame(dstMAC: dutMAC, srcMAC: genMAC, src: IPAddress.v4(0x6440_0000), dst: World.takenOver,
+                                   sport: 10_000, dport: World.flowDestinationPort)
+        for round in 1...o.throughputRounds {
+            for p in [Path.bare, .steered] {
+                try attach(program(p))
+                _ = try generate(template, for: o.warmup, with: tools.gen)
+                let hits0 = p == .steered ? try dp.stats()[.ruleHit]!.packets : 0
+                let w = try generate(template, for: o.window, with: tools.gen)
+                if p == .bare { entry.bare.append(w.mpps) } else { entry.steered.append(w.mpps) }
+                // Every steered frame must have been a rule hit (a miss would be the default's).
+                if p == .steered, try dp.stats()[.ruleHit]!.packets - hits0 < w.counted {
+                    result.notes.append("\(n) flows, round \(round): fewer rule hits than frames back")
+                }
+            }
+            Log.detail("throughput \(n) flows, round \(round): bare \(fmt(entry.bare.last!, 2)), steered \(fmt(entry.steered.last!, 2)) Mpps")
+        }
+        Log.info("throughput \(n) flows: bare \(fmt(medianOf(entry.bare) ?? 0, 2)), steered \(fmt(medianOf(entry.steered) ?? 0, 2)) Mpps")
+        result.flows.append(entry)
     }
     try? dutLink?.detach()
     dutLink = nil

@@ -1,0 +1,50 @@
+import BatonBPF
+import BatonLab
+import BatonNet
+import Glibc
+import Testing
+
+/// baton_gen, the benchmark's many-flows generator, through BPF_PROG_TEST_RUN: each frame
+/// gets the next flow of the cycle, with a right IPv4 header checksum and no UDP checksum.
+@Suite(.serialized, .enabled(if: geteuid() == 0, "needs root"))
+struct GeneratorTests {
+    /// A 60-byte UDP/IPv4 frame, 198.18.0.1:40000 -> 198.19.0.10:5004, written out by hand.
+    static let template: [UInt8] = {
+        var f: [UInt8] = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00]
+        f += [0x45, 0, 0, 46, 0, 1, 0, 0, 64, 17, 0, 0, 198, 18, 0, 1, 198, 19, 0, 10]
+        f += [0x9c, 0x40, 0x13, 0x8c, 0, 26, 0x12, 0x34]
+        f += [UInt8](repeating: 0xab, count: 18)
+        return f
+    }()
+
+    static func headerSumIsRight(_ f: [UInt8]) -> Bool {
+        var sum: UInt32 = 0
+        for i in stride(from: 14, to: 34, by: 2) { sum += UInt32(f[i]) << 8 | UInt32(f[i + 1]) }
+        while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
+        return sum == 0xffff
+    }
+
+    @Test func framesCycleThroughTheFlows() throws {
+        let tools = try ToolPrograms.shared()
+        try tools.genFlows.update(0, 50_002)
+        var seen: [(address: [UInt8], port: UInt16)] = []
+        // The cycle position is per CPU: pinned, every run takes the next one.
+        let saved = setCurrentThreadCPUs([0])
+        defer { if let saved { _ = setCurrentThreadCPUs(saved) } }
+        for _ in 0..<4 {
+            let run = try tools.gen.testRun(Self.template)
+            #expect(run.retval == 3, "XDP_TX")
+            let f = run.output
+            seen.append((Array(f[26..<30]), UInt16(f[34]) << 8 | UInt16(f[35])))
+            #expect(Self.headerSumIsRight(f), "IPv4 header checksum")
+            #expect(f[40] == 0 && f[41] == 0, "no UDP checksum")
+            #expect(Array(f[30..<34]) == [198, 19, 0, 10] && f[36] == 0x13 && f[37] == 0x8c, "destination untouched")
+        }
+        // Consecutive flows of the fillers' numbering: 100.64.0.0 + i / 50000, port 10000 + i % 50000.
+        let first = Int(seen[0].port) - 10_000 + 50_000 * Int(seen[0].address[3])
+        for (k, s) in seen.enumerated() {
+            let i = (first + k) % 50_002
+            #expect(s.address == [100, 64, 0, UInt8(i / 50_000)] && s.port == UInt16(10_000 + i % 50_000), "frame \(k): \(s)")
+        }
+    }
+}

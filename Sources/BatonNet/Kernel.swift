@@ -344,7 +344,8 @@ enum Kernel {
            control[1] >> 32 == UInt64(timestampOption) {
             kernelTime = control[2] &* 1_000_000_000 &+ control[3]
         }
-        return (payload, source.address, source.port, kernelTime)
+        // Copied out at its size: the 64 KB buffer is not kept for a 60-byte datagram.
+        return (payload.withUnsafeBufferPointer { Array($0) }, source.address, source.port, kernelTime)
     }
 
     /// CLOCK_REALTIME now, in nanoseconds (to age a kernel receive time).

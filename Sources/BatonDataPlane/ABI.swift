@@ -55,23 +55,19 @@ extension Forwarding {
         default: .drop // the data plane drops unknown actions too
         }
         let os = abiBytes(f.outer_src), od = abiBytes(f.outer_dst)
+        let dmac = MACAddress(bytes: abiBytes(f.dst_mac)) ?? .zero, smac = MACAddress(bytes: abiBytes(f.src_mac)) ?? .zero
         if action == .relay {
             let source = IPAddress(bytes16: os), destination = IPAddress(bytes16: od)
-            self.init(action: .relay, destinationMAC: MACAddress(bytes: abiBytes(f.dst_mac)) ?? .zero,
-                      sourceMAC: MACAddress(bytes: abiBytes(f.src_mac)) ?? .zero, ifindex: f.ifindex,
+            self.init(action: .relay, destinationMAC: dmac, sourceMAC: smac, ifindex: f.ifindex,
                       rewrite: Rewrite(source: source, sourcePort: UInt16(bigEndian: f.relay_sport),
                                        destination: destination, destinationPort: UInt16(bigEndian: f.relay_dport)))
             return
         }
         if action == .drop, f.expires != 0 {
-            self.init(action: .drop, destinationMAC: MACAddress(bytes: abiBytes(f.dst_mac)) ?? .zero,
-                      sourceMAC: MACAddress(bytes: abiBytes(f.src_mac)) ?? .zero, ifindex: f.ifindex, expires: f.expires)
+            self.init(action: .drop, destinationMAC: dmac, sourceMAC: smac, ifindex: f.ifindex, expires: f.expires)
             return
         }
-        self.init(action: action,
-                  destinationMAC: MACAddress(bytes: abiBytes(f.dst_mac)) ?? .zero,
-                  sourceMAC: MACAddress(bytes: abiBytes(f.src_mac)) ?? .zero,
-                  ifindex: f.ifindex,
+        self.init(action: action, destinationMAC: dmac, sourceMAC: smac, ifindex: f.ifindex,
                   outerSource: action == .encap ? IPAddress(bytes16: os) : nil,
                   outerDestination: action == .encap ? IPAddress(bytes16: od) : nil,
                   mtu: action == .encap && f.mtu != 0 ? f.mtu : nil)

@@ -245,6 +245,7 @@ public final class DataPlane: @unchecked Sendable {
         var lastForward = 0, lastDestination = 0
         for i in rules.indices {
             let kind = try validated(rules[i].match.validatedKind)
+            try validated { () throws(ModelError) in try SessionRule.check(rules[i].forward.action, for: rules[i].match.proto) }
             kindBits |= 1 << kind.rawValue
             ruleKinds.append(kind)
             let family = rules[i].match.destination.family

@@ -6,9 +6,6 @@ import Synchronization
 // Traffic for whole-transfer runs (tests, demo, benchmark): a sequence-numbered UDP flow whose
 // every arrival is timed, and a TCP stream whose bytes are checked one by one.
 
-/// Nanoseconds on the monotonic clock; comparable across threads of one process.
-public func monotonicNanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
-
 /// A sequence-numbered datagram: "BTSQ", flow, sequence number.
 enum SequencedPayload {
     static let magic: [UInt8] = Array("BTSQ".utf8)

@@ -115,8 +115,11 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
         Forwarding(action: .relay, destinationMAC: nextHop, sourceMAC: sourceMAC, ifindex: ifindex, rewrite: rewrite)
     }
 
-    /// The smallest MTU an encap forward may name: what every link of the family carries.
-    public static func minimumMTU(_ family: IPAddress.Family) -> UInt16 { family == .v4 ? 576 : 1280 }
+    /// The smallest MTU an encap forward may name: the least every link of the family
+    /// carries (576, 1280) plus the outer header. The Fragmentation Needed or Packet Too
+    /// Big answer advertises the MTU less the outer header, and a host ignores an
+    /// advertised MTU below its family's minimum (RFC 8201 section 4, RFC 1191).
+    public static func minimumMTU(_ family: IPAddress.Family) -> UInt16 { family == .v4 ? 576 + 20 : 1280 + 40 }
 
     /// Checks that this can carry packets of `family`: MACs set for the
     /// sending actions; the tunnel's addresses of the same family (the data
@@ -148,7 +151,7 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
                 throw .invalid("tunnel destination \(dst) must be a unicast address")
             }
             if let mtu, mtu < Self.minimumMTU(family) {
-                throw .invalid("mtu \(mtu) is below \(Self.minimumMTU(family)), the least a \(family.rawValue) link carries")
+                throw .invalid("mtu \(mtu) is below \(Self.minimumMTU(family)): with the outer header it leaves less than the \(Self.minimumMTU(family) - (family == .v4 ? 20 : 40)) bytes a \(family.rawValue) host accepts as a path MTU")
             }
         }
         if action == .relay {

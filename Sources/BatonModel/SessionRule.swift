@@ -107,5 +107,15 @@ public struct SessionRule: Equatable, Sendable, Codable {
     public func validate() throws(ModelError) {
         try match.validate()
         try forward.validate(for: match.destination.family)
+        try Self.check(forward.action, for: match.proto)
+    }
+
+    /// What an action asks of the match's protocol: a relay rewrites ports, so UDP
+    /// and TCP only (the data plane would drop anything else as relay-dropped).
+    @inline(__always)
+    public static func check(_ action: Forwarding.Action, for proto: IPProtocol) throws(ModelError) {
+        if action == .relay, proto != .udp, proto != .tcp {
+            throw .invalid("relay rewrites udp and tcp only, not \(proto)")
+        }
     }
 }

@@ -6,7 +6,7 @@ import BatonModel
 /// reconcile), so one row per transfer beats one per rule by far, and
 /// decoding bytes by hand beats JSON by two orders of magnitude.
 ///
-/// Layout: a version byte, then per rule
+/// Layout: a version byte (2; 1 is read too: the same but for `expires`), then per rule
 ///   match:   proto, flags (1 dst v6, 2 has src, 4 src v6, 8 has sport, 16 has dport,
 ///            32 same dst as the rule before, 64 same forward as the rule before),
 ///            [sport BE16], [dport BE16], [dst (4|16)], [src (4|16)]
@@ -15,11 +15,16 @@ import BatonModel
 ///            32 has rewrite, 64 rewrite v6, 128 has expires),
 ///            dst MAC (6), src MAC (6), ifindex BE32, [outer src (4|16)], [outer dst (4|16)], [mtu BE16],
 ///            [rewrite: src (4|16), dst (4|16), sport BE16, dport BE16], [expires BE64]
+/// `expires` is kept as Unix time in nanoseconds (version 1 kept CLOCK_MONOTONIC, which
+/// starts again at each boot) and read back onto this boot's monotonic clock, a time
+/// gone by becoming 1: an ended lockout stays ended after a reboot.
 /// A transfer's rules share their destination and mostly their forwarding,
 /// so a typical rule is 6 bytes (v4) to 24 (v6). Addresses keep their case
 /// (.v4 or .v6), so a rule reads back equal.
 enum RuleCodec {
-    static let version: UInt8 = 1
+    static let version: UInt8 = 2
+    /// Encodings this reads: 1 differs only in a lockout's end (monotonic, not wall time).
+    static func readable(_ v: UInt8) -> Bool { v == 1 || v == 2 }
 
     static func encode(_ rules: [SessionRule]) -> [UInt8] {
         var out: [UInt8] = [version]
@@ -66,7 +71,7 @@ enum RuleCodec {
             out += w.destination.wireBytes
             for p in [w.sourcePort, w.destinationPort] { out.append(UInt8(p >> 8)); out.append(UInt8(p & 0xff)) }
         }
-        if let e = f.expires { for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: e >> UInt64(shift))) } }
+        if let e = f.expires.map(BootClock.wallNanoseconds(ofMonotonic:)) { for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: e >> UInt64(shift))) } }
     }
 
     /// A takeover in the same manner (JSON of it was a sixth of a registration's cost):
@@ -88,12 +93,13 @@ enum RuleCodec {
 
     static func decodeTakeover(_ bytes: UnsafeRawBufferPointer) throws(StoreError) -> Takeover {
         var r = Reader(bytes)
-        guard try r.byte() == version else { throw StoreError(.io, "takeover stored in an unknown encoding") }
+        let v = try r.byte()
+        guard readable(v) else { throw StoreError(.io, "takeover stored in an unknown encoding \(v)") }
         let flags = try r.byte()
         let address = IPAddress(wire: try r.raw(flags & 1 != 0 ? 16 : 4))!
         let mac: MACAddress? = flags & 2 != 0 ? MACAddress(bytes: try r.raw(6))! : nil
         let temporary: IPAddress? = flags & 8 != 0 ? IPAddress(wire: try r.raw(flags & 16 != 0 ? 16 : 4))! : nil
-        let forward = try decodeForward(&r)
+        let forward = try decodeForward(&r, version: v)
         guard r.atEnd else { throw StoreError(.io, "stored takeover has trailing bytes") }
         var t = Takeover(address: address, defaultForward: forward, agentMAC: mac, router: flags & 4 != 0)
         t.temporaryAddress = temporary
@@ -104,7 +110,8 @@ enum RuleCodec {
     /// repeated from the rule before is shared, not rebuilt.
     static func decode(_ bytes: UnsafeRawBufferPointer, into out: inout [SessionRule]) throws(StoreError) {
         var r = Reader(bytes)
-        guard try r.byte() == version else { throw StoreError(.io, "rules stored in an unknown encoding") }
+        let v = try r.byte()
+        guard readable(v) else { throw StoreError(.io, "rules stored in an unknown encoding \(v)") }
         var lastDestination: IPAddress?, lastForward: Forwarding?
         while !r.atEnd {
             guard let proto = IPProtocol(rawValue: try r.byte()) else { throw StoreError(.io, "stored rule with an unknown protocol") }
@@ -125,7 +132,7 @@ enum RuleCodec {
                 guard let last = lastForward else { throw StoreError(.io, "stored rules are corrupt") }
                 forward = last
             } else {
-                forward = try decodeForward(&r)
+                forward = try decodeForward(&r, version: v)
                 lastForward = forward
             }
             out.append(SessionRule(match: SessionMatch(proto: proto, source: source, sourcePort: sport,
@@ -134,7 +141,7 @@ enum RuleCodec {
         }
     }
 
-    private static func decodeForward(_ r: inout Reader) throws(StoreError) -> Forwarding {
+    private static func decodeForward(_ r: inout Reader, version: UInt8) throws(StoreError) -> Forwarding {
         let code = try r.byte(), flags = try r.byte()
         guard let action = action(code) else { throw StoreError(.io, "stored rule with an unknown action \(code)") }
         let dmac = MACAddress(bytes: try r.raw(6))!, smac = MACAddress(bytes: try r.raw(6))!
@@ -152,7 +159,7 @@ enum RuleCodec {
         if flags & 128 != 0 {
             var e: UInt64 = 0
             for _ in 0..<4 { e = e << 16 | UInt64(try r.u16()) }
-            expires = e
+            expires = version == 1 ? e : BootClock.monotonicNanoseconds(ofWall: e)
         }
         return Forwarding(action: action, destinationMAC: dmac, sourceMAC: smac, ifindex: ifindex,
                           outerSource: outerSource, outerDestination: outerDestination, mtu: mtu, rewrite: rewrite, expires: expires)

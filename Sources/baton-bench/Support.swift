@@ -1,13 +1,10 @@
+import BatonModel
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Monotonic nanoseconds.
-func now() -> UInt64 {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
-}
+func now() -> UInt64 { monotonicNanoseconds() }
 
 /// `x` with `decimals` digits after the point.
 func fmt(_ x: Double, _ decimals: Int) -> String {

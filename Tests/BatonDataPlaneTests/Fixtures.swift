@@ -326,13 +326,35 @@ enum FixtureTable {
                                    output: relayed(leg, datagram(.udp, anchor, device, w.sourcePort, w.destinationPort, ttl: 63, checksum: false)),
                                    reason: .ruleHit))
             }
-            // Echo has no ports to rewrite: a relay rule for it drops.
-            let echo = SessionRule(match: SessionMatch(proto: L4.icmp.proto(family), source: remote, sourcePort: 77, destination: anchor, destinationPort: nil),
-                                   forward: .relay(w, nextHop: World.targetMAC, sourceMAC: World.saMAC))
-            let ping = family == .v4 ? IPDatagram(ipv4: IPv4Header(src: remote, dst: anchor), transport: .icmpEchoRequest(id: 77, sequence: 1, payload: payload))
-                                     : IPDatagram(ipv6: IPv6Header(src: remote, dst: anchor), transport: .icmpv6EchoRequest(id: 77, sequence: 1, payload: payload))
-            out.append(Fixture(name: "\(name): an echo rule with relay drops", frame: frame(leg, ping), takeovers: [], rules: [echo],
-                               verdict: Fixture.DROP, reason: .relayDropped))
+            // An ICMP error about a relayed datagram (the device's port unreachable for what the
+            // anchor sent it) takes the session it quotes, the device's leg: not relayed, since
+            // its quote would need the rewrite undone too. Dropped, counted.
+            let sentToDevice = datagram(.udp, anchor, device, w.sourcePort, w.destinationPort, ttl: 63)
+            let unreachable = ICMPMessage(type: family == .v4 ? 3 : 1, code: family == .v4 ? 3 : 4,
+                                          body: [0, 0, 0, 0] + sentToDevice.bytes.prefix((family == .v4 ? 20 : 40) + 8))
+            let report = family == .v4 ? IPDatagram(ipv4: IPv4Header(src: device, dst: anchor), transport: .icmp(unreachable))
+                                       : IPDatagram(ipv6: IPv6Header(src: device, dst: anchor), transport: .icmpv6(unreachable))
+            out.append(Fixture(name: "\(name): an ICMP error quoting a relayed datagram drops", frame: frame(legs[1], report),
+                               takeovers: [], rules: [rule(legs[1], .udp)], verdict: Fixture.DROP, reason: .relayDropped))
+            // A possible source route: the UDP checksum covers the route's last address, not
+            // the header's destination, so an update from the header would be wrong. IPv4 with
+            // options (an LSRR here; options are not read) and IPv6 with a routing header drop;
+            // IPv6 with a destination-options header is relayed as it is.
+            let udp = Transport.udp(UDPDatagram(sport: 40000, dport: 5004, payload: payload))
+            let routed = family == .v4
+                ? IPDatagram(ipv4: IPv4Header(src: remote, dst: anchor, options: [0x83, 7, 4] + device.wireBytes), transport: udp)
+                : IPDatagram(ipv6: IPv6Header(src: remote, dst: anchor, extensions: [.routing(type: 4, segmentsLeft: 1, addresses: [device])]),
+                             transport: udp)
+            out.append(Fixture(name: "\(name): a source route (\(family == .v4 ? "IPv4 options" : "routing header")) drops",
+                               frame: frame(leg, routed), takeovers: [], rules: [rule(leg, .udp)], verdict: Fixture.DROP, reason: .relayDropped))
+            if family == .v6 {
+                let options: [IPv6ExtensionHeader] = [.destinationOptions(options: [], length: 16)]
+                let withOptions = IPDatagram(ipv6: IPv6Header(src: remote, dst: anchor, extensions: options), transport: udp)
+                let want = IPDatagram(ipv6: IPv6Header(src: anchor, dst: device, hopLimit: 63, extensions: options),
+                                      transport: .udp(UDPDatagram(sport: w.sourcePort, dport: w.destinationPort, payload: payload)))
+                out.append(Fixture(name: "\(name): behind a destination-options header", frame: frame(leg, withOptions), takeovers: [],
+                                   rules: [rule(leg, .udp)], verdict: Fixture.TX, output: relayed(leg, want), reason: .ruleHit))
+            }
             // Another port of the anchor: not a session, the anchor's own stack.
             out.append(Fixture(name: "\(name): another port of the anchor passes", frame: frame(leg, datagram(.udp, remote, anchor, 40000, 5060)),
                                takeovers: [], rules: [rule(leg, .udp)], verdict: Fixture.PASS, reason: .notTakenOver))
@@ -745,6 +767,20 @@ extension FixtureTable {
                     out.append(Fixture(name: "\(family.rawValue) ICMP \(name) quoting another source: the takeover's default",
                                        frame: frame(quote(from: .other)).bytes, takeovers: [World.takeover(family)], rules: [rule],
                                        verdict: Fixture.TX, output: nil, reason: .defaultHit))
+                    // A fragmented error keeps its own flow (its later fragments quote nothing
+                    // and must find the first): both go the takeover's default way.
+                    if l4 == .udp && type == kinds[0].1 {
+                        let long = ICMPMessage(type: type, code: code, body: [0, 0, 5, 0xdc] + quote(from: .tn) + [UInt8](repeating: 0x33, count: 600))
+                        let whole = IPDatagram(report.datagram.header, family == .v4 ? .icmp(long) : .icmpv6(long))
+                        let frames = whole.fragments(sizes: [256, 256], identification: 0x7777)
+                            .map { Frame(ethernet: report.ethernet, datagram: $0).bytes }
+                        out.append(Fixture(name: "\(family.rawValue) ICMP \(name), fragmented: the first keeps its own flow",
+                                           frame: frames[0], takeovers: [World.takeover(family)], rules: [rule],
+                                           verdict: Fixture.TX, output: nil, reason: .defaultHit))
+                        out.append(Fixture(name: "\(family.rawValue) ICMP \(name), fragmented: the last follows the first",
+                                           frame: frames[2], takeovers: [World.takeover(family)], rules: [rule],
+                                           verdict: Fixture.TX, output: nil, reason: .defaultHit, before: [frames[0], frames[1]]))
+                    }
                     out.append(Fixture(name: "\(family.rawValue) ICMP \(name) with its quote cut short: the takeover's default",
                                        frame: frame(Array(quote(from: .tn).prefix(family == .v4 ? 22 : 42))).bytes,
                                        takeovers: [World.takeover(family)], rules: [rule],

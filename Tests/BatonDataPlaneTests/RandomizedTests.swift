@@ -102,7 +102,9 @@ struct RandomWorld {
                     ]
                     // Leave some combinations without an any-peer rule so defaults happen.
                     for (mi, m) in matches.enumerated() where !(mi == 3 && proto == .tcp) {
-                        rules.append(SessionRule(match: m, forward: actions[ai % actions.count]))
+                        // A relay rewrites ports: the control plane refuses it for ICMP.
+                        let a = actions[ai % actions.count]
+                        rules.append(SessionRule(match: m, forward: icmp && a.action == .relay ? .drop : a))
                         ai += 1
                     }
                 }

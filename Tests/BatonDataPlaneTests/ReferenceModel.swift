@@ -111,6 +111,8 @@ struct ReferenceModel {
         var frag = 0 // 0 none, 1 first, 2 later
         var fragID: UInt32 = 0, fragProto: UInt8 = 0
         var icmpError = false
+        /// A source route: IPv4 options (not read), an IPv6 routing header.
+        var routed = false
     }
 
     private mutating func ipv4(_ b: Bytes, _ l3: Int) -> Expectation {
@@ -120,6 +122,7 @@ struct ReferenceModel {
         f.dst = mapped(b.slice(l3 + 16, 4))
         guard mayMatch(f.dst) else { return pass(.notTakenOver) }
         let hlen = Int(b[l3] & 0xf) * 4
+        f.routed = hlen > 20
         let tot = Int(b.u16(l3 + 2))
         guard tot >= hlen, l3 + tot <= b.count else { return malformed(f) }
         f.l3end = l3 + tot
@@ -170,6 +173,7 @@ struct ReferenceModel {
             case 0, 43, 60, 51:
                 guard off + 2 <= b.count else { return malformed(f) }
                 let len = nh == 51 ? (Int(b[off + 1]) + 2) * 4 : (Int(b[off + 1]) + 1) * 8
+                if nh == 43 { f.routed = true }
                 nh = b[off]
                 off += len
                 guard off <= f.l3end else { return malformed(f) }
@@ -210,7 +214,8 @@ struct ReferenceModel {
             let echo: Set<UInt8> = f.proto == 1 ? [0, 8] : [128, 129]
             let errors: Set<UInt8> = f.proto == 1 ? [3, 11, 12] : [1, 2, 3, 4]
             if echo.contains(type) { f.sport = b.u16(off + 4) }
-            if errors.contains(type) { quoted(b, off + 8, &f) }
+            // A fragmented error keeps its own flow, so that its later fragments can follow.
+            if errors.contains(type), f.frag == 0 { quoted(b, off + 8, &f) }
         default:
             break
         }
@@ -333,7 +338,8 @@ struct ReferenceModel {
     /// wrong (the random frames include corrupted ones). The fixture table checks the right
     /// ones against sums computed afresh by BatonPacket.
     private func relay(_ frame: [UInt8], _ f: Flow, _ rewrite: Forwarding.Rewrite?) -> [UInt8]? {
-        guard let r = rewrite, !f.icmpError, f.proto == 6 || f.proto == 17 else { return nil }
+        guard let r = rewrite, !f.icmpError, !f.routed, f.proto == 6 || f.proto == 17 else { return nil }
+        guard f.frag == 2 || f.l4 <= 1024 else { return nil } // L4_MAX_OFF
         var b = frame
         let v4 = !f.v6
         guard (r.source.family == .v4) == v4, (r.destination.family == .v4) == v4 else { return nil }
@@ -352,7 +358,7 @@ struct ReferenceModel {
         let newAddresses = r.source.wireBytes + r.destination.wireBytes
         if v4 {
             let oldTTL = [b[ttlAt], b[ttlAt + 1]], newTTL = [b[ttlAt] - 1, b[ttlAt + 1]]
-            put(updated(b.u16at(f.l3 + 10), from: oldAddresses + oldTTL, to: newAddresses + newTTL), at: f.l3 + 10)
+            put(updated(Bytes(b).u16(f.l3 + 10), from: oldAddresses + oldTTL, to: newAddresses + newTTL), at: f.l3 + 10)
         }
         b[ttlAt] -= 1
         b.replaceSubrange(srcAt..<srcAt + size, with: r.source.wireBytes)
@@ -361,7 +367,7 @@ struct ReferenceModel {
         let oldPorts = Array(b[f.l4..<f.l4 + 4]), newPorts = be16(r.sourcePort) + be16(r.destinationPort)
         b.replaceSubrange(f.l4..<f.l4 + 4, with: newPorts)
         let checkAt = f.l4 + (f.proto == 17 ? 6 : 16)
-        let old = b.u16at(checkAt)
+        let old = Bytes(b).u16(checkAt)
         if f.proto == 17 && old == 0 { return b } // none (IPv4), or an invalid 0 (IPv6): left as it came
         var new = updated(old, from: oldAddresses + oldPorts, to: newAddresses + newPorts)
         if f.proto == 17 && new == 0 { new = 0xffff }
@@ -470,10 +476,6 @@ func referenceChecksum(_ data: [UInt8]) -> UInt16 {
     if i < data.count { sum += UInt32(data[i]) << 8 }
     while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
     return ~UInt16(sum)
-}
-
-extension [UInt8] {
-    func u16at(_ i: Int) -> UInt16 { UInt16(self[i]) << 8 | UInt16(self[i + 1]) }
 }
 
 struct Bytes {

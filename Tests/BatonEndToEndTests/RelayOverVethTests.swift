@@ -121,13 +121,6 @@ struct RelayOverVethTests {
         }
     }
 
-    /// CLOCK_MONOTONIC in nanoseconds: the clock a lockout's end is on (bpf_ktime_get_ns).
-    static func monotonic() -> UInt64 {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
-    }
-
     /// A lockout on the old device's flow (seed 001): dropped until its end, counted on the
     /// rule; from its end on, as if the rule were gone (here the anchor's own stack takes the
     /// packets). Every datagram carries its send time: each one sent at or after the end
@@ -151,12 +144,12 @@ struct RelayOverVethTests {
             try fromDevice.send([0], to: anchor.ipv4, port: 30000)
             #expect(try atAnchor.receive(timeout: .seconds(1)) != nil)
 
-            let end = Self.monotonic() + 300_000_000
+            let end = monotonicNanoseconds() + 300_000_000
             try dp.setRule(SessionRule(match: match, forward: .drop(until: end)))
             var sent: [UInt64] = []
             let stop = end + 300_000_000
-            while Self.monotonic() < stop {
-                let t = Self.monotonic()
+            while monotonicNanoseconds() < stop {
+                let t = monotonicNanoseconds()
                 try fromDevice.send(withUnsafeBytes(of: t.bigEndian) { Array($0) }, to: anchor.ipv4, port: 30000)
                 sent.append(t)
                 usleep(1000)

@@ -35,14 +35,17 @@ struct DomainTests {
         let tunnel = Forwarding.encap(to: Self.v6, from: Self.v6, nextHop: Self.mac, sourceMAC: Self.agentMAC)
         #expect(message { () throws(ModelError) in try tunnel.validate(for: .v4) }?.contains("tunnel addresses (got fd00::2 -> fd00::2)") == true)
         // A tunnel MTU below what every link of the family carries (a rule written by hand).
-        let tinyMTU = Forwarding.encap(to: Self.v6, from: Self.v6, nextHop: Self.mac, sourceMAC: Self.agentMAC, mtu: 1279)
-        #expect(message { () throws(ModelError) in try tinyMTU.validate(for: .v6) }?.contains("mtu 1279 is below 1280") == true)
-        let okMTU = Forwarding.encap(to: Self.v6, from: Self.v6, nextHop: Self.mac, sourceMAC: Self.agentMAC, mtu: 1280)
+        let tinyMTU = Forwarding.encap(to: Self.v6, from: Self.v6, nextHop: Self.mac, sourceMAC: Self.agentMAC, mtu: 1319)
+        #expect(message { () throws(ModelError) in try tinyMTU.validate(for: .v6) }?.contains("mtu 1319 is below 1320") == true)
+        let okMTU = Forwarding.encap(to: Self.v6, from: Self.v6, nextHop: Self.mac, sourceMAC: Self.agentMAC, mtu: 1320)
         #expect(message { () throws(ModelError) in try okMTU.validate(for: .v6) } == nil)
         // Relays: a rewrite of the rule's family, unicast addresses, ports 1-65535; never a
         // takeover's default.
         let rewrite = Forwarding.Rewrite(source: Self.v4, sourcePort: 30000, destination: IPAddress("10.0.0.9")!, destinationPort: 6000)
         let relay = Forwarding.relay(rewrite, nextHop: Self.mac, sourceMAC: Self.agentMAC)
+        let echoRelay = SessionRule(match: SessionMatch(proto: .icmp, source: nil, sourcePort: nil, destination: Self.v4, destinationPort: nil),
+                                    forward: relay)
+        #expect(message(echoRelay.validate)?.contains("relay rewrites udp and tcp only, not icmp") == true)
         #expect(message { () throws(ModelError) in try relay.validate(for: .v4) } == nil)
         #expect(message { () throws(ModelError) in try relay.validate(for: .v6) }?.contains("traffic needs") == true)
         #expect(message { () throws(ModelError) in try Forwarding(action: .relay, destinationMAC: Self.mac, sourceMAC: Self.agentMAC).validate(for: .v4) }?

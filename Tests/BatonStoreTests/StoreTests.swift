@@ -243,7 +243,29 @@ struct StoreTests {
             }
         }
         #expect(cut > bytes.count / 2)
-        #expect(throws: StoreError.self) { try decode([2] + bytes.dropFirst()) }
+        #expect(throws: StoreError.self) { try decode([3] + bytes.dropFirst()) }
+    }
+
+    /// A lockout's end outlives a reboot: stored as wall time, read back on this boot's
+    /// monotonic clock; version 1's blobs (monotonic time) still read as they were.
+    @Test func aLockoutsEndIsStoredAsWallTime() throws {
+        let match = SessionMatch(proto: .udp, source: IPAddress("192.0.2.7")!, sourcePort: 6000,
+                                 destination: IPAddress("10.0.0.2")!, destinationPort: 30000)
+        let end = monotonicNanoseconds() + 5_000_000_000
+        let bytes = RuleCodec.encode([SessionRule(match: match, forward: .drop(until: end))])
+        let stored = bytes.suffix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        let wall = UInt64(Date().timeIntervalSince1970 * 1e9) + 5_000_000_000
+        #expect(stored > wall - 1_000_000_000 && stored < wall + 1_000_000_000, "Unix time, 5 s from now")
+        func decode(_ b: [UInt8]) throws -> UInt64? {
+            var out: [SessionRule] = []
+            try b.withUnsafeBytes { try RuleCodec.decode($0, into: &out) }
+            return out.first?.forward.expires
+        }
+        #expect(try decode(bytes) == end)
+        // Written before this boot: long past, yet still a lockout's end (never 0).
+        let before = Array(bytes.dropLast(8)) + [0, 0, 0, 0, 0, 0, 0, 1]
+        #expect(try decode(before) == 1)
+        #expect(try decode([1] + before.dropFirst()) == 1, "version 1 kept monotonic time as it is")
     }
 
     @Test func prunesOldestFinished() throws {

@@ -113,7 +113,7 @@ static __always_inline int encap_ip6ip6(struct xdp_md *ctx, const struct baton_f
  * longest options and 8 bytes after it; for IPv6 the header and 56 bytes. Fixed,
  * so that the checksums cover a known length (bpf_csum_diff wants one), and
  * always there: the datagram is at least the MTU less the outer header, and
- * the MTU at least 576 (IPv4) or 1280 (IPv6). */
+ * the MTU at least 596 (IPv4) or 1320 (IPv6): the control plane's minimum. */
 #define TOO_BIG_QUOTE4 68
 #define TOO_BIG_QUOTE6 96
 
@@ -122,14 +122,6 @@ struct icmp_too_big {
 	__u8 code;
 	__sum16 csum;
 	__be32 mtu; /* ICMP: 16 bits unused, then the next-hop MTU; ICMPv6: the MTU */
-};
-
-struct ipv6_pseudo {
-	struct in6_addr src;
-	struct in6_addr dst;
-	__be32 len;
-	__u8 zero[3];
-	__u8 nexthdr;
 };
 
 /* A packet that would not fit the tunnel's MTU once encapsulated (fwd->mtu):
@@ -213,7 +205,6 @@ static __always_inline int too_big(struct xdp_md *ctx, const struct baton_fwd *f
 		sum = bpf_csum_diff(NULL, 0, (void *)icmp, sizeof(*icmp) + TOO_BIG_QUOTE4, 0);
 	} else {
 		struct ipv6hdr *ip6 = data + l3off;
-		struct ipv6_pseudo ph = {};
 
 		pkt_barrier(ip6);
 		icmp = (void *)(ip6 + 1);
@@ -229,11 +220,9 @@ static __always_inline int too_big(struct xdp_md *ctx, const struct baton_fwd *f
 		icmp->code = 0;
 		icmp->csum = 0;
 		icmp->mtu = bpf_htonl(fwd->mtu - sizeof(struct ipv6hdr));
-		__builtin_memcpy(&ph.src, fwd->outer_src, 16);
-		__builtin_memcpy(&ph.dst, f->key.src, 16);
-		ph.len = bpf_htonl(sizeof(*icmp) + TOO_BIG_QUOTE6);
-		ph.nexthdr = IPPROTO_ICMPV6;
-		sum = bpf_csum_diff(NULL, 0, (void *)&ph, sizeof(ph), 0);
+		sum = ipv6_pseudo_sum(fwd->outer_src, f->key.src, sizeof(*icmp) + TOO_BIG_QUOTE6, IPPROTO_ICMPV6);
+		if (sum < 0)
+			return -1;
 		sum = bpf_csum_diff(NULL, 0, (void *)icmp, sizeof(*icmp) + TOO_BIG_QUOTE6, sum);
 	}
 	if (sum < 0)

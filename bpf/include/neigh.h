@@ -119,12 +119,6 @@ static __always_inline int answer_ns(struct xdp_md *ctx, __u32 l3off)
 	struct in6_addr peer, target;
 	__u32 flags, sum;
 	int dad, delta;
-	struct {
-		struct in6_addr src, dst;
-		__be32 len;
-		__u8 zero[3];
-		__u8 nexthdr;
-	} ph = {};
 
 	if ((void *)(ns + 1) > data_end || ns->type != ND_NEIGHBOR_SOLICIT || ns->code != 0 ||
 	    ip6->hop_limit != 255 || bpf_ntohs(ip6->payload_len) < sizeof(*ns) ||
@@ -185,11 +179,8 @@ static __always_inline int answer_ns(struct xdp_md *ctx, __u32 l3off)
 	na->opt.len = 1;
 	__builtin_memcpy(na->opt.mac, agent_mac, 6);
 
-	ph.src = target;
-	ph.dst = peer;
-	ph.len = bpf_htonl(sizeof(struct nd_msg) + sizeof(struct nd_opt_lladdr));
-	ph.nexthdr = IPPROTO_ICMPV6;
-	sum = bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
+	sum = ipv6_pseudo_sum(&target, &peer, sizeof(struct nd_msg) + sizeof(struct nd_opt_lladdr),
+			      IPPROTO_ICMPV6);
 	sum = bpf_csum_diff(NULL, 0, (__be32 *)&na->na,
 			    sizeof(struct nd_msg) + sizeof(struct nd_opt_lladdr), sum);
 	na->na.csum = csum_fold(sum);

@@ -85,6 +85,8 @@ struct flow {
 	__u8 v6;
 	__u8 tcp_flags;
 	__u8 icmp_error;           /* an ICMP error whose flow is the quoted session's */
+	__u8 routed;               /* IPv4 options or an IPv6 routing header: maybe a source
+				    * route, whose last address the L4 checksum covers */
 };
 
 /* Ethernet and up to two VLAN tags. Sets *proto to the EtherType of the L3
@@ -239,7 +241,9 @@ static __always_inline int parse_l4(void *data, void *data_end, struct flow *f)
 			return -1;
 		if (ih->type == req || ih->type == rep)
 			f->key.sport = ih->id;
-		else if (icmp_is_error(f->key.proto, ih->type))
+		/* A fragmented error keeps its own flow: its later fragments, which
+		 * quote nothing, find their first by the outer addresses. */
+		else if (icmp_is_error(f->key.proto, ih->type) && f->frag == FRAG_NONE)
 			icmp_quoted_flow(data, data_end, f, f->l4off + sizeof(*ih));
 		return 0;
 	}
@@ -271,6 +275,7 @@ static __always_inline int parse_ipv4_rest(void *data, void *data_end, struct ip
 		return -1;
 	f->l3end = f->l3off + tot;
 	f->l4off = f->l3off + hlen;
+	f->routed = hlen > sizeof(*ip);
 	f->key.proto = ip->protocol;
 	f->saddr4 = ip->saddr;
 	f->frag_id = ip->id;
@@ -308,6 +313,8 @@ static __always_inline int parse_ipv6_rest(void *data, void *data_end, struct ip
 			if ((void *)(h + 1) > data_end)
 				return -1;
 			/* AH counts 4-byte units minus 2, the others 8-byte units minus 1. */
+			if (nh == IPPROTO_ROUTING)
+				f->routed = 1;
 			if (nh == IPPROTO_AH)
 				len = ((__u32)h->hdrlen + 2) * 4;
 			else

@@ -21,8 +21,10 @@
 #include "csum.h"
 #include "parsing.h"
 
-/* Where an L4 header may start at the latest (Ethernet, VLANs, IPv6 and its
- * extension headers): a bound the verifier can see. */
+/* Where a relayed packet's L4 header may start at the latest: a bound the
+ * verifier can see. The parser walks longer extension chains (up to
+ * IPV6_EXT_MAX headers of up to 2 KB each); such a packet is not relayed
+ * but counted relay-dropped. */
 #define L4_MAX_OFF 1024
 
 /* Adds to a checksum's one's-complement sum the change of `n` 16-bit words
@@ -91,8 +93,10 @@ static __always_inline int relay_l4(void *data, void *data_end, const struct flo
 
 /* The rewrite. Returns 0, or -1 when the packet cannot be relayed (counted
  * by the caller as BATON_STAT_RELAY_DROP): TTL or hop limit spent, not UDP
- * or TCP, an ICMP error (its quote would need rewriting too), the rule's
- * addresses of the other family, a cut header. */
+ * or TCP, an ICMP error (its quote would need rewriting too), a possible
+ * source route (IPv4 options, an IPv6 routing header: the L4 checksum covers
+ * the route's last address, not the header's destination, so the update
+ * would be wrong), the rule's addresses of the other family, a cut header. */
 static __always_inline int relay_rewrite(struct xdp_md *ctx, const struct baton_fwd *fwd,
 					 const struct flow *f)
 {
@@ -100,7 +104,7 @@ static __always_inline int relay_rewrite(struct xdp_md *ctx, const struct baton_
 	void *data_end = (void *)(long)ctx->data_end;
 	__u32 l3off = f->l3off;
 
-	if (f->icmp_error || (f->key.proto != IPPROTO_UDP && f->key.proto != IPPROTO_TCP))
+	if (f->icmp_error || f->routed || (f->key.proto != IPPROTO_UDP && f->key.proto != IPPROTO_TCP))
 		return -1;
 	if (l3off > L2_MAX_LEN)
 		return -1;

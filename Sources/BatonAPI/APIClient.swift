@@ -177,6 +177,25 @@ public struct Control: Sendable {
         try wait { try await $0.register(body: .json(batch)).ok.body.json.results }
     }
 
+    public func anchors() throws -> [AnchorInfo] { try wait { try await $0.listAnchors().ok.body.json.anchors } }
+
+    public func createAnchor(_ request: AnchorRequest) throws -> AnchorInfo {
+        try wait { try await $0.createAnchor(body: .json(request)).created.body.json }
+    }
+
+    public func anchor(_ id: String) throws -> AnchorInfo {
+        try wait { try await $0.showAnchor(path: .init(id: id)).ok.body.json }
+    }
+
+    public func moveAnchor(_ id: String, _ move: AnchorMove) throws -> AnchorInfo {
+        try wait { try await $0.moveAnchor(path: .init(id: id), body: .json(move)).ok.body.json }
+    }
+
+    @discardableResult
+    public func endAnchor(_ id: String) throws -> AnchorInfo {
+        try wait { try await $0.endAnchor(path: .init(id: id)).ok.body.json }
+    }
+
     /// The Prometheus text exposition.
     public func metrics() throws -> String {
         try wait { try await String(collecting: $0.metrics().ok.body.plainText, upTo: 64 << 20) }

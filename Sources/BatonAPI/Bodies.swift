@@ -21,6 +21,12 @@ public typealias RegistrationBatch = Components.Schemas.RegistrationBatch
 public typealias RegistrationResult = Components.Schemas.RegistrationResult
 public typealias RegistrationResults = Components.Schemas.RegistrationResults
 public typealias ErrorBody = Components.Schemas.ErrorBody
+public typealias AnchorRequest = Components.Schemas.AnchorRequest
+public typealias AnchorMove = Components.Schemas.AnchorMove
+public typealias AnchorInfo = Components.Schemas.AnchorInfo
+public typealias AnchorList = Components.Schemas.AnchorList
+public typealias LegCounters = Components.Schemas.LegCounters
+public typealias RetiredDevice = Components.Schemas.RetiredDevice
 
 extension Components.Schemas.Device {
     /// Device names: what `batonctl device` and the API accept: 1-63 ASCII letters, digits,
@@ -53,6 +59,7 @@ extension Components.Schemas.ReconcileSummary {
 public enum OperationRoles {
     public static let agentOnly: Set<String> = [
         "register", "listDevices", "addDevice", "showDevice", "deleteDevice", "listPolicies", "addPolicy", "deletePolicy",
+        "listAnchors", "createAnchor", "showAnchor", "endAnchor", "moveAnchor",
     ]
     public static let nodeOnly: Set<String> = ["startTransfer"]
 

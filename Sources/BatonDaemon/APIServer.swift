@@ -32,6 +32,11 @@ public protocol APIHandler: Sendable {
     func listPolicies() throws -> [Policy]
     func addPolicy(_ policy: Policy) throws -> Policy
     func deletePolicy(_ id: Int) throws
+    func listAnchors() throws -> [AnchorInfo]
+    func createAnchor(_ request: AnchorRequest) throws -> AnchorInfo
+    func showAnchor(_ id: String) throws -> AnchorInfo
+    func moveAnchor(_ id: String, _ move: AnchorMove) throws -> AnchorInfo
+    func endAnchor(_ id: String) throws -> AnchorInfo
     /// The Prometheus text exposition.
     func metricsExposition() throws -> String
 }
@@ -52,6 +57,11 @@ extension APIHandler {
     public func listPolicies() throws -> [Policy] { throw notHere }
     public func addPolicy(_ policy: Policy) throws -> Policy { throw notHere }
     public func deletePolicy(_ id: Int) throws { throw notHere }
+    public func listAnchors() throws -> [AnchorInfo] { throw notHere }
+    public func createAnchor(_ request: AnchorRequest) throws -> AnchorInfo { throw notHere }
+    public func showAnchor(_ id: String) throws -> AnchorInfo { throw notHere }
+    public func moveAnchor(_ id: String, _ move: AnchorMove) throws -> AnchorInfo { throw notHere }
+    public func endAnchor(_ id: String) throws -> AnchorInfo { throw notHere }
 }
 
 /// The TCP listener's TLS: the daemon's certificate and key, and the CA whose client
@@ -299,6 +309,33 @@ struct APIService: APIProtocol {
         guard let id = Int(text), id >= 0 else { throw ControlError.invalid("invalid policy ID '\(text)': expected a number") }
         try await run { try $0.deletePolicy(id) }
         return .noContent(.init())
+    }
+}
+
+extension APIService {
+    func listAnchors(_ input: Operations.ListAnchors.Input) async throws -> Operations.ListAnchors.Output {
+        .ok(.init(body: .json(AnchorList(anchors: try await run { try $0.listAnchors() }))))
+    }
+
+    func createAnchor(_ input: Operations.CreateAnchor.Input) async throws -> Operations.CreateAnchor.Output {
+        guard case .json(let request) = input.body else { throw ControlError.invalid("the request needs a JSON body") }
+        return .created(.init(body: .json(try await run { try $0.createAnchor(request) })))
+    }
+
+    func showAnchor(_ input: Operations.ShowAnchor.Input) async throws -> Operations.ShowAnchor.Output {
+        let id = input.path.id
+        return .ok(.init(body: .json(try await run { try $0.showAnchor(id) })))
+    }
+
+    func moveAnchor(_ input: Operations.MoveAnchor.Input) async throws -> Operations.MoveAnchor.Output {
+        guard case .json(let move) = input.body else { throw ControlError.invalid("the request needs a JSON body") }
+        let id = input.path.id
+        return .ok(.init(body: .json(try await run { try $0.moveAnchor(id, move) })))
+    }
+
+    func endAnchor(_ input: Operations.EndAnchor.Input) async throws -> Operations.EndAnchor.Output {
+        let id = input.path.id
+        return .ok(.init(body: .json(try await run { try $0.endAnchor(id) })))
     }
 }
 

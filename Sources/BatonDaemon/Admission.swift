@@ -51,8 +51,8 @@ final class Admission: Sendable {
     /// Under load (`cookieThreshold`), sealed messages by datagram must carry a cookie.
     let cookies = CookieJar()
     let load: LoadMeter
-    /// Next hops being resolved in the background for registrations that came by datagram.
-    let resolving = Mutex<Set<IPAddress>>([])
+    /// The next hops' MACs (the kernel's neighbour table, resolved when missing).
+    let nextHops: NextHops
     /// Registrations seen lately (and the agent's start): a replay is dropped before it costs
     /// a rate-limit token or is judged again.
     let replays = ReplayWindow(window: 2 * TransferProtocol.defaultMaxClockSkew + 1)
@@ -74,6 +74,7 @@ final class Admission: Sendable {
         self.rejections = rejections
         self.messenger = messenger
         self.logger = logger
+        nextHops = NextHops(interface: configuration.interface, messenger: messenger)
     }
 
     /// One message from a TN's datagram. Returns the answer for its sender (registrations);
@@ -212,7 +213,7 @@ final class Admission: Sendable {
             // Only tunnels need the agent's own address: an L2 takeover works without one.
             let source = try context.tunnelSource[family] ?? NodeAddresses(interface: configuration.interface).global(family)
             context.tunnelSource[family] = source
-            let hop = try context.nextHops[r.targetAddress] ?? nextHop(r.targetAddress, wait: context.mayWait)
+            let hop = try context.nextHops[r.targetAddress] ?? nextHops.mac(toward: r.targetAddress, wait: context.mayWait)
             context.nextHops[r.targetAddress] = hop
             let linkMTU = try context.mtu ?? Netlink().link(named: configuration.interface).mtu
             context.mtu = linkMTU
@@ -226,7 +227,7 @@ final class Admission: Sendable {
         }
         if r.mode == .l2 {
             // The agent steers to the target's MAC as it knows it, not as the TN claims it.
-            let known = try context.targetMACs[r.targetAddress] ?? neighbourMAC(r.targetAddress, wait: context.mayWait)
+            let known = try context.targetMACs[r.targetAddress] ?? nextHops.neighbourMAC(r.targetAddress, wait: context.mayWait)
             context.targetMACs[r.targetAddress] = known
             guard known == r.targetMAC else {
                 throw ControlError.forbidden("the target MAC \(r.targetMAC) is not \(r.targetAddress)'s on \(configuration.interface) (\(known))")
@@ -266,49 +267,6 @@ final class Admission: Sendable {
             context.own[family] = Set(try Netlink().addresses(interface: configuration.interface, family: family).map(\.address))
         }
         guard !context.own[family]!.contains(r.original) else { throw ControlError.forbidden("\(r.original) is the agent's own address") }
-    }
-
-    /// The MAC of the next hop towards `destination`, resolving it if the kernel has none yet.
-    private func nextHop(_ destination: IPAddress, wait: Bool) throws -> MACAddress {
-        let netlink = try Netlink()
-        let routes = try netlink.routes(family: destination.family)
-            .filter { $0.destination.contains(destination) }
-            .sorted { $0.destination.length > $1.destination.length }
-        return try neighbourMAC(routes.first?.gateway ?? destination, towards: destination, wait: wait)
-    }
-
-    /// The MAC of on-link `hop` in the kernel's neighbour table. If there is none yet, a
-    /// datagram towards `destination` makes the kernel ask; then it is waited for, up to 2 s
-    /// when `wait`, else up to 20 ms and after that looked for again in the background while
-    /// `NextHopPending` is thrown: the protocol socket's reader must not stop for long.
-    private func neighbourMAC(_ hop: IPAddress, towards destination: IPAddress? = nil, wait: Bool) throws -> MACAddress {
-        let destination = destination ?? hop
-        let netlink = try Netlink()
-        func known() throws -> MACAddress? {
-            guard let n = try netlink.neighbour(hop, interface: configuration.interface), let mac = n.mac,
-                  !n.state.intersection(.valid).isEmpty else { return nil }
-            return mac
-        }
-        if let mac = try known() { return mac }
-        // Any datagram makes the kernel resolve the next hop.
-        try? messenger.send([0], to: SocketAddress(destination, port: 9))
-        // A neighbour on the segment answers within a millisecond: the reader waits that
-        // long (a retransmission would cost 200 ms), not the 2 s a dead one takes.
-        let deadline = ContinuousClock.now + (wait ? .seconds(2) : .milliseconds(20))
-        while ContinuousClock.now < deadline {
-            Thread.sleep(forTimeInterval: 0.0005)
-            if let mac = try known() { return mac }
-        }
-        guard wait else {
-            if resolving.withLock({ $0.insert(hop).inserted }) {
-                Thread.detachNewThread { [self] in
-                    defer { _ = resolving.withLock { $0.remove(hop) } }
-                    _ = try? neighbourMAC(hop, towards: destination, wait: true)
-                }
-            }
-            throw NextHopPending(hop: hop, destination: destination)
-        }
-        throw ControlError("cannot resolve the next hop \(hop) towards \(destination)")
     }
 }
 

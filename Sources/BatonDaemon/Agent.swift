@@ -41,6 +41,11 @@ public struct AgentConfiguration: Sendable {
     public var cookieThreshold = 1000
     /// Ended transfers kept in the store (and in `transfer list`).
     public var keepEnded: Int = 1024
+    /// Anchored sessions: the relay port pool, the default idle timeout, and how long an
+    /// earlier device's packets are still relayed after a move (seconds).
+    public var relayPorts: ClosedRange<UInt16> = 30000...39999
+    public var anchorIdleTimeout: Double = 60
+    public var anchorGrace: Double = 2
 
     public init(interface: String, identity: NodeIdentity) {
         self.interface = interface
@@ -72,6 +77,7 @@ public final class Agent: Sendable {
     let table: TransferTable
     let admission: Admission
     let announcements: Announcements
+    let anchors: AnchorTable
     /// What the start-up reconcile did.
     let reconciliation: ReconcileSummary
     private let link: XDPLink?
@@ -112,9 +118,13 @@ public final class Agent: Sendable {
                               staticSecrets: staticSecrets, rejections: rejections, messenger: messenger, logger: logger)
         announcements = Announcements(announcer: try Announcer(interface: configuration.interface), mac: mac,
                                       policy: configuration.announcements, table: table, logger: logger)
+        anchors = AnchorTable(configuration: .init(ports: configuration.relayPorts, idleTimeout: configuration.anchorIdleTimeout,
+                                                   grace: configuration.anchorGrace, keepEnded: configuration.keepEnded),
+                              interface: configuration.interface, mac: mac, dataPlane: dataPlane, store: store,
+                              nextHops: admission.nextHops, metrics: metrics, logger: logger)
         // Before attaching: a fresh attach then steers by the reconciled maps from its first packet.
         reconciliation = try Self.recover(table: table, store: store, dataPlane: dataPlane,
-                                          idleTimeout: configuration.idleTimeout, logger: logger)
+                                          idleTimeout: configuration.idleTimeout, anchorRules: try anchors.recover(), logger: logger)
         self.link = try Self.attach(dataPlane, interface: configuration.interface, ifindex: UInt32(link.index),
                                     mode: configuration.xdpMode, logger: logger)
     }
@@ -135,7 +145,8 @@ public final class Agent: Sendable {
     public func run() throws {
         let sweeper = Sweeper(table: table, dataPlane: dataPlane,
                               interval: .milliseconds(Int((configuration.sweepInterval * 1000).rounded())))
-        let server = try APIServer(handler: self, listeners: configuration.listeners, logger: logger, services: [sweeper])
+        let anchorSweep = AnchorSweeper(anchors: anchors, interval: .milliseconds(250))
+        let server = try APIServer(handler: self, listeners: configuration.listeners, logger: logger, services: [sweeper, anchorSweep])
         let stoppedAlready = serving.withLock { s in
             s.api = server
             return s.stopped

@@ -113,8 +113,10 @@ extension Agent: APIHandler {
                 samples.append(.init(transfer: "\(id)", session: "\(rule.match)", packets: c?.packets ?? 0, bytes: c?.bytes ?? 0))
             }
         }
+        let legs = anchorLegs()
         return metrics.render(transfersByState: byState, rules: samples, mapRules: try? dataPlane.ruleCount(),
-                              mapTakeovers: (try? dataPlane.takeovers())?.count, datapath: (try? dataPlane.stats()) ?? [:])
+                              mapTakeovers: (try? dataPlane.takeovers())?.count, datapath: (try? dataPlane.stats()) ?? [:],
+                              anchors: Set(legs.map(\.anchor)).count, legs: legs, freeRelayPorts: anchors.freePorts)
     }
 
     static func transferID(_ id: String) throws -> TransferID {

@@ -13,11 +13,12 @@ extension Agent {
     /// Loads the stored transfers into `table`, settles the ones a crash left half-way, and
     /// makes the maps hold exactly the rules and takeovers of the transfers that go on. Called
     /// from init, before anything is served.
+    /// `anchorRules`: what the anchored sessions hold (AnchorTable.recover), kept too.
     static func recover(table: TransferTable, store: Store, dataPlane: DataPlane, idleTimeout: Double,
-                        logger: Logger) throws -> ReconcileSummary {
+                        anchorRules: [SessionRule] = [], logger: Logger) throws -> ReconcileSummary {
         let begin = ContinuousClock.now
         var summary = ReconcileSummary.none
-        var wantedRules: [SessionRule] = []
+        var wantedRules: [SessionRule] = anchorRules
         var wantedTakeovers: [Takeover] = []
         for r in try store.transfers() {
             guard let t = restore(r, store: store, idleTimeout: idleTimeout, logger: logger) else { continue }
@@ -58,7 +59,7 @@ extension Agent {
         summary.takeoversRewritten = r.takeoversRewritten
         summary.takeoversRemoved = r.takeoversRemoved
         summary.seconds = Double(milliseconds(since: begin)) / 1000
-        for m in r.removedRules { logger.warning("reconcile: removed stale rule \(m) (no stored transfer owns it)") }
+        for m in r.removedRules { logger.warning("reconcile: removed stale rule \(m) (no stored transfer or anchor owns it)") }
         if r.rulesRemoved > r.removedRules.count { logger.warning("reconcile: … and \(r.rulesRemoved - r.removedRules.count) more stale rules") }
         for m in r.restoredRules { logger.warning("reconcile: restored missing rule \(m)") }
         for a in r.removedTakeovers { logger.warning("reconcile: removed stale takeover of \(a)") }

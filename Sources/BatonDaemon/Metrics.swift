@@ -42,6 +42,29 @@ final class DaemonMetrics: Sendable {
                              help: "Transfers ended, by reason (operator, idle, closed, requested).").increment()
     }
 
+    func anchorCreated() {
+        registry.makeCounter(name: "baton_anchors_created_total", help: "Anchored sessions created.").increment()
+    }
+
+    func anchorMoved(lockout: Bool) {
+        registry.makeCounter(name: "baton_anchor_moves_total", labels: [("lockout", lockout ? "true" : "false")],
+                             help: "Anchored sessions moved to another device, with or without a lockout of the old one.").increment()
+    }
+
+    func anchorEnded(reason: String) {
+        registry.makeCounter(name: "baton_anchors_ended_total", labels: [("reason", reason)],
+                             help: "Anchored sessions ended, by reason (operator, idle).").increment()
+    }
+
+    /// One anchored session's leg, as read from the maps.
+    struct LegSample {
+        var anchor: String
+        /// to-device, to-remote, retired (an earlier device in its grace period) or locked-out.
+        var leg: String
+        var packets: UInt64
+        var bytes: UInt64
+    }
+
     /// One transferred session's counters, as read from the maps.
     struct RuleSample {
         var transfer: String
@@ -52,8 +75,20 @@ final class DaemonMetrics: Sendable {
 
     /// The text exposition: the event counters, then a snapshot of the state.
     func render(transfersByState: [String: Int], rules: [RuleSample], mapRules: Int?, mapTakeovers: Int?,
-                datapath: [StatReason: StatValue]) -> String {
+                datapath: [StatReason: StatValue], anchors: Int = 0, legs: [LegSample] = [], freeRelayPorts: Int? = nil) -> String {
         let snapshot = PrometheusCollectorRegistry()
+        snapshot.makeGauge(name: "baton_anchors", help: "Active anchored sessions.").set(to: Double(anchors))
+        if let freeRelayPorts {
+            snapshot.makeGauge(name: "baton_relay_ports_free", help: "Free ports in the relay port pool.").set(to: Double(freeRelayPorts))
+        }
+        for l in legs {
+            // Several earlier devices of one session share a leg label: summed.
+            let labels = [("anchor", l.anchor), ("leg", l.leg)]
+            snapshot.makeGauge(name: "baton_anchor_packets", labels: labels,
+                               help: "Packets relayed (or, locked out, dropped) by an anchored session's rule.").increment(by: Double(l.packets))
+            snapshot.makeGauge(name: "baton_anchor_bytes", labels: labels,
+                               help: "Bytes relayed (or dropped) by an anchored session's rule.").increment(by: Double(l.bytes))
+        }
         for (state, n) in transfersByState {
             snapshot.makeGauge(name: "baton_transfers", labels: [("state", state)], help: "Transfers by state.").set(to: Double(n))
         }

@@ -62,3 +62,20 @@ struct Sweeper: Service {
         return idle ? WakeUp.Reason.idle : nil
     }
 }
+
+/// The anchored sessions' sweep (AnchorTable.sweep): retired devices' rules out when their
+/// time is up, idle sessions ended.
+struct AnchorSweeper: Service {
+    let anchors: AnchorTable
+    let interval: Duration
+    private let queue = DispatchQueue(label: "baton.agent.anchors")
+
+    init(anchors: AnchorTable, interval: Duration) {
+        self.anchors = anchors
+        self.interval = interval
+    }
+
+    func run() async throws {
+        await runPeriodically(every: interval, on: queue) { [anchors] in anchors.sweep() }
+    }
+}

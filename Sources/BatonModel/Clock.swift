@@ -20,9 +20,28 @@ public enum BootClock {
 
     /// Unix time less monotonic time, read once per process: conversions with one
     /// offset round-trip exactly, and a new boot (or process) reads it again.
-    static let bootWallNanoseconds: UInt64 = {
+    public static let bootWallNanoseconds: UInt64 = {
         let m = now(CLOCK_MONOTONIC), w = now(CLOCK_REALTIME)
         return w - min(w, m)
+    }()
+
+    /// This boot's ID (/proc/sys/kernel/random/boot_id, 16 bytes; zeros if unreadable): a
+    /// monotonic time kept with it is exact as long as the ID is the same.
+    public static let bootID: [UInt8] = {
+        guard let f = fopen("/proc/sys/kernel/random/boot_id", "r") else { return [UInt8](repeating: 0, count: 16) }
+        defer { fclose(f) }
+        var line = [CChar](repeating: 0, count: 64)
+        guard fgets(&line, Int32(line.count), f) != nil else { return [UInt8](repeating: 0, count: 16) }
+        let hex = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).filter(\.isHexDigit)
+        guard hex.count == 32 else { return [UInt8](repeating: 0, count: 16) }
+        var out: [UInt8] = []
+        var i = hex.startIndex
+        while i < hex.endIndex {
+            let j = hex.index(i, offsetBy: 2)
+            out.append(UInt8(hex[i..<j], radix: 16)!)
+            i = j
+        }
+        return out
     }()
 
     /// Unix time in nanoseconds of the monotonic instant `monotonic`.

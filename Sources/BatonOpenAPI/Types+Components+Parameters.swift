@@ -34,5 +34,9 @@ extension Components {
         ///
         /// - Remark: Generated from `#/components/parameters/PolicyID`.
         public typealias PolicyID = Swift.String
+        /// The anchored session's ID: 16 lowercase hexadecimal digits (anything else: 400).
+        ///
+        /// - Remark: Generated from `#/components/parameters/AnchorID`.
+        public typealias AnchorID = Swift.String
     }
 }

@@ -737,5 +737,322 @@ extension Components {
             case unavailable = "unavailable"
             case _internal = "internal"
         }
+        /// An address and a port: one end of an anchored session's leg.
+        ///
+        /// - Remark: Generated from `#/components/schemas/Endpoint`.
+        public typealias Endpoint = BatonModel.Endpoint
+        /// `POST /v1/anchors` (agent): relay a session between `remote` and `device` through the anchor.
+        ///
+        /// - Remark: Generated from `#/components/schemas/AnchorRequest`.
+        public struct AnchorRequest: Codable, Hashable, Sendable {
+            /// The session's protocol. Omitted: udp.
+            ///
+            /// - Remark: Generated from `#/components/schemas/AnchorRequest/proto`.
+            @frozen public enum ProtoPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case udp = "udp"
+                case tcp = "tcp"
+            }
+            /// The session's protocol. Omitted: udp.
+            ///
+            /// - Remark: Generated from `#/components/schemas/AnchorRequest/proto`.
+            public var proto: Components.Schemas.AnchorRequest.ProtoPayload?
+            /// - Remark: Generated from `#/components/schemas/AnchorRequest/remote`.
+            public var remote: Components.Schemas.Endpoint
+            /// - Remark: Generated from `#/components/schemas/AnchorRequest/device`.
+            public var device: Components.Schemas.Endpoint
+            /// - Remark: Generated from `#/components/schemas/AnchorRequest/anchor`.
+            public var anchor: Components.Schemas.IPAddress?
+            /// The anchor's port the remote talks to. Omitted: the next free port of the relay port pool (--relay-ports); given: it must lie in the pool (else 403) and be free (else 409).
+            ///
+            /// - Remark: Generated from `#/components/schemas/AnchorRequest/port`.
+            public var port: Swift.Int?
+            /// End the session when neither leg has seen a packet for this long (seconds). Omitted: the agent's --anchor-idle-timeout.
+            ///
+            /// - Remark: Generated from `#/components/schemas/AnchorRequest/idleTimeout`.
+            public var idleTimeout: Swift.Double?
+            /// Creates a new `AnchorRequest`.
+            ///
+            /// - Parameters:
+            ///   - proto: The session's protocol. Omitted: udp.
+            ///   - remote:
+            ///   - device:
+            ///   - anchor:
+            ///   - port: The anchor's port the remote talks to. Omitted: the next free port of the relay port pool (--relay-ports); given: it must lie in the pool (else 403) and be free (else 409).
+            ///   - idleTimeout: End the session when neither leg has seen a packet for this long (seconds). Omitted: the agent's --anchor-idle-timeout.
+            public init(
+                proto: Components.Schemas.AnchorRequest.ProtoPayload? = nil,
+                remote: Components.Schemas.Endpoint,
+                device: Components.Schemas.Endpoint,
+                anchor: Components.Schemas.IPAddress? = nil,
+                port: Swift.Int? = nil,
+                idleTimeout: Swift.Double? = nil
+            ) {
+                self.proto = proto
+                self.remote = remote
+                self.device = device
+                self.anchor = anchor
+                self.port = port
+                self.idleTimeout = idleTimeout
+            }
+            public enum CodingKeys: String, CodingKey {
+                case proto
+                case remote
+                case device
+                case anchor
+                case port
+                case idleTimeout
+            }
+        }
+        /// `POST /v1/anchors/{id}/move`: the session's device side to another device, make-before-break.
+        ///
+        /// - Remark: Generated from `#/components/schemas/AnchorMove`.
+        public struct AnchorMove: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/AnchorMove/device`.
+            public var device: Components.Schemas.Endpoint
+            /// Lock the old device out for this long (seconds): its packets to the anchor are dropped and counted, then the rule goes. Omitted: no lockout; its late packets are still relayed for the grace period.
+            ///
+            /// - Remark: Generated from `#/components/schemas/AnchorMove/lockout`.
+            public var lockout: Swift.Double?
+            /// How long the old device's packets are still relayed (seconds). Omitted: the agent's --anchor-grace. Ignored with a lockout.
+            ///
+            /// - Remark: Generated from `#/components/schemas/AnchorMove/grace`.
+            public var grace: Swift.Double?
+            /// Creates a new `AnchorMove`.
+            ///
+            /// - Parameters:
+            ///   - device:
+            ///   - lockout: Lock the old device out for this long (seconds): its packets to the anchor are dropped and counted, then the rule goes. Omitted: no lockout; its late packets are still relayed for the grace period.
+            ///   - grace: How long the old device's packets are still relayed (seconds). Omitted: the agent's --anchor-grace. Ignored with a lockout.
+            public init(
+                device: Components.Schemas.Endpoint,
+                lockout: Swift.Double? = nil,
+                grace: Swift.Double? = nil
+            ) {
+                self.device = device
+                self.lockout = lockout
+                self.grace = grace
+            }
+            public enum CodingKeys: String, CodingKey {
+                case device
+                case lockout
+                case grace
+            }
+        }
+        /// One rule's counters at the anchor.
+        ///
+        /// - Remark: Generated from `#/components/schemas/LegCounters`.
+        public struct LegCounters: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/LegCounters/packets`.
+            public var packets: Components.Schemas.Counter64
+            /// - Remark: Generated from `#/components/schemas/LegCounters/bytes`.
+            public var bytes: Components.Schemas.Counter64
+            /// Seconds since its last packet; omitted if none was seen.
+            ///
+            /// - Remark: Generated from `#/components/schemas/LegCounters/idleSeconds`.
+            public var idleSeconds: Swift.Double?
+            /// Creates a new `LegCounters`.
+            ///
+            /// - Parameters:
+            ///   - packets:
+            ///   - bytes:
+            ///   - idleSeconds: Seconds since its last packet; omitted if none was seen.
+            public init(
+                packets: Components.Schemas.Counter64,
+                bytes: Components.Schemas.Counter64,
+                idleSeconds: Swift.Double? = nil
+            ) {
+                self.packets = packets
+                self.bytes = bytes
+                self.idleSeconds = idleSeconds
+            }
+            public enum CodingKeys: String, CodingKey {
+                case packets
+                case bytes
+                case idleSeconds
+            }
+        }
+        /// A device that held the session before a move: relayed still until `until`, or locked out until then.
+        ///
+        /// - Remark: Generated from `#/components/schemas/RetiredDevice`.
+        public struct RetiredDevice: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/RetiredDevice/device`.
+            public var device: Components.Schemas.Endpoint
+            /// Unix time, seconds.
+            ///
+            /// - Remark: Generated from `#/components/schemas/RetiredDevice/until`.
+            public var until: Swift.Double
+            /// - Remark: Generated from `#/components/schemas/RetiredDevice/lockedOut`.
+            public var lockedOut: Swift.Bool
+            /// - Remark: Generated from `#/components/schemas/RetiredDevice/counters`.
+            public var counters: Components.Schemas.LegCounters?
+            /// Creates a new `RetiredDevice`.
+            ///
+            /// - Parameters:
+            ///   - device:
+            ///   - until: Unix time, seconds.
+            ///   - lockedOut:
+            ///   - counters:
+            public init(
+                device: Components.Schemas.Endpoint,
+                until: Swift.Double,
+                lockedOut: Swift.Bool,
+                counters: Components.Schemas.LegCounters? = nil
+            ) {
+                self.device = device
+                self.until = until
+                self.lockedOut = lockedOut
+                self.counters = counters
+            }
+            public enum CodingKeys: String, CodingKey {
+                case device
+                case until
+                case lockedOut
+                case counters
+            }
+        }
+        /// An anchored session as the agent sees it.
+        ///
+        /// - Remark: Generated from `#/components/schemas/AnchorInfo`.
+        public struct AnchorInfo: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/AnchorInfo/id`.
+            public var id: Components.Schemas.TransferID
+            /// - Remark: Generated from `#/components/schemas/AnchorInfo/state`.
+            @frozen public enum StatePayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case active = "active"
+                case ended = "ended"
+            }
+            /// - Remark: Generated from `#/components/schemas/AnchorInfo/state`.
+            public var state: Components.Schemas.AnchorInfo.StatePayload
+            /// - Remark: Generated from `#/components/schemas/AnchorInfo/proto`.
+            @frozen public enum ProtoPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case udp = "udp"
+                case tcp = "tcp"
+            }
+            /// - Remark: Generated from `#/components/schemas/AnchorInfo/proto`.
+            public var proto: Components.Schemas.AnchorInfo.ProtoPayload
+            /// - Remark: Generated from `#/components/schemas/AnchorInfo/anchor`.
+            public var anchor: Components.Schemas.Endpoint
+            /// - Remark: Generated from `#/components/schemas/AnchorInfo/relayPort`.
+            public var relayPort: Components.Schemas.Port
+            /// - Remark: Generated from `#/components/schemas/AnchorInfo/remote`.
+            public var remote: Components.Schemas.Endpoint
+            /// - Remark: Generated from `#/components/schemas/AnchorInfo/device`.
+            public var device: Components.Schemas.Endpoint
+            /// - Remark: Generated from `#/components/schemas/AnchorInfo/retired`.
+            public var retired: [Components.Schemas.RetiredDevice]
+            /// - Remark: Generated from `#/components/schemas/AnchorInfo/idleTimeout`.
+            public var idleTimeout: Swift.Double
+            /// Unix time, seconds.
+            ///
+            /// - Remark: Generated from `#/components/schemas/AnchorInfo/created`.
+            public var created: Swift.Double
+            /// Unix time of the last move, seconds. Omitted when absent.
+            ///
+            /// - Remark: Generated from `#/components/schemas/AnchorInfo/moved`.
+            public var moved: Swift.Double?
+            /// Unix time, seconds. Omitted when absent.
+            ///
+            /// - Remark: Generated from `#/components/schemas/AnchorInfo/ended`.
+            public var ended: Swift.Double?
+            /// Why it ended (operator, idle). Omitted when absent.
+            ///
+            /// - Remark: Generated from `#/components/schemas/AnchorInfo/reason`.
+            public var reason: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/AnchorInfo/moves`.
+            public var moves: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/AnchorInfo/toDevice`.
+            public var toDevice: Components.Schemas.LegCounters?
+            /// - Remark: Generated from `#/components/schemas/AnchorInfo/toRemote`.
+            public var toRemote: Components.Schemas.LegCounters?
+            /// Creates a new `AnchorInfo`.
+            ///
+            /// - Parameters:
+            ///   - id:
+            ///   - state:
+            ///   - proto:
+            ///   - anchor:
+            ///   - relayPort:
+            ///   - remote:
+            ///   - device:
+            ///   - retired:
+            ///   - idleTimeout:
+            ///   - created: Unix time, seconds.
+            ///   - moved: Unix time of the last move, seconds. Omitted when absent.
+            ///   - ended: Unix time, seconds. Omitted when absent.
+            ///   - reason: Why it ended (operator, idle). Omitted when absent.
+            ///   - moves:
+            ///   - toDevice:
+            ///   - toRemote:
+            public init(
+                id: Components.Schemas.TransferID,
+                state: Components.Schemas.AnchorInfo.StatePayload,
+                proto: Components.Schemas.AnchorInfo.ProtoPayload,
+                anchor: Components.Schemas.Endpoint,
+                relayPort: Components.Schemas.Port,
+                remote: Components.Schemas.Endpoint,
+                device: Components.Schemas.Endpoint,
+                retired: [Components.Schemas.RetiredDevice],
+                idleTimeout: Swift.Double,
+                created: Swift.Double,
+                moved: Swift.Double? = nil,
+                ended: Swift.Double? = nil,
+                reason: Swift.String? = nil,
+                moves: Swift.Int,
+                toDevice: Components.Schemas.LegCounters? = nil,
+                toRemote: Components.Schemas.LegCounters? = nil
+            ) {
+                self.id = id
+                self.state = state
+                self.proto = proto
+                self.anchor = anchor
+                self.relayPort = relayPort
+                self.remote = remote
+                self.device = device
+                self.retired = retired
+                self.idleTimeout = idleTimeout
+                self.created = created
+                self.moved = moved
+                self.ended = ended
+                self.reason = reason
+                self.moves = moves
+                self.toDevice = toDevice
+                self.toRemote = toRemote
+            }
+            public enum CodingKeys: String, CodingKey {
+                case id
+                case state
+                case proto
+                case anchor
+                case relayPort
+                case remote
+                case device
+                case retired
+                case idleTimeout
+                case created
+                case moved
+                case ended
+                case reason
+                case moves
+                case toDevice
+                case toRemote
+            }
+        }
+        /// `GET /v1/anchors`.
+        ///
+        /// - Remark: Generated from `#/components/schemas/AnchorList`.
+        public struct AnchorList: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/AnchorList/anchors`.
+            public var anchors: [Components.Schemas.AnchorInfo]
+            /// Creates a new `AnchorList`.
+            ///
+            /// - Parameters:
+            ///   - anchors:
+            public init(anchors: [Components.Schemas.AnchorInfo]) {
+                self.anchors = anchors
+            }
+            public enum CodingKeys: String, CodingKey {
+                case anchors
+            }
+        }
     }
 }

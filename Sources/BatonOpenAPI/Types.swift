@@ -119,6 +119,41 @@ public protocol APIProtocol: Sendable {
     /// - Remark: HTTP `DELETE /v1/policies/{id}`.
     /// - Remark: Generated from `#/paths//v1/policies/{id}/delete(deletePolicy)`.
     func deletePolicy(_ input: Operations.DeletePolicy.Input) async throws -> Operations.DeletePolicy.Output
+    /// List anchored sessions
+    ///
+    /// Active ones and the last ended ones, with each rule's counters. Agent only: a node answers 404 (not-found).
+    ///
+    /// - Remark: HTTP `GET /v1/anchors`.
+    /// - Remark: Generated from `#/paths//v1/anchors/get(listAnchors)`.
+    func listAnchors(_ input: Operations.ListAnchors.Input) async throws -> Operations.ListAnchors.Output
+    /// Anchor a session
+    ///
+    /// Allocates the relay port (and the anchor port, unless given) from the pool, resolves the remote's and the device's next hops, stores the session and writes its two relay rules. 400: a malformed request. 403: what the agent may not do: a port outside the pool, endpoints of different families (a relay does not translate), the remote and the device the same endpoint, an endpoint that is the anchor's own address, an anchor address that is not the agent's, a destination routed nowhere or out of another interface. 409: the port is taken, the pool is exhausted, or a rule for one of the session's flows exists. 422: a next hop did not answer (ARP/NDP) within 2 s. Agent only.
+    ///
+    /// - Remark: HTTP `POST /v1/anchors`.
+    /// - Remark: Generated from `#/paths//v1/anchors/post(createAnchor)`.
+    func createAnchor(_ input: Operations.CreateAnchor.Input) async throws -> Operations.CreateAnchor.Output
+    /// Show an anchored session
+    ///
+    /// Agent only.
+    ///
+    /// - Remark: HTTP `GET /v1/anchors/{id}`.
+    /// - Remark: Generated from `#/paths//v1/anchors/{id}/get(showAnchor)`.
+    func showAnchor(_ input: Operations.ShowAnchor.Input) async throws -> Operations.ShowAnchor.Output
+    /// End an anchored session
+    ///
+    /// Removes its rules (lockouts included) and frees its ports; the session is kept as ended (reason operator). 409: already ended. Agent only.
+    ///
+    /// - Remark: HTTP `DELETE /v1/anchors/{id}`.
+    /// - Remark: Generated from `#/paths//v1/anchors/{id}/delete(endAnchor)`.
+    func endAnchor(_ input: Operations.EndAnchor.Input) async throws -> Operations.EndAnchor.Output
+    /// Move an anchored session to another device
+    ///
+    /// Make-before-break: the new device's reverse rule is written first, then the forward rule is switched to the new device in one map update; the old device's reverse rule stays for the grace period (its late packets still relayed) or, with `lockout`, becomes a drop rule with that end. Moving to the device it already has changes nothing; moving back to a retired device takes it out of the retired list. 400: malformed. 403: a device the agent may not relay to (another family, the remote itself, the anchor's own address, routed nowhere or out of another interface). 409: ended, or the new device's flow has another rule. 422: the next hop did not answer within 2 s. Agent only.
+    ///
+    /// - Remark: HTTP `POST /v1/anchors/{id}/move`.
+    /// - Remark: Generated from `#/paths//v1/anchors/{id}/move/post(moveAnchor)`.
+    func moveAnchor(_ input: Operations.MoveAnchor.Input) async throws -> Operations.MoveAnchor.Output
 }
 
 /// Convenience overloads for operation inputs.
@@ -303,6 +338,77 @@ extension APIProtocol {
         try await deletePolicy(Operations.DeletePolicy.Input(
             path: path,
             headers: headers
+        ))
+    }
+    /// List anchored sessions
+    ///
+    /// Active ones and the last ended ones, with each rule's counters. Agent only: a node answers 404 (not-found).
+    ///
+    /// - Remark: HTTP `GET /v1/anchors`.
+    /// - Remark: Generated from `#/paths//v1/anchors/get(listAnchors)`.
+    public func listAnchors(headers: Operations.ListAnchors.Input.Headers = .init()) async throws -> Operations.ListAnchors.Output {
+        try await listAnchors(Operations.ListAnchors.Input(headers: headers))
+    }
+    /// Anchor a session
+    ///
+    /// Allocates the relay port (and the anchor port, unless given) from the pool, resolves the remote's and the device's next hops, stores the session and writes its two relay rules. 400: a malformed request. 403: what the agent may not do: a port outside the pool, endpoints of different families (a relay does not translate), the remote and the device the same endpoint, an endpoint that is the anchor's own address, an anchor address that is not the agent's, a destination routed nowhere or out of another interface. 409: the port is taken, the pool is exhausted, or a rule for one of the session's flows exists. 422: a next hop did not answer (ARP/NDP) within 2 s. Agent only.
+    ///
+    /// - Remark: HTTP `POST /v1/anchors`.
+    /// - Remark: Generated from `#/paths//v1/anchors/post(createAnchor)`.
+    public func createAnchor(
+        headers: Operations.CreateAnchor.Input.Headers = .init(),
+        body: Operations.CreateAnchor.Input.Body
+    ) async throws -> Operations.CreateAnchor.Output {
+        try await createAnchor(Operations.CreateAnchor.Input(
+            headers: headers,
+            body: body
+        ))
+    }
+    /// Show an anchored session
+    ///
+    /// Agent only.
+    ///
+    /// - Remark: HTTP `GET /v1/anchors/{id}`.
+    /// - Remark: Generated from `#/paths//v1/anchors/{id}/get(showAnchor)`.
+    public func showAnchor(
+        path: Operations.ShowAnchor.Input.Path,
+        headers: Operations.ShowAnchor.Input.Headers = .init()
+    ) async throws -> Operations.ShowAnchor.Output {
+        try await showAnchor(Operations.ShowAnchor.Input(
+            path: path,
+            headers: headers
+        ))
+    }
+    /// End an anchored session
+    ///
+    /// Removes its rules (lockouts included) and frees its ports; the session is kept as ended (reason operator). 409: already ended. Agent only.
+    ///
+    /// - Remark: HTTP `DELETE /v1/anchors/{id}`.
+    /// - Remark: Generated from `#/paths//v1/anchors/{id}/delete(endAnchor)`.
+    public func endAnchor(
+        path: Operations.EndAnchor.Input.Path,
+        headers: Operations.EndAnchor.Input.Headers = .init()
+    ) async throws -> Operations.EndAnchor.Output {
+        try await endAnchor(Operations.EndAnchor.Input(
+            path: path,
+            headers: headers
+        ))
+    }
+    /// Move an anchored session to another device
+    ///
+    /// Make-before-break: the new device's reverse rule is written first, then the forward rule is switched to the new device in one map update; the old device's reverse rule stays for the grace period (its late packets still relayed) or, with `lockout`, becomes a drop rule with that end. Moving to the device it already has changes nothing; moving back to a retired device takes it out of the retired list. 400: malformed. 403: a device the agent may not relay to (another family, the remote itself, the anchor's own address, routed nowhere or out of another interface). 409: ended, or the new device's flow has another rule. 422: the next hop did not answer within 2 s. Agent only.
+    ///
+    /// - Remark: HTTP `POST /v1/anchors/{id}/move`.
+    /// - Remark: Generated from `#/paths//v1/anchors/{id}/move/post(moveAnchor)`.
+    public func moveAnchor(
+        path: Operations.MoveAnchor.Input.Path,
+        headers: Operations.MoveAnchor.Input.Headers = .init(),
+        body: Operations.MoveAnchor.Input.Body
+    ) async throws -> Operations.MoveAnchor.Output {
+        try await moveAnchor(Operations.MoveAnchor.Input(
+            path: path,
+            headers: headers,
+            body: body
         ))
     }
 }

@@ -6,7 +6,9 @@ import BatonModel
 /// reconcile), so one row per transfer beats one per rule by far, and
 /// decoding bytes by hand beats JSON by two orders of magnitude.
 ///
-/// Layout: a version byte (2; 1 is read too: the same but for `expires`), then per rule
+/// Layout: a version byte (2), a flags byte (1: a clock stamp follows: this boot's ID, 16
+/// bytes, and its Unix time at monotonic 0, BE64; written when a rule has `expires`), then
+/// per rule
 ///   match:   proto, flags (1 dst v6, 2 has src, 4 src v6, 8 has sport, 16 has dport,
 ///            32 same dst as the rule before, 64 same forward as the rule before),
 ///            [sport BE16], [dport BE16], [dst (4|16)], [src (4|16)]
@@ -15,19 +17,39 @@ import BatonModel
 ///            32 has rewrite, 64 rewrite v6, 128 has expires),
 ///            dst MAC (6), src MAC (6), ifindex BE32, [outer src (4|16)], [outer dst (4|16)], [mtu BE16],
 ///            [rewrite: src (4|16), dst (4|16), sport BE16, dport BE16], [expires BE64]
-/// `expires` is kept as Unix time in nanoseconds (version 1 kept CLOCK_MONOTONIC, which
-/// starts again at each boot) and read back onto this boot's monotonic clock, a time
-/// gone by becoming 1: an ended lockout stays ended after a reboot.
+/// `expires` is CLOCK_MONOTONIC, as the data plane reads it: read back as it is in the boot
+/// that wrote it (so a restart finds the very value the map holds), and in a later boot moved
+/// onto the new monotonic clock through the stamp's wall time, a time gone by becoming 1 (an
+/// ended lockout stays ended). Version 1 (no flags byte, no stamp) is read too.
 /// A transfer's rules share their destination and mostly their forwarding,
 /// so a typical rule is 6 bytes (v4) to 24 (v6). Addresses keep their case
 /// (.v4 or .v6), so a rule reads back equal.
 enum RuleCodec {
     static let version: UInt8 = 2
-    /// Encodings this reads: 1 differs only in a lockout's end (monotonic, not wall time).
+    /// Encodings this reads: 1 has no flags byte and no clock stamp.
     static func readable(_ v: UInt8) -> Bool { v == 1 || v == 2 }
 
+    /// How a blob's monotonic times map onto this boot's.
+    struct ClockStamp: Equatable {
+        var bootID: [UInt8]
+        var bootWall: UInt64
+        static let current = ClockStamp(bootID: BootClock.bootID, bootWall: BootClock.bootWallNanoseconds)
+
+        /// `expires` written under this stamp, on this boot's monotonic clock.
+        func here(_ expires: UInt64) -> UInt64 {
+            guard self != .current else { return expires }
+            let wall = bootWall &+ expires
+            return wall > Self.current.bootWall ? wall - Self.current.bootWall : 1
+        }
+    }
+
     static func encode(_ rules: [SessionRule]) -> [UInt8] {
-        var out: [UInt8] = [version]
+        let stamped = rules.contains { $0.forward.expires != nil }
+        var out: [UInt8] = [version, stamped ? 1 : 0]
+        if stamped {
+            out += ClockStamp.current.bootID
+            for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: ClockStamp.current.bootWall >> UInt64(shift))) }
+        }
         out.reserveCapacity(1 + rules.count * 32)
         var last: SessionRule?
         for r in rules {
@@ -71,7 +93,7 @@ enum RuleCodec {
             out += w.destination.wireBytes
             for p in [w.sourcePort, w.destinationPort] { out.append(UInt8(p >> 8)); out.append(UInt8(p & 0xff)) }
         }
-        if let e = f.expires.map(BootClock.wallNanoseconds(ofMonotonic:)) { for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: e >> UInt64(shift))) } }
+        if let e = f.expires { for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: e >> UInt64(shift))) } }
     }
 
     /// A takeover in the same manner (JSON of it was a sixth of a registration's cost):
@@ -99,7 +121,7 @@ enum RuleCodec {
         let address = IPAddress(wire: try r.raw(flags & 1 != 0 ? 16 : 4))!
         let mac: MACAddress? = flags & 2 != 0 ? MACAddress(bytes: try r.raw(6))! : nil
         let temporary: IPAddress? = flags & 8 != 0 ? IPAddress(wire: try r.raw(flags & 16 != 0 ? 16 : 4))! : nil
-        let forward = try decodeForward(&r, version: v)
+        let forward = try decodeForward(&r, stamp: nil)
         guard r.atEnd else { throw StoreError(.io, "stored takeover has trailing bytes") }
         var t = Takeover(address: address, defaultForward: forward, agentMAC: mac, router: flags & 4 != 0)
         t.temporaryAddress = temporary
@@ -112,6 +134,10 @@ enum RuleCodec {
         var r = Reader(bytes)
         let v = try r.byte()
         guard readable(v) else { throw StoreError(.io, "rules stored in an unknown encoding \(v)") }
+        var stamp: ClockStamp?
+        if v >= 2, try r.byte() & 1 != 0 {
+            stamp = ClockStamp(bootID: Array(try r.raw(16)), bootWall: try r.u64())
+        }
         var lastDestination: IPAddress?, lastForward: Forwarding?
         while !r.atEnd {
             guard let proto = IPProtocol(rawValue: try r.byte()) else { throw StoreError(.io, "stored rule with an unknown protocol") }
@@ -132,7 +158,7 @@ enum RuleCodec {
                 guard let last = lastForward else { throw StoreError(.io, "stored rules are corrupt") }
                 forward = last
             } else {
-                forward = try decodeForward(&r, version: v)
+                forward = try decodeForward(&r, stamp: stamp)
                 lastForward = forward
             }
             out.append(SessionRule(match: SessionMatch(proto: proto, source: source, sourcePort: sport,
@@ -141,7 +167,7 @@ enum RuleCodec {
         }
     }
 
-    private static func decodeForward(_ r: inout Reader, version: UInt8) throws(StoreError) -> Forwarding {
+    private static func decodeForward(_ r: inout Reader, stamp: ClockStamp?) throws(StoreError) -> Forwarding {
         let code = try r.byte(), flags = try r.byte()
         guard let action = action(code) else { throw StoreError(.io, "stored rule with an unknown action \(code)") }
         let dmac = MACAddress(bytes: try r.raw(6))!, smac = MACAddress(bytes: try r.raw(6))!
@@ -157,9 +183,8 @@ enum RuleCodec {
         }
         var expires: UInt64?
         if flags & 128 != 0 {
-            var e: UInt64 = 0
-            for _ in 0..<4 { e = e << 16 | UInt64(try r.u16()) }
-            expires = version == 1 ? e : BootClock.monotonicNanoseconds(ofWall: e)
+            let e = try r.u64()
+            expires = stamp?.here(e) ?? e
         }
         return Forwarding(action: action, destinationMAC: dmac, sourceMAC: smac, ifindex: ifindex,
                           outerSource: outerSource, outerDestination: outerDestination, mtu: mtu, rewrite: rewrite, expires: expires)
@@ -205,6 +230,12 @@ enum RuleCodec {
         mutating func u16() throws(StoreError) -> UInt16 {
             let b = try raw(2)
             return UInt16(b[0]) << 8 | UInt16(b[1])
+        }
+
+        mutating func u64() throws(StoreError) -> UInt64 {
+            var v: UInt64 = 0
+            for _ in 0..<4 { v = v << 16 | UInt64(try u16()) }
+            return v
         }
     }
 }

@@ -175,6 +175,20 @@ public final class Store: Sendable {
                 );
                 """)
         }
+        // Anchored sessions (the agent's relays): the session as JSON, its rules as RuleCodec bytes.
+        m.registerMigration("v4-anchor") { db in
+            try db.execute(sql: """
+                CREATE TABLE anchor (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    state TEXT NOT NULL,                -- active | ended
+                    body TEXT NOT NULL,                 -- JSON of AnchoredSession
+                    rules BLOB NOT NULL,                -- RuleCodec bytes: the rules the session has in the maps
+                    created REAL NOT NULL,
+                    ended REAL
+                );
+                CREATE INDEX anchor_state ON anchor(state);
+                """)
+        }
         return m
     }
 

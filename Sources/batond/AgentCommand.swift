@@ -60,8 +60,31 @@ struct AgentCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Takeover capacity (addresses taken over at once) when the data plane is loaded.", valueName: "n"))
     var maxTakeovers: Int = 1024
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Ports of the agent's addresses that anchored sessions are given (batonctl anchor create), FIRST-LAST within 1024-65535; two per session. Packets to a port given out never reach the agent's stack.",
+        valueName: "first-last"))
+    var relayPorts: String = "30000-39999"
+
+    @Option(name: .long, help: ArgumentHelp("End an anchored session when neither leg has seen a packet for this long (seconds; a session may say otherwise).", valueName: "s"))
+    var anchorIdleTimeout: Double = 60
+
+    @Option(name: .long, help: ArgumentHelp("After a move without lockout, relay the old device's packets this long (seconds; a move may say otherwise).", valueName: "s"))
+    var anchorGrace: Double = 2
+
+    /// --relay-ports as a range.
+    static func portRange(_ text: String) -> ClosedRange<UInt16>? {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 2, let a = UInt16(parts[0]), let b = UInt16(parts[1]), a >= 1024, a < b else { return nil }
+        return a...b
+    }
+
     func validate() throws {
+        guard Self.portRange(relayPorts) != nil else {
+            throw ValidationError("--relay-ports must be FIRST-LAST with 1024 <= FIRST < LAST <= 65535, not '\(relayPorts)'")
+        }
         do {
+            try Limits.check(anchorIdleTimeout, Limits.idleTimeout, "--anchor-idle-timeout", unit: "seconds")
+            try Limits.check(anchorGrace, 0...3600, "--anchor-grace", unit: "seconds")
             try Limits.check(idleTimeout, Limits.idleTimeout, "--idle-timeout", unit: "seconds")
             try Limits.check(linger, Limits.linger, "--linger", unit: "seconds")
             try Limits.check(maxWaking, Limits.maxWaking, "--max-waking", unit: "seconds")
@@ -96,6 +119,9 @@ struct AgentCommand: ParsableCommand {
         c.maxWaking = maxWaking
         c.maxRules = maxRules
         c.maxTakeovers = maxTakeovers
+        c.relayPorts = Self.portRange(relayPorts)!
+        c.anchorIdleTimeout = anchorIdleTimeout
+        c.anchorGrace = anchorGrace
         c.announcements = AnnouncementPolicy(count: announceCount, interval: .milliseconds(announceInterval),
                                              refresh: announceRefresh > 0 ? .milliseconds(Int((announceRefresh * 1000).rounded())) : nil)
         let agent: Agent

@@ -260,7 +260,30 @@ struct BodySample: Sendable, CustomTestStringConvertible {
     static let result = RegistrationResult(transfer: transferID, accepted: false, envelope: "AAEC", error: "forbidden: no policy")
     static let minimalResult = RegistrationResult(transfer: nil, accepted: false)
 
+    static let remote = Endpoint(address: IPAddress("192.0.2.7")!, port: 40000)
+    static let deviceEndpoint = Endpoint(address: IPAddress("10.0.0.3")!, port: 6000)
+    static let legs = LegCounters(packets: 1000, bytes: 172_000, idleSeconds: 0.02)
+    static let anchor = AnchorInfo(id: transferID, state: .active, proto: .udp, anchor: Endpoint(address: IPAddress("10.0.0.1")!, port: 30000),
+                                   relayPort: 30001, remote: remote, device: deviceEndpoint,
+                                   retired: [RetiredDevice(device: Endpoint(address: IPAddress("10.0.0.4")!, port: 6000), until: 1_700_000_002,
+                                                           lockedOut: true, counters: legs)],
+                                   idleTimeout: 60, created: 1_700_000_000, moved: 1_700_000_001, ended: 1_700_000_003,
+                                   reason: "operator", moves: 1, toDevice: legs, toRemote: legs)
+    static let minimalAnchor = AnchorInfo(id: transferID, state: .ended, proto: .tcp, anchor: Endpoint(address: IPAddress("fd00::1")!, port: 30000),
+                                          relayPort: 30001, remote: Endpoint(address: IPAddress("2001:db8::7")!, port: 1),
+                                          device: Endpoint(address: IPAddress("fd00::3")!, port: 2), retired: [], idleTimeout: 0.5,
+                                          created: 1_700_000_000, moves: 0)
+
     static let all: [BodySample] = [
+        BodySample(schema: "AnchorRequest",
+                   full: AnchorRequest(proto: .tcp, remote: remote, device: deviceEndpoint, anchor: IPAddress("10.0.0.1")!, port: 30000, idleTimeout: 30),
+                   minimal: AnchorRequest(remote: remote, device: deviceEndpoint)),
+        BodySample(schema: "AnchorMove", full: AnchorMove(device: deviceEndpoint, lockout: 2.5, grace: 1), minimal: AnchorMove(device: deviceEndpoint)),
+        BodySample(schema: "AnchorInfo", full: anchor, minimal: minimalAnchor),
+        BodySample(schema: "AnchorList", full: AnchorList(anchors: [anchor, minimalAnchor]), minimal: AnchorList(anchors: [])),
+        BodySample(schema: "Endpoint", full: remote, minimal: deviceEndpoint),
+        BodySample(schema: "LegCounters", full: legs, minimal: LegCounters(packets: 0, bytes: 0)),
+        BodySample(schema: "RetiredDevice", full: anchor.retired[0], minimal: RetiredDevice(device: deviceEndpoint, until: 1, lockedOut: false)),
         BodySample(schema: "SessionMatch", full: match, minimal: minimalMatch),
         BodySample(schema: "TransferRequest",
                    full: TransferRequest(to: "target", sessions: [match], temporary: IPAddress("10.0.0.200")!, mode: .l3, idleTimeout: 30),

@@ -231,8 +231,8 @@ struct StoreTests {
             return out
         }
         #expect(try decode(bytes) == rules)
-        #expect(try decode([RuleCodec.version]).isEmpty)
-        #expect(RuleCodec.encode(Sample.rules(IPAddress("10.0.0.9")!, count: 101)).count == 1 + 32 + 100 * 10,
+        #expect(try decode([RuleCodec.version, 0]).isEmpty)
+        #expect(RuleCodec.encode(Sample.rules(IPAddress("10.0.0.9")!, count: 101)).count == 2 + 32 + 100 * 10,
                 "shared destination and forwarding are written once")
         var cut = 0
         for n in 0..<bytes.count {
@@ -246,26 +246,35 @@ struct StoreTests {
         #expect(throws: StoreError.self) { try decode([3] + bytes.dropFirst()) }
     }
 
-    /// A lockout's end outlives a reboot: stored as wall time, read back on this boot's
-    /// monotonic clock; version 1's blobs (monotonic time) still read as they were.
-    @Test func aLockoutsEndIsStoredAsWallTime() throws {
+    /// A lockout's end outlives a reboot: read back exactly in the boot that wrote it (the
+    /// value the map holds), moved onto the new monotonic clock in a later boot through the
+    /// stamp's wall time, long past (1) if it ended before; version 1 as it was.
+    @Test func aLockoutsEndCarriesItsBoot() throws {
         let match = SessionMatch(proto: .udp, source: IPAddress("192.0.2.7")!, sourcePort: 6000,
                                  destination: IPAddress("10.0.0.2")!, destinationPort: 30000)
         let end = monotonicNanoseconds() + 5_000_000_000
         let bytes = RuleCodec.encode([SessionRule(match: match, forward: .drop(until: end))])
-        let stored = bytes.suffix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        let wall = UInt64(Date().timeIntervalSince1970 * 1e9) + 5_000_000_000
-        #expect(stored > wall - 1_000_000_000 && stored < wall + 1_000_000_000, "Unix time, 5 s from now")
+        #expect(Array(bytes.prefix(2)) == [2, 1] && Array(bytes[2..<18]) == BootClock.bootID)
         func decode(_ b: [UInt8]) throws -> UInt64? {
             var out: [SessionRule] = []
             try b.withUnsafeBytes { try RuleCodec.decode($0, into: &out) }
             return out.first?.forward.expires
         }
-        #expect(try decode(bytes) == end)
-        // Written before this boot: long past, yet still a lockout's end (never 0).
-        let before = Array(bytes.dropLast(8)) + [0, 0, 0, 0, 0, 0, 0, 1]
-        #expect(try decode(before) == 1)
-        #expect(try decode([1] + before.dropFirst()) == 1, "version 1 kept monotonic time as it is")
+        #expect(try decode(bytes) == end, "the same boot: exact")
+        // Written in an earlier boot that began 10 s before this one on the wall clock.
+        func stamped(boot: UInt8, wall: UInt64, expires: UInt64) -> [UInt8] {
+            var b = Array(bytes.prefix(2)) + [UInt8](repeating: boot, count: 16)
+            for shift in stride(from: 56, through: 0, by: -8) { b.append(UInt8(truncatingIfNeeded: wall >> UInt64(shift))) }
+            b += bytes[26..<(bytes.count - 8)]
+            for shift in stride(from: 56, through: 0, by: -8) { b.append(UInt8(truncatingIfNeeded: expires >> UInt64(shift))) }
+            return b
+        }
+        let earlier = BootClock.bootWallNanoseconds - 10_000_000_000
+        #expect(try decode(stamped(boot: 0xee, wall: earlier, expires: end + 10_000_000_000)) == end, "moved onto this boot's clock")
+        #expect(try decode(stamped(boot: 0xee, wall: earlier, expires: 5_000_000_000)) == 1, "ended before this boot: long past, never 0")
+        let v1 = [UInt8(1)] + bytes[26...]
+        #expect(try decode(v1) == end, "version 1 kept monotonic time as it is")
+        #expect(RuleCodec.encode([SessionRule(match: match, forward: .drop)]).prefix(2) == [2, 0], "no lockout, no stamp")
     }
 
     @Test func prunesOldestFinished() throws {
@@ -415,5 +424,40 @@ struct StoreTests {
         #expect(active.count == total / 10 * 9)
         #expect(active.first == batch[0].1[0])
         #expect(active.last == batch[transfers - 2].1.last)
+    }
+}
+
+/// Anchored sessions in the store: saved with their rules, listed by state, replaced by id,
+/// ended ones pruned.
+@Suite struct AnchorStoreTests {
+    static func session(_ n: Int, remotePort: UInt16 = 40000) -> AnchoredSession {
+        AnchoredSession(id: String(format: "%016x", n), proto: .udp, anchor: Endpoint(address: IPAddress("10.0.0.1")!, port: 30000 + UInt16(2 * n)),
+                        relayPort: 30001 + UInt16(2 * n), remote: Endpoint(address: IPAddress("192.0.2.7")!, port: remotePort),
+                        device: Endpoint(address: IPAddress("10.0.0.3")!, port: 6000), idleTimeout: 60, created: Double(n))
+    }
+
+    @Test func savedListedReplacedPruned() throws {
+        let scratch = Scratch()
+        let store = try scratch.open()
+        var a = Self.session(1)
+        a.retired = [.init(device: Endpoint(address: IPAddress("10.0.0.4")!, port: 6000), until: 100, lockedOut: true)]
+        let rules = a.rules(hop: { _ in Sample.saMAC }, sourceMAC: Sample.saMAC)
+        #expect(rules.count == 3 && rules[2].forward.action == .drop && rules[2].forward.expires != nil)
+        try store.save(a, rules: rules)
+        try store.save(Self.session(2), rules: [])
+        let listed = try store.anchors(state: .active)
+        #expect(listed.map(\.0) == [a, Self.session(2)])
+        #expect(listed[0].1 == rules, "the rules read back as written, lockout end included")
+        var ended = Self.session(2)
+        ended.state = .ended
+        ended.ended = 5
+        try store.save(ended, rules: [])
+        #expect(try store.anchors(state: .active).map(\.0.id) == [a.id])
+        #expect(try store.anchors(state: .ended).map(\.0) == [ended])
+        try store.pruneAnchors(keep: 0)
+        #expect(try store.anchors().map(\.0.id) == [a.id])
+        var bad = Self.session(3)
+        bad.id = "nothex"
+        #expect(throws: StoreError.self) { try store.save(bad, rules: []) }
     }
 }

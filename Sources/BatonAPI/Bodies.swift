@@ -27,6 +27,7 @@ public typealias AnchorInfo = Components.Schemas.AnchorInfo
 public typealias AnchorList = Components.Schemas.AnchorList
 public typealias LegCounters = Components.Schemas.LegCounters
 public typealias RetiredDevice = Components.Schemas.RetiredDevice
+public typealias RTPState = Components.Schemas.RTPState
 
 extension Components.Schemas.Device {
     /// Device names: what `batonctl device` and the API accept: 1-63 ASCII letters, digits,

@@ -43,8 +43,15 @@ extension Agent {
                               },
                               idleTimeout: a.idleTimeout, created: a.created, moved: a.moved, ended: a.ended,
                               reason: a.reason, moves: a.moves,
-                              toDevice: counters(a.forwardMatch), toRemote: counters(a.reverseMatch(a.device)))
+                              toDevice: counters(a.forwardMatch), toRemote: counters(a.reverseMatch(a.device)),
+                              rtpContinuity: a.rtpContinuity, rtp: live && a.rtpContinuity ? rtpState(a.anchor) : nil)
         }
+    }
+
+    private func rtpState(_ anchor: Endpoint) -> RTPState? {
+        guard let s = try? dataPlane.rtpStream(anchor) else { return nil }
+        return RTPState(started: s.started, ssrc: Int(s.ssrc), lastSequence: s.started ? Int(s.lastSequence) : nil,
+                        rebases: Int(s.rebases), packets: s.packets)
     }
 
     /// The anchored sessions' legs for the metrics.

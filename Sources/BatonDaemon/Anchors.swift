@@ -95,6 +95,8 @@ final class AnchorTable: Sendable {
     /// taken again; returns the rules the maps must hold for them.
     func recover() throws -> [SessionRule] {
         let stored = try store.anchors()
+        // An adopted stream keeps its state; a lost one starts again from its next packet.
+        for (a, _) in stored where a.state == .active && a.rtpContinuity { try dataPlane.addRTPStream(a.anchor) }
         return state.withLock { s in
             var wanted: [SessionRule] = []
             for (a, rules) in stored {
@@ -144,7 +146,8 @@ final class AnchorTable: Sendable {
         let ports = configuration.ports, standIn = requestedPort ?? ports.lowerBound
         var draft = AnchoredSession(id: Self.newID(), proto: proto, anchor: Endpoint(address: anchorAddress, port: standIn),
                                     relayPort: standIn == ports.lowerBound ? ports.upperBound : ports.lowerBound,
-                                    remote: request.remote, device: request.device, idleTimeout: idle, created: Date().timeIntervalSince1970)
+                                    remote: request.remote, device: request.device, idleTimeout: idle, created: Date().timeIntervalSince1970,
+                                    rtpContinuity: request.rtpContinuity ?? false)
         try Self.refused(draft.validate)
         let remoteHop = try hop(request.remote.address)
         let deviceHop = try hop(request.device.address)
@@ -167,6 +170,8 @@ final class AnchorTable: Sendable {
                 }
                 try store.save(draft, rules: rules)
                 do {
+                    // The stream's state before the rules that use it.
+                    if draft.rtpContinuity { try dataPlane.addRTPStream(draft.anchor) }
                     try dataPlane.addRules(rules)
                 } catch {
                     var failed = draft
@@ -174,6 +179,7 @@ final class AnchorTable: Sendable {
                     failed.reason = "failed: \(error)"
                     failed.ended = Date().timeIntervalSince1970
                     try? store.save(failed, rules: [])
+                    if draft.rtpContinuity { _ = try? dataPlane.removeRTPStream(draft.anchor) }
                     throw error
                 }
             } catch {
@@ -264,6 +270,7 @@ final class AnchorTable: Sendable {
         a.reason = reason
         a.ended = Date().timeIntervalSince1970
         for r in e.rules { _ = try dataPlane.removeRule(r.match) }
+        if a.rtpContinuity { _ = try dataPlane.removeRTPStream(a.anchor) }
         try store.save(a, rules: [])
         s.active[a.id] = nil
         s.pool.release(a.anchor.port)

@@ -38,6 +38,7 @@ extension Forwarding {
             abiStore(r.destination.bytes16, into: &f.outer_dst)
             f.relay_sport = r.sourcePort.bigEndian
             f.relay_dport = r.destinationPort.bigEndian
+            f.flags = r.rtp ? UInt8(BATON_FWD_RTP) : 0
             return f
         }
         if let s = outerSource { abiStore(s.bytes16, into: &f.outer_src) }
@@ -60,7 +61,8 @@ extension Forwarding {
             let source = IPAddress(bytes16: os), destination = IPAddress(bytes16: od)
             self.init(action: .relay, destinationMAC: dmac, sourceMAC: smac, ifindex: f.ifindex,
                       rewrite: Rewrite(source: source, sourcePort: UInt16(bigEndian: f.relay_sport),
-                                       destination: destination, destinationPort: UInt16(bigEndian: f.relay_dport)))
+                                       destination: destination, destinationPort: UInt16(bigEndian: f.relay_dport),
+                                       rtp: f.flags & UInt8(BATON_FWD_RTP) != 0))
             return
         }
         if action == .drop, f.expires != 0 {

@@ -42,7 +42,7 @@ public final class DataPlane: @unchecked Sendable {
     public static let spec = CollectionSpec(
         name: "baton_steer",
         maps: ["baton_takeovers", "baton_rules4", "baton_rules6", "baton_counters", "baton_fragments",
-               "baton_devices", "baton_config", "baton_stats", "baton_slots", "baton_filter", "baton_flow_cache"],
+               "baton_devices", "baton_config", "baton_stats", "baton_slots", "baton_filter", "baton_flow_cache", "baton_rtp"],
         programs: ["baton_steer", "baton_clock"],
         image: { UnsafeRawBufferPointer(start: baton_steer_object(), count: Int(baton_steer_object_size())) })
 
@@ -61,6 +61,7 @@ public final class DataPlane: @unchecked Sendable {
     let configMap: TypedMap<UInt32, baton_config>
     let statMap: TypedMap<UInt32, baton_stat>
     let filterMap: TypedMap<UInt32, UInt64>
+    let rtpMap: TypedMap<baton_rtp_key, baton_rtp>
     let slots: SlotAllocator
     /// CONFIG_HZ as `clock()` measured it: fixed while the kernel runs.
     private let tickRate = Mutex<UInt64?>(nil)
@@ -123,6 +124,7 @@ public final class DataPlane: @unchecked Sendable {
         configMap = try c.map("baton_config")
         statMap = try c.map("baton_stats")
         filterMap = try c.map("baton_filter")
+        rtpMap = try c.map("baton_rtp")
         slots = try SlotAllocator(bitmap: c.map("baton_slots"), capacity: c.rawMap("baton_counters").maxEntries)
     }
 
@@ -698,11 +700,12 @@ public final class DataPlane: @unchecked Sendable {
         for k in try fragmentMap.keys() { try fragmentMap.delete(k) }
     }
 
-    /// Drops every rule and takeover (the maps stay; attachments stay).
+    /// Drops every rule, takeover and RTP stream (the maps stay; attachments stay).
     public func flush() throws {
         for k in try rules4.keys() { try rules4.delete(k) }
         for k in try rules6.keys() { try rules6.delete(k) }
         for k in try takeoverMap.keys() { try takeoverMap.delete(k) }
+        for k in try rtpMap.keys() { _ = try rtpMap.delete(k) }
         try slots.reset()
         try writeConfig(kinds: UInt32(BATON_CONFIG_VALID))
         try ruleSetChanged()

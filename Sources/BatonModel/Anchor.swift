@@ -33,6 +33,9 @@ public struct AnchoredSession: Sendable, Equatable, Codable {
     public var retired: [Retired]
     /// Seconds without a packet in either direction after which the session ends.
     public var idleTimeout: Double
+    /// RTP continuity: the remote sees one RTP stream whichever device feeds it (the
+    /// relays toward the remote rewrite SSRC, sequence and timestamp; docs/anchors.md).
+    public var rtpContinuity: Bool
     public var state: State
     public var reason: String?
     /// Unix times, seconds.
@@ -42,7 +45,7 @@ public struct AnchoredSession: Sendable, Equatable, Codable {
     public var moves: Int
 
     public init(id: String, proto: IPProtocol, anchor: Endpoint, relayPort: UInt16, remote: Endpoint, device: Endpoint,
-                idleTimeout: Double, created: Double) {
+                idleTimeout: Double, created: Double, rtpContinuity: Bool = false) {
         self.id = id
         self.proto = proto
         self.anchor = anchor
@@ -51,6 +54,7 @@ public struct AnchoredSession: Sendable, Equatable, Codable {
         self.device = device
         self.retired = []
         self.idleTimeout = idleTimeout
+        self.rtpContinuity = rtpContinuity
         self.state = .active
         self.created = created
         self.moves = 0
@@ -78,9 +82,10 @@ public struct AnchoredSession: Sendable, Equatable, Codable {
         .init(source: anchor.address, sourcePort: relayPort, destination: device.address, destinationPort: device.port)
     }
 
-    /// Where a device's packets go: anchor:port → the remote.
+    /// Where a device's packets go: anchor:port → the remote (one RTP stream, if asked).
     public var toRemote: Forwarding.Rewrite {
-        .init(source: anchor.address, sourcePort: anchor.port, destination: remote.address, destinationPort: remote.port)
+        .init(source: anchor.address, sourcePort: anchor.port, destination: remote.address, destinationPort: remote.port,
+              rtp: rtpContinuity)
     }
 
     /// Checks what a session must be before any rule is written: UDP or TCP, one family

@@ -22,17 +22,41 @@ public struct Forwarding: Equatable, Hashable, Sendable, Codable {
         public var sourcePort: UInt16
         public var destination: IPAddress
         public var destinationPort: UInt16
+        /// RTP continuity (toward the remote): the data plane keeps the RTP stream leaving
+        /// from `source`:`sourcePort` one stream, whichever device feeds it (docs/anchors.md).
+        public var rtp: Bool
 
-        public init(source: IPAddress, sourcePort: UInt16, destination: IPAddress, destinationPort: UInt16) {
+        public init(source: IPAddress, sourcePort: UInt16, destination: IPAddress, destinationPort: UInt16, rtp: Bool = false) {
             self.source = source
             self.sourcePort = sourcePort
             self.destination = destination
             self.destinationPort = destinationPort
+            self.rtp = rtp
+        }
+
+        private enum CodingKeys: String, CodingKey { case source, sourcePort, destination, destinationPort, rtp }
+
+        /// `rtp` may be left out (false), and is written only when true.
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(source: try c.decode(IPAddress.self, forKey: .source), sourcePort: try c.decode(UInt16.self, forKey: .sourcePort),
+                      destination: try c.decode(IPAddress.self, forKey: .destination),
+                      destinationPort: try c.decode(UInt16.self, forKey: .destinationPort),
+                      rtp: try c.decodeIfPresent(Bool.self, forKey: .rtp) ?? false)
+        }
+
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(source, forKey: .source)
+            try c.encode(sourcePort, forKey: .sourcePort)
+            try c.encode(destination, forKey: .destination)
+            try c.encode(destinationPort, forKey: .destinationPort)
+            if rtp { try c.encode(true, forKey: .rtp) }
         }
 
         public var description: String {
             func endpoint(_ a: IPAddress, _ p: UInt16) -> String { a.family == .v6 ? "[\(a)]:\(p)" : "\(a):\(p)" }
-            return "\(endpoint(source, sourcePort)) → \(endpoint(destination, destinationPort))"
+            return "\(endpoint(source, sourcePort)) → \(endpoint(destination, destinationPort))" + (rtp ? " (rtp one stream)" : "")
         }
     }
 

@@ -770,6 +770,10 @@ extension Components {
             ///
             /// - Remark: Generated from `#/components/schemas/AnchorRequest/idleTimeout`.
             public var idleTimeout: Swift.Double?
+            /// Keep the RTP stream toward the remote one across moves: the relays rewrite SSRC, sequence number and timestamp so that the remote sees the first SSRC with contiguous numbers (docs/anchors.md). Omitted: false.
+            ///
+            /// - Remark: Generated from `#/components/schemas/AnchorRequest/rtpContinuity`.
+            public var rtpContinuity: Swift.Bool?
             /// Creates a new `AnchorRequest`.
             ///
             /// - Parameters:
@@ -779,13 +783,15 @@ extension Components {
             ///   - anchor:
             ///   - port: The anchor's port the remote talks to. Omitted: the next free port of the relay port pool (--relay-ports); given: it must lie in the pool (else 403) and be free (else 409).
             ///   - idleTimeout: End the session when neither leg has seen a packet for this long (seconds). Omitted: the agent's --anchor-idle-timeout.
+            ///   - rtpContinuity: Keep the RTP stream toward the remote one across moves: the relays rewrite SSRC, sequence number and timestamp so that the remote sees the first SSRC with contiguous numbers (docs/anchors.md). Omitted: false.
             public init(
                 proto: Components.Schemas.AnchorRequest.ProtoPayload? = nil,
                 remote: Components.Schemas.Endpoint,
                 device: Components.Schemas.Endpoint,
                 anchor: Components.Schemas.IPAddress? = nil,
                 port: Swift.Int? = nil,
-                idleTimeout: Swift.Double? = nil
+                idleTimeout: Swift.Double? = nil,
+                rtpContinuity: Swift.Bool? = nil
             ) {
                 self.proto = proto
                 self.remote = remote
@@ -793,6 +799,7 @@ extension Components {
                 self.anchor = anchor
                 self.port = port
                 self.idleTimeout = idleTimeout
+                self.rtpContinuity = rtpContinuity
             }
             public enum CodingKeys: String, CodingKey {
                 case proto
@@ -801,6 +808,7 @@ extension Components {
                 case anchor
                 case port
                 case idleTimeout
+                case rtpContinuity
             }
         }
         /// `POST /v1/anchors/{id}/move`: the session's device side to another device, make-before-break.
@@ -964,6 +972,10 @@ extension Components {
             public var toDevice: Components.Schemas.LegCounters?
             /// - Remark: Generated from `#/components/schemas/AnchorInfo/toRemote`.
             public var toRemote: Components.Schemas.LegCounters?
+            /// - Remark: Generated from `#/components/schemas/AnchorInfo/rtpContinuity`.
+            public var rtpContinuity: Swift.Bool
+            /// - Remark: Generated from `#/components/schemas/AnchorInfo/rtp`.
+            public var rtp: Components.Schemas.RTPState?
             /// Creates a new `AnchorInfo`.
             ///
             /// - Parameters:
@@ -983,6 +995,8 @@ extension Components {
             ///   - moves:
             ///   - toDevice:
             ///   - toRemote:
+            ///   - rtpContinuity:
+            ///   - rtp:
             public init(
                 id: Components.Schemas.TransferID,
                 state: Components.Schemas.AnchorInfo.StatePayload,
@@ -999,7 +1013,9 @@ extension Components {
                 reason: Swift.String? = nil,
                 moves: Swift.Int,
                 toDevice: Components.Schemas.LegCounters? = nil,
-                toRemote: Components.Schemas.LegCounters? = nil
+                toRemote: Components.Schemas.LegCounters? = nil,
+                rtpContinuity: Swift.Bool,
+                rtp: Components.Schemas.RTPState? = nil
             ) {
                 self.id = id
                 self.state = state
@@ -1017,6 +1033,8 @@ extension Components {
                 self.moves = moves
                 self.toDevice = toDevice
                 self.toRemote = toRemote
+                self.rtpContinuity = rtpContinuity
+                self.rtp = rtp
             }
             public enum CodingKeys: String, CodingKey {
                 case id
@@ -1035,6 +1053,8 @@ extension Components {
                 case moves
                 case toDevice
                 case toRemote
+                case rtpContinuity
+                case rtp
             }
         }
         /// `GET /v1/anchors`.
@@ -1052,6 +1072,57 @@ extension Components {
             }
             public enum CodingKeys: String, CodingKey {
                 case anchors
+            }
+        }
+        /// RTP continuity's state, as the data plane keeps it.
+        ///
+        /// - Remark: Generated from `#/components/schemas/RTPState`.
+        public struct RTPState: Codable, Hashable, Sendable {
+            /// The first RTP packet was seen: the SSRC is fixed.
+            ///
+            /// - Remark: Generated from `#/components/schemas/RTPState/started`.
+            public var started: Swift.Bool
+            /// The SSRC the remote sees.
+            ///
+            /// - Remark: Generated from `#/components/schemas/RTPState/ssrc`.
+            public var ssrc: Swift.Int
+            /// The newest sequence number sent. Omitted before the first packet.
+            ///
+            /// - Remark: Generated from `#/components/schemas/RTPState/lastSequence`.
+            public var lastSequence: Swift.Int?
+            /// Sources taken on after the first (a device the session moved to).
+            ///
+            /// - Remark: Generated from `#/components/schemas/RTPState/rebases`.
+            public var rebases: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/RTPState/packets`.
+            public var packets: Components.Schemas.Counter64
+            /// Creates a new `RTPState`.
+            ///
+            /// - Parameters:
+            ///   - started: The first RTP packet was seen: the SSRC is fixed.
+            ///   - ssrc: The SSRC the remote sees.
+            ///   - lastSequence: The newest sequence number sent. Omitted before the first packet.
+            ///   - rebases: Sources taken on after the first (a device the session moved to).
+            ///   - packets:
+            public init(
+                started: Swift.Bool,
+                ssrc: Swift.Int,
+                lastSequence: Swift.Int? = nil,
+                rebases: Swift.Int,
+                packets: Components.Schemas.Counter64
+            ) {
+                self.started = started
+                self.ssrc = ssrc
+                self.lastSequence = lastSequence
+                self.rebases = rebases
+                self.packets = packets
+            }
+            public enum CodingKeys: String, CodingKey {
+                case started
+                case ssrc
+                case lastSequence
+                case rebases
+                case packets
             }
         }
     }

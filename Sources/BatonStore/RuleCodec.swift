@@ -16,7 +16,8 @@ import BatonModel
 ///            flags (1 has outer src, 2 outer src v6, 4 has outer dst, 8 outer dst v6, 16 has mtu,
 ///            32 has rewrite, 64 rewrite v6, 128 has expires),
 ///            dst MAC (6), src MAC (6), ifindex BE32, [outer src (4|16)], [outer dst (4|16)], [mtu BE16],
-///            [rewrite: src (4|16), dst (4|16), sport BE16, dport BE16], [expires BE64]
+///            [rewrite: src (4|16), dst (4|16), sport BE16, dport BE16, flags (1 rtp; not in 1 and 2)],
+///            [expires BE64]
 /// `expires` is CLOCK_MONOTONIC, as the data plane reads it: read back as it is in the boot
 /// that wrote it (so a restart finds the very value the map holds), and in a later boot moved
 /// onto the new monotonic clock through the stamp's wall time, a time gone by becoming 1 (an
@@ -25,9 +26,9 @@ import BatonModel
 /// so a typical rule is 6 bytes (v4) to 24 (v6). Addresses keep their case
 /// (.v4 or .v6), so a rule reads back equal.
 enum RuleCodec {
-    static let version: UInt8 = 2
-    /// Encodings this reads: 1 has no flags byte and no clock stamp.
-    static func readable(_ v: UInt8) -> Bool { v == 1 || v == 2 }
+    static let version: UInt8 = 3
+    /// Encodings this reads: 1 has no flags byte and no clock stamp; 1 and 2 no rewrite flags.
+    static func readable(_ v: UInt8) -> Bool { (1...3).contains(v) }
 
     /// How a blob's monotonic times map onto this boot's.
     struct ClockStamp: Equatable {
@@ -92,6 +93,7 @@ enum RuleCodec {
             out += w.source.wireBytes
             out += w.destination.wireBytes
             for p in [w.sourcePort, w.destinationPort] { out.append(UInt8(p >> 8)); out.append(UInt8(p & 0xff)) }
+            out.append(w.rtp ? 1 : 0)
         }
         if let e = f.expires { for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: e >> UInt64(shift))) } }
     }
@@ -121,7 +123,7 @@ enum RuleCodec {
         let address = IPAddress(wire: try r.raw(flags & 1 != 0 ? 16 : 4))!
         let mac: MACAddress? = flags & 2 != 0 ? MACAddress(bytes: try r.raw(6))! : nil
         let temporary: IPAddress? = flags & 8 != 0 ? IPAddress(wire: try r.raw(flags & 16 != 0 ? 16 : 4))! : nil
-        let forward = try decodeForward(&r, stamp: nil)
+        let forward = try decodeForward(&r, stamp: nil, version: v)
         guard r.atEnd else { throw StoreError(.io, "stored takeover has trailing bytes") }
         var t = Takeover(address: address, defaultForward: forward, agentMAC: mac, router: flags & 4 != 0)
         t.temporaryAddress = temporary
@@ -158,7 +160,7 @@ enum RuleCodec {
                 guard let last = lastForward else { throw StoreError(.io, "stored rules are corrupt") }
                 forward = last
             } else {
-                forward = try decodeForward(&r, stamp: stamp)
+                forward = try decodeForward(&r, stamp: stamp, version: v)
                 lastForward = forward
             }
             out.append(SessionRule(match: SessionMatch(proto: proto, source: source, sourcePort: sport,
@@ -167,7 +169,7 @@ enum RuleCodec {
         }
     }
 
-    private static func decodeForward(_ r: inout Reader, stamp: ClockStamp?) throws(StoreError) -> Forwarding {
+    private static func decodeForward(_ r: inout Reader, stamp: ClockStamp?, version: UInt8) throws(StoreError) -> Forwarding {
         let code = try r.byte(), flags = try r.byte()
         guard let action = action(code) else { throw StoreError(.io, "stored rule with an unknown action \(code)") }
         let dmac = MACAddress(bytes: try r.raw(6))!, smac = MACAddress(bytes: try r.raw(6))!
@@ -179,7 +181,10 @@ enum RuleCodec {
         if flags & 32 != 0 {
             let size = flags & 64 != 0 ? 16 : 4
             let source = IPAddress(wire: try r.raw(size))!, destination = IPAddress(wire: try r.raw(size))!
-            rewrite = Forwarding.Rewrite(source: source, sourcePort: try r.u16(), destination: destination, destinationPort: try r.u16())
+            let sport = try r.u16(), dport = try r.u16()
+            let rflags = version >= 3 ? try r.byte() : 0
+            rewrite = Forwarding.Rewrite(source: source, sourcePort: sport, destination: destination, destinationPort: dport,
+                                         rtp: rflags & 1 != 0)
         }
         var expires: UInt64?
         if flags & 128 != 0 {

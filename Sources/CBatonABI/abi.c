@@ -11,3 +11,5 @@ _Static_assert(sizeof(struct baton_counter) == 32, "baton_counter layout");
 _Static_assert(sizeof(struct baton_frag_key) == 40, "baton_frag_key layout");
 _Static_assert(sizeof(struct baton_decap_key) == 16, "baton_decap_key layout");
 _Static_assert(sizeof(struct baton_decap) == 16, "baton_decap layout");
+_Static_assert(sizeof(struct baton_rtp_key) == 20, "baton_rtp_key layout");
+_Static_assert(sizeof(struct baton_rtp) == 48, "baton_rtp layout");

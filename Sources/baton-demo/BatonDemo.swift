@@ -8,7 +8,9 @@
 // back. Per-host counters are shown as it runs, a summary at the end, and a timeline picture
 // is written (SVG).
 //
-// Usage: baton-demo [--layout l2|l3] [--family 4|6] [--rate PPS] [--output FILE.svg]
+// Usage: baton-demo [--scenario transfer|anchor] [--layout l2|l3] [--family 4|6] [--rate PPS] [--output FILE.svg]
+//
+// `--scenario anchor` shows an anchored session instead (AnchorDemo.swift).
 
 import ArgumentParser
 import BatonAPI
@@ -20,6 +22,10 @@ import BatonNet
 import Foundation
 
 extension LabLayout: ExpressibleByArgument {}
+
+enum Scenario: String, ExpressibleByArgument, CaseIterable {
+    case transfer, anchor
+}
 
 @main
 struct BatonDemo: ParsableCommand {
@@ -33,7 +39,16 @@ struct BatonDemo: ParsableCommand {
         Prints what each host receives as it runs, a summary, and writes a timeline (SVG). \
         Everything it built is removed at the end, also on Ctrl-C. Needs root. Exit status: 0 \
         when nothing was lost, 1 otherwise, 64 for a usage error, 77 without root.
+
+        --scenario anchor shows an anchored session instead (docs/anchors.md): cn talks to the \
+        agent's anchor address and port, the agent relays in XDP to tn (device 1), the \
+        session moves to target (device 2) with tn locked out, and back; the devices' RTP \
+        reaches cn as one stream (RTP continuity). --layout and --output do not apply to it.
         """)
+
+    @Option(help: ArgumentHelp("transfer: a transfer between daemons; anchor: an anchored session moved between devices.",
+                               valueName: "transfer|anchor"))
+    var scenario: Scenario = .transfer
 
     @Option(help: ArgumentHelp("l2: the target on the TN's segment (MAC rewrite); l3: behind a router (the agent tunnels).", valueName: "l2|l3"))
     var layout: LabLayout = .l2
@@ -58,7 +73,7 @@ struct BatonDemo: ParsableCommand {
         SignalCleanup.shared.install(message: "baton-demo: interrupted; removing the daemons and the lab")
         let settings = Settings(layout: layout, family: family == 4 ? .v4 : .v6, rate: rate, output: output, batond: batond)
         do {
-            if try !demo(settings) { throw ExitCode.failure }
+            if try !(scenario == .anchor ? anchorDemo(settings) : demo(settings)) { throw ExitCode.failure }
         } catch let e as ExitCode {
             throw e
         } catch {

@@ -50,6 +50,9 @@ struct AnchorCommand: ParsableCommand {
                                                                     valueName: "seconds"))
         var idleTimeout: String?
 
+        @Flag(name: .customLong("rtp-continuity"), help: "Keep the RTP stream toward the remote one across moves (one SSRC, contiguous numbers).")
+        var rtpContinuity = false
+
         func run() throws {
             let remote = try Parse.endpoint(remote, "--remote"), device = try Parse.endpoint(device, "--device")
             try Parse.sameFamily(device.address, "--device", as: remote.address, "--remote", why: ": a relay does not translate families")
@@ -59,7 +62,8 @@ struct AnchorCommand: ParsableCommand {
             if let a { try Parse.sameFamily(a, "--anchor", as: remote.address, "--remote") }
             let request = AnchorRequest(proto: p == .tcp ? .tcp : .udp, remote: remote, device: device, anchor: a,
                                         port: try port.map { Int(try Parse.port($0, "--port")) },
-                                        idleTimeout: try idleTimeout.map { try Parse.seconds($0, "--idle-timeout") })
+                                        idleTimeout: try idleTimeout.map { try Parse.seconds($0, "--idle-timeout") },
+                                        rtpContinuity: rtpContinuity ? true : nil)
             let info = try withDaemon(daemon) { try $0.createAnchor(request) }
             if output.json { try JSON.print(info) } else { AnchorText.detail(info) }
         }
@@ -177,6 +181,13 @@ enum AnchorText {
         if let m = a.moved { lines.append(("moved", TransferText.time(m))) }
         if let e = a.ended { lines.append(("ended", TransferText.time(e))) }
         if let r = a.reason { lines.append(("reason", r)) }
+        if a.rtpContinuity {
+            let rtp = a.rtp.map { s in
+                s.started ? "one stream, SSRC \(String(format: "%08x", s.ssrc)), \(s.packets) packets, \(s.rebases) source change(s)"
+                          : "one stream, no RTP packet yet"
+            }
+            lines.append(("rtp", rtp ?? "one stream"))
+        }
         for (key, value) in lines { print((key + ":").padding(toLength: 12, withPad: " ", startingAt: 0) + value) }
         var legs = Table(["LEG", "FROM", "PACKETS", "BYTES", "IDLE"], numeric: [2, 3, 4])
         func add(_ leg: String, _ from: String, _ c: LegCounters?) {

@@ -268,20 +268,23 @@ struct BodySample: Sendable, CustomTestStringConvertible {
                                    retired: [RetiredDevice(device: Endpoint(address: IPAddress("10.0.0.4")!, port: 6000), until: 1_700_000_002,
                                                            lockedOut: true, counters: legs)],
                                    idleTimeout: 60, created: 1_700_000_000, moved: 1_700_000_001, ended: 1_700_000_003,
-                                   reason: "operator", moves: 1, toDevice: legs, toRemote: legs)
+                                   reason: "operator", moves: 1, toDevice: legs, toRemote: legs, rtpContinuity: true,
+                                   rtp: RTPState(started: true, ssrc: 0xdead_beef, lastSequence: 65535, rebases: 1, packets: 12))
     static let minimalAnchor = AnchorInfo(id: transferID, state: .ended, proto: .tcp, anchor: Endpoint(address: IPAddress("fd00::1")!, port: 30000),
                                           relayPort: 30001, remote: Endpoint(address: IPAddress("2001:db8::7")!, port: 1),
                                           device: Endpoint(address: IPAddress("fd00::3")!, port: 2), retired: [], idleTimeout: 0.5,
-                                          created: 1_700_000_000, moves: 0)
+                                          created: 1_700_000_000, moves: 0, rtpContinuity: false)
 
     static let all: [BodySample] = [
         BodySample(schema: "AnchorRequest",
-                   full: AnchorRequest(proto: .tcp, remote: remote, device: deviceEndpoint, anchor: IPAddress("10.0.0.1")!, port: 30000, idleTimeout: 30),
+                   full: AnchorRequest(proto: .tcp, remote: remote, device: deviceEndpoint, anchor: IPAddress("10.0.0.1")!, port: 30000, idleTimeout: 30,
+                                       rtpContinuity: true),
                    minimal: AnchorRequest(remote: remote, device: deviceEndpoint)),
         BodySample(schema: "AnchorMove", full: AnchorMove(device: deviceEndpoint, lockout: 2.5, grace: 1), minimal: AnchorMove(device: deviceEndpoint)),
         BodySample(schema: "AnchorInfo", full: anchor, minimal: minimalAnchor),
         BodySample(schema: "AnchorList", full: AnchorList(anchors: [anchor, minimalAnchor]), minimal: AnchorList(anchors: [])),
         BodySample(schema: "Endpoint", full: remote, minimal: deviceEndpoint),
+        BodySample(schema: "RTPState", full: anchor.rtp!, minimal: RTPState(started: false, ssrc: 0, rebases: 0, packets: 0)),
         BodySample(schema: "LegCounters", full: legs, minimal: LegCounters(packets: 0, bytes: 0)),
         BodySample(schema: "RetiredDevice", full: anchor.retired[0], minimal: RetiredDevice(device: deviceEndpoint, until: 1, lockedOut: false)),
         BodySample(schema: "SessionMatch", full: match, minimal: minimalMatch),

@@ -85,6 +85,10 @@ enum Sample {
                                         nextHop: mac, sourceMAC: saMAC, ifindex: 4)),
             SessionRule(match: SessionMatch(proto: .tcp, source: s6, sourcePort: 2, destination: d6, destinationPort: 30000),
                         forward: .relay(.init(source: d6, sourcePort: 443, destination: s6, destinationPort: 2), nextHop: mac, sourceMAC: saMAC)),
+            // RTP continuity toward the remote.
+            SessionRule(match: SessionMatch(proto: .udp, source: s4, sourcePort: 6000, destination: d4, destinationPort: 30001),
+                        forward: .relay(.init(source: d4, sourcePort: 30000, destination: s4, destinationPort: 40000, rtp: true),
+                                        nextHop: mac, sourceMAC: saMAC)),
         ]
     }
 }
@@ -243,7 +247,7 @@ struct StoreTests {
             }
         }
         #expect(cut > bytes.count / 2)
-        #expect(throws: StoreError.self) { try decode([3] + bytes.dropFirst()) }
+        #expect(throws: StoreError.self) { try decode([RuleCodec.version + 1] + bytes.dropFirst()) }
     }
 
     /// A lockout's end outlives a reboot: read back exactly in the boot that wrote it (the
@@ -254,7 +258,7 @@ struct StoreTests {
                                  destination: IPAddress("10.0.0.2")!, destinationPort: 30000)
         let end = monotonicNanoseconds() + 5_000_000_000
         let bytes = RuleCodec.encode([SessionRule(match: match, forward: .drop(until: end))])
-        #expect(Array(bytes.prefix(2)) == [2, 1] && Array(bytes[2..<18]) == BootClock.bootID)
+        #expect(Array(bytes.prefix(2)) == [RuleCodec.version, 1] && Array(bytes[2..<18]) == BootClock.bootID)
         func decode(_ b: [UInt8]) throws -> UInt64? {
             var out: [SessionRule] = []
             try b.withUnsafeBytes { try RuleCodec.decode($0, into: &out) }
@@ -274,7 +278,7 @@ struct StoreTests {
         #expect(try decode(stamped(boot: 0xee, wall: earlier, expires: 5_000_000_000)) == 1, "ended before this boot: long past, never 0")
         let v1 = [UInt8(1)] + bytes[26...]
         #expect(try decode(v1) == end, "version 1 kept monotonic time as it is")
-        #expect(RuleCodec.encode([SessionRule(match: match, forward: .drop)]).prefix(2) == [2, 0], "no lockout, no stamp")
+        #expect(RuleCodec.encode([SessionRule(match: match, forward: .drop)]).prefix(2) == [RuleCodec.version, 0], "no lockout, no stamp")
     }
 
     @Test func prunesOldestFinished() throws {

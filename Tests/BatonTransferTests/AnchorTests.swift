@@ -115,6 +115,53 @@ struct AnchorTests {
         }
     }
 
+    /// RTP continuity through batond: a call's media from device 1, then device 2, then
+    /// device 1 again (each with its own SSRC, numbers and clock, 20 ms packets), reaches the
+    /// remote as one stream: device 1's SSRC, every sequence number one more than the last,
+    /// every timestamp 160 on.
+    @Test(arguments: [IPAddress.Family.v4, .v6])
+    func theRemoteSeesOneRTPStream(family: IPAddress.Family) throws {
+        try Rig.with(.l2, family: family) { rig in
+            let api = rig.agentControl, devices = [rig.tn, rig.target]
+            let endpoints = devices.map { Endpoint(address: $0.address(family), port: Self.devicePort) }
+            let anchor = try api.createAnchor(AnchorRequest(remote: Endpoint(address: rig.cn.address(family), port: Self.remotePort),
+                                                            device: endpoints[0], rtpContinuity: true))
+            #expect(anchor.rtpContinuity && anchor.rtp?.started == false)
+            let relay = SocketAddress(anchor.anchor.address, port: anchor.relayPort)
+            let heard = Heard(try rig.cn.udpSocket(family, port: Self.remotePort))
+            let sockets = try devices.map { try $0.udpSocket(family, port: Self.devicePort) }
+            let ssrcs: [UInt32] = [0x1111_1111, 0x2222_2222]
+            var next: [(seq: UInt16, ts: UInt32)] = [(65500, 1_000), (30000, 9_000_000)] // device 1 crosses the wrap
+            func talk(_ d: Int, packets: Int) throws {
+                for _ in 0..<packets {
+                    let (seq, ts) = next[d]
+                    var p: [UInt8] = [0x80, 0, UInt8(seq >> 8), UInt8(seq & 0xff)]
+                    for v in [ts, ssrcs[d]] { p += [UInt8(v >> 24), UInt8((v >> 16) & 0xff), UInt8((v >> 8) & 0xff), UInt8(v & 0xff)] }
+                    try sockets[d].send(p + [UInt8](repeating: 0xd5, count: 160), to: relay)
+                    next[d] = (seq &+ 1, ts &+ 160)
+                    usleep(20_000)
+                }
+            }
+            try talk(0, packets: 50)
+            _ = try api.moveAnchor(anchor.id, AnchorMove(device: endpoints[1]))
+            try talk(1, packets: 50)
+            _ = try api.moveAnchor(anchor.id, AnchorMove(device: endpoints[0]))
+            next[0] = (next[0].seq &+ 700, next[0].ts &+ 99_999) // device 1's clock ran on meanwhile
+            try talk(0, packets: 50)
+            usleep(100_000)
+            let got = heard.stop().map(\.1).filter { $0.count == 172 }
+            #expect(got.count == 150, "every RTP packet reached the remote")
+            func u16(_ b: [UInt8], _ i: Int) -> UInt16 { UInt16(b[i]) << 8 | UInt16(b[i + 1]) }
+            func u32(_ b: [UInt8], _ i: Int) -> UInt32 { UInt32(u16(b, i)) << 16 | UInt32(u16(b, i + 2)) }
+            #expect(Set(got.map { u32($0, 8) }) == [ssrcs[0]], "one SSRC")
+            var gaps = 0
+            for (a, b) in zip(got, got.dropFirst()) where u16(b, 2) != u16(a, 2) &+ 1 || u32(b, 4) != u32(a, 4) &+ 160 { gaps += 1 }
+            #expect(gaps == 0, "sequence numbers and timestamps go on by one packet throughout")
+            let state = try #require(try api.anchor(anchor.id).rtp)
+            #expect(state.started && state.ssrc == Int(ssrcs[0]) && state.rebases == 2 && state.packets == 150)
+        }
+    }
+
     /// A move with a lockout: the old device's packets are dropped and counted while it lasts,
     /// and its rule is gone after it; the new device's reach the remote.
     @Test func aLockoutDropsTheOldDeviceForItsPeriod() throws {

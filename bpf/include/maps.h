@@ -49,6 +49,15 @@ struct {
 } baton_fragments SEC(".maps");
 
 /* Egress interfaces that rules may redirect to. */
+/* RTP continuity: one entry per anchored session that asks for it (baton_fwd's
+ * BATON_FWD_RTP), keyed by the anchor's address and port toward the remote. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BATON_MAX_RTP);
+	__type(key, struct baton_rtp_key);
+	__type(value, struct baton_rtp);
+} baton_rtp SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
 	__uint(max_entries, BATON_MAX_DEVICES);

@@ -6,7 +6,8 @@
  * Addresses and ports are replaced in place, the TTL or hop limit goes down
  * by one as a router's would, and every checksum is updated incrementally
  * (RFC 1624): the payload is never summed, so a first fragment's UDP
- * checksum (which covers the whole datagram) stays right too.
+ * checksum (which covers the whole datagram) stays right too. A relay with
+ * BATON_FWD_RTP also keeps the RTP stream toward the remote one (rtp.h).
  */
 #ifndef BATON_RELAY_H
 #define BATON_RELAY_H
@@ -47,6 +48,8 @@ static __always_inline __u16 csum_apply(__u16 check, __u64 diff)
 	return csum_fold(diff + (__u16)~check);
 }
 
+#include "rtp.h"
+
 /* Rewrites the L4 ports and checksum at f->l4off for a change of addresses
  * whose checksum difference is `addr_diff`. A later fragment has no L4
  * header: only its addresses change. Returns -1 if the header is cut. */
@@ -69,6 +72,8 @@ static __always_inline int relay_l4(void *data, void *data_end, const struct flo
 		diff = csum_diff_words(addr_diff, (const __u16 *)&udp->source, (const __u16 *)ports, 2);
 		udp->source = ports[0];
 		udp->dest = ports[1];
+		if (fwd->flags & BATON_FWD_RTP)
+			diff = rtp_keep_one(data, data_end, l4off + sizeof(*udp), f->l3end, fwd, diff);
 		/* 0 over IPv4 is "no checksum" and stays so; a computed 0 is sent as
 		 * all ones (RFC 768). */
 		if (udp->check) {

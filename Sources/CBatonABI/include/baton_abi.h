@@ -16,6 +16,7 @@
 #define BATON_ABI_H
 
 #include <linux/types.h>
+#include <linux/bpf.h> /* struct bpf_spin_lock */
 
 #define BATON_ADDR_LEN 16
 #define BATON_MAC_LEN 6
@@ -29,6 +30,11 @@
 			      * and its destination outer_dst:relay_dport (UDP, TCP), TTL / hop
 			      * limit one less, checksums updated; then as L2. Rules only. */
 #define BATON_ACTION_MAX   4
+
+/* baton_fwd.flags */
+#define BATON_FWD_RTP 0x01 /* RELAY: an RTP stream toward the remote, kept one (RTP continuity):
+			    * SSRC, sequence and timestamp rewritten by the baton_rtp entry of
+			    * (outer_src, relay_sport) */
 
 /*
  * Rule match kinds, in precedence order: the first kind that has an entry for
@@ -82,6 +88,7 @@ static inline __u32 baton_filter_bit_v4(__be32 addr)
 #define BATON_MAX_COUNTERS  (BATON_MAX_RULES + BATON_MAX_TAKEOVERS)
 #define BATON_MAX_FRAGMENTS 8192
 #define BATON_MAX_DEVICES   256
+#define BATON_MAX_RTP       65536 /* anchored sessions with RTP continuity */
 
 /* Where a packet goes. Shared by rules and by a takeover's default. */
 struct baton_fwd {
@@ -89,7 +96,7 @@ struct baton_fwd {
 	__u8 src_mac[BATON_MAC_LEN];      /* the agent's MAC on the egress interface */
 	__u32 ifindex;                    /* egress; 0 = back out of the ingress interface */
 	__u8 action;                      /* BATON_ACTION_* */
-	__u8 pad;
+	__u8 flags;                       /* BATON_FWD_* */
 	__u16 mtu;                        /* ENCAP: the egress MTU; a packet that would not fit
 					   * with the outer header is answered with ICMP
 					   * Fragmentation Needed / Packet Too Big. 0: not checked */
@@ -236,5 +243,35 @@ struct baton_decap {
 #define BATON_DECAP_STAT_MALFORMED    3 /* truncated or inconsistent outer or inner header: passed */
 #define BATON_DECAP_STAT_FRAGMENT     4 /* outer IPv4 fragment: cannot be decapsulated alone: passed */
 #define BATON_DECAP_STAT_COUNT        5
+
+/* Key of baton_rtp: what the remote sees as the stream's source, the anchor's
+ * address and port (a relay's outer_src and relay_sport toward the remote). */
+struct baton_rtp_key {
+	__u8 addr[BATON_ADDR_LEN];
+	__be16 port;
+	__u16 pad;
+};
+
+/* Value of baton_rtp: one outgoing RTP stream kept one across the devices that
+ * feed it. The first packet fixes the SSRC the remote sees; a packet of another
+ * incoming SSRC (a new device) re-bases the offsets so that its sequence numbers
+ * follow the last one sent and its timestamps follow the last one by one step. All
+ * in host order but the SSRCs (wire order). Written by the data plane; the
+ * control plane creates it zeroed and removes it. */
+struct baton_rtp {
+	struct bpf_spin_lock lock;
+	__u32 flags;                      /* BATON_RTP_* */
+	__be32 ssrc_out;                  /* the SSRC the remote sees */
+	__be32 ssrc_in;                   /* the SSRC being rewritten now */
+	__u16 seq_off;                    /* out = in + seq_off (mod 2^16) */
+	__u16 last_seq;                   /* the newest sequence number sent */
+	__u32 ts_off;                     /* out = in + ts_off (mod 2^32) */
+	__u32 last_ts;                    /* the timestamp of last_seq */
+	__u32 ts_step;                    /* the last timestamp increment between consecutive packets */
+	__u32 rebases;                    /* sources taken on after the first */
+	__u64 packets;                    /* packets rewritten */
+};
+
+#define BATON_RTP_STARTED 0x01 /* ssrc_out and the offsets are set */
 
 #endif /* BATON_ABI_H */

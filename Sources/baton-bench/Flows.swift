@@ -56,13 +56,22 @@ enum World {
         out.reserveCapacity(count)
         out.append(SessionRule(match: flow, forward: flowForward))
         let filler = l2()
-        for i in 0..<(count - 1) {
-            let src = IPAddress.v4(0x6440_0000 + UInt32(i / 50_000))   // 100.64.0.0/10
-            let m = SessionMatch(proto: .udp, source: src, sourcePort: UInt16(10_000 + i % 50_000),
-                                 destination: takenOver, destinationPort: flowDestinationPort)
-            out.append(SessionRule(match: m, forward: filler))
-        }
+        for i in 0..<(count - 1) { out.append(SessionRule(match: fillerMatch(i), forward: filler)) }
         return out
+    }
+
+    /// Filler `i`'s flow: 100.64.0.0/10 + i / 50000, port 10000 + i % 50000 (baton_gen's i-th).
+    static func fillerMatch(_ i: Int) -> SessionMatch {
+        SessionMatch(proto: .udp, source: IPAddress.v4(0x6440_0000 + UInt32(i / 50_000)), sourcePort: UInt16(10_000 + i % 50_000),
+                     destination: takenOver, destinationPort: flowDestinationPort)
+    }
+
+    /// The anchored path's relay: from the anchor (the agent's address, relay port 30000) to
+    /// the taken-over address, port 5004 again. baton_gen rewrites only the source of the
+    /// frames it sends again, so the destination must stay the rules' for the next round.
+    static func relay(to mac: MACAddress, from agentMAC: MACAddress) -> Forwarding {
+        .relay(.init(source: agent, sourcePort: 30000, destination: takenOver, destinationPort: flowDestinationPort),
+               nextHop: mac, sourceMAC: agentMAC)
     }
 
     /// A 60-byte UDP/IPv4 frame with correct IPv4 and UDP checksums.

@@ -142,7 +142,7 @@ struct Report {
         print("   Mpps = frames back at gen / window; median of \(t.rounds) rounds of \(fmt(t.window, 1)) s, paths interleaved.")
         print("   dut holds \(t.rules) rules (capacity \(options.capacity)). 60-byte UDP/IPv4 frames, one flow.")
         print("   " + pad("path on dut", 46) + lpad("Mpps", 8) + lpad("offered", 10) + lpad("back", 8) + lpad("steered/x", 11))
-        let letters: [Path: String] = [.bare: "(a)", .steered: "(b)", .kernel: "(c)", .relay: "(d)"]
+        let letters: [Path: String] = [.bare: "(a)", .steered: "(b)", .kernel: "(c)", .relay: "(d)", .anchored: "(e)"]
         for p in Path.allCases {
             guard let r = t.paths[p] else { continue }
             let name = letters[p]! + " " + p.title
@@ -151,7 +151,7 @@ struct Report {
                 continue
             }
             let back = r.generated > 0 ? Double(r.counted) / Double(r.generated) * 100 : 0
-            let rel = p == .steered ? "-" : (t.ratio(against: p).map { fmt($0, 2) + "x" } ?? "n/a")
+            let rel = p == .steered || p == .anchored ? "-" : (t.ratio(against: p).map { fmt($0, 2) + "x" } ?? "n/a")
             print("   " + pad(name, 46) + lpad(r.mpps.map { fmt($0, 3) } ?? "n/a", 8)
                   + lpad(r.offeredMpps.map { fmt($0, 2) } ?? "n/a", 10) + lpad(fmt(back, 1) + "%", 8) + lpad(rel, 11))
         }
@@ -166,6 +166,11 @@ struct Report {
         print(goal("steered / bare", t.ratio(against: .bare), goalSteeredOverBare))
         print(goal("steered / kernel", t.ratio(against: .kernel), goalSteeredOverKernel))
         print(goal("steered / relay", t.ratio(against: .relay), nil))
+        print(goal("anchored / bare", t.anchoredRatio(against: .bare), nil))
+        print(goal("anchored / relay", t.anchoredRatio(against: .relay), nil))
+        if let a = t.mpps(.anchored) {
+            print("   anchored calls at 50 packets/s each way one core relays (1 flow): \(Int(a * 1e6 / 100))")
+        }
         print("   dut counters over the measured windows:")
         for p in Path.allCases {
             guard let r = t.paths[p], r.unavailable == nil else { continue }
@@ -174,13 +179,18 @@ struct Report {
             print("     " + pad(p.rawValue, 8) + "not back \(r.generated - min(r.generated, r.counted)); " + text)
         }
         if !t.flows.isEmpty {
-            print("   many flows (baton_gen: each frame the next of N filler flows), median Mpps and steered / bare per round:")
+            print("   many flows (baton_gen: each frame the next of N filler flows; no UDP checksum, so a relay updates the")
+            print("   IPv4 header's only), median Mpps and ratios to bare per round; anchored: the same rules as relays:")
             for f in t.flows {
                 let ratios = zip(f.steered, f.bare).compactMap { s, b in b > 0 ? s / b : nil }
                 let r = medianOf(ratios)
+                let ar = medianOf(zip(f.anchored, f.bare).compactMap { a, b in b > 0 ? a / b : nil })
                 print("     " + pad("\(f.count) flows", 16) + "bare " + lpad(medianOf(f.bare).map { fmt($0, 3) } ?? "n/a", 7)
                       + "  steered " + lpad(medianOf(f.steered).map { fmt($0, 3) } ?? "n/a", 7)
                       + "  steered/bare " + (r.map { fmt($0, 2) + "x" } ?? "n/a")
+                      + (f.anchored.isEmpty ? "" : "  anchored " + lpad(medianOf(f.anchored).map { fmt($0, 3) } ?? "n/a", 7)
+                         + "  anchored/bare " + (ar.map { fmt($0, 2) + "x" } ?? "n/a")
+                         + "  calls/core " + (medianOf(f.anchored).map { "\(Int($0 * 1e6 / 100))" } ?? "n/a"))
                       + (f.count == 65536 ? "  (goal at 64k flows >= 0.80x: \(r.map { $0 >= 0.8 ? "met" : "not met" } ?? "n/a"))" : ""))
             }
         }
@@ -191,6 +201,7 @@ struct Report {
         switch p {
         case .bare: return ["Udp.InCsumErrors", "Udp.InErrors-other"]
         case .steered: return ["steer.rule-hit", "steer.default-hit", "Udp.InCsumErrors", "Udp.InErrors-other"]
+        case .anchored: return ["steer.rule-hit", "steer.relay-dropped", "Udp.InCsumErrors", "Udp.InErrors-other"]
         case .kernel: return ["Ip.ForwDatagrams", "Ip.InHdrErrors", "Ip.InAddrErrors", "Ip.OutDiscards", "Icmp.OutMsgs",
                               "Udp.InCsumErrors", "Udp.InErrors-other"]
         case .relay: return ["Udp.InDatagrams", "Udp.InErrors", "Udp.RcvbufErrors", "Udp.MemErrors", "Udp.InCsumErrors",
@@ -282,6 +293,8 @@ struct Report {
                 ("steeredOverBare", .num(t.ratio(against: .bare), 3)),
                 ("steeredOverKernel", .num(t.ratio(against: .kernel), 3)),
                 ("steeredOverRelay", .num(t.ratio(against: .relay), 3)),
+                ("anchoredOverBare", .num(t.anchoredRatio(against: .bare), 3)),
+                ("anchoredOverRelay", .num(t.anchoredRatio(against: .relay), 3)),
             ])),
             ("nsPerFrame", .object(Path.allCases.compactMap { p in t.paths[p].map { (p.rawValue, .num($0.mpps.map { 1e3 / $0 }, 1)) } })),
             ("goals", .object([
@@ -293,7 +306,10 @@ struct Report {
             ("flows", .array(t.flows.map { f in
                 let ratios = zip(f.steered, f.bare).compactMap { s, b in b > 0 ? s / b : nil }
                 return .object([("count", .int(Int64(f.count))), ("bareMpps", .num(medianOf(f.bare), 4)),
-                                ("steeredMpps", .num(medianOf(f.steered), 4)), ("steeredOverBare", .num(medianOf(ratios), 3))])
+                                ("steeredMpps", .num(medianOf(f.steered), 4)), ("steeredOverBare", .num(medianOf(ratios), 3)),
+                                ("anchoredMpps", .num(medianOf(f.anchored), 4)),
+                                ("anchoredOverBare", .num(medianOf(zip(f.anchored, f.bare).compactMap { a, b in b > 0 ? a / b : nil }), 3)),
+                                ("anchoredCallsPerCore", .num(medianOf(f.anchored).map { $0 * 1e6 / 100 }, 0))])
             })),
         ])
     }

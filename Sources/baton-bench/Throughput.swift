@@ -6,7 +6,7 @@ import BatonNet
 
 /// The four ways dut can send the flow back, in the order each round runs them.
 enum Path: String, CaseIterable {
-    case bare, steered, kernel, relay
+    case bare, steered, kernel, relay, anchored
 
     var title: String {
         switch self {
@@ -14,6 +14,7 @@ enum Path: String, CaseIterable {
         case .steered: return "baton_steer, exact rule L2, XDP_TX"
         case .kernel: return "kernel forwarding (XDP_PASS, ip_forward)"
         case .relay: return "userspace UDP relay (recvmmsg/sendmmsg)"
+        case .anchored: return "baton_steer, relay rule (anchored session)"
         }
     }
 }
@@ -45,15 +46,22 @@ struct ThroughputResult {
     var paths: [Path: PathResult] = [:]
     /// Per-round ratios, steered against each of the others.
     var ratios: [Path: [Double]] = [:]
+    /// Per-round ratios of the anchored session's relay against bare and the userspace relay.
+    var anchoredRatios: [Path: [Double]] = [:]
     var labPrefix = ""
     var notes: [String] = []
-    /// Many flows (baton_gen): per flow count, bare and steered Mpps per round.
-    var flows: [(count: Int, bare: [Double], steered: [Double])] = []
+    /// Many flows (baton_gen): per flow count, bare, steered and anchored (relay rules) Mpps per round.
+    var flows: [(count: Int, bare: [Double], steered: [Double], anchored: [Double])] = []
 
     func mpps(_ p: Path) -> Double? { paths[p]?.mpps }
     func ratio(against p: Path) -> Double? {
         guard mpps(.steered) != nil, mpps(p) != nil else { return nil }
         return medianOf(ratios[p] ?? [])
+    }
+
+    func anchoredRatio(against p: Path) -> Double? {
+        guard mpps(.anchored) != nil, mpps(p) != nil else { return nil }
+        return medianOf(anchoredRatios[p] ?? [])
     }
 }
 
@@ -105,6 +113,21 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
     try dp.setRule(SessionRule(match: World.flow, forward: World.l2(to: genMAC, from: dutMAC)))
 
     let flowFrame = World.flowFrame(dstMAC: dutMAC, srcMAC: genMAC)
+    // The anchored path: two relay rules that rewrite each frame into the other's flow
+    // (S:40002 -> X:5004 becomes A:30000 -> X:5006, and back), so that a page the generator
+    // sends again still hits a rule; every pass rewrites addresses, ports, TTL and both
+    // checksums, as a relay toward a device does.
+    let anchoredFrame = World.frame(dstMAC: dutMAC, srcMAC: genMAC, src: World.correspondent, dst: World.takenOver,
+                                    sport: 40002, dport: World.flowDestinationPort)
+    for (from, fromPort, to, toPort) in [(World.correspondent, UInt16(40002), World.agent, UInt16(30000)),
+                                         (World.agent, 30000, World.correspondent, 40002)] {
+        let dport = from == World.correspondent ? World.flowDestinationPort : World.flowDestinationPort + 2
+        let next = from == World.correspondent ? World.flowDestinationPort + 2 : World.flowDestinationPort
+        try dp.setRule(SessionRule(match: SessionMatch(proto: .udp, source: from, sourcePort: fromPort, destination: World.takenOver,
+                                                       destinationPort: dport),
+                                   forward: .relay(.init(source: to, sourcePort: toPort, destination: World.takenOver, destinationPort: next),
+                                                   nextHop: genMAC, sourceMAC: dutMAC)))
+    }
     let relayPort: UInt16 = 7000
     let relayFrame = World.frame(dstMAC: dutMAC, srcMAC: genMAC, src: genIP,
                                  dst: dutIP, sport: 40000, dport: relayPort)
@@ -164,7 +187,7 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
     func program(_ p: Path) -> BPFProgram {
         switch p {
         case .bare: return tools.macswap
-        case .steered: return dp.steerProgram
+        case .steered, .anchored: return dp.steerProgram
         case .kernel, .relay: return tools.pass
         }
     }
@@ -180,10 +203,10 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
                 Log.info("throughput: \(p.rawValue): \(result.paths[p]!.unavailable!)")
                 continue
             }
-            let frame = p == .relay ? relayFrame : flowFrame
+            let frame = p == .relay ? relayFrame : p == .anchored ? anchoredFrame : flowFrame
             _ = try generate(frame, for: o.warmup)
             let snmp0 = try dut.snmpCounters()
-            let stats0 = p == .steered ? try dp.stats() : [:]
+            let stats0 = p == .steered || p == .anchored ? try dp.stats() : [:]
             let w = try generate(frame, for: o.window)
             let snmp1 = try dut.snmpCounters()
             for k in snmpKeys {
@@ -195,7 +218,7 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
             func delta(_ k: String) -> Int64 { (snmp1[k] ?? 0) - (snmp0[k] ?? 0) }
             result.paths[p]!.counters["Udp.InErrors-other", default: 0] +=
                 delta("Udp.InErrors") - delta("Udp.RcvbufErrors") - delta("Udp.MemErrors") - delta("Udp.InCsumErrors")
-            if p == .steered {
+            if p == .steered || p == .anchored {
                 let stats1 = try dp.stats()
                 for r in StatReason.allCases {
                     let d = Int64(stats1[r]!.packets) - Int64(stats0[r]!.packets)
@@ -212,6 +235,11 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
                 if let b = roundMpps[p], b > 0 { result.ratios[p, default: []].append(s / b) }
             }
         }
+        if let a = roundMpps[.anchored] {
+            for p in [Path.bare, .relay] {
+                if let b = roundMpps[p], b > 0 { result.anchoredRatios[p, default: []].append(a / b) }
+            }
+        }
         Log.info("throughput round \(round)/\(o.throughputRounds): "
                  + o.paths.map { "\($0.rawValue) \(roundMpps[$0].map { fmt($0, 2) } ?? "-")" }.joined(separator: ", ")
                  + " Mpps")
@@ -224,7 +252,7 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
         let n = min(count, fillers)
         if n < count { result.notes.append("\(count) flows asked, \(n) filler rules there: \(n) flows") }
         try tools.genFlows.update(0, UInt64(n))
-        var entry = (count: n, bare: [Double](), steered: [Double]())
+        var entry = (count: n, bare: [Double](), steered: [Double](), anchored: [Double]())
         let template = World.frame(dstMAC: dutMAC, srcMAC: genMAC, src: IPAddress.v4(0x6440_0000), dst: World.takenOver,
                                    sport: 10_000, dport: World.flowDestinationPort)
         for round in 1...o.throughputRounds {
@@ -241,7 +269,26 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
             }
             Log.detail("throughput \(n) flows, round \(round): bare \(fmt(entry.bare.last!, 2)), steered \(fmt(entry.steered.last!, 2)) Mpps")
         }
-        Log.info("throughput \(n) flows: bare \(fmt(medianOf(entry.bare) ?? 0, 2)), steered \(fmt(medianOf(entry.steered) ?? 0, 2)) Mpps")
+        // The same flows as anchored sessions' relays: the n filler rules re-pointed in place
+        // (one map update each), measured, and put back.
+        if o.paths.contains(.anchored) {
+            let relay = World.relay(to: genMAC, from: dutMAC)
+            for i in 0..<n { try dp.setRule(SessionRule(match: World.fillerMatch(i), forward: relay)) }
+            try attach(dp.steerProgram)
+            for _ in 1...o.throughputRounds {
+                _ = try generate(template, for: o.warmup, with: tools.gen)
+                let hits0 = try dp.stats()[.ruleHit]!.packets
+                let w = try generate(template, for: o.window, with: tools.gen)
+                entry.anchored.append(w.mpps)
+                if try dp.stats()[.ruleHit]!.packets - hits0 < w.counted {
+                    result.notes.append("\(n) flows, anchored: fewer rule hits than frames back")
+                }
+            }
+            let filler = World.l2() // as World.rules made them
+            for i in 0..<n { try dp.setRule(SessionRule(match: World.fillerMatch(i), forward: filler)) }
+        }
+        Log.info("throughput \(n) flows: bare \(fmt(medianOf(entry.bare) ?? 0, 2)), steered \(fmt(medianOf(entry.steered) ?? 0, 2))"
+                 + (entry.anchored.isEmpty ? "" : ", anchored \(fmt(medianOf(entry.anchored) ?? 0, 2))") + " Mpps")
         result.flows.append(entry)
     }
     try? dutLink?.detach()

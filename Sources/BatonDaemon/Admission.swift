@@ -32,6 +32,8 @@ final class Admission: Sendable {
         var mayWait = true
         /// The interface's MTU: tunnelled packets that would not fit are answered with ICMP.
         var mtu: Int?
+        /// Switch mode: the bridge port of each target MAC.
+        var switchPorts: [MACAddress: UInt32] = [:]
     }
 
     let configuration: AgentConfiguration
@@ -187,7 +189,7 @@ final class Admission: Sendable {
         var answers = [Answer?](repeating: nil, count: candidates.count)
         for (i, t) in table.admit(candidates, answers: &answers) {
             do {
-                answers[i] = Answer(bytes: try t.channel.seal(.registered(Registered())), accepted: true,
+                answers[i] = Answer(bytes: try t.channel.seal(.registered(table.registered)), accepted: true,
                                     to: t.register.control.socketAddress, admitted: t)
             } catch {
                 // Sealing never fails for a channel we opened; if it did, the TN retransmits.
@@ -206,9 +208,18 @@ final class Admission: Sendable {
         let toTarget: Forwarding
         let toTN: Forwarding
         switch r.mode {
+        case .l2 where configuration.mode == .switch:
+            // Inline: out of the bridge port the target's MAC was learned on (resolving the
+            // target first makes it answer through the bridge, which learns its port).
+            let known = try context.targetMACs[r.targetAddress] ?? nextHops.neighbourMAC(r.targetAddress, wait: context.mayWait)
+            context.targetMACs[r.targetAddress] = known
+            toTarget = .l2(to: r.targetMAC, from: mac, ifindex: try switchPort(of: r.targetMAC, context: &context))
+            toTN = .l2(to: r.tnMAC, from: mac)
         case .l2:
             toTarget = .l2(to: r.targetMAC, from: mac)
             toTN = .l2(to: r.tnMAC, from: mac)
+        case .l3 where configuration.mode == .switch:
+            throw ControlError.forbidden("the agent steers inline (--mode switch): a transfer is l2, the target on one of the switch's ports")
         case .l3:
             // Only tunnels need the agent's own address: an L2 takeover works without one.
             let source = try context.tunnelSource[family] ?? NodeAddresses(interface: configuration.interface).global(family)
@@ -267,6 +278,22 @@ final class Admission: Sendable {
             context.own[family] = Set(try Netlink().addresses(interface: configuration.interface, family: family).map(\.address))
         }
         guard !context.own[family]!.contains(r.original) else { throw ControlError.forbidden("\(r.original) is the agent's own address") }
+    }
+
+    /// Switch mode: the bridge port (ifindex) the target's MAC was learned on, after making
+    /// the target answer (ARP/NDP) if the bridge has not seen it yet.
+    private func switchPort(of targetMAC: MACAddress, context: inout Context) throws -> UInt32 {
+        if let p = context.switchPorts[targetMAC] { return p }
+        let netlink = try Netlink()
+        guard let port = try netlink.bridgePort(of: targetMAC, bridge: configuration.interface) else {
+            throw ControlError.forbidden("the target's MAC \(targetMAC) is on no port of \(configuration.interface) (the bridge has not seen it)")
+        }
+        let portName = try netlink.link(index: port).name
+        guard configuration.switchPorts.isEmpty || configuration.switchPorts.contains(portName) else {
+            throw ControlError.forbidden("the target's MAC \(targetMAC) is on a port the agent does not steer from")
+        }
+        context.switchPorts[targetMAC] = UInt32(port)
+        return UInt32(port)
     }
 }
 

@@ -10,8 +10,13 @@ import Logging
 import Synchronization
 
 public struct AgentConfiguration: Sendable {
-    /// The interface facing the correspondents and nodes; the steering program is attached here.
+    /// The interface facing the correspondents and nodes; the steering program is attached here
+    /// (switch mode: a bridge, and the program goes on its ports).
     public var interface: String
+    /// Take addresses over (the default), or steer inline on a bridge (`AgentMode.switch`).
+    public var mode: AgentMode = .takeover
+    /// Switch mode: the bridge ports to steer from (empty: every port of `interface`).
+    public var switchPorts: [String] = []
     public var pinRoot: String = DataPlane.defaultRoot
     public var maxRules: Int = 65536
     public var maxTakeovers: Int = 1024
@@ -80,7 +85,7 @@ public final class Agent: Sendable {
     let anchors: AnchorTable
     /// What the start-up reconcile did.
     let reconciliation: ReconcileSummary
-    private let link: XDPLink?
+    private let links: [XDPLink]
     private struct Serving {
         var stopped = false
         var api: APIServer?
@@ -113,7 +118,7 @@ public final class Agent: Sendable {
         messenger = try Messenger(port: configuration.port)
         table = TransferTable(store: store, dataPlane: dataPlane, messenger: messenger, metrics: metrics, rejections: rejections,
                               logger: logger, linger: configuration.linger, maxWaking: configuration.maxWaking,
-                              keepEnded: configuration.keepEnded)
+                              keepEnded: configuration.keepEnded, inline: configuration.mode == .switch)
         admission = Admission(configuration: configuration, mac: mac, table: table, enrolments: enrolments,
                               staticSecrets: staticSecrets, rejections: rejections, messenger: messenger, logger: logger)
         announcements = Announcements(announcer: try Announcer(interface: configuration.interface), mac: mac,
@@ -124,14 +129,28 @@ public final class Agent: Sendable {
                               nextHops: admission.nextHops, metrics: metrics, logger: logger)
         // Before attaching: a fresh attach then steers by the reconciled maps from its first packet.
         reconciliation = try Self.recover(table: table, store: store, dataPlane: dataPlane,
-                                          idleTimeout: configuration.idleTimeout, anchorRules: try anchors.recover(), logger: logger)
-        self.link = try Self.attach(dataPlane, interface: configuration.interface, ifindex: UInt32(link.index),
-                                    mode: configuration.xdpMode, logger: logger)
+                                          idleTimeout: configuration.idleTimeout, anchorRules: try anchors.recover(),
+                                          takeovers: configuration.mode == .takeover, logger: logger)
+        if configuration.mode == .switch {
+            // Inline: on every port of the bridge (a bridge's own XDP never sees what it forwards).
+            let bridge = link.index, wanted = configuration.switchPorts
+            let ports = try netlink.links().filter { $0.masterIndex == bridge }
+            let chosen = wanted.isEmpty ? ports : ports.filter { wanted.contains($0.name) }
+            for name in configuration.switchPorts where !ports.contains(where: { $0.name == name }) {
+                throw ControlError("--switch-port \(name) is not a port of \(configuration.interface)")
+            }
+            guard !chosen.isEmpty else { throw ControlError("\(configuration.interface) has no ports to steer from (--mode switch needs a bridge)") }
+            let dp = dataPlane, xdpMode = configuration.xdpMode, log = logger
+            self.links = try chosen.map { try Self.attach(dp, interface: $0.name, ifindex: UInt32($0.index), mode: xdpMode, logger: log) }
+        } else {
+            self.links = [try Self.attach(dataPlane, interface: configuration.interface, ifindex: UInt32(link.index),
+                                          mode: configuration.xdpMode, logger: logger)]
+        }
     }
 
     /// Keeps a pinned link on this interface, or attaches and pins a new one.
     private static func attach(_ dp: DataPlane, interface: String, ifindex: UInt32, mode: XDPMode,
-                               logger: Logger) throws -> XDPLink? {
+                               logger: Logger) throws -> XDPLink {
         let (link, adopted) = try dp.collection.adoptOrAttach("baton_steer", interface: interface, ifindex: ifindex, mode: mode)
         if adopted {
             logger.info("adopted XDP link \(link.id) on \(interface)")
@@ -158,8 +177,8 @@ public final class Agent: Sendable {
         messenger.start { [self] in receive($0) }
         // Resumed transfers: announce again (the correspondents' caches may have expired while
         // we were down; XDP answered ARP/NDP meanwhile) and go on waking.
-        announcements.announce(table.read { Array($0.live.values) })
-        logger.info("agent on \(configuration.interface) (\(mac)), port \(configuration.port), state \(store.path), public key \(configuration.identity.publicKey)")
+        if configuration.mode == .takeover { announcements.announce(table.read { Array($0.live.values) }) }
+        logger.info("agent (\(configuration.mode.rawValue)) on \(configuration.interface) (\(mac)), port \(configuration.port), state \(store.path), public key \(configuration.identity.publicKey)")
         stoppedSignal.wait()
     }
 
@@ -182,7 +201,7 @@ public final class Agent: Sendable {
         if let answer = admission.receive(envelope, from: datagram.source), answer.datagram {
             // The first announcement round before the answer: it is what moves the
             // correspondents (the TN only needs the answer to take its address off the wire).
-            if let t = answer.admitted { announcements.announce([t]) }
+            if let t = answer.admitted, configuration.mode == .takeover { announcements.announce([t]) }
             try? messenger.send(answer.bytes, to: answer.to ?? SocketAddress(datagram.source.address,
                                                                             port: answer.port ?? datagram.source.port))
             if answer.admitted != nil { CrashPoint.reached("registered-sent") }

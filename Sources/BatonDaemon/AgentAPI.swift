@@ -13,7 +13,9 @@ extension Agent: APIHandler {
 
     public func status() throws -> DaemonStatus {
         let addresses = ((try? Netlink().addresses(interface: configuration.interface)) ?? []).map(\.description)
-        let (active, takeovers) = table.read { t in (t.live.count, t.live.values.map { "\($0.register.original)" }.sorted()) }
+        // Switch mode takes nothing over: its transfers are rules only.
+        let inline = configuration.mode == .switch
+        let (active, takeovers) = table.read { t in (t.live.count, inline ? [] : t.live.values.map { "\($0.register.original)" }.sorted()) }
         var s = DaemonStatus(role: .agent, publicKey: "\(configuration.identity.publicKey)", interface: configuration.interface,
                              mac: mac, addresses: addresses, port: configuration.port,
                              activeTransfers: active, rejected: rejections.snapshot, heldAddresses: [],
@@ -95,7 +97,7 @@ extension Agent: APIHandler {
         // The answers are settled (the response goes out next): announce the addresses.
         if !admitted.isEmpty {
             CrashPoint.reached("registered-sent")
-            announcements.announce(admitted)
+            if configuration.mode == .takeover { announcements.announce(admitted) }
         }
         return RegistrationResults(results: results.map { $0! })
     }

@@ -15,7 +15,7 @@ extension Agent {
     /// from init, before anything is served.
     /// `anchorRules`: what the anchored sessions hold (AnchorTable.recover), kept too.
     static func recover(table: TransferTable, store: Store, dataPlane: DataPlane, idleTimeout: Double,
-                        anchorRules: [SessionRule] = [], logger: Logger) throws -> ReconcileSummary {
+                        anchorRules: [SessionRule] = [], takeovers: Bool = true, logger: Logger) throws -> ReconcileSummary {
         let begin = ContinuousClock.now
         var summary = ReconcileSummary.none
         var wantedRules: [SessionRule] = anchorRules
@@ -36,7 +36,7 @@ extension Agent {
                 // A wake-up in progress is given up `--max-waking` after this start at the latest.
                 if t.state == .waking { t.wakingSince = .now }
                 wantedRules += t.rules
-                wantedTakeovers.append(t.takeover)
+                if takeovers { wantedTakeovers.append(t.takeover) } // switch mode takes nothing over
                 summary.transfersResumed += 1
             case .lingering:
                 // The TN has its address back; nothing more to forward.

@@ -380,8 +380,9 @@ public final class Node: APIHandler, Sendable {
                 try addresses.hold(original)
                 tables.withLock { _ in t.mark("held") }
             }, answer: { [.registered, .reject].contains($0.type) })
+            var inline = false
             switch registered {
-            case .registered?: break
+            case .registered(let r)?: inline = r.inline == true
             case .reject(let r)?:
                 refused = true
                 throw ControlError("agent refused: \(r.reason)")
@@ -390,11 +391,12 @@ public final class Node: APIHandler, Sendable {
             tables.withLock { _ in t.mark("registered") }
             CrashPoint.reached("tn-registered")
 
-            // 5. Off the wire: the agent answers for the address now.
-            try addresses.removeFromInterface(original)
+            // 5. Off the wire: the agent answers for the address now. An agent in switch mode
+            //    takes nothing over: the address stays on the wire, as it was.
+            if !inline { try addresses.removeFromInterface(original) }
             tables.withLock { _ in
                 t.state = .active
-                t.mark("off-wire")
+                t.mark(inline ? "inline" : "off-wire")
                 persist(t)
             }
             logger.info("transfer \(t.id): \(t.request.sessions.count) session(s) of \(original) moved to \(t.target.name); other sessions continue through \(temporary)")

@@ -55,8 +55,14 @@ final class TransferTable: Sendable {
     /// Ended transfers kept in memory and in the store.
     let keepEnded: Int
 
+    /// Switch mode (`AgentMode.switch`): no takeovers in the maps, and `registered` tells the
+    /// TN to keep its address on the wire.
+    let inline: Bool
+    var registered: Registered { Registered(inline: inline ? true : nil) }
+
     init(store: Store, dataPlane: DataPlane, messenger: Messenger, metrics: DaemonMetrics, rejections: Rejections,
-         logger: Logger, linger: Double, maxWaking: Double, keepEnded: Int) {
+         logger: Logger, linger: Double, maxWaking: Double, keepEnded: Int, inline: Bool = false) {
+        self.inline = inline
         self.store = store
         self.dataPlane = dataPlane
         self.messenger = messenger
@@ -109,7 +115,7 @@ final class TransferTable: Sendable {
             // A retransmission: the first `registered` was lost (or we restarted before sending it).
             let to = t.register.control.socketAddress
             if t.state == .active {
-                return (try? t.channel.seal(.registered(Registered()))).map { Answer(bytes: $0, accepted: true, to: to) }
+                return (try? t.channel.seal(.registered(registered))).map { Answer(bytes: $0, accepted: true, to: to) }
             }
             if t.state == .failed {
                 let reason = t.reason ?? "the agent rolled this registration back"
@@ -275,7 +281,8 @@ final class TransferTable: Sendable {
             }
         }
         CrashPoint.reached("rules-written")
-        for (k, t) in all.enumerated() where failures[k] == nil {
+        // Switch mode takes nothing over: the rules are all there is.
+        for (k, t) in all.enumerated() where failures[k] == nil && !inline {
             do {
                 try dataPlane.setTakeover(t.takeover)
             } catch {
@@ -314,7 +321,7 @@ final class TransferTable: Sendable {
         let kept = Set(old.rules.map(\.match))
         for rule in new.rules where !kept.contains(rule.match) { _ = try? dataPlane.removeRule(rule.match) }
         for rule in old.rules { try? dataPlane.setRule(rule) }
-        try? dataPlane.setTakeover(old.takeover)
+        if !inline { try? dataPlane.setTakeover(old.takeover) }
     }
 
     /// Takes a transfer's entries out of the maps.
@@ -378,6 +385,14 @@ final class TransferTable: Sendable {
         t.announcement = nil
         t.mark("wake-up")
         persist(t)
+        if inline {
+            // Switch mode: the TN never left the wire, so the sessions go back to it the moment
+            // the switch stops redirecting them, before the TN (and the target) hear of it.
+            for rule in t.rules {
+                do { _ = try dataPlane.removeRule(rule.match) } catch { logger.error("transfer \(t.id): removing rule \(rule.match): \(error)") }
+            }
+            t.mark("rules-removed")
+        }
         t.nextWakeUp = .now
         t.wakingSince = .now
         sendWakeUp(t)
@@ -404,7 +419,7 @@ final class TransferTable: Sendable {
         var quiet = t.takeover
         quiet.agentMAC = nil
         do {
-            try dataPlane.setTakeover(quiet)
+            if !inline { try dataPlane.setTakeover(quiet) }
         } catch {
             logger.error("transfer \(t.id): could not stop answering for \(t.register.original): \(error)")
         }

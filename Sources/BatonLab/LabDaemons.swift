@@ -1,4 +1,5 @@
 import BatonAPI
+import BatonBPF
 import BatonModel
 import BatonNet
 import Foundation
@@ -93,6 +94,10 @@ public final class LabDaemons: @unchecked Sendable {
         public var agentEnvironment: [String: String] = [:]
         /// Enrol the TN and the target at the agent and allow tn → target.
         public var enrol = true
+        /// The agent in switch mode (`batond agent --mode switch`) on the lab's bridge, in the
+        /// segment namespace (an L2 transfer lab): the bridge gets the agent's addresses (.100 and
+        /// ::64, outside the hosts and the temporary pools), its ports lose their baton_pass and take the agent's baton_steer; "sa" is idle.
+        public var switchMode = false
         public init() {}
     }
 
@@ -119,6 +124,22 @@ public final class LabDaemons: @unchecked Sendable {
             }
             let saKey = try key("sa"), tnKey = try key("tn"), targetKey = try key("target")
             func addresses(_ h: LabHost) -> String { "\(h.ipv4),\(h.ipv6)" }
+            var agentAddresses = addresses(sa)
+            if options.switchMode {
+                let segment = lab.segments[0]
+                let v4 = segment.ipv4.address(at: 100)!, v6 = segment.ipv6.address(at: 100)!
+                try segment.namespace.run {
+                    let netlink = try Netlink()
+                    try netlink.addAddress(v4, prefixLength: segment.ipv4.length, interface: segment.bridge)
+                    // The lab's bridge runs without IPv6 (no chatter of its own); the agent needs it.
+                    try Sysctl.write(Sysctl.interfaceKey(segment.bridge, "disable_ipv6", family: .v6), 0)
+                    try netlink.addAddress(v6, prefixLength: segment.ipv6.length, interface: segment.bridge, flags: .nodad)
+                    for port in try netlink.links() where port.masterIndex == (try netlink.link(named: segment.bridge).index) {
+                        try XDPLink.detachFromInterface(ifindex: UInt32(port.index), mode: .native)
+                    }
+                }
+                agentAddresses = "\(v4),\(v6)"
+            }
             // Temporary addresses: the upper half of the TN's segment, short of the broadcast
             // address (.128/26 and ::c0/122), enrolled as the TN's. Each stays a grace period
             // after its transfer, so back-to-back runs need a few dozen.
@@ -135,12 +156,16 @@ public final class LabDaemons: @unchecked Sendable {
             let tnProcess = try launch(batond, host: "tn", directory: directory,
                                        ["node"] + common("tn") + ["--decap-root", roots[1],
                                         // KEY=value form: a base64url key may begin with "-".
-                                        "--agent=\(saKey),\(addresses(sa))",
+                                        "--agent=\(saKey),\(agentAddresses)",
                                         "--peer=target,\(targetKey),\(addresses(target))",
                                         "--temporary-pool", "\(pool4)", "--temporary-pool", "\(pool6)"] + options.nodeArguments)
             started.withLock { $0.append(tnProcess) }
-            let agentProcess = try launch(batond, host: "sa", directory: directory,
-                                          ["agent"] + common("sa") + ["--root", roots[0]] + options.agentArguments,
+            var agentArguments = ["agent"] + common("sa") + ["--root", roots[0]]
+            if options.switchMode {
+                agentArguments[agentArguments.firstIndex(of: "--netns")! + 1] = lab.segments[0].namespace.name!
+                agentArguments += ["--interface", lab.segments[0].bridge, "--mode", "switch"]
+            }
+            let agentProcess = try launch(batond, host: "sa", directory: directory, agentArguments + options.agentArguments,
                                           environment: options.agentEnvironment)
             started.withLock { $0.append(agentProcess) }
             for p in started.withLock({ $0 }) { try waitForControl(p) }

@@ -42,6 +42,15 @@ public enum TransferMode: String, Codable, Sendable, CaseIterable {
     case l3
 }
 
+/// How the agent steers (seed 000): by taking the TN's address over on the segment, or
+/// inline on the host that forwards between the ports (a bridge), where nothing is taken over.
+public enum AgentMode: String, Codable, Sendable, CaseIterable {
+    /// Answer ARP/NDP for the TN's address and steer what then arrives (claims 1-16).
+    case takeover
+    /// Redirect the transferred sessions at the switch to the target's port (claims 17-18).
+    case `switch`
+}
+
 /// Where a transfer is, as the API reports it. One enum for all three roles, because the API
 /// reports them side by side; each role keeps its own subset (`AgentTransferState`,
 /// `TNTransferState`, `TargetTransferState`):

@@ -274,6 +274,23 @@ public final class Netlink: Sendable {
         }.filter { index == nil || $0.interfaceIndex == index }
     }
 
+    /// The port of `bridge` that `mac` was learned on (its forwarding database), or nil.
+    public func bridgePort(of mac: MACAddress, bridge: String) throws -> Int? {
+        let operation = "look up \(mac) in the forwarding database of \(bridge)"
+        let master = try findLink(bridge, for: operation).index
+        var header = ndmsg()
+        header.ndm_family = UInt8(AF_BRIDGE)
+        for message in try dump(operation, type: RTM_GETNEIGH, header: header) where message.type == UInt16(RTM_NEWNEIGH) {
+            guard let fixed = message.header(ndmsg.self) else { continue }
+            let attributes = message.attributes(after: ndmsg.self)
+            if Int(fixed.ndm_ifindex) != master, attributes.u32(NDA_MASTER).map(Int.init) == master,
+               attributes[NDA_LLADDR].flatMap({ MACAddress(bytes: $0) }) == mac {
+                return Int(fixed.ndm_ifindex)
+            }
+        }
+        return nil
+    }
+
     // MARK: - Plumbing
 
     private func request<Header: BitwiseCopyable>(

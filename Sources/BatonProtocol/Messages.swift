@@ -73,7 +73,10 @@ public struct Register: Codable, Hashable, Sendable {
 
 /// Agent → TN: the rules and the takeover are in place.
 public struct Registered: Codable, Hashable, Sendable {
-    public init() {}
+    /// The agent steers inline (switch mode): it took nothing over, so the TN keeps its
+    /// address on the wire. Absent from older agents: nil.
+    public var inline: Bool?
+    public init(inline: Bool? = nil) { self.inline = inline }
 }
 
 /// TN → agent: please end the transfer (the agent answers with `wakeUp`).

@@ -61,6 +61,15 @@ struct AgentCommand: ParsableCommand {
     var maxTakeovers: Int = 1024
 
     @Option(name: .long, help: ArgumentHelp(
+        "takeover: answer ARP/NDP for a TN's address and steer what arrives; switch: steer inline on the ports of the bridge --interface (nothing taken over or announced; transfers are l2, the target on a port of the bridge).",
+        valueName: "takeover|switch"))
+    var mode: String = "takeover"
+
+    @Option(name: .customLong("switch-port"), help: ArgumentHelp(
+        "With --mode switch: a bridge port to steer from (repeatable; default: every port of --interface).", valueName: "name"))
+    var switchPorts: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp(
         "Ports of the agent's addresses that anchored sessions are given (batonctl anchor create), FIRST-LAST within 1024-65535; two per session. Packets to a port given out never reach the agent's stack.",
         valueName: "first-last"))
     var relayPorts: String = "30000-39999"
@@ -79,6 +88,8 @@ struct AgentCommand: ParsableCommand {
     }
 
     func validate() throws {
+        guard let m = AgentMode(rawValue: mode) else { throw ValidationError("--mode must be takeover or switch, not '\(mode)'") }
+        if m == .takeover, !switchPorts.isEmpty { throw ValidationError("--switch-port needs --mode switch") }
         guard Self.portRange(relayPorts) != nil else {
             throw ValidationError("--relay-ports must be FIRST-LAST with 1024 <= FIRST < LAST <= 65535, not '\(relayPorts)'")
         }
@@ -119,6 +130,8 @@ struct AgentCommand: ParsableCommand {
         c.maxWaking = maxWaking
         c.maxRules = maxRules
         c.maxTakeovers = maxTakeovers
+        c.mode = AgentMode(rawValue: mode)!
+        c.switchPorts = switchPorts
         c.relayPorts = Self.portRange(relayPorts)!
         c.anchorIdleTimeout = anchorIdleTimeout
         c.anchorGrace = anchorGrace

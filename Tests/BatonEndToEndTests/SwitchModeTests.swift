@@ -49,17 +49,20 @@ struct SwitchModeTests {
 
         // The call to be transferred, a second correspondent's flow to the same port, and a
         // TCP stream to the TN: only the call moves.
+        // The TCP stream first: its connection resolves the correspondent's neighbour entry, so
+        // that no datagram of the call waits in the kernel's resolution queue (which may send
+        // the first few after newer ones).
+        let listener = try tn.tcpListener(family, address: original, port: 5005)
+        let client = try cn.connectTCP(to: SocketAddress(original, port: 5005))
+        let server = try #require(try listener.accept(timeout: .seconds(5)))
+        let stream = TCPStreamCheck(client: client, server: server)
+        defer { listener.close(); client.close(); server.close() }
         let atTN = SequenceReceiver(host: "tn", socket: try tn.udpSocket(family, port: 5004))
         let atTarget = SequenceReceiver(host: "target", socket: try target.udpSocket(family, address: original, port: 5004))
         let call = SequenceSender(socket: try cn.udpSocket(family, port: 40000), to: SocketAddress(original, port: 5004),
                                   flow: 1, perSecond: 20_000)
         let other = SequenceSender(socket: try cn2.udpSocket(family, port: 40000), to: SocketAddress(original, port: 5004),
                                    flow: 2, perSecond: 1000)
-        let listener = try tn.tcpListener(family, address: original, port: 5005)
-        let client = try cn.connectTCP(to: SocketAddress(original, port: 5005))
-        let server = try #require(try listener.accept(timeout: .seconds(5)))
-        let stream = TCPStreamCheck(client: client, server: server)
-        defer { listener.close(); client.close(); server.close() }
         usleep(400_000)
         let before = try #require(try cn.neighbour(original)?.mac)
         #expect(before == tn.mac)

@@ -22,7 +22,7 @@ struct BatonBench: ParsableCommand {
           1. cost per packet of baton_steer through BPF_PROG_TEST_RUN (miss, L2 hit, encap hit
              at 1, 10k and 1M installed rules) beside baton_tx and baton_macswap;
           2. Mpps over a veth pair with a live-frames generator: bare MAC swap, baton_steer
-             with 1M rules, the kernel's forwarding, a userspace relay, an anchored session's XDP relay;
+             with 1M rules, the kernel's forwarding, a userspace relay, an anchored session's XDP relay, switch mode's redirect;
           3. rules per second inserted by DataPlane.addRules (1M rules) beside raw
              bpf_map_update_batch of the same keys;
           4. handover: transfers between batond daemons while a call runs (20 kpps, then 100

@@ -54,12 +54,12 @@ struct BenchArguments: ParsableArguments {
     var rules: Int?
 
     @Option(parsing: .upToNextOption, help: ArgumentHelp(
-        "Throughput paths to run, from bare, steered, kernel, relay, anchored (default: all; ratios need steered or anchored and the other path). Comma- or space-separated.",
+        "Throughput paths to run, from bare, steered, kernel, relay, anchored, switched (default: all; ratios need steered, anchored or switched and the other path). Comma- or space-separated.",
         valueName: "path"))
     var paths: [String] = []
 
     @Option(parsing: .upToNextOption, help: ArgumentHelp(
-        "Active-flow counts for part 2's many-flows runs of bare, steered and anchored (the same flows as relay rules), 1-4000000 each (default 1, 1000, 65536, 1000000; quick 1, 1000; none: --flows 0). Comma- or space-separated.",
+        "Active-flow counts for part 2's many-flows runs of bare, steered, anchored and switched (the same flows as relay rules, as redirects), 1-4000000 each (default 1, 1000, 65536, 1000000; quick 1, 1000; none: --flows 0). Comma- or space-separated.",
         valueName: "n"))
     var flows: [String] = []
 
@@ -121,7 +121,7 @@ struct BenchArguments: ParsableArguments {
         var chosen: Set<Path> = []
         for name in paths.flatMap({ $0.split(separator: ",") }) {
             guard let p = Path(rawValue: String(name)) else {
-                throw ValidationError("--paths: unknown path \(name) (bare, steered, kernel, relay, anchored)")
+                throw ValidationError("--paths: unknown path \(name) (bare, steered, kernel, relay, anchored, switched)")
             }
             chosen.insert(p)
         }

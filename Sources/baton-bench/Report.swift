@@ -142,7 +142,7 @@ struct Report {
         print("   Mpps = frames back at gen / window; median of \(t.rounds) rounds of \(fmt(t.window, 1)) s, paths interleaved.")
         print("   dut holds \(t.rules) rules (capacity \(options.capacity)). 60-byte UDP/IPv4 frames, one flow.")
         print("   " + pad("path on dut", 46) + lpad("Mpps", 8) + lpad("offered", 10) + lpad("back", 8) + lpad("steered/x", 11))
-        let letters: [Path: String] = [.bare: "(a)", .steered: "(b)", .kernel: "(c)", .relay: "(d)", .anchored: "(e)"]
+        let letters: [Path: String] = [.bare: "(a)", .steered: "(b)", .kernel: "(c)", .relay: "(d)", .anchored: "(e)", .switched: "(f)"]
         for p in Path.allCases {
             guard let r = t.paths[p] else { continue }
             let name = letters[p]! + " " + p.title
@@ -151,7 +151,7 @@ struct Report {
                 continue
             }
             let back = r.generated > 0 ? Double(r.counted) / Double(r.generated) * 100 : 0
-            let rel = p == .steered || p == .anchored ? "-" : (t.ratio(against: p).map { fmt($0, 2) + "x" } ?? "n/a")
+            let rel = p == .steered || p == .anchored || p == .switched ? "-" : (t.ratio(against: p).map { fmt($0, 2) + "x" } ?? "n/a")
             print("   " + pad(name, 46) + lpad(r.mpps.map { fmt($0, 3) } ?? "n/a", 8)
                   + lpad(r.offeredMpps.map { fmt($0, 2) } ?? "n/a", 10) + lpad(fmt(back, 1) + "%", 8) + lpad(rel, 11))
         }
@@ -168,6 +168,7 @@ struct Report {
         print(goal("steered / relay", t.ratio(against: .relay), nil))
         print(goal("anchored / bare", t.anchoredRatio(against: .bare), nil))
         print(goal("anchored / relay", t.anchoredRatio(against: .relay), nil))
+        print(goal("switched / bare", t.switchedRatio(against: .bare), nil))
         if let a = t.mpps(.anchored) {
             print("   anchored calls at 50 packets/s each way one core relays (1 flow): \(Int(a * 1e6 / 100))")
         }
@@ -180,18 +181,20 @@ struct Report {
         }
         if !t.flows.isEmpty {
             print("   many flows (baton_gen: each frame the next of N filler flows; no UDP checksum, so a relay updates the")
-            print("   IPv4 header's only), median Mpps and ratios to bare per round; anchored: the same rules as relays:")
+            print("   IPv4 header's only), median Mpps and ratios to bare per round; anchored: the same rules as relays,")
+            print("   switched: as switch mode's redirects; calls/core: anchored Mpps x 10^6 / 100 (50 packets/s each way):")
             for f in t.flows {
                 let ratios = zip(f.steered, f.bare).compactMap { s, b in b > 0 ? s / b : nil }
                 let r = medianOf(ratios)
-                let ar = medianOf(zip(f.anchored, f.bare).compactMap { a, b in b > 0 ? a / b : nil })
-                print("     " + pad("\(f.count) flows", 16) + "bare " + lpad(medianOf(f.bare).map { fmt($0, 3) } ?? "n/a", 7)
-                      + "  steered " + lpad(medianOf(f.steered).map { fmt($0, 3) } ?? "n/a", 7)
-                      + "  steered/bare " + (r.map { fmt($0, 2) + "x" } ?? "n/a")
-                      + (f.anchored.isEmpty ? "" : "  anchored " + lpad(medianOf(f.anchored).map { fmt($0, 3) } ?? "n/a", 7)
-                         + "  anchored/bare " + (ar.map { fmt($0, 2) + "x" } ?? "n/a")
-                         + "  calls/core " + (medianOf(f.anchored).map { "\(Int($0 * 1e6 / 100))" } ?? "n/a"))
-                      + (f.count == 65536 ? "  (goal at 64k flows >= 0.80x: \(r.map { $0 >= 0.8 ? "met" : "not met" } ?? "n/a"))" : ""))
+                var line = "     " + pad("\(f.count) flows", 16) + "bare " + lpad(medianOf(f.bare).map { fmt($0, 3) } ?? "n/a", 7)
+                    + "  steered " + lpad(medianOf(f.steered).map { fmt($0, 3) } ?? "n/a", 7)
+                    + "  steered/bare " + (r.map { fmt($0, 2) + "x" } ?? "n/a")
+                for p in [Path.anchored, .switched] {
+                    guard let m = medianOf(f.others[p] ?? []) else { continue }
+                    line += "  \(p.rawValue) " + fmt(m, 3) + " (" + (f.ratio(p).map { fmt($0, 2) + "x" } ?? "n/a") + ")"
+                }
+                if let a = medianOf(f.others[.anchored] ?? []) { line += "  calls/core \(Int(a * 1e6 / 100))" }
+                print(line + (f.count == 65536 ? "  (goal at 64k flows >= 0.80x: \(r.map { $0 >= 0.8 ? "met" : "not met" } ?? "n/a"))" : ""))
             }
         }
         for n in t.notes { print("   note: " + n) }
@@ -202,6 +205,7 @@ struct Report {
         case .bare: return ["Udp.InCsumErrors", "Udp.InErrors-other"]
         case .steered: return ["steer.rule-hit", "steer.default-hit", "Udp.InCsumErrors", "Udp.InErrors-other"]
         case .anchored: return ["steer.rule-hit", "steer.relay-dropped", "Udp.InCsumErrors", "Udp.InErrors-other"]
+        case .switched: return ["steer.rule-hit", "steer.redirect-failed", "Udp.InCsumErrors", "Udp.InErrors-other"]
         case .kernel: return ["Ip.ForwDatagrams", "Ip.InHdrErrors", "Ip.InAddrErrors", "Ip.OutDiscards", "Icmp.OutMsgs",
                               "Udp.InCsumErrors", "Udp.InErrors-other"]
         case .relay: return ["Udp.InDatagrams", "Udp.InErrors", "Udp.RcvbufErrors", "Udp.MemErrors", "Udp.InCsumErrors",
@@ -295,6 +299,7 @@ struct Report {
                 ("steeredOverRelay", .num(t.ratio(against: .relay), 3)),
                 ("anchoredOverBare", .num(t.anchoredRatio(against: .bare), 3)),
                 ("anchoredOverRelay", .num(t.anchoredRatio(against: .relay), 3)),
+                ("switchedOverBare", .num(t.switchedRatio(against: .bare), 3)),
             ])),
             ("nsPerFrame", .object(Path.allCases.compactMap { p in t.paths[p].map { (p.rawValue, .num($0.mpps.map { 1e3 / $0 }, 1)) } })),
             ("goals", .object([
@@ -307,9 +312,11 @@ struct Report {
                 let ratios = zip(f.steered, f.bare).compactMap { s, b in b > 0 ? s / b : nil }
                 return .object([("count", .int(Int64(f.count))), ("bareMpps", .num(medianOf(f.bare), 4)),
                                 ("steeredMpps", .num(medianOf(f.steered), 4)), ("steeredOverBare", .num(medianOf(ratios), 3)),
-                                ("anchoredMpps", .num(medianOf(f.anchored), 4)),
-                                ("anchoredOverBare", .num(medianOf(zip(f.anchored, f.bare).compactMap { a, b in b > 0 ? a / b : nil }), 3)),
-                                ("anchoredCallsPerCore", .num(medianOf(f.anchored).map { $0 * 1e6 / 100 }, 0))])
+                                ("anchoredMpps", .num(medianOf(f.others[.anchored] ?? []), 4)),
+                                ("anchoredOverBare", .num(f.ratio(.anchored), 3)),
+                                ("anchoredCallsPerCore", .num(medianOf(f.others[.anchored] ?? []).map { $0 * 1e6 / 100 }, 0)),
+                                ("switchedMpps", .num(medianOf(f.others[.switched] ?? []), 4)),
+                                ("switchedOverBare", .num(f.ratio(.switched), 3))])
             })),
         ])
     }

@@ -6,7 +6,7 @@ import BatonNet
 
 /// The four ways dut can send the flow back, in the order each round runs them.
 enum Path: String, CaseIterable {
-    case bare, steered, kernel, relay, anchored
+    case bare, steered, kernel, relay, anchored, switched
 
     var title: String {
         switch self {
@@ -15,6 +15,7 @@ enum Path: String, CaseIterable {
         case .kernel: return "kernel forwarding (XDP_PASS, ip_forward)"
         case .relay: return "userspace UDP relay (recvmmsg/sendmmsg)"
         case .anchored: return "baton_steer, relay rule (anchored session)"
+        case .switched: return "baton_steer, L2 rule redirected (switch mode)"
         }
     }
 }
@@ -46,12 +47,15 @@ struct ThroughputResult {
     var paths: [Path: PathResult] = [:]
     /// Per-round ratios, steered against each of the others.
     var ratios: [Path: [Double]] = [:]
-    /// Per-round ratios of the anchored session's relay against bare and the userspace relay.
+    /// Per-round ratios of the anchored session's relay (and switch mode's redirect) against bare
+    /// and the userspace relay.
     var anchoredRatios: [Path: [Double]] = [:]
+    var switchedRatios: [Path: [Double]] = [:]
     var labPrefix = ""
     var notes: [String] = []
-    /// Many flows (baton_gen): per flow count, bare, steered and anchored (relay rules) Mpps per round.
-    var flows: [(count: Int, bare: [Double], steered: [Double], anchored: [Double])] = []
+    /// Many flows (baton_gen): per flow count, bare and steered Mpps per round, and the same
+    /// rules as anchored sessions' relays and as switch mode's redirects.
+    var flows: [FlowResult] = []
 
     func mpps(_ p: Path) -> Double? { paths[p]?.mpps }
     func ratio(against p: Path) -> Double? {
@@ -62,6 +66,24 @@ struct ThroughputResult {
     func anchoredRatio(against p: Path) -> Double? {
         guard mpps(.anchored) != nil, mpps(p) != nil else { return nil }
         return medianOf(anchoredRatios[p] ?? [])
+    }
+
+    func switchedRatio(against p: Path) -> Double? {
+        guard mpps(.switched) != nil, mpps(p) != nil else { return nil }
+        return medianOf(switchedRatios[p] ?? [])
+    }
+}
+
+/// One many-flows count: Mpps per round of each path measured.
+struct FlowResult {
+    var count: Int
+    var bare: [Double] = []
+    var steered: [Double] = []
+    /// The same flows' rules re-pointed: `.anchored` (relays), `.switched` (redirects).
+    var others: [Path: [Double]] = [:]
+
+    func ratio(_ p: Path) -> Double? {
+        medianOf(zip(others[p] ?? [], bare).compactMap { x, b in b > 0 ? x / b : nil })
     }
 }
 
@@ -119,6 +141,17 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
     // checksums, as a relay toward a device does.
     let anchoredFrame = World.frame(dstMAC: dutMAC, srcMAC: genMAC, src: World.correspondent, dst: World.takenOver,
                                     sport: 40002, dport: World.flowDestinationPort)
+    // Switch mode's path: an L2 rule whose egress is an interface, so XDP_REDIRECT through the
+    // devmap (here back out of dut's eth0: the redirect's cost, not a second veth's). The devmap
+    // entry is resolved in dut's namespace.
+    let dutIfindex = UInt32(dut.ifindex)
+    let switchedFrame = World.frame(dstMAC: dutMAC, srcMAC: genMAC, src: World.correspondent, dst: World.takenOver,
+                                    sport: 40003, dport: World.flowDestinationPort)
+    try dut.run {
+        try dp.setRule(SessionRule(match: SessionMatch(proto: .udp, source: World.correspondent, sourcePort: 40003,
+                                                       destination: World.takenOver, destinationPort: World.flowDestinationPort),
+                                   forward: .l2(to: genMAC, from: dutMAC, ifindex: dutIfindex)))
+    }
     for (from, fromPort, to, toPort) in [(World.correspondent, UInt16(40002), World.agent, UInt16(30000)),
                                          (World.agent, 30000, World.correspondent, 40002)] {
         let dport = from == World.correspondent ? World.flowDestinationPort : World.flowDestinationPort + 2
@@ -187,7 +220,7 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
     func program(_ p: Path) -> BPFProgram {
         switch p {
         case .bare: return tools.macswap
-        case .steered, .anchored: return dp.steerProgram
+        case .steered, .anchored, .switched: return dp.steerProgram
         case .kernel, .relay: return tools.pass
         }
     }
@@ -203,10 +236,11 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
                 Log.info("throughput: \(p.rawValue): \(result.paths[p]!.unavailable!)")
                 continue
             }
-            let frame = p == .relay ? relayFrame : p == .anchored ? anchoredFrame : flowFrame
+            let frame = p == .relay ? relayFrame : p == .anchored ? anchoredFrame : p == .switched ? switchedFrame : flowFrame
             _ = try generate(frame, for: o.warmup)
             let snmp0 = try dut.snmpCounters()
-            let stats0 = p == .steered || p == .anchored ? try dp.stats() : [:]
+            let usesSteer = p == .steered || p == .anchored || p == .switched
+            let stats0 = usesSteer ? try dp.stats() : [:]
             let w = try generate(frame, for: o.window)
             let snmp1 = try dut.snmpCounters()
             for k in snmpKeys {
@@ -218,7 +252,7 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
             func delta(_ k: String) -> Int64 { (snmp1[k] ?? 0) - (snmp0[k] ?? 0) }
             result.paths[p]!.counters["Udp.InErrors-other", default: 0] +=
                 delta("Udp.InErrors") - delta("Udp.RcvbufErrors") - delta("Udp.MemErrors") - delta("Udp.InCsumErrors")
-            if p == .steered || p == .anchored {
+            if usesSteer {
                 let stats1 = try dp.stats()
                 for r in StatReason.allCases {
                     let d = Int64(stats1[r]!.packets) - Int64(stats0[r]!.packets)
@@ -235,10 +269,10 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
                 if let b = roundMpps[p], b > 0 { result.ratios[p, default: []].append(s / b) }
             }
         }
-        if let a = roundMpps[.anchored] {
-            for p in [Path.bare, .relay] {
-                if let b = roundMpps[p], b > 0 { result.anchoredRatios[p, default: []].append(a / b) }
-            }
+        for p in [Path.bare, .relay] {
+            guard let b = roundMpps[p], b > 0 else { continue }
+            if let a = roundMpps[.anchored] { result.anchoredRatios[p, default: []].append(a / b) }
+            if let s = roundMpps[.switched] { result.switchedRatios[p, default: []].append(s / b) }
         }
         Log.info("throughput round \(round)/\(o.throughputRounds): "
                  + o.paths.map { "\($0.rawValue) \(roundMpps[$0].map { fmt($0, 2) } ?? "-")" }.joined(separator: ", ")
@@ -252,7 +286,7 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
         let n = min(count, fillers)
         if n < count { result.notes.append("\(count) flows asked, \(n) filler rules there: \(n) flows") }
         try tools.genFlows.update(0, UInt64(n))
-        var entry = (count: n, bare: [Double](), steered: [Double](), anchored: [Double]())
+        var entry = FlowResult(count: n)
         let template = World.frame(dstMAC: dutMAC, srcMAC: genMAC, src: IPAddress.v4(0x6440_0000), dst: World.takenOver,
                                    sport: 10_000, dport: World.flowDestinationPort)
         for round in 1...o.throughputRounds {
@@ -269,26 +303,30 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
             }
             Log.detail("throughput \(n) flows, round \(round): bare \(fmt(entry.bare.last!, 2)), steered \(fmt(entry.steered.last!, 2)) Mpps")
         }
-        // The same flows as anchored sessions' relays: the n filler rules re-pointed in place
-        // (one map update each), measured, and put back.
-        if o.paths.contains(.anchored) {
-            let relay = World.relay(to: genMAC, from: dutMAC)
-            for i in 0..<n { try dp.setRule(SessionRule(match: World.fillerMatch(i), forward: relay)) }
+        // The same flows as anchored sessions' relays and as switch mode's redirects: the n
+        // filler rules re-pointed in place (one map update each), measured, and put back.
+        let variants: [(Path, Forwarding)] = [(.anchored, World.relay(to: genMAC, from: dutMAC)),
+                                              (.switched, .l2(to: genMAC, from: dutMAC, ifindex: dutIfindex))]
+        for (path, forward) in variants where o.paths.contains(path) {
+            try dut.run { for i in 0..<n { try dp.setRule(SessionRule(match: World.fillerMatch(i), forward: forward)) } }
             try attach(dp.steerProgram)
             for _ in 1...o.throughputRounds {
                 _ = try generate(template, for: o.warmup, with: tools.gen)
                 let hits0 = try dp.stats()[.ruleHit]!.packets
                 let w = try generate(template, for: o.window, with: tools.gen)
-                entry.anchored.append(w.mpps)
+                entry.others[path, default: []].append(w.mpps)
                 if try dp.stats()[.ruleHit]!.packets - hits0 < w.counted {
-                    result.notes.append("\(n) flows, anchored: fewer rule hits than frames back")
+                    result.notes.append("\(n) flows, \(path.rawValue): fewer rule hits than frames back")
                 }
             }
+        }
+        if variants.contains(where: { o.paths.contains($0.0) }) {
             let filler = World.l2() // as World.rules made them
             for i in 0..<n { try dp.setRule(SessionRule(match: World.fillerMatch(i), forward: filler)) }
         }
         Log.info("throughput \(n) flows: bare \(fmt(medianOf(entry.bare) ?? 0, 2)), steered \(fmt(medianOf(entry.steered) ?? 0, 2))"
-                 + (entry.anchored.isEmpty ? "" : ", anchored \(fmt(medianOf(entry.anchored) ?? 0, 2))") + " Mpps")
+                 + entry.others.keys.sorted { $0.rawValue < $1.rawValue }.map { ", \($0.rawValue) \(fmt(medianOf(entry.others[$0]!) ?? 0, 2))" }.joined()
+                 + " Mpps")
         result.flows.append(entry)
     }
     try? dutLink?.detach()

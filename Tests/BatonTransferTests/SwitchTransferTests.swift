@@ -79,3 +79,37 @@ struct SwitchTransferTests {
         }
     }
 }
+
+/// The switch-mode agent restarted during a transfer: its ports' links are adopted, the
+/// reconcile keeps the rules and adds no takeover, the call goes on at the target meanwhile,
+/// and the transfer ends as usual afterwards.
+@Suite(.serialized, .enabled(if: geteuid() == 0 && xdpSupported(), "needs root and XDP"))
+struct SwitchRestartTests {
+    @Test func aRestartedSwitchKeepsSteering() throws {
+        var options = LabDaemons.Options()
+        options.switchMode = true
+        options.agentArguments = ["--idle-timeout", "120", "--linger", "0.2"]
+        try Rig.with(.l2, family: .v4, options: options) { rig in
+            let call = try rig.startCall(perSecond: 2000, reaching: 200)
+            let transfer = try rig.transfer(call, .l2)
+            try rig.wait(3, "the call to reach the target") { call.atTarget.count(flow: 1) > 200 }
+            rig.daemons.agent.stop()
+            let whileDown = call.atTarget.count(flow: 1)
+            usleep(300_000)
+            #expect(call.atTarget.count(flow: 1) > whileDown + 300, "the switch steers while batond is down")
+            try rig.daemons.agent.restart()
+            let status = try rig.agentControl.status()
+            #expect(status.reconcile?.rulesKept == 1 && status.reconcile?.rulesRemoved == 0 && status.reconcile?.takeoversRestored == 0,
+                    "\(String(describing: status.reconcile))")
+            #expect(status.takeovers.isEmpty)
+            #expect(rig.daemons.agent.logText().contains("adopted XDP link"), "the ports' links are adopted")
+            try rig.agentControl.end(transfer.id)
+            try rig.wait(5, "the transfer to end") { try rig.agentControl.show(transfer.id).state == .ended }
+            let endedAt = monotonicNanoseconds()
+            try rig.wait(3, "the call back at the TN") { call.atTN.first(flow: 1, after: endedAt) != nil }
+            let sent = call.sender.stop()
+            let report = FlowReport(flow: 1, sent: sent, arrivals: call.atTN.stop() + call.atTarget.stop())
+            #expect(report.lost == 0 && report.reordered == 0, "\(report)")
+        }
+    }
+}

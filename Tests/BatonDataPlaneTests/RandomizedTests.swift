@@ -26,6 +26,7 @@ struct RandomizedTests {
             let world = RandomWorld(redirect: rig.redirectIfindex)
             for t in world.takeovers { try dp.setTakeover(t); model.addTakeover(t) }
             for r in world.rules { try dp.setRule(r); try model.addRule(r) }
+            for e in world.rtpStreams { try dp.addRTPStream(e); model.addRTPStream(e) }
             for i in 0..<Self.count {
                 if i % 1000 == 0 {
                     // Keep the fragment cache far from LRU eviction, which the model does not copy.
@@ -49,6 +50,15 @@ struct RandomizedTests {
                     }
                 }
             }
+            // RTP continuity was exercised, and the two kept the same state.
+            var rewritten: UInt64 = 0
+            for e in world.rtpStreams {
+                let kernel = try dp.rtpStream(e), mine = model.rtpStreams[.init(address: e.address.bytes16, port: e.port)]
+                #expect(kernel?.packets == mine?.packets && kernel?.rebases == mine?.rebases && kernel?.lastSequence == mine?.lastSeq,
+                        "stream \(e): kernel \(String(describing: kernel)), model \(String(describing: mine))")
+                rewritten += kernel?.packets ?? 0
+            }
+            #expect(rewritten > 100, "RTP packets rewritten: \(rewritten)")
         }
         #expect(disagreements == 0, "\(disagreements) of \(Self.count) packets disagree (seed \(seed))")
         // The generator must exercise every verdict, or the agreement means little.
@@ -63,6 +73,10 @@ struct RandomizedTests {
 struct RandomWorld {
     var takeovers: [Takeover] = []
     var rules: [SessionRule] = []
+    /// The anchors (address and port toward the remote) of relays with RTP continuity.
+    var rtpStreams: [Endpoint] {
+        Array(Set(rules.compactMap { r in r.forward.rewrite.flatMap { $0.rtp ? Endpoint(address: $0.source, port: $0.sourcePort) : nil } }))
+    }
     let sources: [[IPAddress]]
     let destinations: [[IPAddress]]
     let ports: [UInt16] = [53, 80, 443, 5060, 40000, 40001]
@@ -87,6 +101,9 @@ struct RandomWorld {
                 .encap(to: World.ip(family, .target), from: sa, nextHop: nextMAC(), sourceMAC: World.saMAC),
                 .pass, .drop,
                 .relay(.init(source: sa, sourcePort: 30000, destination: World.ip(family, .target), destinationPort: 6000),
+                       nextHop: nextMAC(), sourceMAC: World.saMAC),
+                // RTP continuity (its stream in baton_rtp: rtpStreams).
+                .relay(.init(source: sa, sourcePort: 30002, destination: World.ip(family, .cn), destinationPort: 40000, rtp: true),
                        nextHop: nextMAC(), sourceMAC: World.saMAC),
                 .drop(until: .max), .drop(until: 1),
             ]

@@ -51,6 +51,21 @@ struct ReferenceModel {
     var fragments: [FragKey: (sport: UInt16, dport: UInt16, proto: UInt8)] = [:]
     /// The interface test runs report as ingress (loopback of the namespace).
     var ingressIfindex: UInt32 = 1
+    /// RTP continuity's streams (baton_rtp), by the relay's new source address and port.
+    struct RTPKey: Hashable { var address: [UInt8]; var port: UInt16 }
+    struct RTPState {
+        var started = false
+        var ssrcOut: UInt32 = 0, ssrcIn: UInt32 = 0
+        var seqOff: UInt16 = 0, lastSeq: UInt16 = 0
+        var tsOff: UInt32 = 0, lastTs: UInt32 = 0, tsStep: UInt32 = 0
+        var rebases: UInt32 = 0, packets: UInt64 = 0
+    }
+    var rtpStreams: [RTPKey: RTPState] = [:]
+
+    mutating func addRTPStream(_ anchor: Endpoint) {
+        rtpStreams[RTPKey(address: anchor.address.bytes16, port: anchor.port)] = RTPState()
+    }
+
     /// The kernel's CLOCK_MONOTONIC as lockouts see it: any time after boot does, for tables
     /// whose lockouts end at 1 (long over) or at UInt64.max (never).
     var now: UInt64 = 2
@@ -337,7 +352,40 @@ struct ReferenceModel {
     /// out here on its own. Updated, not recomputed: a router passes a wrong checksum on as
     /// wrong (the random frames include corrupted ones). The fixture table checks the right
     /// ones against sums computed afresh by BatonPacket.
-    private func relay(_ frame: [UInt8], _ f: Flow, _ rewrite: Forwarding.Rewrite?) -> [UInt8]? {
+    /// The RTP header at `off` rewritten onto its stream; the old and new bytes of its
+    /// sequence number, timestamp and SSRC (for the checksum), or nil when left alone.
+    private mutating func keepOneStream(_ b: inout [UInt8], at off: Int, end: Int, _ r: Forwarding.Rewrite) -> ([UInt8], [UInt8])? {
+        guard off + 12 <= end, b[off] >> 6 == 2, !(64...95).contains(b[off + 1] & 0x7f) else { return nil }
+        let key = RTPKey(address: r.source.bytes16, port: r.sourcePort)
+        guard var s = rtpStreams[key] else { return nil }
+        let h = Bytes(b)
+        let seqIn = h.u16(off + 2), tsIn = h.u32(off + 4), ssrcIn = h.u32(off + 8)
+        if !s.started {
+            s.started = true
+            s.ssrcOut = ssrcIn; s.ssrcIn = ssrcIn
+            s.seqOff = 0; s.tsOff = 0
+            s.lastSeq = seqIn &- 1; s.lastTs = tsIn
+        } else if ssrcIn != s.ssrcIn {
+            s.ssrcIn = ssrcIn
+            s.seqOff = s.lastSeq &+ 1 &- seqIn
+            s.tsOff = s.lastTs &+ (s.tsStep != 0 ? s.tsStep : 160) &- tsIn
+            s.rebases &+= 1
+        }
+        let seqOut = seqIn &+ s.seqOff, tsOut = tsIn &+ s.tsOff
+        if Int16(bitPattern: seqOut &- s.lastSeq) > 0 {
+            if seqOut &- s.lastSeq == 1, Int32(bitPattern: tsOut &- s.lastTs) > 0 { s.tsStep = tsOut &- s.lastTs }
+            s.lastSeq = seqOut
+            s.lastTs = tsOut
+        }
+        s.packets += 1
+        rtpStreams[key] = s
+        let old = Array(b[off + 2..<off + 12])
+        let new = be16(seqOut) + be32(tsOut) + be32(s.ssrcOut)
+        b.replaceSubrange(off + 2..<off + 12, with: new)
+        return (old, new)
+    }
+
+    private mutating func relay(_ frame: [UInt8], _ f: Flow, _ rewrite: Forwarding.Rewrite?) -> [UInt8]? {
         guard let r = rewrite, !f.icmpError, !f.routed, f.proto == 6 || f.proto == 17 else { return nil }
         guard f.frag == 2 || f.l4 <= 1024 else { return nil } // L4_MAX_OFF
         var b = frame
@@ -364,8 +412,14 @@ struct ReferenceModel {
         b.replaceSubrange(srcAt..<srcAt + size, with: r.source.wireBytes)
         b.replaceSubrange(dstAt..<dstAt + size, with: r.destination.wireBytes)
         guard f.frag != 2 else { return b }
-        let oldPorts = Array(b[f.l4..<f.l4 + 4]), newPorts = be16(r.sourcePort) + be16(r.destinationPort)
+        var oldPorts = Array(b[f.l4..<f.l4 + 4]), newPorts = be16(r.sourcePort) + be16(r.destinationPort)
         b.replaceSubrange(f.l4..<f.l4 + 4, with: newPorts)
+        // RTP continuity, as docs/anchors.md says it (bpf/include/rtp.h), written out here on
+        // its own: its changed words join the checksum update.
+        if r.rtp, f.proto == 17, let (old, new) = keepOneStream(&b, at: f.l4 + 8, end: f.l3end, r) {
+            oldPorts += old
+            newPorts += new
+        }
         let checkAt = f.l4 + (f.proto == 17 ? 6 : 16)
         let old = Bytes(b).u16(checkAt)
         if f.proto == 17 && old == 0 { return b } // none (IPv4), or an invalid 0 (IPv6): left as it came

@@ -299,3 +299,57 @@ public final class TCPStreamCheck: Sendable {
         return state.withLock { ($0.written, $0.read, $0.failure) }
     }
 }
+
+/// The traffic of a seed-000 transfer test: a TCP stream from the correspondent to the TN's
+/// `original` port 5005 (connected first: its connection resolves the correspondent's
+/// neighbour entry, so no datagram of the call waits in the resolution queue, which may send
+/// the first few after newer ones); the call (flow 1, `cn`:40000 → `original`:5004 at
+/// `rate`); a second correspondent's flow to the same port (flow 2, `cn2`:40000, 1000/s); each
+/// flow received at the TN and at the target (there on `targetAddress`, if given).
+public final class TransferTraffic: Sendable {
+    public let atTN: SequenceReceiver
+    public let atTarget: SequenceReceiver
+    public let call: SequenceSender
+    public let other: SequenceSender?
+    public let stream: TCPStreamCheck
+    private let sockets: (listener: TCPListener, client: TCPConnection, server: TCPConnection)
+
+    /// What `stop` found.
+    public struct Result: Sendable {
+        public let call: FlowReport
+        public let other: FlowReport?
+        public let tcp: (written: Int, read: Int, failure: String?)
+    }
+
+    public init(cn: LabHost, cn2: LabHost?, tn: LabHost, target: LabHost, original: IPAddress, rate: Int,
+                targetAddress: IPAddress? = nil) throws {
+        let family = original.family
+        let listener = try tn.tcpListener(family, address: original, port: 5005)
+        let client = try cn.connectTCP(to: SocketAddress(original, port: 5005))
+        guard let server = try listener.accept(timeout: .seconds(5)) else {
+            listener.close()
+            client.close()
+            throw LabError(description: "the TCP stream to \(original):5005 did not connect")
+        }
+        sockets = (listener, client, server)
+        stream = TCPStreamCheck(client: client, server: server)
+        atTN = SequenceReceiver(host: "tn", socket: try tn.udpSocket(family, port: 5004))
+        atTarget = SequenceReceiver(host: "target", socket: try target.udpSocket(family, address: targetAddress, port: 5004))
+        call = SequenceSender(socket: try cn.udpSocket(family, port: 40000), to: SocketAddress(original, port: 5004),
+                              flow: 1, perSecond: rate)
+        other = try cn2.map { SequenceSender(socket: try $0.udpSocket(family, port: 40000), to: SocketAddress(original, port: 5004),
+                                             flow: 2, perSecond: 1000) }
+    }
+
+    /// Stops every sender, the stream and the receivers, and closes the sockets.
+    public func stop() -> Result {
+        let sent = call.stop(), sentOther = other?.stop()
+        let tcp = stream.stop()
+        let arrivals = atTN.stop() + atTarget.stop()
+        sockets.listener.close()
+        sockets.client.close()
+        sockets.server.close()
+        return Result(call: FlowReport(flow: 1, sent: sent, arrivals: arrivals),
+                      other: sentOther.map { FlowReport(flow: 2, sent: $0, arrivals: arrivals) }, tcp: tcp)
+    }
+}

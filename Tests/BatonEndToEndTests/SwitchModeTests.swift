@@ -49,20 +49,8 @@ struct SwitchModeTests {
 
         // The call to be transferred, a second correspondent's flow to the same port, and a
         // TCP stream to the TN: only the call moves.
-        // The TCP stream first: its connection resolves the correspondent's neighbour entry, so
-        // that no datagram of the call waits in the kernel's resolution queue (which may send
-        // the first few after newer ones).
-        let listener = try tn.tcpListener(family, address: original, port: 5005)
-        let client = try cn.connectTCP(to: SocketAddress(original, port: 5005))
-        let server = try #require(try listener.accept(timeout: .seconds(5)))
-        let stream = TCPStreamCheck(client: client, server: server)
-        defer { listener.close(); client.close(); server.close() }
-        let atTN = SequenceReceiver(host: "tn", socket: try tn.udpSocket(family, port: 5004))
-        let atTarget = SequenceReceiver(host: "target", socket: try target.udpSocket(family, address: original, port: 5004))
-        let call = SequenceSender(socket: try cn.udpSocket(family, port: 40000), to: SocketAddress(original, port: 5004),
-                                  flow: 1, perSecond: 20_000)
-        let other = SequenceSender(socket: try cn2.udpSocket(family, port: 40000), to: SocketAddress(original, port: 5004),
-                                   flow: 2, perSecond: 1000)
+        let traffic = try TransferTraffic(cn: cn, cn2: cn2, tn: tn, target: target, original: original, rate: 20_000,
+                                          targetAddress: original)
         usleep(400_000)
         let before = try #require(try cn.neighbour(original)?.mac)
         #expect(before == tn.mac)
@@ -77,16 +65,13 @@ struct SwitchModeTests {
         // Back: the rule goes; the bridge delivers to the TN again.
         _ = try segment.namespace.run { try dp.removeRule(session) }
         usleep(400_000)
-        let sent = call.stop(), sentOther = other.stop()
-        let tcp = stream.stop()
-        let arrivals = atTN.stop() + atTarget.stop()
+        let result = traffic.stop()
         let after = try cn.neighbour(original)?.mac
-
-        let report = FlowReport(flow: 1, sent: sent, arrivals: arrivals)
+        let report = result.call, tcp = result.tcp
         #expect(report.lost == 0 && report.reordered == 0 && report.duplicates == 0, "\(report)")
         #expect((report.perHost["target"] ?? 0) > 5000 && report.ranges["tn"]?.count == 2 && report.ranges["target"]?.count == 1,
                 "the call went tn, target, tn: \(report.ranges)")
-        let otherReport = FlowReport(flow: 2, sent: sentOther, arrivals: arrivals)
+        let otherReport = try #require(result.other)
         #expect(otherReport.lost == 0 && otherReport.perHost["target"] == nil, "the second correspondent's flow stays with the TN")
         #expect(tcp.failure == nil && tcp.read == tcp.written && tcp.read > 0, "the TCP stream to the TN is untouched")
         #expect(during == before && after == before, "the correspondent's neighbour entry never changes")

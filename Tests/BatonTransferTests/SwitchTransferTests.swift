@@ -24,21 +24,9 @@ struct SwitchTransferTests {
         try Rig.with(.l2, family: family, correspondents: ["cn", "cn2"], options: options) { rig in
             let cn = rig.cn, cn2 = rig.lab["cn2"], tn = rig.tn, target = rig.target
             let original = rig.original
-            // The TCP stream first: its connection resolves the correspondent's neighbour entry, so
-        // that no datagram of the call waits in the kernel's resolution queue (which may send
-        // the first few after newer ones).
-        let listener = try tn.tcpListener(family, address: original, port: 5005)
-            let client = try cn.connectTCP(to: SocketAddress(original, port: 5005))
-            let server = try #require(try listener.accept(timeout: .seconds(5)))
-            let stream = TCPStreamCheck(client: client, server: server)
-            defer { listener.close(); client.close(); server.close() }
-        let atTN = SequenceReceiver(host: "tn", socket: try tn.udpSocket(family, port: 5004))
-            let atTarget = SequenceReceiver(host: "target", socket: try target.udpSocket(family, port: 5004))
-            let call = SequenceSender(socket: try cn.udpSocket(family, port: 40000), to: SocketAddress(original, port: 5004),
-                                      flow: 1, perSecond: 20_000)
-            let other = SequenceSender(socket: try cn2.udpSocket(family, port: 40000), to: SocketAddress(original, port: 5004),
-                                       flow: 2, perSecond: 1000)
-                try rig.wait(3, "the call to reach the TN") { atTN.count(flow: 1) > 1000 }
+            let traffic = try TransferTraffic(cn: cn, cn2: cn2, tn: tn, target: target, original: original, rate: 20_000)
+            let atTN = traffic.atTN, atTarget = traffic.atTarget
+            try rig.wait(3, "the call to reach the TN") { atTN.count(flow: 1) > 1000 }
             var seen = Set<MACAddress>()
             func look() throws { if let m = try rig.correspondentSees() { seen.insert(m) } }
             try look()
@@ -65,11 +53,9 @@ struct SwitchTransferTests {
             Thread.sleep(forTimeInterval: 0.3)
             try look()
 
-            let sent = call.stop(), sentOther = other.stop()
-            let tcp = stream.stop()
-            let arrivals = atTN.stop() + atTarget.stop()
-            let report = FlowReport(flow: 1, sent: sent, arrivals: arrivals)
-            let otherReport = FlowReport(flow: 2, sent: sentOther, arrivals: arrivals)
+            let result = traffic.stop()
+            let report = result.call, tcp = result.tcp
+            let otherReport = try #require(result.other)
             print("switch/\(family): call: \(report) ranges \(report.ranges); other: \(otherReport)")
             #expect(report.lost == 0 && report.duplicates == 0 && report.reordered == 0, "\(report)")
             #expect(report.ranges["target"]?.count == 1 && report.ranges["tn"]?.count == 2, "\(report.ranges)")

@@ -25,19 +25,10 @@ struct TransferTests {
             let cn = rig.cn, cn2 = rig.lab["cn2"], tn = rig.tn, target = rig.target, sa = rig.sa
             let original = rig.original
 
-            // The call (to be transferred) and a second correspondent's flow to the same port.
-            let atTN = SequenceReceiver(host: "tn", socket: try tn.udpSocket(family, port: 5004))
-            let atTarget = SequenceReceiver(host: "target", socket: try target.udpSocket(family, port: 5004))
-            let call = SequenceSender(socket: try cn.udpSocket(family, port: 40000), to: SocketAddress(original, port: 5004),
-                                      flow: 1, perSecond: Self.rate)
-            let other = SequenceSender(socket: try cn2.udpSocket(family, port: 40000), to: SocketAddress(original, port: 5004),
-                                       flow: 2, perSecond: 1000)
-            // A TCP stream from the correspondent to the TN, not transferred.
-            let listener = try tn.tcpListener(family, address: original, port: 5005)
-            let client = try cn.connectTCP(to: SocketAddress(original, port: 5005))
-            let server = try #require(try listener.accept(timeout: .seconds(5)))
-            let stream = TCPStreamCheck(client: client, server: server)
-            defer { listener.close(); client.close(); server.close() }
+            // The call (to be transferred), a second correspondent's flow to the same port, and a
+            // TCP stream from the correspondent to the TN, not transferred.
+            let traffic = try TransferTraffic(cn: cn, cn2: cn2, tn: tn, target: target, original: original, rate: Self.rate)
+            let atTN = traffic.atTN, atTarget = traffic.atTarget
 
             try rig.wait(3, "the call to reach the TN") { atTN.count(flow: 1) > 1000 }
             #expect(try rig.correspondentSees() == tn.mac, "before: the correspondent sends to the TN")
@@ -64,12 +55,9 @@ struct TransferTests {
             #expect(try rig.correspondentSees() == tn.mac, "after: the correspondent sends to the TN again")
             Thread.sleep(forTimeInterval: 0.5)
 
-            let sent = call.stop()
-            let sentOther = other.stop()
-            let tcp = stream.stop()
-            let arrivals = atTN.stop() + atTarget.stop()
-            let report = FlowReport(flow: 1, sent: sent, arrivals: arrivals)
-            let otherReport = FlowReport(flow: 2, sent: sentOther, arrivals: arrivals)
+            let result = traffic.stop()
+            let report = result.call, tcp = result.tcp
+            let otherReport = try #require(result.other)
             print("\(layout.rawValue)/\(family): call: \(report)")
             print("\(layout.rawValue)/\(family): other: \(otherReport)")
             print("\(layout.rawValue)/\(family): tcp: wrote \(tcp.written), read \(tcp.read), \(tcp.failure ?? "no failure")")

@@ -90,8 +90,15 @@ struct AgentCommand: ParsableCommand {
     func validate() throws {
         guard let m = AgentMode(rawValue: mode) else { throw ValidationError("--mode must be takeover or switch, not '\(mode)'") }
         if m == .takeover, !switchPorts.isEmpty { throw ValidationError("--switch-port needs --mode switch") }
-        guard Self.portRange(relayPorts) != nil else {
+        guard let pool = Self.portRange(relayPorts) else {
             throw ValidationError("--relay-ports must be FIRST-LAST with 1024 <= FIRST < LAST <= 65535, not '\(relayPorts)'")
+        }
+        // A port given out is the relay's before the stack sees it: never the daemon's own.
+        if let p = UInt16(exactly: daemon.port), pool.contains(p) {
+            throw ValidationError("--relay-ports \(relayPorts) holds the protocol port \(daemon.port) (--port): relayed sessions would take its datagrams")
+        }
+        if let l = try? daemon.listenAddress(), let p = UInt16(exactly: l.port), pool.contains(p) {
+            throw ValidationError("--relay-ports \(relayPorts) holds the API port \(l.port) (--listen)")
         }
         do {
             try Limits.check(anchorIdleTimeout, Limits.idleTimeout, "--anchor-idle-timeout", unit: "seconds")

@@ -23,6 +23,13 @@ struct BatondFlagsTests {
         (["agent", "--port", "70000"], "invalid port 70000: expected 1-65535"),
         (["agent", "--cookie-threshold=-1"], "invalid --cookie-threshold -1: expected 0-10000000 messages/s"),
         (["agent", "--cookie-threshold", "10000001"], "invalid --cookie-threshold 10000001: expected 0-10000000 messages/s"),
+        (["agent", "--relay-ports", "7000-8000"], "--relay-ports 7000-8000 holds the protocol port 7390 (--port)"),
+        (["agent", "--relay-ports", "40000-30000"], "--relay-ports must be FIRST-LAST with 1024 <= FIRST < LAST <= 65535"),
+        (["agent", "--relay-ports", "80-90"], "--relay-ports must be FIRST-LAST with 1024 <= FIRST < LAST <= 65535"),
+        (["agent", "--anchor-grace", "3601"], "invalid --anchor-grace 3601.0: expected 0-3600 seconds"),
+        (["agent", "--anchor-idle-timeout", "0"], "invalid --anchor-idle-timeout 0.0: expected 0.1-86400 seconds"),
+        (["agent", "--mode", "bridge"], "--mode must be takeover or switch, not 'bridge'"),
+        (["agent", "--switch-port", "eth1"], "--switch-port needs --mode switch"),
         (["agent", "--control", "/tmp/batond-flags-test.sock"], "the directory of --control /tmp/batond-flags-test.sock, /tmp, is writable by group or others (mode 1777)"),
     ])
     func outOfRangeIsRefusedWithTheFlagAndTheRange(arguments: [String], message: String) throws {

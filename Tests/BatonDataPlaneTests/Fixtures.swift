@@ -120,6 +120,7 @@ enum FixtureTable {
     static func all(redirectIfindex: UInt32) -> [Fixture] {
         actions(redirectIfindex) + defaults() + precedence() + ipv4Options() + fragments() + extensionHeaders()
             + malformed() + notOurs() + ruleOnly() + neighbours() + misc(redirectIfindex) + icmpErrors() + tooBig()
+            + switchMode(redirectIfindex)
             + relays() + lockouts()
     }
 
@@ -847,3 +848,32 @@ extension FixtureTable {
         return out
     }
 }
+
+extension FixtureTable {
+    /// Switch mode (daemon.md, "Switch mode"): on a bridge port, with no takeover at all, a
+    /// transferred session's rule redirects it to the target's port; the TN's other sessions,
+    /// and ARP for its address, pass to the bridge untouched (nobody answers at the switch).
+    static func switchMode(_ redirectIfindex: UInt32) -> [Fixture] {
+        var out: [Fixture] = []
+        for family in [IPAddress.Family.v4, .v6] {
+            for l4 in [L4.udp, .tcp] {
+                let s = FrameSpec(family, l4)
+                let rule = SessionRule(match: s.match, forward: .l2(to: World.targetMAC, from: World.saMAC, ifindex: redirectIfindex))
+                out.append(Fixture(name: "switch \(family.rawValue) \(l4): the session redirected to the target's port", frame: s.bytes,
+                                   takeovers: [], rules: [rule], verdict: Fixture.REDIRECT, output: s.rewritten(to: World.targetMAC),
+                                   reason: .ruleHit))
+                var other = s
+                other.sport = 40001
+                out.append(Fixture(name: "switch \(family.rawValue) \(l4): another session of the TN to the bridge", frame: other.bytes,
+                                   takeovers: [], rules: [rule], verdict: Fixture.PASS, output: other.bytes, reason: .notTakenOver))
+            }
+        }
+        let s = FrameSpec(.v4, .udp)
+        let rule = SessionRule(match: s.match, forward: .l2(to: World.targetMAC, from: World.saMAC, ifindex: redirectIfindex))
+        let arp = Frame.arpRequest(senderMAC: World.cnMAC, senderIP: World.ip(.v4, .cn), targetIP: World.ip(.v4, .tn))
+        out.append(Fixture(name: "switch: ARP for the TN's address passes (no takeover, no answer)", frame: arp.bytes,
+                           takeovers: [], rules: [rule], verdict: Fixture.PASS, output: arp.bytes, reason: .notTakenOver))
+        return out
+    }
+}
+

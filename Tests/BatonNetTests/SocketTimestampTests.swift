@@ -16,6 +16,12 @@ extension KernelTests {
                 let sender = try UDPSocket(in: ns, family: .v4, address: loopback)
                 defer { stamped.close(); plain.close(); sender.close() }
                 try stamped.recordKernelTimes()
+                // The first socket that asks turns the kernel's receive stamps on through a
+                // deferred static key: a datagram that arrives before that is stamped only when
+                // read (age ~0). One datagram, read, lets it settle.
+                try sender.send([0], to: loopback, port: 5008)
+                _ = try stamped.receive(timeout: .seconds(1))
+                Thread.sleep(forTimeInterval: 0.05)
                 try sender.send([1, 2, 3], to: loopback, port: 5008)
                 try sender.send([4, 5, 6], to: loopback, port: 5009)
                 // Read well after the kernel stamped it: the age covers the wait.

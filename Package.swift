@@ -61,6 +61,12 @@ let package = Package(
             "BatonModel",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // SIP as values: a strict message parser, URIs and header values, digest authentication,
+        // GRUUs and the registrar's bindings, Replaces (RFC 3261, 3891, 5627, 7616). No sockets.
+        .target(name: "BatonSIP", dependencies: [
+            "BatonModel",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // What the daemon keeps across restarts: transfers, rules, takeovers, devices, policies (SQLite).
         .target(name: "BatonStore", dependencies: [
             "BatonModel",
@@ -152,6 +158,8 @@ let package = Package(
         .testTarget(name: "BatonAPITests", dependencies: ["BatonAPI", "BatonModel"]),
         .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore", "BatonModel", "BatonProtocol",
                                                           .product(name: "GRDB", package: "GRDB.swift")]),
+        // The SIP parser against RFC 4475's torture messages and random mutations; digest, registrar, Replaces.
+        .testTarget(name: "BatonSIPTests", dependencies: ["BatonSIP", "BatonModel"], resources: [.copy("Corpus")]),
         .testTarget(name: "BatonProtocolTests", dependencies: ["BatonProtocol", "BatonModel"]),
         // Whole transfers: batond agent and nodes in lab namespaces, driven through batonctl.
         .testTarget(name: "BatonTransferTests", dependencies: [

@@ -88,10 +88,18 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
+        // The SIP server (docs/sip.md): registrar and B2BUA over UDP on one event loop, its calls'
+        // media anchored through `MediaAnchors` (the agent's anchored sessions).
+        .target(name: "BatonSIPServer", dependencies: [
+            "BatonSIP", "BatonModel",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         // batond's roles: the agent (takeover, steering, wake-up) and the node (TN and target).
         .target(name: "BatonDaemon", dependencies: [
             "BatonDataPlane", "BatonBPF", "BatonModel", "BatonPacket", "BatonNet", "BatonProtocol",
-            "BatonStore", "BatonAPI",
+            "BatonStore", "BatonAPI", "BatonSIP", "BatonSIPServer",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -114,7 +122,7 @@ let package = Package(
         ]),
 
         .executableTarget(name: "batond", dependencies: [
-            "BatonAPI", "BatonDaemon", "BatonNet", "BatonModel", "BatonProtocol", "BatonBPF", "BatonDataPlane",
+            "BatonAPI", "BatonDaemon", "BatonSIP", "BatonSIPServer", "BatonNet", "BatonModel", "BatonProtocol", "BatonBPF", "BatonDataPlane",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

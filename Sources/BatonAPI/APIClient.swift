@@ -196,6 +196,24 @@ public struct Control: Sendable {
         try wait { try await $0.endAnchor(path: .init(id: id)).ok.body.json }
     }
 
+    public func sipUsers() throws -> [SIPUser] { try wait { try await $0.listSIPUsers().ok.body.json.users } }
+
+    public func addSIPUser(_ request: SIPUserRequest) throws -> SIPUser {
+        try wait { try await $0.addSIPUser(body: .json(request)).created.body.json }
+    }
+
+    public func deleteSIPUser(_ username: String) throws {
+        try wait { _ = try await $0.deleteSIPUser(path: .init(username: username)).noContent }
+    }
+
+    public func sipRegistrations() throws -> [SIPRegistration] {
+        try wait { try await $0.listSIPRegistrations().ok.body.json.registrations }
+    }
+
+    public func sipCalls() throws -> [SIPCall] { try wait { try await $0.listSIPCalls().ok.body.json.calls } }
+
+    public func sipCall(_ id: String) throws -> SIPCall { try wait { try await $0.showSIPCall(path: .init(id: id)).ok.body.json } }
+
     /// The Prometheus text exposition.
     public func metrics() throws -> String {
         try wait { try await String(collecting: $0.metrics().ok.body.plainText, upTo: 64 << 20) }

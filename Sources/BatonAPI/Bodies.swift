@@ -25,6 +25,15 @@ public typealias AnchorRequest = Components.Schemas.AnchorRequest
 public typealias AnchorMove = Components.Schemas.AnchorMove
 public typealias AnchorInfo = Components.Schemas.AnchorInfo
 public typealias AnchorList = Components.Schemas.AnchorList
+public typealias SIPUserRequest = Components.Schemas.SIPUserRequest
+public typealias SIPUser = Components.Schemas.SIPUser
+public typealias SIPUserList = Components.Schemas.SIPUserList
+public typealias SIPRegistration = Components.Schemas.SIPRegistration
+public typealias SIPRegistrationList = Components.Schemas.SIPRegistrationList
+public typealias SIPLeg = Components.Schemas.SIPLeg
+public typealias SIPCall = Components.Schemas.SIPCall
+public typealias SIPCallList = Components.Schemas.SIPCallList
+public typealias SIPTimelineEvent = Components.Schemas.SIPTimelineEvent
 public typealias LegCounters = Components.Schemas.LegCounters
 public typealias RetiredDevice = Components.Schemas.RetiredDevice
 public typealias RTPState = Components.Schemas.RTPState
@@ -61,6 +70,7 @@ public enum OperationRoles {
     public static let agentOnly: Set<String> = [
         "register", "listDevices", "addDevice", "showDevice", "deleteDevice", "listPolicies", "addPolicy", "deletePolicy",
         "listAnchors", "createAnchor", "showAnchor", "endAnchor", "moveAnchor",
+        "listSIPUsers", "addSIPUser", "deleteSIPUser", "listSIPRegistrations", "listSIPCalls", "showSIPCall",
     ]
     public static let nodeOnly: Set<String> = ["startTransfer"]
 

@@ -37,6 +37,12 @@ public protocol APIHandler: Sendable {
     func showAnchor(_ id: String) throws -> AnchorInfo
     func moveAnchor(_ id: String, _ move: AnchorMove) throws -> AnchorInfo
     func endAnchor(_ id: String) throws -> AnchorInfo
+    func listSIPUsers() throws -> [SIPUser]
+    func addSIPUser(_ request: SIPUserRequest) throws -> SIPUser
+    func deleteSIPUser(_ username: String) throws
+    func listSIPRegistrations() throws -> [SIPRegistration]
+    func listSIPCalls() throws -> [SIPCall]
+    func showSIPCall(_ id: String) throws -> SIPCall
     /// The Prometheus text exposition.
     func metricsExposition() throws -> String
 }
@@ -62,6 +68,12 @@ extension APIHandler {
     public func showAnchor(_ id: String) throws -> AnchorInfo { throw notHere }
     public func moveAnchor(_ id: String, _ move: AnchorMove) throws -> AnchorInfo { throw notHere }
     public func endAnchor(_ id: String) throws -> AnchorInfo { throw notHere }
+    public func listSIPUsers() throws -> [SIPUser] { throw notHere }
+    public func addSIPUser(_ request: SIPUserRequest) throws -> SIPUser { throw notHere }
+    public func deleteSIPUser(_ username: String) throws { throw notHere }
+    public func listSIPRegistrations() throws -> [SIPRegistration] { throw notHere }
+    public func listSIPCalls() throws -> [SIPCall] { throw notHere }
+    public func showSIPCall(_ id: String) throws -> SIPCall { throw notHere }
 }
 
 /// The TCP listener's TLS: the daemon's certificate and key, and the CA whose client
@@ -336,6 +348,36 @@ extension APIService {
     func endAnchor(_ input: Operations.EndAnchor.Input) async throws -> Operations.EndAnchor.Output {
         let id = input.path.id
         return .ok(.init(body: .json(try await run { try $0.endAnchor(id) })))
+    }
+}
+
+extension APIService {
+    func listSIPUsers(_ input: Operations.ListSIPUsers.Input) async throws -> Operations.ListSIPUsers.Output {
+        .ok(.init(body: .json(SIPUserList(users: try await run { try $0.listSIPUsers() }))))
+    }
+
+    func addSIPUser(_ input: Operations.AddSIPUser.Input) async throws -> Operations.AddSIPUser.Output {
+        guard case .json(let request) = input.body else { throw ControlError.invalid("the request needs a JSON body") }
+        return .created(.init(body: .json(try await run { try $0.addSIPUser(request) })))
+    }
+
+    func deleteSIPUser(_ input: Operations.DeleteSIPUser.Input) async throws -> Operations.DeleteSIPUser.Output {
+        let name = input.path.username
+        try await run { try $0.deleteSIPUser(name) }
+        return .noContent(.init())
+    }
+
+    func listSIPRegistrations(_ input: Operations.ListSIPRegistrations.Input) async throws -> Operations.ListSIPRegistrations.Output {
+        .ok(.init(body: .json(SIPRegistrationList(registrations: try await run { try $0.listSIPRegistrations() }))))
+    }
+
+    func listSIPCalls(_ input: Operations.ListSIPCalls.Input) async throws -> Operations.ListSIPCalls.Output {
+        .ok(.init(body: .json(SIPCallList(calls: try await run { try $0.listSIPCalls() }))))
+    }
+
+    func showSIPCall(_ input: Operations.ShowSIPCall.Input) async throws -> Operations.ShowSIPCall.Output {
+        let id = input.path.id
+        return .ok(.init(body: .json(try await run { try $0.showSIPCall(id) })))
     }
 }
 

@@ -4,6 +4,7 @@ import BatonDataPlane
 import BatonModel
 import BatonNet
 import BatonProtocol
+import BatonSIPServer
 import BatonStore
 import Foundation
 import Logging
@@ -51,6 +52,8 @@ public struct AgentConfiguration: Sendable {
     public var relayPorts: ClosedRange<UInt16> = 30000...39999
     public var anchorIdleTimeout: Double = 60
     public var anchorGrace: Double = 2
+    /// The SIP server (docs/sip.md), when the agent serves SIP domains.
+    public var sip: SIPServerConfiguration?
 
     public init(interface: String, identity: NodeIdentity) {
         self.interface = interface
@@ -83,6 +86,8 @@ public final class Agent: Sendable {
     let admission: Admission
     let announcements: Announcements
     let anchors: AnchorTable
+    /// The registrar and B2BUA whose calls' media are `anchors`' sessions (nil: no SIP).
+    let sip: SIPServer?
     /// What the start-up reconcile did.
     let reconciliation: ReconcileSummary
     private let links: [XDPLink]
@@ -127,6 +132,9 @@ public final class Agent: Sendable {
                                                    grace: configuration.anchorGrace, keepEnded: configuration.keepEnded),
                               interface: configuration.interface, mac: mac, dataPlane: dataPlane, store: store,
                               nextHops: admission.nextHops, metrics: metrics, logger: logger)
+        let media = AgentMediaAnchors(anchors: anchors, dataPlane: dataPlane), users = StoreCredentials(store: store)
+        let sipMetrics = metrics, sipLogger = logger
+        sip = configuration.sip.map { SIPServer($0, anchors: media, credentials: users, metrics: sipMetrics, logger: sipLogger) }
         // Before attaching: a fresh attach then steers by the reconciled maps from its first packet.
         reconciliation = try Self.recover(table: table, store: store, dataPlane: dataPlane,
                                           idleTimeout: configuration.idleTimeout, anchorRules: try anchors.recover(),
@@ -146,6 +154,13 @@ public final class Agent: Sendable {
             self.links = [try Self.attach(dataPlane, interface: configuration.interface, ifindex: UInt32(link.index),
                                           mode: configuration.xdpMode, logger: logger)]
         }
+    }
+
+    /// The interface's global IPv4 address (the SIP server's default), else its IPv6 one.
+    public static func globalAddress(interface: String) throws -> IPAddress {
+        let a = NodeAddresses(interface: interface)
+        if let v4 = try? a.global(.v4) { return v4 }
+        return try a.global(.v6)
     }
 
     /// Keeps a pinned link on this interface, or attaches and pins a new one.
@@ -175,6 +190,12 @@ public final class Agent: Sendable {
             return
         }
         messenger.start { [self] in receive($0) }
+        if let sip {
+            do { try sip.start() } catch {
+                server.stop()
+                throw ControlError("cannot serve SIP on \(sip.configuration.listen): \(error)")
+            }
+        }
         // Resumed transfers: announce again (the correspondents' caches may have expired while
         // we were down; XDP answered ARP/NDP meanwhile) and go on waking.
         if configuration.mode == .takeover { announcements.announce(table.read { Array($0.live.values) }) }
@@ -191,6 +212,7 @@ public final class Agent: Sendable {
         }
         table.cancelAnnouncements()
         messenger.stop()
+        sip?.stop()
         api?.stop()
         stoppedSignal.signal()
     }

@@ -117,11 +117,42 @@ final class AnchorTable: Sendable {
 
     // MARK: - Operations
 
-    func create(_ request: AnchorRequest) throws -> AnchoredSession {
+    /// Two ports of the pool held for a session whose endpoints are not known yet (a SIP offer
+    /// names the anchor before the answer names the remote's media). `create(_:reserved:)`
+    /// turns them into a session; `release` gives them back. Not stored: a restart forgets
+    /// them, and the calls being set up then fail.
+    struct Reservation: Sendable, Hashable {
+        var anchor: Endpoint
+        var relayPort: UInt16
+    }
+
+    func reserve(family: IPAddress.Family) throws -> Reservation {
+        let address: IPAddress
+        do { address = try NodeAddresses(interface: interface).global(family) } catch {
+            throw ControlError.forbidden("no \(family.rawValue) anchor address on \(interface): \(error)")
+        }
+        return try state.withLock { s throws(ControlError) -> Reservation in
+            guard s.pool.free >= 2, let port = s.pool.next(), let relay = s.pool.next() else {
+                throw ControlError.conflict("the relay port pool is exhausted (\(s.pool.range.count) ports, --relay-ports)")
+            }
+            return Reservation(anchor: Endpoint(address: address, port: port), relayPort: relay)
+        }
+    }
+
+    func release(_ r: Reservation) {
+        state.withLock { s in
+            s.pool.release(r.anchor.port)
+            s.pool.release(r.relayPort)
+        }
+    }
+
+    func create(_ request: AnchorRequest, reserved: Reservation? = nil) throws -> AnchoredSession {
         let proto: IPProtocol = request.proto == .tcp ? .tcp : .udp
         let family = request.remote.address.family
         let anchorAddress: IPAddress
-        if let given = request.anchor {
+        if let reserved {
+            anchorAddress = reserved.anchor.address
+        } else if let given = request.anchor {
             anchorAddress = given
         } else {
             do { anchorAddress = try NodeAddresses(interface: interface).global(family) } catch {
@@ -143,26 +174,32 @@ final class AnchorTable: Sendable {
         }
         // Checked before any next hop is asked for: a malformed request costs nothing.
         // (With stand-in ports until the pool gives the real ones.)
-        let ports = configuration.ports, standIn = requestedPort ?? ports.lowerBound
+        let ports = configuration.ports, standIn = reserved?.anchor.port ?? requestedPort ?? ports.lowerBound
         var draft = AnchoredSession(id: Self.newID(), proto: proto, anchor: Endpoint(address: anchorAddress, port: standIn),
-                                    relayPort: standIn == ports.lowerBound ? ports.upperBound : ports.lowerBound,
+                                    relayPort: reserved?.relayPort ?? (standIn == ports.lowerBound ? ports.upperBound : ports.lowerBound),
                                     remote: request.remote, device: request.device, idleTimeout: idle, created: Date().timeIntervalSince1970,
                                     rtpContinuity: request.rtpContinuity ?? false)
         try Self.refused(draft.validate)
         let remoteHop = try hop(request.remote.address)
         let deviceHop = try hop(request.device.address)
         let created = try state.withLock { s throws(any Error) -> AnchoredSession in
-            if let port = requestedPort {
+            if let reserved {
+                // The ports are the reservation's already; on failure they stay the caller's.
+                draft.anchor.port = reserved.anchor.port
+                draft.relayPort = reserved.relayPort
+            } else if let port = requestedPort {
                 guard s.pool.take(port) else { throw ControlError.conflict("port \(port) of the relay pool is taken") }
             } else {
                 guard let port = s.pool.next() else { throw ControlError.conflict("the relay port pool is exhausted (\(s.pool.range.count) ports, --relay-ports)") }
                 draft.anchor.port = port
             }
-            guard let relay = s.pool.next() else {
-                s.pool.release(draft.anchor.port)
-                throw ControlError.conflict("the relay port pool is exhausted (\(s.pool.range.count) ports, --relay-ports)")
+            if reserved == nil {
+                guard let relay = s.pool.next() else {
+                    s.pool.release(draft.anchor.port)
+                    throw ControlError.conflict("the relay port pool is exhausted (\(s.pool.range.count) ports, --relay-ports)")
+                }
+                draft.relayPort = relay
             }
-            draft.relayPort = relay
             let rules = draft.rules(hop: { $0 == draft.remote ? remoteHop : deviceHop }, sourceMAC: mac)
             do {
                 for r in rules where try dataPlane.rule(r.match) != nil {
@@ -183,8 +220,10 @@ final class AnchorTable: Sendable {
                     throw error
                 }
             } catch {
-                s.pool.release(draft.anchor.port)
-                s.pool.release(draft.relayPort)
+                if reserved == nil {
+                    s.pool.release(draft.anchor.port)
+                    s.pool.release(draft.relayPort)
+                }
                 throw error
             }
             s.active[draft.id] = Entry(session: draft, rules: rules, since: .now)

@@ -38,5 +38,13 @@ extension Components {
         ///
         /// - Remark: Generated from `#/components/parameters/AnchorID`.
         public typealias AnchorID = Swift.String
+        /// A SIP user name: 1-64 of A-Z a-z 0-9 - _ . ! ~ * ' ( ) & = + $ , ; ? / (the user part of a SIP URI, unescaped; anything else: 400).
+        ///
+        /// - Remark: Generated from `#/components/parameters/SIPUsername`.
+        public typealias SIPUsername = Swift.String
+        /// A call's ID at the server: 1-16 lowercase hex digits.
+        ///
+        /// - Remark: Generated from `#/components/parameters/CallID`.
+        public typealias CallID = Swift.String
     }
 }

@@ -1125,5 +1125,416 @@ extension Components {
                 case packets
             }
         }
+        /// `POST /v1/sip/users`: a user of the served domains. The password is hashed (HA1 for SHA-256 and MD5) and never stored.
+        ///
+        /// - Remark: Generated from `#/components/schemas/SIPUserRequest`.
+        public struct SIPUserRequest: Codable, Hashable, Sendable {
+            /// The user part of the address-of-record.
+            ///
+            /// - Remark: Generated from `#/components/schemas/SIPUserRequest/username`.
+            public var username: Swift.String
+            /// 8-256 characters.
+            ///
+            /// - Remark: Generated from `#/components/schemas/SIPUserRequest/password`.
+            public var password: Swift.String
+            /// Creates a new `SIPUserRequest`.
+            ///
+            /// - Parameters:
+            ///   - username: The user part of the address-of-record.
+            ///   - password: 8-256 characters.
+            public init(
+                username: Swift.String,
+                password: Swift.String
+            ) {
+                self.username = username
+                self.password = password
+            }
+            public enum CodingKeys: String, CodingKey {
+                case username
+                case password
+            }
+            public init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                self.username = try container.decode(
+                    Swift.String.self,
+                    forKey: .username
+                )
+                self.password = try container.decode(
+                    Swift.String.self,
+                    forKey: .password
+                )
+                try decoder.ensureNoAdditionalProperties(knownKeys: [
+                    "username",
+                    "password"
+                ])
+            }
+        }
+        /// A SIP user as stored: no password.
+        ///
+        /// - Remark: Generated from `#/components/schemas/SIPUser`.
+        public struct SIPUser: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SIPUser/username`.
+            public var username: Swift.String
+            /// The digest realm its HA1 is for.
+            ///
+            /// - Remark: Generated from `#/components/schemas/SIPUser/realm`.
+            public var realm: Swift.String
+            /// sip:username@domain (the first served domain).
+            ///
+            /// - Remark: Generated from `#/components/schemas/SIPUser/aor`.
+            public var aor: Swift.String
+            /// Unix time.
+            ///
+            /// - Remark: Generated from `#/components/schemas/SIPUser/created`.
+            public var created: Swift.Double
+            /// Creates a new `SIPUser`.
+            ///
+            /// - Parameters:
+            ///   - username:
+            ///   - realm: The digest realm its HA1 is for.
+            ///   - aor: sip:username@domain (the first served domain).
+            ///   - created: Unix time.
+            public init(
+                username: Swift.String,
+                realm: Swift.String,
+                aor: Swift.String,
+                created: Swift.Double
+            ) {
+                self.username = username
+                self.realm = realm
+                self.aor = aor
+                self.created = created
+            }
+            public enum CodingKeys: String, CodingKey {
+                case username
+                case realm
+                case aor
+                case created
+            }
+        }
+        /// `GET /v1/sip/users`.
+        ///
+        /// - Remark: Generated from `#/components/schemas/SIPUserList`.
+        public struct SIPUserList: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SIPUserList/users`.
+            public var users: [Components.Schemas.SIPUser]
+            /// Creates a new `SIPUserList`.
+            ///
+            /// - Parameters:
+            ///   - users:
+            public init(users: [Components.Schemas.SIPUser]) {
+                self.users = users
+            }
+            public enum CodingKeys: String, CodingKey {
+                case users
+            }
+        }
+        /// A live binding of an address-of-record to a device's contact.
+        ///
+        /// - Remark: Generated from `#/components/schemas/SIPRegistration`.
+        public struct SIPRegistration: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SIPRegistration/aor`.
+            public var aor: Swift.String
+            /// - Remark: Generated from `#/components/schemas/SIPRegistration/contact`.
+            public var contact: Swift.String
+            /// The device's +sip.instance (urn:uuid:…); omitted when it sent none.
+            ///
+            /// - Remark: Generated from `#/components/schemas/SIPRegistration/instance`.
+            public var instance: Swift.String?
+            /// aor;gr=instance; omitted without an instance.
+            ///
+            /// - Remark: Generated from `#/components/schemas/SIPRegistration/publicGRUU`.
+            public var publicGRUU: Swift.String?
+            /// Temporary GRUUs handed out under the current Call-ID (they are not shown: only the device knows them).
+            ///
+            /// - Remark: Generated from `#/components/schemas/SIPRegistration/temporaryGRUUs`.
+            public var temporaryGRUUs: Swift.Int
+            /// Seconds until the binding expires.
+            ///
+            /// - Remark: Generated from `#/components/schemas/SIPRegistration/expiresIn`.
+            public var expiresIn: Swift.Int
+            /// Creates a new `SIPRegistration`.
+            ///
+            /// - Parameters:
+            ///   - aor:
+            ///   - contact:
+            ///   - instance: The device's +sip.instance (urn:uuid:…); omitted when it sent none.
+            ///   - publicGRUU: aor;gr=instance; omitted without an instance.
+            ///   - temporaryGRUUs: Temporary GRUUs handed out under the current Call-ID (they are not shown: only the device knows them).
+            ///   - expiresIn: Seconds until the binding expires.
+            public init(
+                aor: Swift.String,
+                contact: Swift.String,
+                instance: Swift.String? = nil,
+                publicGRUU: Swift.String? = nil,
+                temporaryGRUUs: Swift.Int,
+                expiresIn: Swift.Int
+            ) {
+                self.aor = aor
+                self.contact = contact
+                self.instance = instance
+                self.publicGRUU = publicGRUU
+                self.temporaryGRUUs = temporaryGRUUs
+                self.expiresIn = expiresIn
+            }
+            public enum CodingKeys: String, CodingKey {
+                case aor
+                case contact
+                case instance
+                case publicGRUU
+                case temporaryGRUUs
+                case expiresIn
+            }
+        }
+        /// `GET /v1/sip/registrations`.
+        ///
+        /// - Remark: Generated from `#/components/schemas/SIPRegistrationList`.
+        public struct SIPRegistrationList: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SIPRegistrationList/registrations`.
+            public var registrations: [Components.Schemas.SIPRegistration]
+            /// Creates a new `SIPRegistrationList`.
+            ///
+            /// - Parameters:
+            ///   - registrations:
+            public init(registrations: [Components.Schemas.SIPRegistration]) {
+                self.registrations = registrations
+            }
+            public enum CodingKeys: String, CodingKey {
+                case registrations
+            }
+        }
+        /// One leg of a call: a dialog between the server and a device or the remote party.
+        ///
+        /// - Remark: Generated from `#/components/schemas/SIPLeg`.
+        public struct SIPLeg: Codable, Hashable, Sendable {
+            /// device: the user's leg (the side a switch moves); remote: the remote party's.
+            ///
+            /// - Remark: Generated from `#/components/schemas/SIPLeg/role`.
+            @frozen public enum RolePayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case device = "device"
+                case remote = "remote"
+            }
+            /// device: the user's leg (the side a switch moves); remote: the remote party's.
+            ///
+            /// - Remark: Generated from `#/components/schemas/SIPLeg/role`.
+            public var role: Components.Schemas.SIPLeg.RolePayload
+            /// - Remark: Generated from `#/components/schemas/SIPLeg/callID`.
+            public var callID: Swift.String
+            /// The server's tag in this dialog (a Replaces names it as to-tag).
+            ///
+            /// - Remark: Generated from `#/components/schemas/SIPLeg/localTag`.
+            public var localTag: Swift.String
+            /// The peer's tag (a Replaces names it as from-tag); omitted before the peer answered.
+            ///
+            /// - Remark: Generated from `#/components/schemas/SIPLeg/remoteTag`.
+            public var remoteTag: Swift.String?
+            /// The peer's signalling address and port.
+            ///
+            /// - Remark: Generated from `#/components/schemas/SIPLeg/peer`.
+            public var peer: Swift.String
+            /// - Remark: Generated from `#/components/schemas/SIPLeg/media`.
+            public var media: Components.Schemas.Endpoint?
+            /// The device's address-of-record (device leg).
+            ///
+            /// - Remark: Generated from `#/components/schemas/SIPLeg/aor`.
+            public var aor: Swift.String?
+            /// The device's instance id (device leg).
+            ///
+            /// - Remark: Generated from `#/components/schemas/SIPLeg/instance`.
+            public var instance: Swift.String?
+            /// Creates a new `SIPLeg`.
+            ///
+            /// - Parameters:
+            ///   - role: device: the user's leg (the side a switch moves); remote: the remote party's.
+            ///   - callID:
+            ///   - localTag: The server's tag in this dialog (a Replaces names it as to-tag).
+            ///   - remoteTag: The peer's tag (a Replaces names it as from-tag); omitted before the peer answered.
+            ///   - peer: The peer's signalling address and port.
+            ///   - media:
+            ///   - aor: The device's address-of-record (device leg).
+            ///   - instance: The device's instance id (device leg).
+            public init(
+                role: Components.Schemas.SIPLeg.RolePayload,
+                callID: Swift.String,
+                localTag: Swift.String,
+                remoteTag: Swift.String? = nil,
+                peer: Swift.String,
+                media: Components.Schemas.Endpoint? = nil,
+                aor: Swift.String? = nil,
+                instance: Swift.String? = nil
+            ) {
+                self.role = role
+                self.callID = callID
+                self.localTag = localTag
+                self.remoteTag = remoteTag
+                self.peer = peer
+                self.media = media
+                self.aor = aor
+                self.instance = instance
+            }
+            public enum CodingKeys: String, CodingKey {
+                case role
+                case callID
+                case localTag
+                case remoteTag
+                case peer
+                case media
+                case aor
+                case instance
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/SIPTimelineEvent`.
+        public struct SIPTimelineEvent: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SIPTimelineEvent/event`.
+            public var event: Swift.String
+            /// Unix time.
+            ///
+            /// - Remark: Generated from `#/components/schemas/SIPTimelineEvent/at`.
+            public var at: Swift.Double
+            /// Creates a new `SIPTimelineEvent`.
+            ///
+            /// - Parameters:
+            ///   - event:
+            ///   - at: Unix time.
+            public init(
+                event: Swift.String,
+                at: Swift.Double
+            ) {
+                self.event = event
+                self.at = at
+            }
+            public enum CodingKeys: String, CodingKey {
+                case event
+                case at
+            }
+        }
+        /// A call through the B2BUA with its media anchored.
+        ///
+        /// - Remark: Generated from `#/components/schemas/SIPCall`.
+        public struct SIPCall: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SIPCall/id`.
+            public var id: Swift.String
+            /// - Remark: Generated from `#/components/schemas/SIPCall/state`.
+            @frozen public enum StatePayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case setup = "setup"
+                case confirmed = "confirmed"
+                case ended = "ended"
+            }
+            /// - Remark: Generated from `#/components/schemas/SIPCall/state`.
+            public var state: Components.Schemas.SIPCall.StatePayload
+            /// - Remark: Generated from `#/components/schemas/SIPCall/legs`.
+            public var legs: [Components.Schemas.SIPLeg]
+            /// The anchored session carrying RTP (batonctl anchor show).
+            ///
+            /// - Remark: Generated from `#/components/schemas/SIPCall/rtpAnchor`.
+            public var rtpAnchor: Swift.String?
+            /// The anchored session carrying RTCP; omitted when a side sent no RTCP port.
+            ///
+            /// - Remark: Generated from `#/components/schemas/SIPCall/rtcpAnchor`.
+            public var rtcpAnchor: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/SIPCall/anchor`.
+            public var anchor: Components.Schemas.Endpoint
+            /// The anchor's port the device talks to.
+            ///
+            /// - Remark: Generated from `#/components/schemas/SIPCall/relayPort`.
+            public var relayPort: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/SIPCall/toDevice`.
+            public var toDevice: Components.Schemas.Counter64?
+            /// - Remark: Generated from `#/components/schemas/SIPCall/toRemote`.
+            public var toRemote: Components.Schemas.Counter64?
+            /// Devices the call was moved to (INVITE with Replaces).
+            ///
+            /// - Remark: Generated from `#/components/schemas/SIPCall/switches`.
+            public var switches: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/SIPCall/created`.
+            public var created: Swift.Double
+            /// - Remark: Generated from `#/components/schemas/SIPCall/ended`.
+            public var ended: Swift.Double?
+            /// - Remark: Generated from `#/components/schemas/SIPCall/reason`.
+            public var reason: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/SIPCall/timeline`.
+            public var timeline: [Components.Schemas.SIPTimelineEvent]
+            /// Creates a new `SIPCall`.
+            ///
+            /// - Parameters:
+            ///   - id:
+            ///   - state:
+            ///   - legs:
+            ///   - rtpAnchor: The anchored session carrying RTP (batonctl anchor show).
+            ///   - rtcpAnchor: The anchored session carrying RTCP; omitted when a side sent no RTCP port.
+            ///   - anchor:
+            ///   - relayPort: The anchor's port the device talks to.
+            ///   - toDevice:
+            ///   - toRemote:
+            ///   - switches: Devices the call was moved to (INVITE with Replaces).
+            ///   - created:
+            ///   - ended:
+            ///   - reason:
+            ///   - timeline:
+            public init(
+                id: Swift.String,
+                state: Components.Schemas.SIPCall.StatePayload,
+                legs: [Components.Schemas.SIPLeg],
+                rtpAnchor: Swift.String? = nil,
+                rtcpAnchor: Swift.String? = nil,
+                anchor: Components.Schemas.Endpoint,
+                relayPort: Swift.Int,
+                toDevice: Components.Schemas.Counter64? = nil,
+                toRemote: Components.Schemas.Counter64? = nil,
+                switches: Swift.Int,
+                created: Swift.Double,
+                ended: Swift.Double? = nil,
+                reason: Swift.String? = nil,
+                timeline: [Components.Schemas.SIPTimelineEvent]
+            ) {
+                self.id = id
+                self.state = state
+                self.legs = legs
+                self.rtpAnchor = rtpAnchor
+                self.rtcpAnchor = rtcpAnchor
+                self.anchor = anchor
+                self.relayPort = relayPort
+                self.toDevice = toDevice
+                self.toRemote = toRemote
+                self.switches = switches
+                self.created = created
+                self.ended = ended
+                self.reason = reason
+                self.timeline = timeline
+            }
+            public enum CodingKeys: String, CodingKey {
+                case id
+                case state
+                case legs
+                case rtpAnchor
+                case rtcpAnchor
+                case anchor
+                case relayPort
+                case toDevice
+                case toRemote
+                case switches
+                case created
+                case ended
+                case reason
+                case timeline
+            }
+        }
+        /// `GET /v1/sip/calls`.
+        ///
+        /// - Remark: Generated from `#/components/schemas/SIPCallList`.
+        public struct SIPCallList: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SIPCallList/calls`.
+            public var calls: [Components.Schemas.SIPCall]
+            /// Creates a new `SIPCallList`.
+            ///
+            /// - Parameters:
+            ///   - calls:
+            public init(calls: [Components.Schemas.SIPCall]) {
+                self.calls = calls
+            }
+            public enum CodingKeys: String, CodingKey {
+                case calls
+            }
+        }
     }
 }

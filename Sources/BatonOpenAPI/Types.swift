@@ -154,6 +154,48 @@ public protocol APIProtocol: Sendable {
     /// - Remark: HTTP `POST /v1/anchors/{id}/move`.
     /// - Remark: Generated from `#/paths//v1/anchors/{id}/move/post(moveAnchor)`.
     func moveAnchor(_ input: Operations.MoveAnchor.Input) async throws -> Operations.MoveAnchor.Output
+    /// List SIP users
+    ///
+    /// Names and realms; no secrets. Agent with --sip-domain only: otherwise 404 (not-found).
+    ///
+    /// - Remark: HTTP `GET /v1/sip/users`.
+    /// - Remark: Generated from `#/paths//v1/sip/users/get(listSIPUsers)`.
+    func listSIPUsers(_ input: Operations.ListSIPUsers.Input) async throws -> Operations.ListSIPUsers.Output
+    /// Add a SIP user
+    ///
+    /// Stores HA1 = H(user:realm:password) for SHA-256 and MD5. 409: a user of that name exists. Agent with --sip-domain only: otherwise 404 (not-found).
+    ///
+    /// - Remark: HTTP `POST /v1/sip/users`.
+    /// - Remark: Generated from `#/paths//v1/sip/users/post(addSIPUser)`.
+    func addSIPUser(_ input: Operations.AddSIPUser.Input) async throws -> Operations.AddSIPUser.Output
+    /// Remove a SIP user
+    ///
+    /// Its bindings stay until they expire, its calls go on; new requests are challenged and refused. Agent with --sip-domain only: otherwise 404 (not-found).
+    ///
+    /// - Remark: HTTP `DELETE /v1/sip/users/{username}`.
+    /// - Remark: Generated from `#/paths//v1/sip/users/{username}/delete(deleteSIPUser)`.
+    func deleteSIPUser(_ input: Operations.DeleteSIPUser.Input) async throws -> Operations.DeleteSIPUser.Output
+    /// List SIP registrations
+    ///
+    /// Live bindings, AOR by AOR. Agent with --sip-domain only: otherwise 404 (not-found).
+    ///
+    /// - Remark: HTTP `GET /v1/sip/registrations`.
+    /// - Remark: Generated from `#/paths//v1/sip/registrations/get(listSIPRegistrations)`.
+    func listSIPRegistrations(_ input: Operations.ListSIPRegistrations.Input) async throws -> Operations.ListSIPRegistrations.Output
+    /// List SIP calls
+    ///
+    /// Live calls oldest first, then the last 256 ended, with their legs, anchors, media counters and timeline. Agent with --sip-domain only: otherwise 404 (not-found).
+    ///
+    /// - Remark: HTTP `GET /v1/sip/calls`.
+    /// - Remark: Generated from `#/paths//v1/sip/calls/get(listSIPCalls)`.
+    func listSIPCalls(_ input: Operations.ListSIPCalls.Input) async throws -> Operations.ListSIPCalls.Output
+    /// Show a SIP call
+    ///
+    /// A live or recently ended call. Agent with --sip-domain only: otherwise 404 (not-found).
+    ///
+    /// - Remark: HTTP `GET /v1/sip/calls/{id}`.
+    /// - Remark: Generated from `#/paths//v1/sip/calls/{id}/get(showSIPCall)`.
+    func showSIPCall(_ input: Operations.ShowSIPCall.Input) async throws -> Operations.ShowSIPCall.Output
 }
 
 /// Convenience overloads for operation inputs.
@@ -409,6 +451,78 @@ extension APIProtocol {
             path: path,
             headers: headers,
             body: body
+        ))
+    }
+    /// List SIP users
+    ///
+    /// Names and realms; no secrets. Agent with --sip-domain only: otherwise 404 (not-found).
+    ///
+    /// - Remark: HTTP `GET /v1/sip/users`.
+    /// - Remark: Generated from `#/paths//v1/sip/users/get(listSIPUsers)`.
+    public func listSIPUsers(headers: Operations.ListSIPUsers.Input.Headers = .init()) async throws -> Operations.ListSIPUsers.Output {
+        try await listSIPUsers(Operations.ListSIPUsers.Input(headers: headers))
+    }
+    /// Add a SIP user
+    ///
+    /// Stores HA1 = H(user:realm:password) for SHA-256 and MD5. 409: a user of that name exists. Agent with --sip-domain only: otherwise 404 (not-found).
+    ///
+    /// - Remark: HTTP `POST /v1/sip/users`.
+    /// - Remark: Generated from `#/paths//v1/sip/users/post(addSIPUser)`.
+    public func addSIPUser(
+        headers: Operations.AddSIPUser.Input.Headers = .init(),
+        body: Operations.AddSIPUser.Input.Body
+    ) async throws -> Operations.AddSIPUser.Output {
+        try await addSIPUser(Operations.AddSIPUser.Input(
+            headers: headers,
+            body: body
+        ))
+    }
+    /// Remove a SIP user
+    ///
+    /// Its bindings stay until they expire, its calls go on; new requests are challenged and refused. Agent with --sip-domain only: otherwise 404 (not-found).
+    ///
+    /// - Remark: HTTP `DELETE /v1/sip/users/{username}`.
+    /// - Remark: Generated from `#/paths//v1/sip/users/{username}/delete(deleteSIPUser)`.
+    public func deleteSIPUser(
+        path: Operations.DeleteSIPUser.Input.Path,
+        headers: Operations.DeleteSIPUser.Input.Headers = .init()
+    ) async throws -> Operations.DeleteSIPUser.Output {
+        try await deleteSIPUser(Operations.DeleteSIPUser.Input(
+            path: path,
+            headers: headers
+        ))
+    }
+    /// List SIP registrations
+    ///
+    /// Live bindings, AOR by AOR. Agent with --sip-domain only: otherwise 404 (not-found).
+    ///
+    /// - Remark: HTTP `GET /v1/sip/registrations`.
+    /// - Remark: Generated from `#/paths//v1/sip/registrations/get(listSIPRegistrations)`.
+    public func listSIPRegistrations(headers: Operations.ListSIPRegistrations.Input.Headers = .init()) async throws -> Operations.ListSIPRegistrations.Output {
+        try await listSIPRegistrations(Operations.ListSIPRegistrations.Input(headers: headers))
+    }
+    /// List SIP calls
+    ///
+    /// Live calls oldest first, then the last 256 ended, with their legs, anchors, media counters and timeline. Agent with --sip-domain only: otherwise 404 (not-found).
+    ///
+    /// - Remark: HTTP `GET /v1/sip/calls`.
+    /// - Remark: Generated from `#/paths//v1/sip/calls/get(listSIPCalls)`.
+    public func listSIPCalls(headers: Operations.ListSIPCalls.Input.Headers = .init()) async throws -> Operations.ListSIPCalls.Output {
+        try await listSIPCalls(Operations.ListSIPCalls.Input(headers: headers))
+    }
+    /// Show a SIP call
+    ///
+    /// A live or recently ended call. Agent with --sip-domain only: otherwise 404 (not-found).
+    ///
+    /// - Remark: HTTP `GET /v1/sip/calls/{id}`.
+    /// - Remark: Generated from `#/paths//v1/sip/calls/{id}/get(showSIPCall)`.
+    public func showSIPCall(
+        path: Operations.ShowSIPCall.Input.Path,
+        headers: Operations.ShowSIPCall.Input.Headers = .init()
+    ) async throws -> Operations.ShowSIPCall.Output {
+        try await showSIPCall(Operations.ShowSIPCall.Input(
+            path: path,
+            headers: headers
         ))
     }
 }

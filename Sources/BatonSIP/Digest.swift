@@ -153,10 +153,15 @@ public struct DigestVerifier: Sendable {
 
     public let realm: String
     public let nonceLifetime: Double
+    /// The algorithms challenged with and accepted, most preferred first.
+    public let algorithms: [DigestAlgorithm]
     private let key: SymmetricKey
 
-    public init(realm: String, nonceLifetime: Double = 300, key: SymmetricKey = SymmetricKey(size: .bits256)) {
+    public init(realm: String, algorithms: [DigestAlgorithm] = [.sha256, .md5], nonceLifetime: Double = 300,
+                key: SymmetricKey = SymmetricKey(size: .bits256)) {
+        precondition(!algorithms.isEmpty, "digest needs an algorithm")
         self.realm = realm
+        self.algorithms = algorithms
         self.nonceLifetime = nonceLifetime
         self.key = key
     }
@@ -169,18 +174,18 @@ public struct DigestVerifier: Sendable {
         return (stamp + Data(mac.prefix(16))).base64URL
     }
 
-    /// Challenges for a 401/407, SHA-256 first (RFC 8760: clients pick the first they support).
+    /// Challenges for a 401/407, one per algorithm in `algorithms`' order (RFC 8760 2.4: most
+    /// preferred first; a client picks the first it supports, though some take the first).
     public func challenges(now: Double, stale: Bool = false) -> [DigestChallenge] {
         let n = nonce(now: now)
-        return [DigestChallenge(realm: realm, nonce: n, algorithm: .sha256, stale: stale),
-                DigestChallenge(realm: realm, nonce: n, algorithm: .md5, stale: stale)]
+        return algorithms.map { DigestChallenge(realm: realm, nonce: n, algorithm: $0, stale: stale) }
     }
 
     /// Checks `credentials` sent with `method`: the nonce ours and fresh, the user's HA1
     /// known, the response equal (compared in constant time).
     public func verify(_ c: DigestCredentials, method: String, now: Double, lookup: (String) -> StoredCredential?) -> Outcome {
         guard c.realm == realm else { return .rejected("realm \(c.realm) is not \(realm)") }
-        guard let alg = c.algorithm else { return .rejected("unsupported algorithm \(c.params["algorithm"] ?? "")") }
+        guard let alg = c.algorithm, algorithms.contains(alg) else { return .rejected("unsupported algorithm \(c.params["algorithm"] ?? "MD5")") }
         guard let raw = Data(base64URL: c.nonce), raw.count == 24 else { return .rejected("not our nonce") }
         let stamp = raw.prefix(8)
         let mac = HMAC<SHA256>.authenticationCode(for: stamp + Data(realm.utf8), using: key)

@@ -40,6 +40,10 @@ public struct Binding: Hashable, Sendable {
 public struct GRUUOwner: Hashable, Sendable {
     public var aor: SIPURI
     public var instanceID: String
+    public init(aor: SIPURI, instanceID: String) {
+        self.aor = aor
+        self.instanceID = instanceID
+    }
 }
 
 /// The registrar's bindings for its domains (RFC 3261 10.3 with GRUU, RFC 5627). A value:

@@ -165,6 +165,9 @@ public struct SIPURI: Hashable, Sendable, CustomStringConvertible {
 
     public init(_ text: String) throws(SIPSyntaxError) { try self.init(parsing: text[...]) }
 
+    /// A byte a user part may hold unescaped (RFC 3261 25.1 `user`).
+    public static func userCharacter(_ b: UInt8) -> Bool { Grammar.userChars[Int(b)] }
+
     /// The address-of-record form: scheme, user and host; no port, parameters or headers.
     public var addressOfRecord: SIPURI { SIPURI(scheme: scheme, user: user, host: host) }
 

@@ -189,6 +189,17 @@ public final class Store: Sendable {
                 CREATE INDEX anchor_state ON anchor(state);
                 """)
         }
+        // SIP users (docs/sip.md): digest HA1 per algorithm, never the password.
+        m.registerMigration("v5-sip-user") { db in
+            try db.execute(sql: """
+                CREATE TABLE sip_user (
+                    username TEXT PRIMARY KEY NOT NULL,
+                    realm TEXT NOT NULL,
+                    ha1 TEXT NOT NULL,                  -- JSON: {"MD5": hex, "SHA-256": hex}
+                    created REAL NOT NULL
+                );
+                """)
+        }
         return m
     }
 

@@ -27,7 +27,7 @@ struct Batonctl: ParsableCommand {
 
         Commands that print take --json. See docs/cli.md.
         """,
-        subcommands: [TransferCommand.self, AnchorCommand.self, NodeCommand.self, DeviceCommand.self, PolicyCommand.self, MetricsCommand.self,
+        subcommands: [TransferCommand.self, AnchorCommand.self, SIPCommand.self, NodeCommand.self, DeviceCommand.self, PolicyCommand.self, MetricsCommand.self,
                       Attach.self, Detach.self, Status.self, TakeoverCommand.self, RuleCommand.self,
                       Stats.self, Unload.self, Teardown.self])
 

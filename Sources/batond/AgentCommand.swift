@@ -6,6 +6,8 @@ import BatonDataPlane
 import BatonModel
 import BatonNet
 import BatonProtocol
+import BatonSIP
+import BatonSIPServer
 import Foundation
 
 struct AgentCommand: ParsableCommand {
@@ -80,6 +82,54 @@ struct AgentCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("After a move without lockout, relay the old device's packets this long (seconds; a move may say otherwise).", valueName: "s"))
     var anchorGrace: Double = 2
 
+    @Option(name: .customLong("sip-domain"), help: ArgumentHelp(
+        "Serve SIP for this domain (repeatable): a registrar with GRUU and a B2BUA whose calls' media are anchored sessions (docs/sip.md). Users: batonctl sip user add.",
+        valueName: "domain"))
+    var sipDomains: [String] = []
+
+    @Option(name: .customLong("sip-listen"), help: ArgumentHelp(
+        "With --sip-domain: the SIP server's UDP address and port (default: --interface's global IPv4 address, port 5060).", valueName: "addr:port"))
+    var sipListen: String?
+
+    @Option(name: .customLong("sip-route"), help: ArgumentHelp(
+        "With --sip-domain: send INVITEs for another domain to this address (repeatable; no DNS).", valueName: "domain=addr:port"))
+    var sipRoutes: [String] = []
+
+    @Option(name: .customLong("sip-lockout"), help: ArgumentHelp(
+        "With --sip-domain: after a call moves to another device, drop the old device's media this long (seconds; default: relay it for --anchor-grace).",
+        valueName: "s"))
+    var sipLockout: Double?
+
+    @Option(name: .customLong("sip-digest"), help: ArgumentHelp(
+        "With --sip-domain: digest algorithms, challenged in this order (SHA-256, MD5). Clients that answer the first challenge whatever it is (sipp) need MD5 first.",
+        valueName: "alg,alg"))
+    var sipDigest: String = "SHA-256,MD5"
+
+    /// --sip-digest's algorithms, in order.
+    static func digestAlgorithms(_ text: String) throws -> [DigestAlgorithm] {
+        let algs = text.split(separator: ",").map { DigestAlgorithm(header: $0.trimmingCharacters(in: .whitespaces)) }
+        guard !algs.isEmpty, algs.allSatisfy({ $0 != nil }), Set(algs.compactMap { $0 }).count == algs.count else {
+            throw ValidationError("--sip-digest takes SHA-256 and/or MD5, comma-separated, each once, not '\(text)'")
+        }
+        return algs.compactMap { $0 }
+    }
+
+    @Flag(name: .customLong("sip-rtp-continuity"), inversion: .prefixedNo, help: "With --sip-domain: RTP continuity on every call's anchor (the remote sees one SSRC and contiguous sequence numbers across a switch).")
+    var sipRTPContinuity = true
+
+    /// --sip-route's values: domain → endpoint.
+    static func sipRoutes(_ values: [String]) throws -> [String: Endpoint] {
+        var out: [String: Endpoint] = [:]
+        for v in values {
+            let parts = v.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, !parts[0].isEmpty, let e = Endpoint(String(parts[1])) else {
+                throw ValidationError("--sip-route must be DOMAIN=ADDR:PORT, not '\(v)'")
+            }
+            out[parts[0].lowercased()] = e
+        }
+        return out
+    }
+
     /// --relay-ports as a range.
     static func portRange(_ text: String) -> ClosedRange<UInt16>? {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false)
@@ -100,7 +150,22 @@ struct AgentCommand: ParsableCommand {
         if let l = try? daemon.listenAddress(), let p = UInt16(exactly: l.port), pool.contains(p) {
             throw ValidationError("--relay-ports \(relayPorts) holds the API port \(l.port) (--listen)")
         }
+        if sipDomains.isEmpty && (sipListen != nil || !sipRoutes.isEmpty || sipLockout != nil) {
+            throw ValidationError("--sip-listen, --sip-route and --sip-lockout need --sip-domain")
+        }
+        for d in sipDomains where (try? SIPHost(parsing: d[...])).map({ if case .name = $0 { return false } else { return true } }) ?? true {
+            throw ValidationError("--sip-domain must be a domain name, not '\(d)'")
+        }
+        if let l = sipListen {
+            guard let e = Endpoint(l) else { throw ValidationError("--sip-listen must be ADDR:PORT ([v6]:PORT for IPv6), not '\(l)'") }
+            if pool.contains(e.port) { throw ValidationError("--relay-ports \(relayPorts) holds the SIP port \(e.port) (--sip-listen)") }
+        } else if !sipDomains.isEmpty && pool.contains(5060) {
+            throw ValidationError("--relay-ports \(relayPorts) holds the SIP port 5060")
+        }
+        _ = try Self.sipRoutes(sipRoutes)
+        _ = try Self.digestAlgorithms(sipDigest)
         do {
+            if let sipLockout { try Limits.check(sipLockout, 0.001...86400, "--sip-lockout", unit: "seconds") }
             try Limits.check(anchorIdleTimeout, Limits.idleTimeout, "--anchor-idle-timeout", unit: "seconds")
             try Limits.check(anchorGrace, 0...3600, "--anchor-grace", unit: "seconds")
             try Limits.check(idleTimeout, Limits.idleTimeout, "--idle-timeout", unit: "seconds")
@@ -142,6 +207,15 @@ struct AgentCommand: ParsableCommand {
         c.relayPorts = Self.portRange(relayPorts)!
         c.anchorIdleTimeout = anchorIdleTimeout
         c.anchorGrace = anchorGrace
+        if !sipDomains.isEmpty {
+            let listen = try sipListen.flatMap(Endpoint.init) ?? Endpoint(address: Agent.globalAddress(interface: daemon.interface), port: 5060)
+            var sip = SIPServerConfiguration(domains: Set(sipDomains), listen: listen)
+            sip.routes = try Self.sipRoutes(sipRoutes)
+            sip.lockout = sipLockout
+            sip.rtpContinuity = sipRTPContinuity
+            sip.digestAlgorithms = try Self.digestAlgorithms(sipDigest)
+            c.sip = sip
+        }
         c.announcements = AnnouncementPolicy(count: announceCount, interval: .milliseconds(announceInterval),
                                              refresh: announceRefresh > 0 ? .milliseconds(Int((announceRefresh * 1000).rounded())) : nil)
         let agent: Agent

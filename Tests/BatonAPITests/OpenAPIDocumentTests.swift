@@ -275,7 +275,32 @@ struct BodySample: Sendable, CustomTestStringConvertible {
                                           device: Endpoint(address: IPAddress("fd00::3")!, port: 2), retired: [], idleTimeout: 0.5,
                                           created: 1_700_000_000, moves: 0, rtpContinuity: false)
 
+    static let sipUser = SIPUser(username: "alice", realm: "example.com", aor: "sip:alice@example.com", created: 1_700_000_000)
+    static let registration = SIPRegistration(aor: "sip:alice@example.com", contact: "sip:alice@10.0.0.3:5062",
+                                              instance: "urn:uuid:00000000-0000-4000-8000-00000000d001",
+                                              publicGRUU: "sip:alice@example.com;gr=urn:uuid:00000000-0000-4000-8000-00000000d001",
+                                              temporaryGRUUs: 2, expiresIn: 3599)
+    static let minimalRegistration = SIPRegistration(aor: "sip:bob@example.com", contact: "sip:bob@10.0.0.4", temporaryGRUUs: 0, expiresIn: 0)
+    static let sipCall = SIPCall(id: "9be67d575fc40b44", state: .confirmed,
+                                 legs: [SIPLeg(role: .device, callID: "a@b", localTag: "s1", remoteTag: "d1", peer: "10.0.0.3:5062",
+                                               media: deviceEndpoint, aor: "sip:alice@example.com", instance: "urn:uuid:1"),
+                                        SIPLeg(role: .remote, callID: "c@d", localTag: "s2", peer: "192.0.2.7:5060")],
+                                 rtpAnchor: transferID, rtcpAnchor: transferID, anchor: Endpoint(address: IPAddress("10.0.0.1")!, port: 30000),
+                                 relayPort: 30001, toDevice: 100, toRemote: 99, switches: 1, created: 1_700_000_000, ended: 1_700_000_009,
+                                 reason: "bye from remote", timeline: [SIPTimelineEvent(event: "invite received", at: 1_700_000_000)])
+    static let minimalSIPCall = SIPCall(id: "1", state: .setup, legs: [], anchor: Endpoint(address: IPAddress("fd00::1")!, port: 30000),
+                                        relayPort: 30001, switches: 0, created: 1_700_000_000, timeline: [])
+
     static let all: [BodySample] = [
+        BodySample(schema: "SIPUserRequest", full: SIPUserRequest(username: "alice", password: "wonderland-42"),
+                   minimal: SIPUserRequest(username: "a", password: "12345678")),
+        BodySample(schema: "SIPUser", full: sipUser, minimal: sipUser),
+        BodySample(schema: "SIPUserList", full: SIPUserList(users: [sipUser]), minimal: SIPUserList(users: [])),
+        BodySample(schema: "SIPRegistration", full: registration, minimal: minimalRegistration),
+        BodySample(schema: "SIPRegistrationList", full: SIPRegistrationList(registrations: [registration, minimalRegistration]),
+                   minimal: SIPRegistrationList(registrations: [])),
+        BodySample(schema: "SIPCall", full: sipCall, minimal: minimalSIPCall),
+        BodySample(schema: "SIPCallList", full: SIPCallList(calls: [sipCall, minimalSIPCall]), minimal: SIPCallList(calls: [])),
         BodySample(schema: "AnchorRequest",
                    full: AnchorRequest(proto: .tcp, remote: remote, device: deviceEndpoint, anchor: IPAddress("10.0.0.1")!, port: 30000, idleTimeout: 30,
                                        rtpContinuity: true),

@@ -30,6 +30,16 @@ struct BatondFlagsTests {
         (["agent", "--anchor-idle-timeout", "0"], "invalid --anchor-idle-timeout 0.0: expected 0.1-86400 seconds"),
         (["agent", "--mode", "bridge"], "--mode must be takeover or switch, not 'bridge'"),
         (["agent", "--switch-port", "eth1"], "--switch-port needs --mode switch"),
+        (["agent", "--sip-listen", "10.0.0.1:5060"], "--sip-listen, --sip-route and --sip-lockout need --sip-domain"),
+        (["agent", "--sip-domain", "10.0.0.1"], "--sip-domain must be a domain name, not '10.0.0.1'"),
+        (["agent", "--sip-domain", "ex ample"], "--sip-domain must be a domain name, not 'ex ample'"),
+        (["agent", "--sip-domain", "example.com", "--sip-listen", "10.0.0.1"], "--sip-listen must be ADDR:PORT"),
+        (["agent", "--sip-domain", "example.com", "--sip-listen", "10.0.0.1:30000"], "--relay-ports 30000-39999 holds the SIP port 30000 (--sip-listen)"),
+        (["agent", "--sip-domain", "example.com", "--relay-ports", "5000-6000"], "--relay-ports 5000-6000 holds the SIP port 5060"),
+        (["agent", "--sip-domain", "example.com", "--sip-route", "other.test"], "--sip-route must be DOMAIN=ADDR:PORT, not 'other.test'"),
+        (["agent", "--sip-domain", "example.com", "--sip-digest", "SHA-512"], "--sip-digest takes SHA-256 and/or MD5"),
+        (["agent", "--sip-domain", "example.com", "--sip-digest", "MD5,MD5"], "--sip-digest takes SHA-256 and/or MD5"),
+        (["agent", "--sip-domain", "example.com", "--sip-lockout", "0"], "invalid --sip-lockout 0.0: expected 0.001-86400 seconds"),
         (["agent", "--control", "/tmp/batond-flags-test.sock"], "the directory of --control /tmp/batond-flags-test.sock, /tmp, is writable by group or others (mode 1777)"),
     ])
     func outOfRangeIsRefusedWithTheFlagAndTheRange(arguments: [String], message: String) throws {

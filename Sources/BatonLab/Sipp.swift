@@ -1,0 +1,113 @@
+import BatonModel
+import BatonNet
+import Foundation
+
+/// sipp (Debian `sip-tester`) run in a lab host's network namespace with one of the
+/// scenarios in scenarios/sipp/: a real SIP peer for the tests and the demo. Its messages
+/// and unexpected ones are logged to files in `directory`; the exit status says whether
+/// the scenario ran as written (sipp: 0 all calls succeeded, 1 some failed, other: error).
+public final class Sipp: @unchecked Sendable {
+    public static let executable = "/usr/bin/sipp"
+    public static var available: Bool { FileManager.default.isExecutableFile(atPath: executable) }
+
+    /// scenarios/sipp in the source tree this file was built from (tests and the demo run from it).
+    public static var scenarios: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("scenarios/sipp").path
+    }
+
+    public let name: String
+    public let messageLog: String
+    public let errorLog: String
+    public let output: String
+    private let process: Process
+
+    /// Starts `scenario` (a file name in `scenarios`) on `host`, bound to its `family`
+    /// address and `port`, toward `server`. `keys` are sipp's -key values, `pause` its -d (how
+    /// long a `<pause/>` lasts, ms), `auth` the digest user name and password.
+    public init(_ name: String, host: LabHost, family: IPAddress.Family, port: UInt16, scenario: String, server: Endpoint,
+                keys: [String: String] = [:], pause: Int? = nil, auth: (user: String, password: String)? = nil,
+                directory: String, timeout: Int = 30) throws {
+        guard Sipp.available else { throw LabError(description: "sipp is not installed (apt-get install sip-tester)") }
+        guard let netns = host.namespace.name else { throw LabError(description: "host \(host.name) has no named namespace") }
+        self.name = name
+        messageLog = "\(directory)/\(name).messages.log"
+        errorLog = "\(directory)/\(name).errors.log"
+        output = "\(directory)/\(name).out"
+        var args = ["--net=\(NetworkNamespace.runDirectory)/\(netns)", Self.executable,
+                    server.address.family == .v6 ? "[\(server.address)]:\(server.port)" : "\(server)",
+                    "-sf", "\(Self.scenarios)/\(scenario)", "-i", "\(host.address(family))", "-p", "\(port)",
+                    "-m", "1", "-nostdin", "-timeout", "\(timeout)s", "-timeout_error",
+                    "-trace_msg", "-message_file", messageLog, "-trace_err", "-error_file", errorLog]
+        for (k, v) in keys.sorted(by: { $0.key < $1.key }) { args += ["-key", k, v] }
+        if let pause { args += ["-d", "\(pause)"] }
+        if let auth { args += ["-au", auth.user, "-ap", auth.password] }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+        p.arguments = args
+        FileManager.default.createFile(atPath: output, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+        p.standardOutput = handle
+        p.standardError = handle
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        process = p
+    }
+
+    public var isRunning: Bool { process.isRunning }
+
+    /// Waits for the scenario to end (at most `timeout` seconds, then stops it); its exit status.
+    @discardableResult
+    public func wait(timeout: Double = 30) -> Int32 {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning { stop() }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    /// Ends it at once: SIGKILL (sipp waits out its calls on SIGTERM).
+    public func stop() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// The SIP messages sipp sent and received, with its time stamps.
+    public var messages: String { (try? String(contentsOfFile: messageLog, encoding: .utf8)) ?? "" }
+    public var errors: String { (try? String(contentsOfFile: errorLog, encoding: .utf8)) ?? "" }
+    public var log: String { (try? String(contentsOfFile: output, encoding: .utf8)) ?? "" }
+
+    /// The first lines of the messages sipp sent ("INVITE sip:…", "SIP/2.0 200 OK"…), in order.
+    public var sent: [String] { firstLines(after: "message sent") }
+    public var received: [String] { firstLines(after: "message received") }
+
+    /// When (Unix time) sipp logged the first message whose first line starts with `prefix`
+    /// in `direction` ("sent" or "received").
+    public func time(of prefix: String, _ direction: String) -> Double? {
+        let blocks = messages.components(separatedBy: "----------------------------------------------- ")
+        for b in blocks {
+            let lines = b.split(separator: "\n", omittingEmptySubsequences: false)
+            guard lines.count > 2, lines[1].contains("message \(direction)") else { continue }
+            guard lines.dropFirst(2).first(where: { !$0.trimmingCharacters(in: .whitespaces).isEmpty })?
+                .trimmingCharacters(in: .whitespacesAndNewlines).hasPrefix(prefix) == true else { continue }
+            // "2026-12-03 07:00:00.123456" then the sipp-relative stamp.
+            let stamp = lines[0].split(separator: "\t").first.map(String.init) ?? ""
+            let f = DateFormatter()
+            f.locale = Locale(identifier: "en_US_POSIX")
+            f.timeZone = TimeZone.current
+            f.dateFormat = "yyyy-MM-dd HH:mm:ss.SSSSSS"
+            if let d = f.date(from: stamp.trimmingCharacters(in: .whitespaces)) { return d.timeIntervalSince1970 }
+        }
+        return nil
+    }
+
+    private func firstLines(after marker: String) -> [String] {
+        messages.components(separatedBy: "----------------------------------------------- ").compactMap { b in
+            let lines = b.split(separator: "\n", omittingEmptySubsequences: false)
+            guard lines.count > 2, lines[1].contains(marker) else { return nil }
+            return lines.dropFirst(2).first(where: { !$0.trimmingCharacters(in: .whitespaces).isEmpty })
+                .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+import BatonAPI
+import BatonBPF
+import BatonLab
+import BatonModel
+import BatonNet
+import Foundation
+import Testing
+
+/// Seed 002 through batond's SIP server with real peers (sipp) in a lab: "sa" runs the agent
+/// with --sip-domain example.com; "cn" is the remote party (carol@remote.test), "tn" device 1
+/// and "target" device 2 of alice@example.com. Media is RTP from the tests' own sockets at
+/// 50 packets a second each way, counted at every host.
+@Suite(.serialized, .enabled(if: geteuid() == 0 && xdpSupported() && Sipp.available, "needs root, XDP and sipp (sip-tester)"))
+struct SIPTests {
+    static let domain = "example.com", password = "wonderland-42"
+    static let instance1 = "urn:uuid:00000000-0000-4000-8000-00000000d001"
+    static let instance2 = "urn:uuid:00000000-0000-4000-8000-00000000d002"
+    static let rtpPort: UInt16 = 16000, remoteRTP: UInt16 = 40000   // sipp holds 6000 (its -mp) itself
+    static var options: LabDaemons.Options {
+        var o = LabDaemons.Options()
+        // sipp answers the first challenge whatever its algorithm, and knows only MD5.
+        o.agentArguments = ["--sip-domain", domain, "--sip-digest", "MD5,SHA-256"]
+        return o
+    }
+
+    /// A device registers alice with its instance; sipp checks the 200's GRUUs.
+    func register(_ rig: Rig, _ host: LabHost, instance: String, contactPort: UInt16, name: String) throws {
+        let reg = try Sipp(name, host: host, family: .v4, port: 5070, scenario: "register.xml",
+                           server: Endpoint(address: rig.sa.ipv4, port: 5060),
+                           keys: ["user": "alice", "domain": Self.domain, "instance": instance, "contact_port": "\(contactPort)"],
+                           auth: ("alice", Self.password), directory: rig.daemons.directory)
+        #expect(reg.wait(timeout: 15) == 0, "\(name): \(reg.log)\n\(reg.messages)\n\(reg.errors)")
+    }
+
+    /// A call from the remote party to alice on device 1 is switched to device 2 by INVITE
+    /// with Replaces: 0 RTP lost either way, the remote's SIP trace is INVITE, ACK, BYE and
+    /// their answers only, its media peer is one address and port throughout, it hears one
+    /// SSRC with contiguous numbers, and device 2 has its 200 before device 1 its BYE.
+    @Test func aCallMovesToTheUsersOtherDevice() throws {
+        try Rig.with(.l2, family: .v4, options: Self.options) { rig in
+            let api = rig.agentControl
+            _ = try api.addSIPUser(SIPUserRequest(username: "alice", password: Self.password))
+            let dir = rig.daemons.directory
+            let server = Endpoint(address: rig.sa.ipv4, port: 5060)
+            try register(rig, rig.tn, instance: Self.instance1, contactPort: 5062, name: "register-1")
+
+            // Device 1 answers; the remote calls alice and holds the call 6 s.
+            let device1 = try Sipp("device-1", host: rig.tn, family: .v4, port: 5062, scenario: "device-answer.xml", server: server,
+                                   keys: ["rtp_port": "\(Self.rtpPort)"], directory: dir)
+            defer { device1.stop() }
+            usleep(300_000)
+            let remote = try Sipp("remote", host: rig.cn, family: .v4, port: 5060, scenario: "remote-call.xml", server: server,
+                                  keys: ["callee": "alice@\(Self.domain)", "rtp_port": "\(Self.remoteRTP)"], pause: 6000,
+                                  directory: dir)
+            defer { remote.stop() }
+            var call: SIPCall?
+            try rig.wait(5, "the call to be confirmed") {
+                call = try api.sipCalls().first { $0.state == .confirmed }
+                return call != nil
+            }
+            let c = try #require(call)
+            #expect(c.rtpAnchor != nil && c.legs.count == 2)
+            let anchor = SocketAddress(c.anchor.address, port: c.anchor.port)
+            let relay = SocketAddress(c.anchor.address, port: UInt16(c.relayPort))
+
+            // Media, symmetric as RTP is: each side sends from the port its SDP names and
+            // hears there. The remote's stream is sequence-numbered (every packet accounted for
+            // at the devices); the devices' are RTP, for the continuity the remote must see.
+            let remoteSocket = try rig.cn.udpSocket(.v4, port: Self.remoteRTP)
+            let deviceSockets = try [rig.tn, rig.target].map { try $0.udpSocket(.v4, port: Self.rtpPort) }
+            let atRemote = RTPReceiver(socket: remoteSocket)
+            let atDevice = [SequenceReceiver(host: "device1", socket: deviceSockets[0]),
+                            SequenceReceiver(host: "device2", socket: deviceSockets[1])]
+            let toDevice = SequenceSender(socket: remoteSocket, to: anchor, flow: 7, perSecond: 50)
+            let fromDevice1 = RTPSender(socket: deviceSockets[0], to: relay, ssrc: 0xd1d1_d1d1, firstSequence: 65_500, firstTimestamp: 1000)
+            usleep(1_000_000)
+
+            // Device 2 comes up (a call goes to the device registered last: it registers now) and
+            // replaces device 1's leg.
+            try register(rig, rig.target, instance: Self.instance2, contactPort: 5064, name: "register-2")
+            let regs = try api.sipRegistrations()
+            #expect(Set(regs.compactMap(\.instance)) == [Self.instance1, Self.instance2], "\(regs)")
+            let leg = try #require(c.legs.first { $0.role == .device })
+            let replaces = "\(leg.callID);to-tag=\(leg.localTag);from-tag=\(leg.remoteTag ?? "")"
+            let gruu = "sip:alice@\(Self.domain);gr=\(Self.instance2)"
+            let device2 = try Sipp("device-2", host: rig.target, family: .v4, port: 5064, scenario: "device-replace.xml", server: server,
+                                   keys: ["user": "alice", "domain": Self.domain, "gruu": gruu, "replaces": replaces,
+                                          "rtp_port": "\(Self.rtpPort)"],
+                                   auth: ("alice", Self.password), directory: dir)
+            defer { device2.stop() }
+            try rig.wait(5, "the switch") { try api.sipCall(c.id).switches == 1 }
+            let sentByDevice1 = fromDevice1.stop()
+            let fromDevice2 = RTPSender(socket: deviceSockets[1], to: relay, ssrc: 0xd2d2_d2d2, firstSequence: 100, firstTimestamp: 777_000)
+            usleep(1_000_000)
+            let sentByDevice2 = fromDevice2.stop()
+            let sentToDevices = toDevice.stop()
+
+            #expect(remote.wait(timeout: 15) == 0, "remote: \(remote.log)\n\(remote.errors)")
+            #expect(device1.wait(timeout: 5) == 0, "device 1: \(device1.log)\n\(device1.errors)")
+            #expect(device2.wait(timeout: 5) == 0, "device 2: \(device2.log)\n\(device2.errors)")
+
+            // The remote's trace: its INVITE, ACK and BYE, and nothing asked of it.
+            #expect(remote.sent.map { String($0.prefix { $0 != " " }) } == ["INVITE", "ACK", "BYE"], "\(remote.sent)")
+            #expect(remote.received.allSatisfy { $0.hasPrefix("SIP/2.0 ") }, "requests reached the remote: \(remote.received)")
+            // Device 2's 200 before device 1's BYE.
+            let ok2 = try #require(device2.time(of: "SIP/2.0 200", "received"))
+            let bye1 = try #require(device1.time(of: "BYE", "received"))
+            #expect(ok2 <= bye1, "device 2's 200 at \(ok2), device 1's BYE at \(bye1)")
+
+            // Media: nothing lost either way; the remote hears one stream from one peer.
+            let arrivals = atDevice.flatMap { $0.stop() }
+            let report = FlowReport(flow: 7, sent: sentToDevices, arrivals: arrivals)
+            #expect(report.lost == 0 && report.duplicates == 0 && report.reordered == 0, "\(report)")
+            #expect(report.ranges["device1"]?.count == 1 && report.ranges["device2"]?.count == 1, "\(report.ranges)")
+            let heard = RTPReceiver.Report(atRemote.stop())
+            #expect(heard.packets == sentByDevice1 + sentByDevice2, "\(heard); sent \(sentByDevice1) + \(sentByDevice2)")
+            #expect(heard.ssrcs == [0xd1d1_d1d1] && heard.sources == ["\(anchor)"], "\(heard)")
+            #expect(heard.sequenceBreaks == 0 && heard.timestampRegressions == 0, "\(heard)")
+
+            let shown = try api.sipCalls().first { $0.id == c.id }
+            #expect(shown?.state == .ended && shown?.switches == 1, "\(String(describing: shown))")
+            let metrics = try api.metrics()
+            #expect(metrics.contains("baton_sip_switches_total 1"), "\(metrics)")
+        }
+    }
+}

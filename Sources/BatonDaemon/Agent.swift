@@ -129,7 +129,8 @@ public final class Agent: Sendable {
         announcements = Announcements(announcer: try Announcer(interface: configuration.interface), mac: mac,
                                       policy: configuration.announcements, table: table, logger: logger)
         anchors = AnchorTable(configuration: .init(ports: configuration.relayPorts, idleTimeout: configuration.anchorIdleTimeout,
-                                                   grace: configuration.anchorGrace, keepEnded: configuration.keepEnded),
+                                                   grace: configuration.anchorGrace, keepEnded: configuration.keepEnded,
+                                                   inline: configuration.mode == .switch),
                               interface: configuration.interface, mac: mac, dataPlane: dataPlane, store: store,
                               nextHops: admission.nextHops, metrics: metrics, logger: logger)
         let media = AgentMediaAnchors(anchors: anchors, dataPlane: dataPlane), users = StoreCredentials(store: store)

@@ -35,7 +35,9 @@ extension Agent {
             case .active, .waking:
                 // A wake-up in progress is given up `--max-waking` after this start at the latest.
                 if t.state == .waking { t.wakingSince = .now }
-                wantedRules += t.rules
+                // Inline (switch mode), a wake-up removed the rules at its start (the TN never
+                // left the wire): they stay out, or the TN's sessions would go to the target again.
+                if takeovers || t.state == .active { wantedRules += t.rules }
                 if takeovers { wantedTakeovers.append(t.takeover) } // switch mode takes nothing over
                 summary.transfersResumed += 1
             case .lingering:

@@ -51,6 +51,9 @@ final class AnchorTable: Sendable {
         var idleTimeout: Double = 60
         var grace: Double = 2
         var keepEnded = 1024
+        /// Switch mode: the program sits on bridge ports, and a relay sent back out of the port
+        /// it came in by never reaches a device on another port; anchored sessions are refused.
+        var inline = false
     }
 
     struct Entry: Sendable {
@@ -126,7 +129,14 @@ final class AnchorTable: Sendable {
         var relayPort: UInt16
     }
 
+    private func checkMode() throws {
+        if configuration.inline {
+            throw ControlError.forbidden("anchored sessions need the agent in --mode takeover: in switch mode a relayed packet would leave by the bridge port it came in by")
+        }
+    }
+
     func reserve(family: IPAddress.Family) throws -> Reservation {
+        try checkMode()
         let address: IPAddress
         do { address = try NodeAddresses(interface: interface).global(family) } catch {
             throw ControlError.forbidden("no \(family.rawValue) anchor address on \(interface): \(error)")
@@ -147,6 +157,7 @@ final class AnchorTable: Sendable {
     }
 
     func create(_ request: AnchorRequest, reserved: Reservation? = nil) throws -> AnchoredSession {
+        try checkMode()
         let proto: IPProtocol = request.proto == .tcp ? .tcp : .udp
         let family = request.remote.address.family
         let anchorAddress: IPAddress
@@ -208,7 +219,7 @@ final class AnchorTable: Sendable {
                 try store.save(draft, rules: rules)
                 do {
                     // The stream's state before the rules that use it.
-                    if draft.rtpContinuity { try dataPlane.addRTPStream(draft.anchor) }
+                    if draft.rtpContinuity { try dataPlane.addRTPStream(draft.anchor, fresh: true) }
                     try dataPlane.addRules(rules)
                 } catch {
                     var failed = draft
@@ -239,6 +250,7 @@ final class AnchorTable: Sendable {
     func move(_ id: String, to device: Endpoint, lockout: Double?, grace: Double?) throws -> AnchoredSession {
         if let lockout { try Self.checked { () throws(ModelError) in _ = try Limits.check(lockout, 0.001...86400, "lockout", unit: "seconds") } }
         if let grace { try Self.checked { () throws(ModelError) in _ = try Limits.check(grace, 0...3600, "grace", unit: "seconds") } }
+        if lockout != nil && grace != nil { throw ControlError.forbidden("lockout and grace exclude each other: a locked-out device gets no grace") }
         let current = try entry(id)
         guard current.session.state == .active else { throw ControlError.conflict("anchor \(id) has ended") }
         var probe = current.session
@@ -250,9 +262,11 @@ final class AnchorTable: Sendable {
             let old = e.session
             guard device != old.device else { return old }
             var a = old
-            let now = Date().timeIntervalSince1970
+            let now = BootClock.wallSeconds()  // the scale lockout ends are converted on
             a.retired.removeAll { $0.device == device || $0.until <= now }
-            a.retired.append(.init(device: old.device, until: now + (lockout ?? grace ?? configuration.grace), lockedOut: lockout != nil))
+            // No grace and no lockout: the old device's rule goes in this move (not at the next sweep).
+            let keep = lockout ?? grace ?? configuration.grace
+            if keep > 0 { a.retired.append(.init(device: old.device, until: now + keep, lockedOut: lockout != nil)) }
             a.device = device
             a.moves += 1
             a.moved = now
@@ -349,12 +363,13 @@ final class AnchorTable: Sendable {
     /// Retired devices whose time is up lose their rule; sessions idle in both directions
     /// for their idle timeout end. Counters are read without the lock.
     func sweep() {
-        let now = Date().timeIntervalSince1970
+        let now = BootClock.wallSeconds()  // the scale lockout ends are converted on
         let active = state.withLock { Array($0.active.values) }
+        // Retired devices whose time is up go whether or not the clock can be read.
+        for e in active where e.session.retired.contains(where: { $0.until <= now }) { expireRetired(e.session.id, now: now) }
         guard !active.isEmpty, let clock = try? dataPlane.clock() else { return }
         for e in active {
             let a = e.session
-            if a.retired.contains(where: { $0.until <= now }) { expireRetired(a.id, now: now) }
             let legs = [a.forwardMatch, a.reverseMatch(a.device)].map { (try? dataPlane.rule($0))?.counter ?? Counter() }
             let since = Double(milliseconds(since: e.since)) / 1000
             if legs.allSatisfy({ min($0.idleSeconds(at: clock) ?? since, since) >= a.idleTimeout }) {

@@ -16,9 +16,12 @@ import Glibc
 ///   progs/<program>   baton_steer, baton_clock
 ///   links/<ifname>    one XDP link per attached interface
 ///
-/// Reads (lookups, counters, `clock()`) are safe from any thread. Writes (rules, takeovers)
-/// allocate counter slots from an in-process copy of the slot bitmap, so one writer at a time:
-/// the agent's transfer table serialises them under its lock.
+/// Reads (lookups, counters, `clock()`) are safe from any thread, and so are writes of
+/// different rules: the agent's transfer table and its anchored sessions write at once. What
+/// they share is locked, each under its own lock held only for the read-modify-write: the
+/// counter slots' in-process bitmap (`SlotAllocator`), the destination filter's words, and
+/// baton_config (match kinds, the flow cache's generation). Two writers of the same rule are
+/// the callers' to order.
 public final class DataPlane: @unchecked Sendable {
     public struct Options: Sendable {
         /// Where to pin; nil keeps everything private to this process (tests).
@@ -63,6 +66,9 @@ public final class DataPlane: @unchecked Sendable {
     let filterMap: TypedMap<UInt32, UInt64>
     let rtpMap: TypedMap<baton_rtp_key, baton_rtp>
     let slots: SlotAllocator
+    /// The filter's words and baton_config: read-modify-written by every rule change.
+    private let filterLock = Mutex(())
+    private let configLock = Mutex(())
     /// CONFIG_HZ as `clock()` measured it: fixed while the kernel runs.
     private let tickRate = Mutex<UInt64?>(nil)
 
@@ -631,9 +637,11 @@ public final class DataPlane: @unchecked Sendable {
             let bit = a.bytes16.withUnsafeBufferPointer { baton_filter_bit($0.baseAddress!) }
             words[bit / 64, default: 0] |= 1 << UInt64(bit % 64)
         }
-        for (w, bits) in words {
-            let cur = try filterMap.lookup(w) ?? 0
-            if cur | bits != cur { try filterMap.update(w, cur | bits) }
+        try filterLock.withLock { _ in
+            for (w, bits) in words {
+                let cur = try filterMap.lookup(w) ?? 0
+                if cur | bits != cur { try filterMap.update(w, cur | bits) }
+            }
         }
     }
 
@@ -646,9 +654,11 @@ public final class DataPlane: @unchecked Sendable {
             let bit = b16.withUnsafeBufferPointer { baton_filter_bit($0.baseAddress!) }
             words[Int(bit / 64)] |= 1 << UInt64(bit % 64)
         }
-        for k in try takeoverMap.keys() { mark(abiBytes(k.addr)) }
-        for r in try ruleKeys() { mark(r.destination.bytes16) }
-        try filterMap.updateBatch(words.indices.map { UInt32($0) }, words)
+        try filterLock.withLock { _ in
+            for k in try takeoverMap.keys() { mark(abiBytes(k.addr)) }
+            for r in try ruleKeys() { mark(r.destination.bytes16) }
+            try filterMap.updateBatch(words.indices.map { UInt32($0) }, words)
+        }
     }
 
     /// Redirects need their egress in the device map.
@@ -668,13 +678,20 @@ public final class DataPlane: @unchecked Sendable {
     }
 
     private func enableMatchKind(_ k: MatchKind) throws {
-        let cur = try currentKinds()
-        let bits = (cur & UInt32(BATON_CONFIG_VALID) != 0 ? cur : UInt32(BATON_CONFIG_VALID)) | (1 << UInt32(k.rawValue))
-        if bits != cur { try writeConfig(kinds: bits) }
+        try configLock.withLock { _ in
+            let cur = try currentKinds()
+            let bits = (cur & UInt32(BATON_CONFIG_VALID) != 0 ? cur : UInt32(BATON_CONFIG_VALID)) | (1 << UInt32(k.rawValue))
+            if bits != cur { try storeConfig(kinds: bits) }
+        }
     }
 
     /// Writes baton_config, keeping the fields not given.
     func writeConfig(kinds: UInt32? = nil, generation: UInt32? = nil) throws {
+        try configLock.withLock { _ in try storeConfig(kinds: kinds, generation: generation) }
+    }
+
+    /// `writeConfig` with `configLock` held.
+    private func storeConfig(kinds: UInt32? = nil, generation: UInt32? = nil) throws {
         let cur = try configMap.lookup(0) ?? baton_config()
         try configMap.update(0, baton_config(match_kinds: kinds ?? cur.match_kinds, generation: generation ?? cur.generation))
     }
@@ -683,15 +700,19 @@ public final class DataPlane: @unchecked Sendable {
     /// the old generation. Called after the map write, so a packet that sees
     /// the new generation also sees the new rules. Never 0 (cache off).
     func ruleSetChanged() throws {
-        let cur = try configMap.lookup(0)?.generation ?? 0
-        try writeConfig(generation: cur == UInt32.max ? 1 : cur + 1)
+        try configLock.withLock { _ in
+            let cur = try configMap.lookup(0)?.generation ?? 0
+            try storeConfig(generation: cur == UInt32.max ? 1 : cur + 1)
+        }
     }
 
     /// After removing a wildcard rule: look up only kinds that still have rules.
     private func recomputeMatchKinds() throws {
-        var bits = UInt32(BATON_CONFIG_VALID)
-        for r in try ruleKeys() { if let k = r.kind { bits |= 1 << UInt32(k.rawValue) } }
-        try writeConfig(kinds: bits)
+        try configLock.withLock { _ in
+            var bits = UInt32(BATON_CONFIG_VALID)
+            for r in try ruleKeys() { if let k = r.kind { bits |= 1 << UInt32(k.rawValue) } }
+            try storeConfig(kinds: bits)
+        }
     }
 
     /// Forgets every first fragment seen (later fragments of those datagrams

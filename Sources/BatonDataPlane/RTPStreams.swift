@@ -29,11 +29,13 @@ extension DataPlane {
         return k
     }
 
-    /// Creates the stream of `anchor` (address and port toward the remote) unless it exists:
-    /// an adopted stream keeps its state.
-    public func addRTPStream(_ anchor: Endpoint) throws {
+    /// Creates the stream of `anchor` (address and port toward the remote). `fresh`: a new
+    /// session's, zeroed even if an entry was left behind (a lost store, a crash between
+    /// writes): it must not inherit an old call's SSRC and numbers. Otherwise (a restart
+    /// adopting its sessions) an existing stream keeps its state.
+    public func addRTPStream(_ anchor: Endpoint, fresh: Bool = false) throws {
         do {
-            try rtpMap.update(Self.rtpKey(anchor), baton_rtp(), flags: .noExist)
+            try rtpMap.update(Self.rtpKey(anchor), baton_rtp(), flags: fresh ? .any : .noExist)
         } catch let e as BPFError where e.errno == EEXIST {
             return
         } catch let e as BPFError where e.errno == E2BIG {

@@ -1,9 +1,12 @@
 import BatonBPF
+import Synchronization
 
 /// Hands out counter slots (indexes into baton_counters). The bitmap lives
 /// in the pinned baton_slots map, so a restarted process continues where the
-/// last one stopped; it is read once and written back a word at a time.
-final class SlotAllocator {
+/// last one stopped; it is read once and written back a word at a time. Allocations and
+/// releases from several threads take its lock (the reconcile at start runs alone).
+final class SlotAllocator: @unchecked Sendable {
+    private let lock = Mutex(())
     private let bitmap: TypedMap<UInt32, UInt64>
     private let capacity: Int
     var words: [UInt64]
@@ -21,6 +24,10 @@ final class SlotAllocator {
     }
 
     func allocate(count: Int) throws -> [UInt32] {
+        try lock.withLock { _ in try allocateLocked(count: count) }
+    }
+
+    private func allocateLocked(count: Int) throws -> [UInt32] {
         var out: [UInt32] = []
         out.reserveCapacity(count)
         var dirty = Set<Int>()
@@ -50,6 +57,10 @@ final class SlotAllocator {
     func release(_ slot: UInt32) throws { try release([slot]) }
 
     func release(_ slots: [UInt32]) throws {
+        try lock.withLock { _ in try releaseLocked(slots) }
+    }
+
+    private func releaseLocked(_ slots: [UInt32]) throws {
         var dirty = Set<Int>()
         for s in slots where Int(s) < capacity {
             words[Int(s) / 64] &= ~(1 << UInt64(s % 64))
@@ -59,9 +70,11 @@ final class SlotAllocator {
     }
 
     func reset() throws {
-        let dirty = Set(words.indices.filter { words[$0] != 0 })
-        for i in dirty { words[i] = 0 }
-        try flush(dirty)
+        try lock.withLock { _ in
+            let dirty = Set(words.indices.filter { words[$0] != 0 })
+            for i in dirty { words[i] = 0 }
+            try flush(dirty)
+        }
     }
 
     func flush(_ dirty: Set<Int>) throws {

@@ -37,11 +37,14 @@ public final class RTPSender: Sendable {
 
     public var sent: Int { state.withLock { $0.sent } }
 
-    /// Stops and returns how many were sent.
+    /// Stops and returns how many were sent (again: the same count, at once).
     @discardableResult
     public func stop() -> Int {
-        state.withLock { $0.running = false }
-        done.wait()
+        let wasRunning = state.withLock { s in
+            defer { s.running = false }
+            return s.running
+        }
+        if wasRunning { done.wait() }
         return sent
     }
 }

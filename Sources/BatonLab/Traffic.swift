@@ -69,11 +69,14 @@ public final class SequenceSender: Sendable {
     /// Sends the socket refused (retried with the same number).
     public var sendFailures: Int { state.withLock { $0.failures } }
 
-    /// Stops and returns how many were sent.
+    /// Stops and returns how many were sent (again: the same count, at once).
     @discardableResult
     public func stop() -> Int {
-        state.withLock { $0.running = false }
-        done.wait()
+        let wasRunning = state.withLock { s in
+            defer { s.running = false }
+            return s.running
+        }
+        if wasRunning { done.wait() }
         return sent
     }
 }

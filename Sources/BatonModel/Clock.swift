@@ -44,6 +44,13 @@ public enum BootClock {
         return out
     }()
 
+    /// Unix time now in seconds on this process's scale: the monotonic clock plus the offset
+    /// read at start, so that a time computed from it converts back to the monotonic instant
+    /// exactly, whatever the wall clock was stepped by since (a lockout's end).
+    public static func wallSeconds() -> Double {
+        Double(wallNanoseconds(ofMonotonic: now(CLOCK_MONOTONIC))) / 1e9
+    }
+
     /// Unix time in nanoseconds of the monotonic instant `monotonic`.
     public static func wallNanoseconds(ofMonotonic monotonic: UInt64) -> UInt64 {
         let (sum, overflow) = bootWallNanoseconds.addingReportingOverflow(monotonic)

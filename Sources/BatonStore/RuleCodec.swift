@@ -6,7 +6,7 @@ import BatonModel
 /// reconcile), so one row per transfer beats one per rule by far, and
 /// decoding bytes by hand beats JSON by two orders of magnitude.
 ///
-/// Layout: a version byte (2), a flags byte (1: a clock stamp follows: this boot's ID, 16
+/// Layout: a version byte (3; 1 and 2 are still read), a flags byte (1: a clock stamp follows: this boot's ID, 16
 /// bytes, and its Unix time at monotonic 0, BE64; written when a rule has `expires`), then
 /// per rule
 ///   match:   proto, flags (1 dst v6, 2 has src, 4 src v6, 8 has sport, 16 has dport,
@@ -38,7 +38,9 @@ enum RuleCodec {
 
         /// `expires` written under this stamp, on this boot's monotonic clock.
         func here(_ expires: UInt64) -> UInt64 {
-            guard self != .current else { return expires }
+            // The same boot: the same monotonic clock, whatever the wall clock did meanwhile
+            // (an unreadable boot ID, all zeros, proves nothing: then the whole stamp must match).
+            if self == .current || bootID == Self.current.bootID && bootID.contains(where: { $0 != 0 }) { return expires }
             let wall = bootWall &+ expires
             return wall > Self.current.bootWall ? wall - Self.current.bootWall : 1
         }

@@ -150,6 +150,9 @@ struct AgentCommand: ParsableCommand {
         if let l = try? daemon.listenAddress(), let p = UInt16(exactly: l.port), pool.contains(p) {
             throw ValidationError("--relay-ports \(relayPorts) holds the API port \(l.port) (--listen)")
         }
+        if !sipDomains.isEmpty && m == .switch {
+            throw ValidationError("--sip-domain needs --mode takeover: its calls' media are anchored sessions, which switch mode cannot relay")
+        }
         if sipDomains.isEmpty && (sipListen != nil || !sipRoutes.isEmpty || sipLockout != nil) {
             throw ValidationError("--sip-listen, --sip-route and --sip-lockout need --sip-domain")
         }

@@ -39,6 +39,7 @@ struct BatondFlagsTests {
         (["agent", "--sip-domain", "example.com", "--sip-route", "other.test"], "--sip-route must be DOMAIN=ADDR:PORT, not 'other.test'"),
         (["agent", "--sip-domain", "example.com", "--sip-digest", "SHA-512"], "--sip-digest takes SHA-256 and/or MD5"),
         (["agent", "--sip-domain", "example.com", "--sip-digest", "MD5,MD5"], "--sip-digest takes SHA-256 and/or MD5"),
+        (["agent", "--sip-domain", "example.com", "--mode", "switch"], "--sip-domain needs --mode takeover"),
         (["agent", "--sip-domain", "example.com", "--sip-lockout", "0"], "invalid --sip-lockout 0.0: expected 0.001-86400 seconds"),
         (["agent", "--control", "/tmp/batond-flags-test.sock"], "the directory of --control /tmp/batond-flags-test.sock, /tmp, is writable by group or others (mode 1777)"),
     ])

@@ -276,6 +276,11 @@ struct StoreTests {
         let earlier = BootClock.bootWallNanoseconds - 10_000_000_000
         #expect(try decode(stamped(boot: 0xee, wall: earlier, expires: end + 10_000_000_000)) == end, "moved onto this boot's clock")
         #expect(try decode(stamped(boot: 0xee, wall: earlier, expires: 5_000_000_000)) == 1, "ended before this boot: long past, never 0")
+        // This boot, written by an earlier process that read the wall clock before NTP stepped it:
+        // the monotonic time stands as it is.
+        var sameBoot = stamped(boot: 0, wall: earlier, expires: end)
+        sameBoot.replaceSubrange(2..<18, with: BootClock.bootID)
+        if BootClock.bootID.contains(where: { $0 != 0 }) { #expect(try decode(sameBoot) == end, "the same boot, another wall offset: exact") }
         let v1 = [UInt8(1)] + bytes[26...]
         #expect(try decode(v1) == end, "version 1 kept monotonic time as it is")
         #expect(RuleCodec.encode([SessionRule(match: match, forward: .drop)]).prefix(2) == [RuleCodec.version, 0], "no lockout, no stamp")

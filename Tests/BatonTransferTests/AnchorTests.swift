@@ -251,6 +251,14 @@ struct AnchorTests {
             #expect(code { try api.createAnchor(AnchorRequest(remote: Endpoint(address: rig.cn.ipv4, port: 40002), device: device)) } == .conflict)
             #expect(code { try api.moveAnchor(b.id, AnchorMove(device: Endpoint(address: rig.tn.ipv6, port: 6000))) } == .forbidden)
             #expect(code { try api.moveAnchor(b.id, AnchorMove(device: device, lockout: 0)) } == .invalid)
+            let target = Endpoint(address: rig.target.ipv4, port: Self.devicePort)
+            #expect(code { try api.moveAnchor(b.id, AnchorMove(device: target, lockout: 1, grace: 1)) } == .forbidden, "lockout and grace")
+            // grace 0: the old device's rule goes in the move itself.
+            let moved = try api.moveAnchor(b.id, AnchorMove(device: target, grace: 0))
+            #expect(moved.retired.isEmpty && moved.device == target, "\(moved)")
+            let dp = try DataPlane.adopt(root: rig.daemons.pinRoots[0])
+            #expect(try dp.rule(SessionMatch(proto: .udp, source: device.address, sourcePort: device.port,
+                                             destination: b.anchor.address, destinationPort: b.relayPort)) == nil)
             // The idle one ends by itself (no packet either way) and its ports come back.
             try rig.wait(5, "the idle session to end") { try api.anchor(a.id).state == .ended }
             #expect(try api.anchor(a.id).reason == "idle")

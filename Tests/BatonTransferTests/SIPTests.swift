@@ -123,4 +123,80 @@ struct SIPTests {
             #expect(metrics.contains("baton_sip_switches_total 1"), "\(metrics)")
         }
     }
+
+    /// Every Replaces the server must refuse, sent by a real device while the call's media
+    /// flows: each answered with its status (RFC 3891, and seed 002's same-user rule), leg A
+    /// and its media exactly as they were (the anchor's device unchanged, packets still
+    /// relayed to device 1). After the call ends, a Replaces for it is 603.
+    @Test func refusedReplacesLeaveTheCallAsItWas() throws {
+        try Rig.with(.l2, family: .v4, options: Self.options) { rig in
+            let api = rig.agentControl
+            _ = try api.addSIPUser(SIPUserRequest(username: "alice", password: Self.password))
+            _ = try api.addSIPUser(SIPUserRequest(username: "bob", password: Self.password))
+            let dir = rig.daemons.directory
+            let server = Endpoint(address: rig.sa.ipv4, port: 5060)
+            try register(rig, rig.tn, instance: Self.instance1, contactPort: 5062, name: "register-1")
+            let device1 = try Sipp("device-1", host: rig.tn, family: .v4, port: 5062, scenario: "device-answer.xml", server: server,
+                                   keys: ["rtp_port": "\(Self.rtpPort)"], directory: dir, timeout: 60)
+            defer { device1.stop() }
+            usleep(300_000)
+            let remote = try Sipp("remote", host: rig.cn, family: .v4, port: 5060, scenario: "remote-call.xml", server: server,
+                                  keys: ["callee": "alice@\(Self.domain)", "rtp_port": "\(Self.remoteRTP)"], pause: 12_000,
+                                  directory: dir, timeout: 60)
+            defer { remote.stop() }
+            var call: SIPCall?
+            try rig.wait(5, "the call to be confirmed") {
+                call = try api.sipCalls().first { $0.state == .confirmed }
+                return call != nil
+            }
+            let c = try #require(call)
+            try register(rig, rig.target, instance: Self.instance2, contactPort: 5064, name: "register-2")
+            let anchor = SocketAddress(c.anchor.address, port: c.anchor.port)
+            let remoteSocket = try rig.cn.udpSocket(.v4, port: Self.remoteRTP)
+            let atDevice1 = SequenceReceiver(host: "device1", socket: try rig.tn.udpSocket(.v4, port: Self.rtpPort))
+            let toDevice = SequenceSender(socket: remoteSocket, to: anchor, flow: 7, perSecond: 50)
+            defer { _ = toDevice.stop() }
+            try rig.wait(3, "media at device 1") { atDevice1.count(flow: 7) > 5 }
+
+            let leg = try #require(c.legs.first { $0.role == .device })
+            let good = "\(leg.callID);to-tag=\(leg.localTag);from-tag=\(leg.remoteTag ?? "")"
+            let gruu2 = "sip:alice@\(Self.domain);gr=\(Self.instance2)"
+            let cases: [(String, [String: String], (String, String), Int)] = [
+                ("no such dialog", ["replaces": "nobody@x;to-tag=\(leg.localTag);from-tag=\(leg.remoteTag ?? "")", "gruu": gruu2], ("alice", Self.password), 481),
+                ("tags swapped", ["replaces": "\(leg.callID);to-tag=\(leg.remoteTag ?? "");from-tag=\(leg.localTag)", "gruu": gruu2], ("alice", Self.password), 481),
+                ("early-only on a confirmed dialog", ["replaces": good + ";early-only", "gruu": gruu2], ("alice", Self.password), 486),
+                ("another user's device", ["replaces": good, "gruu": gruu2], ("bob", Self.password), 403),
+                ("an unknown temporary GRUU", ["replaces": good, "gruu": "sip:tgruu.0123456789abcdef@\(Self.domain);gr"], ("alice", Self.password), 403),
+                ("the same device's GRUU", ["replaces": good, "gruu": "sip:alice@\(Self.domain);gr=\(Self.instance1)"], ("alice", Self.password), 403),
+            ]
+            for (i, (what, keys, auth, status)) in cases.enumerated() {
+                let before = atDevice1.count(flow: 7)
+                let refused = try Sipp("refused-\(i)", host: rig.target, family: .v4, port: 5066, scenario: "device-replace-refused.xml",
+                                       server: server, keys: keys.merging(["user": "alice", "domain": Self.domain, "rtp_port": "\(Self.rtpPort)"]) { a, _ in a },
+                                       auth: auth, directory: dir)
+                #expect(refused.wait(timeout: 10) == 0, "\(what): \(refused.log)\n\(refused.errors)")
+                #expect(refused.received.contains { $0.hasPrefix("SIP/2.0 \(status) ") },
+                        "\(what): answered \(refused.received)")
+                try rig.wait(2, "media still at device 1 after: \(what)") { atDevice1.count(flow: 7) > before + 5 }
+                let now = try api.sipCall(c.id)
+                #expect(now.state == .confirmed && now.switches == 0, "\(what): \(now)")
+                let anchorNow = try api.anchor(try #require(c.rtpAnchor))
+                #expect(anchorNow.device.address == rig.tn.ipv4 && anchorNow.moves == 0, "\(what): \(anchorNow)")
+            }
+            let sent = toDevice.stop()
+            let report = FlowReport(flow: 7, sent: sent, arrivals: atDevice1.stop())
+            #expect(report.lost == 0 && report.duplicates == 0, "\(report)")
+
+            // The remote hangs up (12 s after its ACK); a Replaces for the ended dialog is 603.
+            #expect(remote.wait(timeout: 30) == 0, "remote: \(remote.log)\n\(remote.errors)")
+            #expect(device1.wait(timeout: 5) == 0, "device 1: \(device1.log)\n\(device1.errors)")
+            #expect(remote.sent.map { String($0.prefix { $0 != " " }) } == ["INVITE", "ACK", "BYE"], "\(remote.sent)")
+            let late = try Sipp("refused-ended", host: rig.target, family: .v4, port: 5066, scenario: "device-replace-refused.xml",
+                                server: server, keys: ["replaces": good, "gruu": gruu2, "user": "alice", "domain": Self.domain,
+                                                       "rtp_port": "\(Self.rtpPort)"],
+                                auth: ("alice", Self.password), directory: dir)
+            #expect(late.wait(timeout: 10) == 0, "ended: \(late.log)\n\(late.errors)")
+            #expect(late.received.contains { $0.hasPrefix("SIP/2.0 603") }, "ended: answered \(late.received)")
+        }
+    }
 }

@@ -32,6 +32,25 @@ struct SIPTests {
         #expect(reg.wait(timeout: 15) == 0, "\(name): \(reg.log)\n\(reg.messages)\n\(reg.errors)")
     }
 
+    /// The remote party (cn) calls alice, holding the call `hold` ms; the call once confirmed.
+    func call(_ rig: Rig, hold: Int) throws -> (Sipp, SIPCall) {
+        let remote = try Sipp("remote", host: rig.cn, family: .v4, port: 5060, scenario: "remote-call.xml",
+                              server: Endpoint(address: rig.sa.ipv4, port: 5060),
+                              keys: ["callee": "alice@\(Self.domain)", "rtp_port": "\(Self.remoteRTP)"], pause: hold,
+                              directory: rig.daemons.directory, timeout: 60)
+        var call: SIPCall?
+        try rig.wait(5, "the call to be confirmed") {
+            call = try rig.agentControl.sipCalls().first { $0.state == .confirmed }
+            return call != nil
+        }
+        guard let call else {
+            remote.stop()
+            Issue.record("no confirmed call: \(remote.log)")
+            throw CancellationError()
+        }
+        return (remote, call)
+    }
+
     /// A call from the remote party to alice on device 1 is switched to device 2 by INVITE
     /// with Replaces: 0 RTP lost either way, the remote's SIP trace is INVITE, ACK, BYE and
     /// their answers only, its media peer is one address and port throughout, it hears one
@@ -49,16 +68,8 @@ struct SIPTests {
                                    keys: ["rtp_port": "\(Self.rtpPort)"], directory: dir)
             defer { device1.stop() }
             usleep(300_000)
-            let remote = try Sipp("remote", host: rig.cn, family: .v4, port: 5060, scenario: "remote-call.xml", server: server,
-                                  keys: ["callee": "alice@\(Self.domain)", "rtp_port": "\(Self.remoteRTP)"], pause: 6000,
-                                  directory: dir)
+            let (remote, c) = try call(rig, hold: 6000)
             defer { remote.stop() }
-            var call: SIPCall?
-            try rig.wait(5, "the call to be confirmed") {
-                call = try api.sipCalls().first { $0.state == .confirmed }
-                return call != nil
-            }
-            let c = try #require(call)
             #expect(c.rtpAnchor != nil && c.legs.count == 2)
             let anchor = SocketAddress(c.anchor.address, port: c.anchor.port)
             let relay = SocketAddress(c.anchor.address, port: UInt16(c.relayPort))
@@ -140,16 +151,8 @@ struct SIPTests {
                                    keys: ["rtp_port": "\(Self.rtpPort)"], directory: dir, timeout: 60)
             defer { device1.stop() }
             usleep(300_000)
-            let remote = try Sipp("remote", host: rig.cn, family: .v4, port: 5060, scenario: "remote-call.xml", server: server,
-                                  keys: ["callee": "alice@\(Self.domain)", "rtp_port": "\(Self.remoteRTP)"], pause: 12_000,
-                                  directory: dir, timeout: 60)
+            let (remote, c) = try call(rig, hold: 12_000)
             defer { remote.stop() }
-            var call: SIPCall?
-            try rig.wait(5, "the call to be confirmed") {
-                call = try api.sipCalls().first { $0.state == .confirmed }
-                return call != nil
-            }
-            let c = try #require(call)
             try register(rig, rig.target, instance: Self.instance2, contactPort: 5064, name: "register-2")
             let anchor = SocketAddress(c.anchor.address, port: c.anchor.port)
             let remoteSocket = try rig.cn.udpSocket(.v4, port: Self.remoteRTP)

@@ -128,7 +128,7 @@ let package = Package(
         ]),
         // The operator's CLI: links no test code (the lab is baton-lab's).
         .executableTarget(name: "batonctl", dependencies: [
-            "BatonAPI", "BatonCLI", "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet",
+            "BatonAPI", "BatonCLI", "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet", "BatonSIP",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

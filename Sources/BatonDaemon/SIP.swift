@@ -46,10 +46,9 @@ struct StoreCredentials: SIPCredentials {
     let store: Store
 
     func credential(username: String) -> StoredCredential? {
-        guard let u = try? store.sipUsers().first(where: { $0.username == username }) else { return nil }
-        var c = StoredCredential(username: u.username, realm: u.realm, password: "")
-        c.ha1 = Dictionary(uniqueKeysWithValues: u.ha1.compactMap { k, v in DigestAlgorithm(header: k).map { ($0, v) } })
-        return c
+        guard let u = try? store.sipUser(username) else { return nil }
+        return StoredCredential(username: u.username, realm: u.realm,
+                                ha1: Dictionary(uniqueKeysWithValues: u.ha1.compactMap { k, v in DigestAlgorithm(header: k).map { ($0, v) } }))
     }
 }
 
@@ -92,8 +91,7 @@ extension Agent {
 
     public func addSIPUser(_ request: SIPUserRequest) throws -> SIPUser {
         guard let sip else { throw sipOff }
-        guard request.username.utf8.count <= 64, !request.username.isEmpty,
-              request.username.utf8.allSatisfy({ SIPURI.userCharacter($0) }) else {
+        guard (1...64).contains(request.username.utf8.count), request.username.utf8.allSatisfy(SIPURI.userCharacter) else {
             throw ControlError.invalid("invalid user name '\(request.username)': 1-64 characters of a SIP URI's user part")
         }
         guard (8...256).contains(request.password.count) else { throw ControlError.invalid("the password must have 8-256 characters") }
@@ -108,6 +106,9 @@ extension Agent {
 
     public func deleteSIPUser(_ username: String) throws {
         guard sip != nil else { throw sipOff }
+        guard (1...64).contains(username.utf8.count), username.utf8.allSatisfy(SIPURI.userCharacter) else {
+            throw ControlError.invalid("invalid user name '\(username)': 1-64 characters of a SIP URI's user part")
+        }
         guard try store.deleteSIPUser(username) else { throw ControlError.notFound("no SIP user \(username)") }
         logger.info("sip: user \(username) removed")
     }

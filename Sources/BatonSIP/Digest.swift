@@ -43,6 +43,13 @@ public struct StoredCredential: Hashable, Sendable, Codable {
         for a in DigestAlgorithm.allCases { h[a] = a.hash("\(username):\(realm):\(password)") }
         ha1 = h
     }
+
+    /// As stored: HA1 per algorithm, no password.
+    public init(username: String, realm: String, ha1: [DigestAlgorithm: String]) {
+        self.username = username
+        self.realm = realm
+        self.ha1 = ha1
+    }
 }
 
 /// The `Digest` auth-params of an Authorization or Proxy-Authorization header.

@@ -58,13 +58,9 @@ public struct SIPHeaders: Hashable, Sendable, Sequence {
     /// Replaces every field of `name` with one (appended when there was none).
     public mutating func set(_ name: String, _ value: String) {
         let c = Self.canonical(name)
-        if let i = fields.firstIndex(where: { $0.canonicalName == c }) {
-            var kept = fields.enumerated().filter { $0.offset == i || $0.element.canonicalName != c }.map(\.element)
-            kept[kept.firstIndex { $0.canonicalName == c }!] = SIPHeaderField(name, value)
-            fields = kept
-        } else {
-            fields.append(SIPHeaderField(name, value))
-        }
+        let at = fields.firstIndex { $0.canonicalName == c } ?? fields.count
+        fields.removeAll { $0.canonicalName == c }
+        fields.insert(SIPHeaderField(name, value), at: at)
     }
 
     public mutating func remove(_ name: String) {

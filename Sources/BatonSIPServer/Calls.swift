@@ -146,7 +146,7 @@ extension SIPServer {
             return
         }
         // The user's leg is the callee's when the caller is a remote party, else the caller's.
-        let userIsCallee = callerOwner == nil || calleeOwner != nil && callerOwner == nil
+        let userIsCallee = callerOwner == nil
         guard callerOwner != nil || calleeOwner != nil else {
             respond(to: m, 403, "Forbidden - no user of \(configuration.domains.sorted().joined(separator: ", ")) in this call")
             return
@@ -166,14 +166,15 @@ extension SIPServer {
 
         // The caller's leg: we are its UAS.
         let callerContact = m.headers.list("contact")?.first.flatMap { try? NameAddress($0) }?.uri ?? .sip(fromURI)
-        var callerLeg = Leg(callID: m.callID!, localTag: Self.newTag(), remoteTag: from.tag, local: stripped(m.to!),
+        let callerLeg = Leg(callID: m.callID!, localTag: Self.newTag(), remoteTag: from.tag, local: stripped(m.to!),
                             remote: stripped(from), localCSeq: 0, remoteTarget: callerContact, peer: peer, uac: false,
                             owner: callerOwner, media: offerMedia, rtcp: offer.rtcpEndpoint(0))
         // The callee's leg: we are its UAC, with a Call-ID and tag of our own.
         var calleeLeg = Leg(callID: Self.newTag() + "@" + hostText(configuration.listen.address), localTag: Self.newTag(),
                             remoteTag: nil, local: stripped(from), remote: stripped(m.to!), localCSeq: 0,
                             remoteTarget: .sip(requestURI), peer: destination, uac: true, owner: calleeOwner)
-        if callerOwner == nil { callerLeg.owner = nil }
+        // The INVITE first: the leg kept in the call then has its CSeq (a later BYE counts on).
+        var invite = calleeLeg.request("INVITE", via: via())
         let callID = String(UInt64.random(in: 1...UInt64.max), radix: 16)
         let call: Call
         if userIsCallee {
@@ -190,7 +191,6 @@ extension SIPServer {
         // The offer as the callee sees it: media at the anchor's side it talks to.
         let calleeSees = userIsCallee ? (rtp.deviceSide, rtcp.deviceSide) : (rtp.anchor, rtcp.anchor)
         let downstreamOffer = anchorOnly(offer).anchoring(media: 0, rtp: calleeSees.0, rtcp: calleeSees.1)
-        var invite = calleeLeg.request("INVITE", via: via())
         invite.startLine = .request(method: "INVITE", uri: .sip(requestURI))
         let mf = m.headers["max-forwards"].flatMap { Int($0) } ?? 70
         invite.headers.set("Max-Forwards", "\(max(0, mf - 1))")
@@ -410,7 +410,7 @@ extension SIPServer {
         for (id, r) in [(call.rtpAnchor, call.rtp), (call.rtcpAnchor, call.rtcp)] {
             if let id { try? anchors.end(id, reason: "call ended") } else { anchors.release(r) }
         }
-        if let replacing = call.replacing { _ = replacing; call.replacing = nil }
+        call.replacing = nil
         metrics?.callEnded(reason: reason)
         endedCalls.append(info(call))
         if endedCalls.count > 256 { endedCalls.removeFirst(endedCalls.count - 256) }

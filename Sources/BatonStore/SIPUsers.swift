@@ -36,13 +36,22 @@ extension Store {
         }
     }
 
+    /// One user (every challenged request asks for one), nil when there is none.
+    public func sipUser(_ username: String) throws -> StoredSIPUser? {
+        try read("sip user \(username)") { db in
+            try Row.fetchOne(db, sql: "SELECT username, realm, ha1, created FROM sip_user WHERE username = ?", arguments: [username]).map(Self.sipUser)
+        }
+    }
+
+    static func sipUser(_ row: Row) throws -> StoredSIPUser {
+        StoredSIPUser(username: row["username"], realm: row["realm"],
+                      ha1: try unjson([String: String].self, row["ha1"]), created: row["created"])
+    }
+
     /// Every user, by name.
     public func sipUsers() throws -> [StoredSIPUser] {
         try read("list sip users") { db in
-            try Row.fetchAll(db, sql: "SELECT username, realm, ha1, created FROM sip_user ORDER BY username").map { row in
-                StoredSIPUser(username: row["username"], realm: row["realm"],
-                              ha1: try Self.unjson([String: String].self, row["ha1"]), created: row["created"])
-            }
+            try Row.fetchAll(db, sql: "SELECT username, realm, ha1, created FROM sip_user ORDER BY username").map(Self.sipUser)
         }
     }
 }

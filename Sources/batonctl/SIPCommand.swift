@@ -2,6 +2,7 @@ import ArgumentParser
 import BatonAPI
 import BatonCLI
 import BatonModel
+import BatonSIP
 import Foundation
 
 /// `batonctl sip …`: the agent's SIP server (batond agent --sip-domain), through its API.
@@ -39,7 +40,7 @@ struct SIPCommand: ParsableCommand {
 
             func validate() throws {
                 guard (1...64).contains(name.utf8.count),
-                      name.utf8.allSatisfy({ b in b < 0x80 && (Character(Unicode.Scalar(b)).isLetter || Character(Unicode.Scalar(b)).isNumber || "-_.!~*'()&=+$,;?/".utf8.contains(b)) }) else {
+                      name.utf8.allSatisfy(SIPURI.userCharacter) else {
                     throw ValidationError("invalid user name '\(name)': 1-64 of A-Z a-z 0-9 - _ . ! ~ * ' ( ) & = + $ , ; ? /")
                 }
             }

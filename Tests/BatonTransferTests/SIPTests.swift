@@ -117,6 +117,8 @@ struct SIPTests {
             let ok2 = try #require(device2.time(of: "SIP/2.0 200", "received"))
             let bye1 = try #require(device1.time(of: "BYE", "received"))
             #expect(ok2 <= bye1, "device 2's 200 at \(ok2), device 1's BYE at \(bye1)")
+            // The BYE is the dialog's next request: its CSeq above the INVITE's 1.
+            #expect(device1.messages.contains("CSeq: 2 BYE"), "\(device1.messages)")
 
             // Media: nothing lost either way; the remote hears one stream from one peer.
             let arrivals = atDevice.flatMap { $0.stop() }

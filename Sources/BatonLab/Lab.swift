@@ -44,6 +44,30 @@ public struct Lab: Sendable {
         hosts.map(\.namespace) + segments.map(\.namespace)
     }
 
+    /// Frames the kernel dropped on the lab's links so far (rx and tx dropped of every host
+    /// interface and bridge port), keyed "host/eth0" and "seg/port"; links with none are left
+    /// out. A high-rate test names with it where packets it did not get were lost.
+    public func linkDrops() throws -> [String: UInt64] {
+        var drops: [String: UInt64] = [:]
+        for (label, namespace) in hosts.map({ ($0.name, $0.namespace) }) + segments.map({ ($0.name, $0.namespace) }) {
+            for link in try Netlink(in: namespace).links() {
+                guard let s = link.statistics, s.rxDropped + s.txDropped > 0 else { continue }
+                drops["\(label)/\(link.name)"] = s.rxDropped + s.txDropped
+            }
+        }
+        return drops
+    }
+
+    /// `linkDrops` for a failure message: "none" when no link dropped, the error if unreadable.
+    public var linkDropsText: String {
+        do {
+            let drops = try linkDrops()
+            return drops.isEmpty ? "none" : drops.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        } catch {
+            return "unreadable (\(error))"
+        }
+    }
+
     // MARK: - Topologies
 
     /// One L2 segment: a bridge and one host per name, each with an IPv4 (/24) and an IPv6

@@ -421,7 +421,8 @@ public final class Netlink: Sendable {
             mtu: Int(attributes.u32(IFLA_MTU) ?? 0), flags: LinkFlags(rawValue: fixed.ifi_flags),
             masterIndex: master, kind: attributes.nested(IFLA_LINKINFO)?.string(IFLA_INFO_KIND),
             peerIndex: peer,
-            operationalState: attributes.u8(IFLA_OPERSTATE).flatMap(OperationalState.init) ?? .unknown)
+            operationalState: attributes.u8(IFLA_OPERSTATE).flatMap(OperationalState.init) ?? .unknown,
+            statistics: attributes[IFLA_STATS64].flatMap { Kernel.load(rtnl_link_stats64.self, from: $0) }.map(LinkStatistics.init))
     }
 
     private static func parseNeighbour(_ message: NetlinkMessage) -> Neighbour? {

@@ -26,6 +26,24 @@ public struct LinkFlags: OptionSet, Sendable, Hashable, CustomStringConvertible 
     public var description: String { Self.names.filter { contains($0.0) }.map(\.1).joined(separator: ",") }
 }
 
+/// A link's packet counters (struct rtnl_link_stats64). For a veth, `txDropped` counts
+/// frames its peer's ring had no room for: they were lost before the peer's XDP saw them.
+public struct LinkStatistics: Sendable, Hashable, CustomStringConvertible {
+    public var rxPackets: UInt64, txPackets: UInt64
+    public var rxDropped: UInt64, txDropped: UInt64
+    public var rxErrors: UInt64, txErrors: UInt64
+
+    public init(_ s: rtnl_link_stats64) {
+        rxPackets = s.rx_packets; txPackets = s.tx_packets
+        rxDropped = s.rx_dropped; txDropped = s.tx_dropped
+        rxErrors = s.rx_errors; txErrors = s.tx_errors
+    }
+
+    public var description: String {
+        "rx \(rxPackets) (dropped \(rxDropped), errors \(rxErrors)), tx \(txPackets) (dropped \(txDropped), errors \(txErrors))"
+    }
+}
+
 /// RFC 2863 operational state (IFLA_OPERSTATE).
 public enum OperationalState: UInt8, Sendable, Hashable {
     case unknown = 0, notPresent, down, lowerLayerDown, testing, dormant, up
@@ -46,6 +64,8 @@ public struct Link: Sendable, Hashable, CustomStringConvertible {
     /// IFLA_LINK: for a veth, its peer's ifindex (in the peer's namespace).
     public var peerIndex: Int?
     public var operationalState: OperationalState
+    /// The kernel's counters (IFLA_STATS64); nil when the answer had none.
+    public var statistics: LinkStatistics? = nil
 
     public var isUp: Bool { flags.contains(.up) }
 

@@ -59,6 +59,39 @@ extension KernelTests {
             }
         }
 
+        /// IFLA_STATS64 read back: what one end sent, the other received; a datagram to a
+        /// peer that is down is counted as dropped where it was sent.
+        @Test func linkStatisticsCountWhatCrossed() throws {
+            try withNamespaces("sa", "sb") { namespaces in
+                let (a, b) = (namespaces[0], namespaces[1])
+                let inA = try Netlink(in: a), inB = try Netlink(in: b)
+                // IPv4 only: no IPv6 autoconfiguration frames in the counts.
+                for n in namespaces { try Sysctl.write("net.ipv6.conf.default.disable_ipv6", 1, in: n) }
+                try inA.createVeth("eth0", peer: "eth0", peerNamespace: b)
+                for (netlink, last) in [(inA, 1), (inB, 2)] {
+                    try netlink.addAddress(IPAddress("10.77.0.\(last)")!, prefixLength: 24, interface: "eth0")
+                    try netlink.setUp("eth0")
+                }
+                let before = try #require(try inA.link(named: "eth0").statistics)
+                let sender = try UDPSocket(in: a, family: .v4)
+                // A listener, so b answers nothing (an ICMP error would need ARP, adding frames).
+                let listener = try UDPSocket(in: b, family: .v4, port: 9)
+                defer { listener.close(); sender.close() }
+                // The neighbour entry first (its ARP exchange adds to the counts), then 10.
+                try inA.addNeighbour(IPAddress("10.77.0.2")!, mac: try #require(try inB.link(named: "eth0").mac), interface: "eth0")
+                for _ in 0..<10 { try sender.send([1, 2, 3], to: IPAddress("10.77.0.2")!, port: 9) }
+                let sent = try #require(try inA.link(named: "eth0").statistics)
+                let received = try #require(try inB.link(named: "eth0").statistics)
+                #expect(sent.txPackets - before.txPackets == 10, "\(before) → \(sent)")
+                #expect(received.rxPackets >= 10 && sent.txDropped == 0, "\(received)")
+
+                try inB.setDown("eth0")
+                try? sender.send([4], to: IPAddress("10.77.0.2")!, port: 9)
+                let after = try #require(try inA.link(named: "eth0").statistics)
+                #expect(after.txDropped == sent.txDropped + 1 && after.txPackets == sent.txPackets, "\(sent) → \(after)")
+            }
+        }
+
         @Test func moveLinkToAnotherNamespace() throws {
             try withNamespaces("ma", "mb") { namespaces in
                 let inA = try Netlink(in: namespaces[0])

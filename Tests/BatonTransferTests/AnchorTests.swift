@@ -86,7 +86,8 @@ struct AnchorTests {
             let answers = heard.stop()
 
             let report = FlowReport(flow: 1, sent: sent, arrivals: arrivals)
-            #expect(report.lost == 0 && report.reordered == 0 && report.duplicates == 0, "\(report)")
+            #expect(report.lost == 0 && report.reordered == 0 && report.duplicates == 0,
+                    "\(report); drops on the lab's links: \(rig.lab.linkDropsText)")
             #expect(report.ranges["dev1"]?.count == 2 && report.ranges["dev2"]?.count == 1, "\(report.ranges)")
             let texts = answers.map { String(decoding: $0.1, as: UTF8.self) }
             for tag in ["dev1 before", "dev2", "dev1 late", "dev1 after"] {
@@ -96,7 +97,7 @@ struct AnchorTests {
 
             // The API's counters: every datagram of the stream on the forward leg.
             let shown = try api.anchor(anchor.id)
-            #expect(shown.toDevice?.packets == UInt64(sent))
+            #expect(shown.toDevice?.packets == UInt64(sent), "drops on the lab's links: \(rig.lab.linkDropsText)")
             // Device 1's return rule is one rule throughout (current, retired, current again):
             // its answers before, late and after.
             #expect(shown.toRemote?.packets == 60, "device 1's answers: \(String(describing: shown.toRemote))")

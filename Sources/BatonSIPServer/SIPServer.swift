@@ -280,6 +280,12 @@ public final class SIPServer: @unchecked Sendable {
 
     /// A new request handed up by its transaction.
     func dispatch(_ m: SIPMessage, from peer: SocketAddress) {
+        // Replaces belongs on an INVITE only (RFC 3891 3); anywhere else the request is refused
+        // whole rather than served with the header ignored. (ACK and CANCEL get no answer.)
+        if m.method != "INVITE", m.method != "ACK", m.method != "CANCEL", !m.headers.values("replaces").isEmpty {
+            respond(to: m, 400, "Bad Request - Replaces on \(m.method!)")
+            return
+        }
         switch m.method! {
         case "REGISTER": register(m)
         case "INVITE": invite(m, from: peer)

@@ -114,6 +114,20 @@ struct AgentCommand: ParsableCommand {
         return algs.compactMap { $0 }
     }
 
+    @Option(name: .customLong("sip-expires"), help: ArgumentHelp(
+        "With --sip-domain: the registration lifetimes the registrar grants, MIN-MAX seconds (shorter asked: 423 with Min-Expires; longer: cut to MAX).",
+        valueName: "min-max"))
+    var sipExpires: String = "60-7200"
+
+    /// --sip-expires as a range (1 s to a day: a binding must live long enough to be used).
+    static func expiresRange(_ text: String) throws -> ClosedRange<UInt32> {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 2, let a = UInt32(parts[0]), let b = UInt32(parts[1]), a >= 1, a <= b, b <= 86400 else {
+            throw ValidationError("--sip-expires must be MIN-MAX seconds with 1 <= MIN <= MAX <= 86400, not '\(text)'")
+        }
+        return a...b
+    }
+
     @Flag(name: .customLong("sip-rtp-continuity"), inversion: .prefixedNo, help: "With --sip-domain: RTP continuity on every call's anchor (the remote sees one SSRC and contiguous sequence numbers across a switch).")
     var sipRTPContinuity = true
 
@@ -153,8 +167,8 @@ struct AgentCommand: ParsableCommand {
         if !sipDomains.isEmpty && m == .switch {
             throw ValidationError("--sip-domain needs --mode takeover: its calls' media are anchored sessions, which switch mode cannot relay")
         }
-        if sipDomains.isEmpty && (sipListen != nil || !sipRoutes.isEmpty || sipLockout != nil) {
-            throw ValidationError("--sip-listen, --sip-route and --sip-lockout need --sip-domain")
+        if sipDomains.isEmpty && (sipListen != nil || !sipRoutes.isEmpty || sipLockout != nil || sipExpires != "60-7200") {
+            throw ValidationError("--sip-listen, --sip-route, --sip-lockout and --sip-expires need --sip-domain")
         }
         for d in sipDomains where (try? SIPHost(parsing: d[...])).map({ if case .name = $0 { return false } else { return true } }) ?? true {
             throw ValidationError("--sip-domain must be a domain name, not '\(d)'")
@@ -167,6 +181,7 @@ struct AgentCommand: ParsableCommand {
         }
         _ = try Self.sipRoutes(sipRoutes)
         _ = try Self.digestAlgorithms(sipDigest)
+        _ = try Self.expiresRange(sipExpires)
         do {
             if let sipLockout { try Limits.check(sipLockout, 0.001...86400, "--sip-lockout", unit: "seconds") }
             try Limits.check(anchorIdleTimeout, Limits.idleTimeout, "--anchor-idle-timeout", unit: "seconds")
@@ -217,6 +232,8 @@ struct AgentCommand: ParsableCommand {
             sip.lockout = sipLockout
             sip.rtpContinuity = sipRTPContinuity
             sip.digestAlgorithms = try Self.digestAlgorithms(sipDigest)
+            let expires = try Self.expiresRange(sipExpires)
+            (sip.minExpires, sip.maxExpires) = (expires.lowerBound, expires.upperBound)
             c.sip = sip
         }
         c.announcements = AnnouncementPolicy(count: announceCount, interval: .milliseconds(announceInterval),

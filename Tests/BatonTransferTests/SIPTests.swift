@@ -24,12 +24,54 @@ struct SIPTests {
     }
 
     /// A device registers alice with its instance; sipp checks the 200's GRUUs.
-    func register(_ rig: Rig, _ host: LabHost, instance: String, contactPort: UInt16, name: String) throws {
+    @discardableResult
+    func register(_ rig: Rig, _ host: LabHost, instance: String, contactPort: UInt16, name: String, expires: Int = 3600,
+                  password: String = SIPTests.password, expectSuccess: Bool = true) throws -> Sipp {
         let reg = try Sipp(name, host: host, family: .v4, port: 5070, scenario: "register.xml",
                            server: Endpoint(address: rig.sa.ipv4, port: 5060),
-                           keys: ["user": "alice", "domain": Self.domain, "instance": instance, "contact_port": "\(contactPort)"],
-                           auth: ("alice", Self.password), directory: rig.daemons.directory)
-        #expect(reg.wait(timeout: 15) == 0, "\(name): \(reg.log)\n\(reg.messages)\n\(reg.errors)")
+                           keys: ["user": "alice", "domain": Self.domain, "instance": instance, "contact_port": "\(contactPort)",
+                                  "expires": "\(expires)"],
+                           auth: ("alice", password), directory: rig.daemons.directory)
+        let status = reg.wait(timeout: 15)
+        if expectSuccess { #expect(status == 0, "\(name): \(reg.log)\n\(reg.messages)\n\(reg.errors)") }
+        return reg
+    }
+
+    /// Registration against real clients: a wrong password is 403 and binds nothing; a
+    /// binding lives as long as its Expires, a refresh extends it, and once it is gone a call
+    /// to the user finds no one (480).
+    @Test func registrationsExpireUnlessRefreshed() throws {
+        var options = Self.options
+        options.agentArguments += ["--sip-expires", "1-7200"]
+        try Rig.with(.l2, family: .v4, options: options) { rig in
+            let api = rig.agentControl
+            _ = try api.addSIPUser(SIPUserRequest(username: "alice", password: Self.password))
+            let wrong = try register(rig, rig.tn, instance: Self.instance1, contactPort: 5062, name: "register-wrong",
+                                     password: "not-" + Self.password, expectSuccess: false)
+            #expect(wrong.received.contains { $0.hasPrefix("SIP/2.0 403") }, "a wrong password: \(wrong.received)")
+            #expect(try api.sipRegistrations().isEmpty)
+
+            // Device 1 for 3 s, refreshed after 1.5 s (a new registration of the same
+            // instance); device 2 for 3 s and never refreshed.
+            try register(rig, rig.tn, instance: Self.instance1, contactPort: 5062, name: "register-1", expires: 3)
+            try register(rig, rig.target, instance: Self.instance2, contactPort: 5064, name: "register-2", expires: 3)
+            #expect(Set(try api.sipRegistrations().compactMap(\.instance)) == [Self.instance1, Self.instance2])
+            usleep(1_500_000)
+            try register(rig, rig.tn, instance: Self.instance1, contactPort: 5062, name: "register-1-again", expires: 3)
+            // Device 2's binding ends 3 s after its registration (the registrar sweeps each second).
+            try rig.wait(4, "device 2's binding to expire") { try api.sipRegistrations().compactMap(\.instance) == [Self.instance1] }
+            // Device 1's, 3 s after its refresh.
+            try rig.wait(5, "device 1's binding to expire") { try api.sipRegistrations().isEmpty }
+
+            let remote = try Sipp("remote", host: rig.cn, family: .v4, port: 5060, scenario: "remote-call.xml",
+                                  server: Endpoint(address: rig.sa.ipv4, port: 5060),
+                                  keys: ["callee": "alice@\(Self.domain)", "rtp_port": "\(Self.remoteRTP)"],
+                                  directory: rig.daemons.directory, timeout: 10)
+            _ = remote.wait(timeout: 10)   // the scenario fails: it wants a 200
+            #expect(remote.received.contains { $0.hasPrefix("SIP/2.0 480") }, "a call to no one: \(remote.received)")
+            let metrics = try api.metrics()
+            #expect(metrics.contains("baton_sip_refusals_total{status=\"403\"} 1"), "\(metrics)")
+        }
     }
 
     /// The remote party (cn) calls alice, holding the call `hold` ms; the call once confirmed.
@@ -138,7 +180,8 @@ struct SIPTests {
     }
 
     /// Every Replaces the server must refuse, sent by a real device while the call's media
-    /// flows: each answered with its status (RFC 3891, and seed 002's same-user rule), leg A
+    /// flows: each answered with its status (RFC 3891's 400, 481, 486, 603 and seed 002's
+    /// same-user rule, 403), leg A
     /// and its media exactly as they were (the anchor's device unchanged, packets still
     /// relayed to device 1). After the call ends, a Replaces for it is 603.
     @Test func refusedReplacesLeaveTheCallAsItWas() throws {
@@ -153,7 +196,7 @@ struct SIPTests {
                                    keys: ["rtp_port": "\(Self.rtpPort)"], directory: dir, timeout: 60)
             defer { device1.stop() }
             usleep(300_000)
-            let (remote, c) = try call(rig, hold: 12_000)
+            let (remote, c) = try call(rig, hold: 20_000)
             defer { remote.stop() }
             try register(rig, rig.target, instance: Self.instance2, contactPort: 5064, name: "register-2")
             let anchor = SocketAddress(c.anchor.address, port: c.anchor.port)
@@ -173,6 +216,9 @@ struct SIPTests {
                 ("another user's device", ["replaces": good, "gruu": gruu2], ("bob", Self.password), 403),
                 ("an unknown temporary GRUU", ["replaces": good, "gruu": "sip:tgruu.0123456789abcdef@\(Self.domain);gr"], ("alice", Self.password), 403),
                 ("the same device's GRUU", ["replaces": good, "gruu": "sip:alice@\(Self.domain);gr=\(Self.instance1)"], ("alice", Self.password), 403),
+                ("two Replaces", ["replaces": good + "\r\nReplaces: " + good, "gruu": gruu2], ("alice", Self.password), 400),
+                ("Replaces beside Join", ["replaces": good + "\r\nJoin: " + good, "gruu": gruu2], ("alice", Self.password), 400),
+                ("an unreadable Replaces", ["replaces": "\(leg.callID);to-tag", "gruu": gruu2], ("alice", Self.password), 400),
             ]
             for (i, (what, keys, auth, status)) in cases.enumerated() {
                 let before = atDevice1.count(flow: 7)
@@ -188,11 +234,19 @@ struct SIPTests {
                 let anchorNow = try api.anchor(try #require(c.rtpAnchor))
                 #expect(anchorNow.device.address == rig.tn.ipv4 && anchorNow.moves == 0, "\(what): \(anchorNow)")
             }
+            // Replaces on a request other than INVITE.
+            let before = atDevice1.count(flow: 7)
+            let options = try Sipp("refused-options", host: rig.target, family: .v4, port: 5066, scenario: "options-replaces.xml",
+                                   server: server, keys: ["replaces": good, "user": "alice", "domain": Self.domain], directory: dir)
+            #expect(options.wait(timeout: 10) == 0, "OPTIONS with Replaces: \(options.log)\n\(options.errors)")
+            try rig.wait(2, "media still at device 1 after OPTIONS with Replaces") { atDevice1.count(flow: 7) > before + 5 }
+            #expect(try api.sipCall(c.id).switches == 0)
+
             let sent = toDevice.stop()
             let report = FlowReport(flow: 7, sent: sent, arrivals: atDevice1.stop())
             #expect(report.lost == 0 && report.duplicates == 0, "\(report)")
 
-            // The remote hangs up (12 s after its ACK); a Replaces for the ended dialog is 603.
+            // The remote hangs up (20 s after its ACK); a Replaces for the ended dialog is 603.
             #expect(remote.wait(timeout: 30) == 0, "remote: \(remote.log)\n\(remote.errors)")
             #expect(device1.wait(timeout: 5) == 0, "device 1: \(device1.log)\n\(device1.errors)")
             #expect(remote.sent.map { String($0.prefix { $0 != " " }) } == ["INVITE", "ACK", "BYE"], "\(remote.sent)")

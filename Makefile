@@ -58,10 +58,13 @@ openapi:
 	sha256sum docs/openapi.json scripts/openapi/openapi-generator-config.yaml Sources/BatonOpenAPI/*.swift \
 		> scripts/openapi/generated.sha256
 
+# `make demo` moves a call between batond daemons; DEMO=anchor an anchored session, DEMO=sip a
+# SIP call to the user's other device (baton-demo --help; more options in DEMO_ARGS).
+DEMO ?= transfer
 demo: bpf
 	$(SWIFT) build --product batond $(SWIFT_FLAGS)
 	$(SWIFT) build --product baton-demo $(SWIFT_FLAGS)
-	$(SWIFT) run --skip-build baton-demo $(DEMO_ARGS)
+	$(SWIFT) run --skip-build baton-demo --scenario $(DEMO) $(DEMO_ARGS)
 
 bench: release
 	$(SWIFT) run -c release --skip-build baton-bench $(BENCH_ARGS)

@@ -8,9 +8,10 @@
 // back. Per-host counters are shown as it runs, a summary at the end, and a timeline picture
 // is written (SVG).
 //
-// Usage: baton-demo [--scenario transfer|anchor] [--layout l2|l3] [--family 4|6] [--rate PPS] [--output FILE.svg]
+// Usage: baton-demo [--scenario transfer|anchor|sip] [--layout l2|l3] [--family 4|6] [--rate PPS] [--output FILE.svg]
 //
-// `--scenario anchor` shows an anchored session instead (AnchorDemo.swift).
+// `--scenario anchor` shows an anchored session instead (AnchorDemo.swift), `--scenario sip`
+// a SIP call moved to the user's other device by INVITE/Replaces (SIPDemo.swift).
 
 import ArgumentParser
 import BatonAPI
@@ -24,7 +25,7 @@ import Foundation
 extension LabLayout: ExpressibleByArgument {}
 
 enum Scenario: String, ExpressibleByArgument, CaseIterable {
-    case transfer, anchor
+    case transfer, anchor, sip
 }
 
 @main
@@ -44,10 +45,17 @@ struct BatonDemo: ParsableCommand {
         agent's anchor address and port, the agent relays in XDP to tn (device 1), the \
         session moves to target (device 2) with tn locked out, and back; the devices' RTP \
         reaches cn as one stream (RTP continuity). --layout and --output do not apply to it.
+
+        --scenario sip (make demo DEMO=sip) shows seed 002 with sipp as every SIP peer: the \
+        agent serves example.com, alice registers device 1 (tn) and device 2 (target), carol \
+        (cn) calls her, device 1 answers, media flows at 50 packets/s each way through the \
+        call's anchor, and device 2 takes the call over with INVITE/Replaces. It prints the \
+        server's timeline of the switch and writes the picture to --output. IPv4 only; \
+        --layout, --family and --rate do not apply. Needs sipp (sip-tester).
         """)
 
-    @Option(help: ArgumentHelp("transfer: a transfer between daemons; anchor: an anchored session moved between devices.",
-                               valueName: "transfer|anchor"))
+    @Option(help: ArgumentHelp("transfer: a transfer between daemons; anchor: an anchored session moved between devices; sip: a SIP call moved to the user's other device.",
+                               valueName: "transfer|anchor|sip"))
     var scenario: Scenario = .transfer
 
     @Option(help: ArgumentHelp("l2: the target on the TN's segment (MAC rewrite); l3: behind a router (the agent tunnels).", valueName: "l2|l3"))
@@ -73,7 +81,12 @@ struct BatonDemo: ParsableCommand {
         SignalCleanup.shared.install(message: "baton-demo: interrupted; removing the daemons and the lab")
         let settings = Settings(layout: layout, family: family == 4 ? .v4 : .v6, rate: rate, output: output, batond: batond)
         do {
-            if try !(scenario == .anchor ? anchorDemo(settings) : demo(settings)) { throw ExitCode.failure }
+            let ok = switch scenario {
+            case .transfer: try demo(settings)
+            case .anchor: try anchorDemo(settings)
+            case .sip: try sipDemo(settings)
+            }
+            if !ok { throw ExitCode.failure }
         } catch let e as ExitCode {
             throw e
         } catch {

@@ -67,7 +67,11 @@ final class AnchorTable: Sendable {
         var active: [String: Entry] = [:]
         var ended: [AnchoredSession] = []
         var pool: PortPool
+        /// Ended sessions dropped from `ended` but still in the store: pruned in batches of
+        /// `pruneBatch`, as one prune sorts every ended row (a call-heavy agent, issue 14).
+        var unpruned = 0
     }
+    static let pruneBatch = 64
 
     let configuration: Configuration
     let interface: String
@@ -112,6 +116,7 @@ final class AnchorTable: Sendable {
                 s.active[a.id] = Entry(session: a, rules: rules, since: .now)
                 wanted += rules
             }
+            s.unpruned = max(0, s.ended.count - configuration.keepEnded)
             s.ended = Array(s.ended.suffix(configuration.keepEnded))
             if !s.active.isEmpty { logger.info("anchors: \(s.active.count) anchored session(s) resumed") }
             return wanted
@@ -330,8 +335,12 @@ final class AnchorTable: Sendable {
         s.pool.release(a.relayPort)
         s.ended.append(a)
         if s.ended.count > configuration.keepEnded {
+            s.unpruned += s.ended.count - configuration.keepEnded
             s.ended.removeFirst(s.ended.count - configuration.keepEnded)
-            try? store.pruneAnchors(keep: configuration.keepEnded)
+            if s.unpruned >= Self.pruneBatch {
+                try? store.pruneAnchors(keep: configuration.keepEnded)
+                s.unpruned = 0
+            }
         }
         return a
     }
@@ -415,8 +424,7 @@ final class AnchorTable: Sendable {
 
     private func hop(_ address: IPAddress) throws -> MACAddress {
         do {
-            try nextHops.checkReachable(address)
-            return try nextHops.mac(toward: address, wait: true)
+            return try nextHops.relayMAC(toward: address)
         } catch let e as ControlError {
             throw ControlError("\(e.description) (the anchor relays to it)", code: e.code)
         }

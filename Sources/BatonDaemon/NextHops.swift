@@ -13,30 +13,51 @@ final class NextHops: Sendable {
     let messenger: Messenger
     /// Next hops being resolved in the background for registrations that came by datagram.
     let resolving = Mutex<Set<IPAddress>>([])
+    /// One netlink socket and the interface's ifindex, kept: an anchored call asks for four
+    /// next hops, and opening a socket and looking the link up each time cost more than the
+    /// answers (issue 14's benchmark).
+    private let kept = Mutex<(netlink: Netlink?, index: Int?)>((nil, nil))
 
     init(interface: String, messenger: Messenger) {
         self.interface = interface
         self.messenger = messenger
     }
 
-    /// The MAC of the next hop towards `destination`, resolving it if the kernel has none yet.
-    /// Refuses at once (`.forbidden`) a destination the kernel routes nowhere, or out of
-    /// another interface than ours: a relay sends back out of the interface the packet came in on.
-    func checkReachable(_ destination: IPAddress) throws {
-        let netlink = try Netlink()
-        let ours = try netlink.link(named: interface).index
-        let route = try netlink.routes(family: destination.family)
-            .filter { $0.type == .unicast && $0.destination.contains(destination) }
-            .max { $0.destination.length < $1.destination.length }
-        guard let route else { throw ControlError.forbidden("no route to \(destination)") }
-        guard route.interfaceIndex == ours else {
-            throw ControlError.forbidden("\(destination) is routed out of another interface than \(interface) (\(route))")
+    private func netlink() throws -> Netlink {
+        try kept.withLock { k in
+            if let n = k.netlink { return n }
+            let n = try Netlink()
+            k.netlink = n
+            return n
         }
     }
 
+    /// The interface's ifindex; `fresh` looks it up again (the link may have been re-created).
+    private func interfaceIndex(fresh: Bool = false) throws -> Int {
+        if !fresh, let i = kept.withLock({ $0.index }) { return i }
+        let i = try netlink().link(named: interface).index
+        kept.withLock { $0.index = i }
+        return i
+    }
+
+    /// What a relay needs towards `destination`, with one route lookup: refused (`.forbidden`)
+    /// when the kernel routes it nowhere or out of another interface than ours (a relay sends
+    /// back out of the interface the packet came in on); else the next hop's MAC, resolved
+    /// if need be (up to 2 s).
+    func relayMAC(toward destination: IPAddress) throws -> MACAddress {
+        let route = try netlink().routes(family: destination.family)
+            .filter { $0.type == .unicast && $0.destination.contains(destination) }
+            .max { $0.destination.length < $1.destination.length }
+        guard let route else { throw ControlError.forbidden("no route to \(destination)") }
+        if route.interfaceIndex != (try interfaceIndex()), route.interfaceIndex != (try interfaceIndex(fresh: true)) {
+            throw ControlError.forbidden("\(destination) is routed out of another interface than \(interface) (\(route))")
+        }
+        return try neighbourMAC(route.gateway ?? destination, towards: destination, wait: true)
+    }
+
+    /// The MAC of the next hop towards `destination`, resolving it if the kernel has none yet.
     func mac(toward destination: IPAddress, wait: Bool) throws -> MACAddress {
-        let netlink = try Netlink()
-        let routes = try netlink.routes(family: destination.family)
+        let routes = try netlink().routes(family: destination.family)
             .filter { $0.destination.contains(destination) }
             .sorted { $0.destination.length > $1.destination.length }
         return try neighbourMAC(routes.first?.gateway ?? destination, towards: destination, wait: wait)
@@ -48,9 +69,10 @@ final class NextHops: Sendable {
     /// `NextHopPending` is thrown: the protocol socket's reader must not stop for long.
     func neighbourMAC(_ hop: IPAddress, towards destination: IPAddress? = nil, wait: Bool) throws -> MACAddress {
         let destination = destination ?? hop
-        let netlink = try Netlink()
+        let netlink = try netlink()
+        let index = try interfaceIndex()
         func known() throws -> MACAddress? {
-            guard let n = try netlink.neighbour(hop, interface: interface), let mac = n.mac,
+            guard let n = try netlink.neighbour(hop, interfaceIndex: index), let mac = n.mac,
                   !n.state.intersection(.valid).isEmpty else { return nil }
             return mac
         }

@@ -27,6 +27,8 @@ public final class DaemonProcess: @unchecked Sendable {
     }
 
     public var isRunning: Bool { process.isRunning }
+    /// Its process ID (the current one after a restart).
+    public var pid: Int32 { process.processIdentifier }
 
     /// A client of its API.
     public var api: Control { Control(path: control) }

@@ -24,10 +24,13 @@ public final class Sipp: @unchecked Sendable {
 
     /// Starts `scenario` (a file name in `scenarios`) on `host`, bound to its `family`
     /// address and `port`, toward `server`. `keys` are sipp's -key values, `pause` its -d (how
-    /// long a `<pause/>` lasts, ms), `auth` the digest user name and password.
+    /// long a `<pause/>` lasts, ms), `auth` the digest user name and password. For load:
+    /// `calls` (-m), `rate` new calls a second (-r), `limit` calls at once (-l), and `trace`
+    /// false to log only unexpected messages (the message log costs more than the calls).
     public init(_ name: String, host: LabHost, family: IPAddress.Family, port: UInt16, scenario: String, server: Endpoint,
                 keys: [String: String] = [:], pause: Int? = nil, auth: (user: String, password: String)? = nil,
-                directory: String, timeout: Int = 30) throws {
+                directory: String, timeout: Int = 30, calls: Int = 1, rate: Int? = nil, limit: Int? = nil,
+                trace: Bool = true) throws {
         guard Sipp.available else { throw LabError(description: "sipp is not installed (apt-get install sip-tester)") }
         guard let netns = host.namespace.name else { throw LabError(description: "host \(host.name) has no named namespace") }
         self.name = name
@@ -37,8 +40,11 @@ public final class Sipp: @unchecked Sendable {
         var args = ["--net=\(NetworkNamespace.runDirectory)/\(netns)", Self.executable,
                     server.address.family == .v6 ? "[\(server.address)]:\(server.port)" : "\(server)",
                     "-sf", "\(Self.scenarios)/\(scenario)", "-i", "\(host.address(family))", "-p", "\(port)",
-                    "-m", "1", "-nostdin", "-timeout", "\(timeout)s", "-timeout_error",
-                    "-trace_msg", "-message_file", messageLog, "-trace_err", "-error_file", errorLog]
+                    "-m", "\(calls)", "-nostdin", "-timeout", "\(timeout)s", "-timeout_error",
+                    "-trace_err", "-error_file", errorLog]
+        if trace { args += ["-trace_msg", "-message_file", messageLog] }
+        if let rate { args += ["-r", "\(rate)", "-rp", "1000"] }
+        if let limit { args += ["-l", "\(limit)"] }
         for (k, v) in keys.sorted(by: { $0.key < $1.key }) { args += ["-key", k, v] }
         if let pause { args += ["-d", "\(pause)"] }
         if let auth { args += ["-au", auth.user, "-ap", auth.password] }

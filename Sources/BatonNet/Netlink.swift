@@ -250,10 +250,16 @@ public final class Netlink: Sendable {
 
     /// The neighbour entry for `address` on `interface`, or nil if there is none.
     public func neighbour(_ address: IPAddress, interface: String) throws -> Neighbour? {
-        let operation = "show neighbour \(address) on \(interface)"
+        try neighbour(address, interfaceIndex: try findLink(interface, for: "show neighbour \(address) on \(interface)").index)
+    }
+
+    /// The neighbour entry for `address` on the link with ifindex `interfaceIndex` (one
+    /// request, for callers that keep the index), or nil if there is none.
+    public func neighbour(_ address: IPAddress, interfaceIndex: Int) throws -> Neighbour? {
+        let operation = "show neighbour \(address) on ifindex \(interfaceIndex)"
         var header = ndmsg()
         header.ndm_family = UInt8(address.family.addressFamily)
-        header.ndm_ifindex = Int32(try findLink(interface, for: operation).index)
+        header.ndm_ifindex = Int32(interfaceIndex)
         do {
             let replies = try request(operation, type: RTM_GETNEIGH, header: header, [.bytes(NDA_DST, address.wireBytes)])
             return replies.lazy.compactMap(Self.parseNeighbour).first

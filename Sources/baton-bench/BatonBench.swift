@@ -31,7 +31,11 @@ struct BatonBench: ParsableCommand {
              round trip and the call's spacing; lost, reordered, refused;
           5. control plane: registrations per second through the agent's API (one and 256 per
              request) beside a trivial API request's rate, and the agent's start-up reconcile
-             with 1M stored rules beside reading the maps.
+             with 1M stored rules beside reading the maps;
+          6. SIP (seed 002, with sipp): calls per agent CPU-second with each call's media anchored
+             in XDP beside OPTIONS per CPU-second, concurrent calls held, and the switch by
+             INVITE/Replaces (received → first media packet at the new device, p50/p99 over 100
+             switches) beside an OPTIONS round trip.
 
         docs/benchmark.md explains the methods. Exit status: 0 when the run completed (the \
         goals are reported, never enforced), 1 when a setup is broken (e.g. no frames \
@@ -109,6 +113,15 @@ func measure(_ options: Options) {
         if !options.skipControlPlane {
             Log.info("control plane: registrations through the API, reconcile of \(options.reconcileRules) rules")
             report.controlPlane = try runControlPlane(options)
+        }
+        if !options.skipSIP {
+            Log.info("sip: calls, concurrent calls and switches through batond's SIP server with sipp")
+            var s = try runSIP(options)
+            if let t = report.throughput {
+                s.anchoredCallsPerCore = t.paths[.anchored]?.mpps.map { $0 * 1e6 / 100 }
+                s.relayCallsPerCore = t.paths[.relay]?.mpps.map { $0 * 1e6 / 100 }
+            }
+            report.sip = s
         }
         report.elapsed = seconds(since: started)
     } catch let e as BrokenSetup {

@@ -25,6 +25,7 @@ struct Options {
     var skipInsert = false
     var skipHandover = false
     var skipControlPlane = false
+    var skipSIP = false
     /// Part 5: registrations per configuration, and rules stored for the reconcile.
     var registrations = 20_000
     var reconcileRules = 1_000_000
@@ -82,6 +83,8 @@ struct BenchArguments: ParsableArguments {
     var noHandover = false
     @Flag(name: .customLong("no-control-plane"), help: "Skip part 5.")
     var noControlPlane = false
+    @Flag(name: .customLong("no-sip"), help: "Skip part 6 (it needs sipp: apt-get install sip-tester).")
+    var noSIP = false
 
     @Flag(name: [.customShort("v"), .long], help: "Progress details on stderr.")
     var verbose = false
@@ -139,6 +142,7 @@ struct BenchArguments: ParsableArguments {
         o.skipInsert = noInsert
         o.skipHandover = noHandover
         o.skipControlPlane = noControlPlane
+        o.skipSIP = noSIP
         o.paths = try selectedPaths()
         if quick {
             o.levels = [1, 10_000, 100_000]

@@ -61,6 +61,7 @@ struct Report {
     /// Part 4: spaced at 20 kpps, spaced at 100 kpps, back to back at 20 kpps.
     var handover: [HandoverResult] = []
     var controlPlane: ControlPlaneResult?
+    var sip: SIPBenchResult?
     var broken: [String] = []
     var elapsed: Double?
 
@@ -106,6 +107,7 @@ struct Report {
         if let i = insert { printInsert(i) }
         for h in handover { h.printTable() }
         if let c = controlPlane { c.printTable() }
+        if let s = sip { s.printTable() }
         for b in broken { print("BROKEN: \(b)") }
     }
 
@@ -238,6 +240,7 @@ struct Report {
         top.append(("insert", insert.map(insertJSON) ?? .null))
         top.append(("handover", handover.isEmpty ? .null : .array(handover.map { $0.json() })))
         top.append(("controlPlane", controlPlane.map { $0.json() } ?? .null))
+        top.append(("sip", sip.map { $0.json() } ?? .null))
         top.append(("broken", .array(broken.map { .string($0) })))
         return JSON.object(top).text
     }

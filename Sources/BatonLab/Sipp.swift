@@ -20,7 +20,7 @@ public final class Sipp: @unchecked Sendable {
     public let messageLog: String
     public let errorLog: String
     public let output: String
-    private let process: Process
+    private let process: PeerProcess
 
     /// Starts `scenario` (a file name in `scenarios`) on `host`, bound to its `family`
     /// address and `port`, toward `server`. `keys` are sipp's -key values, `pause` its -d (how
@@ -32,13 +32,11 @@ public final class Sipp: @unchecked Sendable {
                 directory: String, timeout: Int = 30, calls: Int = 1, rate: Int? = nil, limit: Int? = nil,
                 trace: Bool = true) throws {
         guard Sipp.available else { throw LabError(description: "sipp is not installed (apt-get install sip-tester)") }
-        guard let netns = host.namespace.name else { throw LabError(description: "host \(host.name) has no named namespace") }
         self.name = name
         messageLog = "\(directory)/\(name).messages.log"
         errorLog = "\(directory)/\(name).errors.log"
         output = "\(directory)/\(name).out"
-        var args = ["--net=\(NetworkNamespace.runDirectory)/\(netns)", Self.executable,
-                    server.address.family == .v6 ? "[\(server.address)]:\(server.port)" : "\(server)",
+        var args = [server.address.family == .v6 ? "[\(server.address)]:\(server.port)" : "\(server)",
                     "-sf", "\(Self.scenarios)/\(scenario)", "-i", "\(host.address(family))", "-p", "\(port)",
                     "-m", "\(calls)", "-nostdin", "-timeout", "\(timeout)s", "-timeout_error",
                     "-trace_err", "-error_file", errorLog]
@@ -48,36 +46,17 @@ public final class Sipp: @unchecked Sendable {
         for (k, v) in keys.sorted(by: { $0.key < $1.key }) { args += ["-key", k, v] }
         if let pause { args += ["-d", "\(pause)"] }
         if let auth { args += ["-au", auth.user, "-ap", auth.password] }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-        p.arguments = args
-        FileManager.default.createFile(atPath: output, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
-        p.standardOutput = handle
-        p.standardError = handle
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        process = p
+        process = try PeerProcess(host: host, executable: Self.executable, arguments: args, output: output)
     }
 
     public var isRunning: Bool { process.isRunning }
 
     /// Waits for the scenario to end (at most `timeout` seconds, then stops it); its exit status.
     @discardableResult
-    public func wait(timeout: Double = 30) -> Int32 {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        if process.isRunning { stop() }
-        process.waitUntilExit()
-        return process.terminationStatus
-    }
+    public func wait(timeout: Double = 30) -> Int32 { process.wait(timeout: timeout) }
 
-    /// Ends it at once: SIGKILL (sipp waits out its calls on SIGTERM).
-    public func stop() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-    }
+    /// Ends it at once.
+    public func stop() { process.stop() }
 
     /// The SIP messages sipp sent and received, with its time stamps.
     public var messages: String { (try? String(contentsOfFile: messageLog, encoding: .utf8)) ?? "" }

@@ -75,6 +75,8 @@ final class Call {
     var reason: String?
     /// A device taking the call over: its leg, answered 200, waiting for its ACK.
     var replacing: (leg: Leg, invite: SIPMessage)?
+    /// The ringing device whose early dialog another device replaced (its INVITE CANCELled).
+    var pickedUpFrom: Leg?
 
     init(id: String, user: Leg, userCalled: Bool, upstream: SIPMessage, rtp: MediaReservation, rtcp: MediaReservation) {
         self.id = id
@@ -205,6 +207,10 @@ extension SIPServer {
 
     /// The callee's answers to our INVITE.
     func downstream(_ call: Call, _ event: ClientEvent) {
+        if call.pickedUpFrom != nil {
+            ringingDeviceAnswered(call, event)
+            return
+        }
         guard case .response(let r) = event else {
             end(call, reason: "no answer")
             respond(to: call.upstream, 408, "Request Timeout")
@@ -213,6 +219,11 @@ extension SIPServer {
         let status = r.status!
         let calleeIsUser = !call.userCalled
         if status < 200 {
+            // The user's device ringing: its early dialog, which a Replaces may name.
+            if calleeIsUser, status > 100, call.user.remoteTag == nil, let tag = r.to?.tag {
+                call.user.remoteTag = tag
+                if let c = r.headers.list("contact")?.first.flatMap({ try? NameAddress($0) }) { call.user.remoteTarget = c.uri }
+            }
             if status > 100 {
                 var relay = call.upstream.response(status, r.startLine.reason, toTag: callerTag(call))
                 relay.headers.add("Contact", contact)
@@ -361,17 +372,20 @@ extension SIPServer {
             return
         }
         respond(to: call.upstream, call.upstream.response(487, "Request Terminated", toTag: callerTag(call)))
-        if let down = call.downstreamInvite, let v = down.headers.list("via")?.first {
-            var c = SIPMessage(startLine: .request(method: "CANCEL", uri: down.requestURI!), headers: SIPHeaders())
-            c.headers.add("Via", v)
-            c.headers.add("Max-Forwards", "70")
-            for h in ["from", "to", "call-id"] { c.headers.add(h, down.headers[h]!) }
-            c.headers.add("CSeq", "\(down.cseq!.number) CANCEL")
-            let calleeLeg = call.userCalled ? call.remote! : call.user
-            start(c, to: calleeLeg.peer) { _ in }
-        }
+        cancelDownstream(call, peer: (call.userCalled ? call.remote! : call.user).peer)
         call.note("cancelled")
         end(call, reason: "cancelled")
+    }
+
+    /// CANCEL of our INVITE to the callee (RFC 3261 9.1: its Via, From, To, Call-ID and CSeq number).
+    func cancelDownstream(_ call: Call, peer: SocketAddress) {
+        guard let down = call.downstreamInvite, let v = down.headers.list("via")?.first else { return }
+        var c = SIPMessage(startLine: .request(method: "CANCEL", uri: down.requestURI!), headers: SIPHeaders())
+        c.headers.add("Via", v)
+        c.headers.add("Max-Forwards", "70")
+        for h in ["from", "to", "call-id"] { c.headers.add(h, down.headers[h]!) }
+        c.headers.add("CSeq", "\(down.cseq!.number) CANCEL")
+        start(c, to: peer) { _ in }
     }
 
     enum LegRole { case user, remote }
@@ -440,6 +454,11 @@ extension SIPServer {
             return
         case .success(let d): dialog = d
         }
+        if let call = calls.values.first(where: { $0.user.callID == dialog.callID }), call.state == .setup, !call.userCalled,
+           call.pickedUpFrom == nil, !call.user.confirmed, let contactURI {
+            pickUp(call, m, from: peer, sender: sender, contact: contactURI)
+            return
+        }
         guard let call = calls.values.first(where: { $0.user.callID == dialog.callID }), call.state == .confirmed,
               call.replacing == nil, let answer = call.sdpForDevice else {
             respond(to: m, 491, "Request Pending")
@@ -461,6 +480,70 @@ extension SIPServer {
         ok.body = answer.bytes
         answerUntilACK(m, ok, call: call)
         call.note("200 sent to the new device")
+    }
+
+    /// A Replaces naming the ringing device's early dialog, which this side initiated (RFC 3891
+    /// 3): the new device answers instead. Its media and the remote's are anchored, the remote
+    /// gets its 200 with the anchor's side, the new device its 200, and the ringing device's
+    /// INVITE is CANCELled.
+    func pickUp(_ call: Call, _ m: SIPMessage, from peer: SocketAddress, sender: GRUUOwner?, contact contactURI: SIPURI) {
+        guard let offer = try? SessionDescription(parsing: m.body), let media = offer.rtpEndpoint(0),
+              media.address.family == call.rtp.anchor.address.family, let remoteMedia = call.remote?.media,
+              let remoteOffer = try? SessionDescription(parsing: call.upstream.body) else {
+            respond(to: m, 488, "Not Acceptable Here - an SDP offer with media of the call's family is needed")
+            return
+        }
+        call.note("replaces received (early dialog)")
+        var leg = Leg(callID: m.callID!, localTag: Self.newTag(), remoteTag: m.from?.tag, local: stripped(m.to!), remote: stripped(m.from!),
+                      localCSeq: 0, remoteTarget: .sip(contactURI), peer: peer, uac: false, confirmed: true, owner: sender,
+                      media: media, rtcp: offer.rtcpEndpoint(0))
+        do {
+            call.rtpAnchor = try anchors.connect(call.rtp, remote: remoteMedia, device: media, rtpContinuity: configuration.rtpContinuity)
+            if let ur = leg.rtcp, let rr = call.remote!.rtcp {
+                call.rtcpAnchor = try anchors.connect(call.rtcp, remote: rr, device: ur, rtpContinuity: false)
+            } else {
+                anchors.release(call.rtcp)
+            }
+        } catch {
+            logger.error("sip: call \(call.id): anchoring its media failed: \(error)")
+            respond(to: m, 500, "Server Internal Error - media")
+            return
+        }
+        call.note("media anchored")
+        let ringing = call.user
+        call.pickedUpFrom = ringing
+        leg.confirmed = true
+        call.user = leg
+        call.sdpForDevice = anchorOnly(remoteOffer).anchoring(media: 0, rtp: call.rtp.deviceSide, rtcp: call.rtcp.deviceSide)
+        var ok = m.response(200, "OK", toTag: leg.localTag)
+        ok.headers.add("Contact", contact)
+        ok.headers.add("Content-Type", "application/sdp")
+        ok.body = call.sdpForDevice!.bytes
+        answerUntilACK(m, ok, call: call)
+        call.note("200 sent to the new device")
+        var answer = call.upstream.response(200, "OK", toTag: callerTag(call))
+        answer.headers.add("Contact", contact)
+        answer.headers.add("Content-Type", "application/sdp")
+        answer.body = anchorOnly(offer).anchoring(media: 0, rtp: call.rtp.anchor, rtcp: call.rtcp.anchor).bytes
+        answerUntilACK(call.upstream, answer, call: call)
+        call.note("caller answered")
+        cancelDownstream(call, peer: ringing.peer)
+        call.note("cancel sent to device")
+        call.switches += 1
+        metrics?.switched()
+        logger.info("sip: call \(call.id) picked up by \(leg.owner?.instanceID ?? "?") from the ringing device")
+    }
+
+    /// What the ringing device answers after its INVITE was CANCELled: a 487 ends its
+    /// transaction; a 200 that crossed the CANCEL is ACKed and ended with a BYE.
+    func ringingDeviceAnswered(_ call: Call, _ event: ClientEvent) {
+        guard case .response(let r) = event, let status = r.status, (200..<300).contains(status), var ringing = call.pickedUpFrom else { return }
+        ringing.remoteTag = r.to?.tag ?? ringing.remoteTag
+        if let c = r.headers.list("contact")?.first.flatMap({ try? NameAddress($0) }) { ringing.remoteTarget = c.uri }
+        send(ringing.request("ACK", via: via(), cseq: r.cseq?.number ?? 1), to: ringing.peer)
+        start(ringing.request("BYE", via: via()), to: ringing.peer) { _ in }
+        call.pickedUpFrom = ringing
+        call.note("bye sent to the ringing device (its 200 crossed the CANCEL)")
     }
 
     /// The new device's ACK: the anchor moves (make-before-break), then the old device gets its BYE.

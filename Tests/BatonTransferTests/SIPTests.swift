@@ -211,6 +211,62 @@ struct SIPTests {
         }
     }
 
+    /// Replaces of the early dialog the server initiated (RFC 3891 3): device 1 rings and does
+    /// not answer, device 2 picks the call up with INVITE/Replaces. The remote gets its 200 with
+    /// the anchor's address, device 2 its 200, device 1 a CANCEL (and answers 487); media from
+    /// the remote reaches device 2, none device 1; the remote's trace is INVITE, ACK, BYE.
+    @Test func aRingingCallIsPickedUpByTheUsersOtherDevice() throws {
+        try Rig.with(.l2, family: .v4, options: Self.options) { rig in
+            let api = rig.agentControl
+            _ = try api.addSIPUser(SIPUserRequest(username: "alice", password: Self.password))
+            let dir = rig.daemons.directory
+            let server = Endpoint(address: rig.sa.ipv4, port: 5060)
+            try register(rig, rig.target, instance: Self.instance2, contactPort: 5064, name: "register-2")
+            try register(rig, rig.tn, instance: Self.instance1, contactPort: 5062, name: "register-1")   // last: it rings
+            let device1 = try Sipp("device-1", host: rig.tn, family: .v4, port: 5062, scenario: "device-ring.xml", server: server, directory: dir)
+            defer { device1.stop() }
+            usleep(300_000)
+            let remote = try Sipp("remote", host: rig.cn, family: .v4, port: 5060, scenario: "remote-call.xml", server: server,
+                                  keys: ["callee": "alice@\(Self.domain)", "rtp_port": "\(Self.remoteRTP)"], pause: 3000,
+                                  directory: dir, timeout: 60)
+            defer { remote.stop() }
+            var ringing: SIPCall?
+            try rig.wait(5, "device 1 to ring") {
+                ringing = try api.sipCalls().first { $0.state == .setup && $0.legs.contains { $0.role == .device && $0.remoteTag != nil } }
+                return ringing != nil
+            }
+            let leg = try #require(ringing?.legs.first { $0.role == .device })
+            let replaces = "\(leg.callID);to-tag=\(leg.localTag);from-tag=\(leg.remoteTag ?? "");early-only"
+            let device2 = try Sipp("device-2", host: rig.target, family: .v4, port: 5064, scenario: "device-replace.xml", server: server,
+                                   keys: ["user": "alice", "domain": Self.domain, "gruu": "sip:alice@\(Self.domain);gr=\(Self.instance2)",
+                                          "replaces": replaces, "rtp_port": "\(Self.rtpPort)"],
+                                   auth: ("alice", Self.password), directory: dir)
+            defer { device2.stop() }
+            var call: SIPCall?
+            try rig.wait(5, "the call to be confirmed with device 2") {
+                call = try api.sipCalls().first { $0.state == .confirmed }
+                return call != nil
+            }
+            let c = try #require(call)
+            #expect(c.switches == 1 && c.legs.first { $0.role == .device }?.instance == Self.instance2, "\(c)")
+            let atDevice = try [rig.tn, rig.target].enumerated().map { i, h in
+                SequenceReceiver(host: "device\(i + 1)", socket: try h.udpSocket(.v4, port: Self.rtpPort))
+            }
+            let toDevice = SequenceSender(socket: try rig.cn.udpSocket(.v4, port: Self.remoteRTP),
+                                          to: SocketAddress(c.anchor.address, port: c.anchor.port), flow: 7, perSecond: 50)
+            usleep(1_000_000)
+            let sent = toDevice.stop()
+            let report = FlowReport(flow: 7, sent: sent, arrivals: atDevice.flatMap { $0.stop() })
+            #expect(report.lost == 0 && report.perHost["device1"] == nil && (report.perHost["device2"] ?? 0) == sent, "\(report)")
+
+            #expect(device1.wait(timeout: 10) == 0, "device 1: \(device1.log)\n\(device1.errors)")
+            #expect(device1.received.map { String($0.prefix { $0 != " " }) } == ["INVITE", "CANCEL", "ACK"], "\(device1.received)")
+            #expect(remote.wait(timeout: 15) == 0, "remote: \(remote.log)\n\(remote.errors)")
+            #expect(device2.wait(timeout: 5) == 0, "device 2: \(device2.log)\n\(device2.errors)")
+            #expect(remote.sent.map { String($0.prefix { $0 != " " }) } == ["INVITE", "ACK", "BYE"], "\(remote.sent)")
+        }
+    }
+
     /// Every Replaces the server must refuse, sent by a real device while the call's media
     /// flows: each answered with its status (RFC 3891's 400, 481, 486, 603 and seed 002's
     /// same-user rule, 403), leg A

@@ -88,7 +88,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
-        // The SIP server (docs/sip.md): registrar and B2BUA over UDP on one event loop, its calls'
+        // The SIP server (docs/sip.md): registrar and B2BUA over UDP and TCP on one event loop, its calls'
         // media anchored through `MediaAnchors` (the agent's anchored sessions).
         .target(name: "BatonSIPServer", dependencies: [
             "BatonSIP", "BatonModel",

@@ -27,10 +27,11 @@ public final class Sipp: @unchecked Sendable {
     /// long a `<pause/>` lasts, ms), `auth` the digest user name and password. For load:
     /// `calls` (-m), `rate` new calls a second (-r), `limit` calls at once (-l), and `trace`
     /// false to log only unexpected messages (the message log costs more than the calls).
+    /// `tcp`: SIP over one TCP connection (-t t1; as a UAS sipp listens on `port`), else UDP.
     public init(_ name: String, host: LabHost, family: IPAddress.Family, port: UInt16, scenario: String, server: Endpoint,
                 keys: [String: String] = [:], pause: Int? = nil, auth: (user: String, password: String)? = nil,
                 directory: String, timeout: Int = 30, calls: Int = 1, rate: Int? = nil, limit: Int? = nil,
-                trace: Bool = true) throws {
+                trace: Bool = true, tcp: Bool = false) throws {
         guard Sipp.available else { throw LabError(description: "sipp is not installed (apt-get install sip-tester)") }
         self.name = name
         messageLog = "\(directory)/\(name).messages.log"
@@ -41,6 +42,7 @@ public final class Sipp: @unchecked Sendable {
                     "-m", "\(calls)", "-nostdin", "-timeout", "\(timeout)s", "-timeout_error",
                     "-trace_err", "-error_file", errorLog]
         if trace { args += ["-trace_msg", "-message_file", messageLog] }
+        if tcp { args += ["-t", "t1"] }
         if let rate { args += ["-r", "\(rate)", "-rp", "1000"] }
         if let limit { args += ["-l", "\(limit)"] }
         for (k, v) in keys.sorted(by: { $0.key < $1.key }) { args += ["-key", k, v] }

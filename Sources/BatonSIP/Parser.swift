@@ -220,3 +220,53 @@ enum MediaType {
         return (try? HeaderParameters.parse(s[s.index(after: semi)...])) != nil
     }
 }
+
+// MARK: - Stream framing
+
+/// What the next bytes of a stream (TCP) hold.
+public enum SIPFrame: Equatable, Sendable {
+    /// A whole message of this many bytes (keep-alive CRLFs before it included): give them to
+    /// `SIPParser.parse(datagram:)`.
+    case message(Int)
+    /// A keep-alive ping, CRLF CRLF (RFC 5626 4.4.1): answered with one CRLF.
+    case ping
+    /// A lone CRLF (a pong, or padding between messages): dropped.
+    case pong
+}
+
+extension SIPParser {
+    /// Where the next message of a stream ends (RFC 3261 18.3: on a stream, Content-Length is
+    /// required and frames the body). Nil: more bytes are needed. A refusal means the stream's
+    /// framing is lost: answer the message when the refusal has an answer, then close.
+    public static func frame(stream b: [UInt8]) throws(SIPParseError) -> SIPFrame? {
+        if b.count >= 2, b[0] == Grammar.cr, b[1] == Grammar.lf {
+            if b.count >= 4, b[2] == Grammar.cr, b[3] == Grammar.lf { return .ping }
+            if b.count == 2 || (b.count == 3 && b[2] == Grammar.cr) { return nil }
+            return .pong
+        }
+        guard let end = headerEnd(b, from: 0) else {
+            if b.count > maxMessage { throw SIPParseError(status: 413, reason: "no end of the headers in \(maxMessage) bytes", partial: nil) }
+            return nil
+        }
+        // Content-Length from the raw lines: the rest is checked when the whole message is parsed.
+        var length: UInt64?
+        var lineStart = 0
+        for i in 0...end where i == end || (b[i] == Grammar.cr && b[i + 1] == Grammar.lf) {
+            defer { lineStart = i + 2 }
+            guard lineStart > 0, let colon = b[lineStart..<i].firstIndex(of: UInt8(ascii: ":")) else { continue }
+            let name = Grammar.trim(String(decoding: b[lineStart..<colon], as: UTF8.self)[...])
+            guard SIPHeaders.canonical(String(name)) == "content-length" else { continue }
+            let value = Grammar.trim(String(decoding: b[(colon + 1)..<i], as: UTF8.self)[...])
+            guard let n = Grammar.number(value, limit: UInt64(maxMessage)), length == nil || length == n else {
+                throw SIPParseError(status: 400, reason: "bad Content-Length on a stream", partial: try? parseHead(b[0..<end]))
+            }
+            length = n
+        }
+        guard let length else {
+            throw SIPParseError(status: 400, reason: "no Content-Length on a stream", partial: try? parseHead(b[0..<end]))
+        }
+        let total = end + 4 + Int(length)
+        guard total <= maxMessage else { throw SIPParseError(status: 413, reason: "message too large", partial: nil) }
+        return b.count >= total ? .message(total) : nil
+    }
+}

@@ -14,7 +14,7 @@ struct Leg {
     var localCSeq: UInt32
     /// Where in-dialog requests go: the peer's Contact, and its address.
     var remoteTarget: SIPAnyURI
-    var peer: SocketAddress
+    var peer: SIPPeer
     /// The server sent the INVITE (a UAC leg) or received it.
     var uac: Bool
     var confirmed = false
@@ -93,7 +93,7 @@ final class Call {
 extension SIPServer {
     // MARK: - A new call
 
-    func invite(_ m: SIPMessage, from peer: SocketAddress) {
+    func invite(_ m: SIPMessage, from peer: SIPPeer) {
         if m.to?.tag != nil {
             // A re-INVITE: the media stays anchored as it is; offers that change it are not taken.
             respond(to: m, 488, "Not Acceptable Here - re-INVITE not supported")
@@ -129,7 +129,7 @@ extension SIPServer {
         // Where the call goes: a user of ours (the most recent binding) or a routed domain.
         var calleeOwner: GRUUOwner?
         let requestURI: SIPURI
-        let destination: SocketAddress
+        let destination: SIPPeer
         if case .name(let d) = target.host, configuration.domains.contains(d) {
             guard let b = registrations.bindings(of: target.addressOfRecord, now: now).max(by: { $0.expires < $1.expires }),
                   let p = Self.peer(b.contact) else {
@@ -142,7 +142,7 @@ extension SIPServer {
         } else if case .name(let d) = target.host, let hop = configuration.routes[d],
                   let p = try? SocketAddress(ipAddress: "\(hop.address)", port: Int(hop.port)) {
             requestURI = target
-            destination = p
+            destination = SIPPeer(transport: .udp, address: p)
         } else {
             respond(to: m, 404, "Not Found")
             return
@@ -176,7 +176,7 @@ extension SIPServer {
                             remoteTag: nil, local: stripped(from), remote: stripped(m.to!), localCSeq: 0,
                             remoteTarget: .sip(requestURI), peer: destination, uac: true, owner: calleeOwner)
         // The INVITE first: the leg kept in the call then has its CSeq (a later BYE counts on).
-        var invite = calleeLeg.request("INVITE", via: via())
+        var invite = calleeLeg.request("INVITE", via: via(to: destination))
         let callID = String(UInt64.random(in: 1...UInt64.max), radix: 16)
         let call: Call
         if userIsCallee {
@@ -196,7 +196,7 @@ extension SIPServer {
         invite.startLine = .request(method: "INVITE", uri: .sip(requestURI))
         let mf = m.headers["max-forwards"].flatMap { Int($0) } ?? 70
         invite.headers.set("Max-Forwards", "\(max(0, mf - 1))")
-        invite.headers.add("Contact", contact)
+        invite.headers.add("Contact", contact(destination.transport))
         invite.headers.add("Content-Type", "application/sdp")
         invite.body = downstreamOffer.bytes
         call.downstreamInvite = invite
@@ -226,7 +226,7 @@ extension SIPServer {
             }
             if status > 100 {
                 var relay = call.upstream.response(status, r.startLine.reason, toTag: callerTag(call))
-                relay.headers.add("Contact", contact)
+                relay.headers.add("Contact", contact(answering: call.upstream))
                 respond(to: call.upstream, relay)
             }
             return
@@ -241,18 +241,19 @@ extension SIPServer {
         var callee = calleeIsUser ? call.user : call.remote!
         if callee.confirmed {
             // A retransmitted 2xx: ACK it again.
-            send(callee.request("ACK", via: via(), cseq: r.cseq?.number ?? 1), to: callee.peer)
+            send(callee.request("ACK", via: via(to: callee.peer), cseq: r.cseq?.number ?? 1), to: callee.peer)
             return
         }
         callee.remoteTag = r.to?.tag
         if let c = r.headers.list("contact")?.first.flatMap({ try? NameAddress($0) }) {
             callee.remoteTarget = c.uri
-            if let u = c.uri.sipURI, let p = Self.peer(u) { callee.peer = p }
+            // A TCP leg stays on its connection; a UDP leg follows the Contact.
+            if let u = c.uri.sipURI, let p = Self.peer(u), p.transport == callee.peer.transport, !p.reliable { callee.peer = p }
         }
         callee.confirmed = true
         guard let answer = try? SessionDescription(parsing: r.body), let media = answer.rtpEndpoint(0) else {
             if calleeIsUser { call.user = callee } else { call.remote = callee }
-            send(callee.request("ACK", via: via(), cseq: r.cseq?.number ?? 1), to: callee.peer)
+            send(callee.request("ACK", via: via(to: callee.peer), cseq: r.cseq?.number ?? 1), to: callee.peer)
             hangUp(call, leg: calleeIsUser ? .user : .remote)
             respond(to: call.upstream, call.upstream.response(488, "Not Acceptable Here - no SDP answer", toTag: callerTag(call)))
             end(call, reason: "no SDP answer")
@@ -261,7 +262,7 @@ extension SIPServer {
         callee.media = media
         callee.rtcp = answer.rtcpEndpoint(0)
         if calleeIsUser { call.user = callee } else { call.remote = callee }
-        send(callee.request("ACK", via: via(), cseq: r.cseq?.number ?? 1), to: callee.peer)
+        send(callee.request("ACK", via: via(to: callee.peer), cseq: r.cseq?.number ?? 1), to: callee.peer)
         call.note("callee answered")
 
         // Media: the remote party ↔ anchor:port, the device ↔ anchor:relay port.
@@ -288,7 +289,7 @@ extension SIPServer {
         let remoteSDP = calleeIsUser ? (try? SessionDescription(parsing: call.upstream.body)) : answer
         call.sdpForDevice = remoteSDP.map { anchorOnly($0).anchoring(media: 0, rtp: call.rtp.deviceSide, rtcp: call.rtcp.deviceSide) }
         var ok = call.upstream.response(200, "OK", toTag: callerTag(call))
-        ok.headers.add("Contact", contact)
+        ok.headers.add("Contact", contact(answering: call.upstream))
         ok.headers.add("Content-Type", "application/sdp")
         ok.body = upstreamAnswer.bytes
         answerUntilACK(call.upstream, ok, call: call)
@@ -311,7 +312,7 @@ extension SIPServer {
                     if call.replacing?.invite.callID == invite.callID {
                         var leg = call.replacing!.leg
                         call.replacing = nil
-                        send(leg.request("BYE", via: via()), to: leg.peer)
+                        send(leg.request("BYE", via: via(to: leg.peer)), to: leg.peer)
                     } else {
                         hangUp(call, leg: .user)
                         hangUp(call, leg: .remote)
@@ -327,7 +328,7 @@ extension SIPServer {
     }
 
     /// An ACK outside any transaction: the ACK of a 2xx we sent.
-    func ackOf2xx(_ m: SIPMessage, from peer: SocketAddress) {
+    func ackOf2xx(_ m: SIPMessage, from peer: SIPPeer) {
         guard let callID = m.callID else { return }
         disarm(.call(callID, "2xx"))
         for call in calls.values {
@@ -349,14 +350,14 @@ extension SIPServer {
         for call in calls.values {
             for which in [LegRole.user, .remote] {
                 guard var leg = which == .user ? call.user : call.remote, leg.uac, leg.callID == r.callID else { continue }
-                send(leg.request("ACK", via: via(), cseq: r.cseq?.number ?? 1), to: leg.peer)
+                send(leg.request("ACK", via: via(to: leg.peer), cseq: r.cseq?.number ?? 1), to: leg.peer)
             }
         }
     }
 
     // MARK: - CANCEL and BYE
 
-    func cancel(_ m: SIPMessage, from peer: SocketAddress) {
+    func cancel(_ m: SIPMessage, from peer: SIPPeer) {
         var key = ServerTransactionKey(m)!
         let (tx, actions) = ServerTransaction.start(m, reliable: false, timers: configuration.timers)
         servers[key] = ServerEntry(tx: tx, peer: peer)
@@ -378,7 +379,7 @@ extension SIPServer {
     }
 
     /// CANCEL of our INVITE to the callee (RFC 3261 9.1: its Via, From, To, Call-ID and CSeq number).
-    func cancelDownstream(_ call: Call, peer: SocketAddress) {
+    func cancelDownstream(_ call: Call, peer: SIPPeer) {
         guard let down = call.downstreamInvite, let v = down.headers.list("via")?.first else { return }
         var c = SIPMessage(startLine: .request(method: "CANCEL", uri: down.requestURI!), headers: SIPHeaders())
         c.headers.add("Via", v)
@@ -409,7 +410,7 @@ extension SIPServer {
     /// A BYE to one leg of the call.
     func hangUp(_ call: Call, leg which: LegRole) {
         guard var leg = which == .user ? call.user : call.remote, leg.remoteTag != nil, leg.confirmed || leg.uac else { return }
-        let bye = leg.request("BYE", via: via())
+        let bye = leg.request("BYE", via: via(to: leg.peer))
         if which == .user { call.user = leg } else { call.remote = leg }
         start(bye, to: leg.peer) { _ in }
         call.note("bye sent to \(which == .user ? "device" : "remote")")
@@ -433,7 +434,7 @@ extension SIPServer {
 
     // MARK: - The switch (INVITE with Replaces)
 
-    func replace(_ m: SIPMessage, from peer: SocketAddress) {
+    func replace(_ m: SIPMessage, from peer: SIPPeer) {
         guard let user = authenticate(m) else { return }
         guard let fromURI = m.from?.uri.sipURI, case .name(let d) = fromURI.host, configuration.domains.contains(d), fromURI.user == user else {
             respond(to: m, 403, "Forbidden")
@@ -475,7 +476,7 @@ extension SIPServer {
                       media: media, rtcp: offer.rtcpEndpoint(0))
         call.replacing = (leg, m)
         var ok = m.response(200, "OK", toTag: leg.localTag)
-        ok.headers.add("Contact", contact)
+        ok.headers.add("Contact", contact(answering: m))
         ok.headers.add("Content-Type", "application/sdp")
         ok.body = answer.bytes
         answerUntilACK(m, ok, call: call)
@@ -486,7 +487,7 @@ extension SIPServer {
     /// 3): the new device answers instead. Its media and the remote's are anchored, the remote
     /// gets its 200 with the anchor's side, the new device its 200, and the ringing device's
     /// INVITE is CANCELled.
-    func pickUp(_ call: Call, _ m: SIPMessage, from peer: SocketAddress, sender: GRUUOwner?, contact contactURI: SIPURI) {
+    func pickUp(_ call: Call, _ m: SIPMessage, from peer: SIPPeer, sender: GRUUOwner?, contact contactURI: SIPURI) {
         guard let offer = try? SessionDescription(parsing: m.body), let media = offer.rtpEndpoint(0),
               media.address.family == call.rtp.anchor.address.family, let remoteMedia = call.remote?.media,
               let remoteOffer = try? SessionDescription(parsing: call.upstream.body) else {
@@ -516,13 +517,13 @@ extension SIPServer {
         call.user = leg
         call.sdpForDevice = anchorOnly(remoteOffer).anchoring(media: 0, rtp: call.rtp.deviceSide, rtcp: call.rtcp.deviceSide)
         var ok = m.response(200, "OK", toTag: leg.localTag)
-        ok.headers.add("Contact", contact)
+        ok.headers.add("Contact", contact(answering: m))
         ok.headers.add("Content-Type", "application/sdp")
         ok.body = call.sdpForDevice!.bytes
         answerUntilACK(m, ok, call: call)
         call.note("200 sent to the new device")
         var answer = call.upstream.response(200, "OK", toTag: callerTag(call))
-        answer.headers.add("Contact", contact)
+        answer.headers.add("Contact", contact(answering: call.upstream))
         answer.headers.add("Content-Type", "application/sdp")
         answer.body = anchorOnly(offer).anchoring(media: 0, rtp: call.rtp.anchor, rtcp: call.rtcp.anchor).bytes
         answerUntilACK(call.upstream, answer, call: call)
@@ -540,8 +541,8 @@ extension SIPServer {
         guard case .response(let r) = event, let status = r.status, (200..<300).contains(status), var ringing = call.pickedUpFrom else { return }
         ringing.remoteTag = r.to?.tag ?? ringing.remoteTag
         if let c = r.headers.list("contact")?.first.flatMap({ try? NameAddress($0) }) { ringing.remoteTarget = c.uri }
-        send(ringing.request("ACK", via: via(), cseq: r.cseq?.number ?? 1), to: ringing.peer)
-        start(ringing.request("BYE", via: via()), to: ringing.peer) { _ in }
+        send(ringing.request("ACK", via: via(to: ringing.peer), cseq: r.cseq?.number ?? 1), to: ringing.peer)
+        start(ringing.request("BYE", via: via(to: ringing.peer)), to: ringing.peer) { _ in }
         call.pickedUpFrom = ringing
         call.note("bye sent to the ringing device (its 200 crossed the CANCEL)")
     }
@@ -557,7 +558,7 @@ extension SIPServer {
         } catch {
             // The media stays with the old device: the new leg is ended, the call goes on.
             logger.error("sip: call \(call.id): moving the media failed, the call stays on its device: \(error)")
-            send(leg.request("BYE", via: via()), to: leg.peer)
+            send(leg.request("BYE", via: via(to: leg.peer)), to: leg.peer)
             return
         }
         call.note("media moved")

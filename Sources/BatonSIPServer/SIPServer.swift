@@ -8,7 +8,7 @@ import NIOPosix
 public struct SIPServerConfiguration: Sendable {
     /// The SIP domains served: their users register here and are called here.
     public var domains: Set<String>
-    /// The address and UDP port the server listens on (its Contact and Via).
+    /// The address and port the server listens on, UDP and TCP (its Contact and Via).
     public var listen: Endpoint
     /// The digest realm (default: the first domain, sorted).
     public var realm: String
@@ -34,7 +34,7 @@ public struct SIPServerConfiguration: Sendable {
 }
 
 /// The SIP server (docs/sip.md): a registrar with GRUU and a B2BUA whose calls' media is
-/// anchored in XDP, on UDP. Every piece of its state lives on one event loop: the transport's
+/// anchored in XDP, over UDP and TCP. Every piece of its state lives on one event loop: the transport's
 /// handler, the transactions' timers and the API's reads all run there, so nothing is locked.
 /// (`@unchecked Sendable` for that reason: each entry point hops onto `loop` first.)
 public final class SIPServer: @unchecked Sendable {
@@ -45,7 +45,8 @@ public final class SIPServer: @unchecked Sendable {
     let credentials: SIPCredentials
     let metrics: SIPMetrics?
     let logger: Logger
-    var channel: Channel?
+    var datagrams: Channel?
+    var listener: Channel?
 
     // State, on `loop` only.
     var registrations: Registrations
@@ -56,10 +57,13 @@ public final class SIPServer: @unchecked Sendable {
     var calls: [String: Call] = [:]
     var endedCalls: [CallInfo] = []
     let started = Date()
+    /// TCP connections by their remote address, and messages waiting for one being opened.
+    var connections: [SocketAddress: Channel] = [:]
+    var pendingConnections: [SocketAddress: [ByteBuffer]] = [:]
 
     struct ServerEntry {
         var tx: ServerTransaction
-        var peer: SocketAddress
+        var peer: SIPPeer
     }
 
     enum ClientEvent {
@@ -69,7 +73,7 @@ public final class SIPServer: @unchecked Sendable {
 
     struct ClientEntry {
         var tx: ClientTransaction
-        var peer: SocketAddress
+        var peer: SIPPeer
         var handler: (ClientEvent) -> Void
     }
 
@@ -93,24 +97,18 @@ public final class SIPServer: @unchecked Sendable {
         digest = DigestVerifier(realm: configuration.realm, algorithms: configuration.digestAlgorithms)
     }
 
-    /// Binds the UDP port and serves until `stop()`.
+    /// Binds the UDP and TCP port and serves until `stop()`.
     public func start() throws {
         let server = self
-        let bootstrap = DatagramBootstrap(group: group)
-            .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Inbound(server: server)) }
-            }
-        let address = try SocketAddress(ipAddress: "\(configuration.listen.address)", port: Int(configuration.listen.port))
-        channel = try bootstrap.bind(to: address).wait()
+        try bindTransports()
         loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
             server.registrations.expire(now: server.now)
         }
-        logger.info("sip: \(configuration.domains.sorted().joined(separator: ", ")) on udp \(configuration.listen), realm \(configuration.realm)")
+        logger.info("sip: \(configuration.domains.sorted().joined(separator: ", ")) on udp and tcp \(configuration.listen), realm \(configuration.realm)")
     }
 
     public func stop() {
-        try? channel?.close().wait()
+        closeTransports()
         try? group.syncShutdownGracefully()
     }
 
@@ -123,34 +121,15 @@ public final class SIPServer: @unchecked Sendable {
         return try loop.submit { body(server) }.wait()
     }
 
-    // MARK: - Transport
+    // MARK: - Messages
 
-    final class Inbound: ChannelInboundHandler, @unchecked Sendable {
-        typealias InboundIn = AddressedEnvelope<ByteBuffer>
-        let server: SIPServer
-        init(server: SIPServer) { self.server = server }
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            let envelope = unwrapInboundIn(data)
-            server.received(Array(envelope.data.readableBytesView), from: envelope.remoteAddress)
-        }
-    }
-
-    func send(_ m: SIPMessage, to peer: SocketAddress) {
-        guard let channel else { return }
-        var buffer = channel.allocator.buffer(capacity: 1024)
-        buffer.writeBytes(m.bytes)
-        channel.writeAndFlush(AddressedEnvelope(remoteAddress: peer, data: buffer), promise: nil)
-    }
-
-    /// A datagram from `peer`: parsed (a refusal answered when it can be), then matched to
-    /// its transaction or started as a new one.
-    func received(_ bytes: [UInt8], from peer: SocketAddress) {
-        // Keep-alives (RFC 5626 double CRLF) are not messages.
-        if bytes.allSatisfy({ $0 == 0x0d || $0 == 0x0a }) { return }
+    /// A message from `peer` (a datagram, or one cut from a stream): a refusal answered when it
+    /// can be, else matched to its transaction or started as a new one.
+    func received(_ parsed: Result<SIPMessage, SIPParseError>, from peer: SIPPeer) {
         let m: SIPMessage
-        do {
-            m = try SIPParser.parse(datagram: bytes)
-        } catch {
+        switch parsed {
+        case .success(let message): m = message
+        case .failure(let error):
             metrics?.refused(status: error.status)
             logger.debug("sip: refused a message from \(peer): \(error)")
             if let answer = error.answer { send(answer, to: peer) }
@@ -164,7 +143,7 @@ public final class SIPServer: @unchecked Sendable {
         }
     }
 
-    func receivedRequest(_ m: SIPMessage, from peer: SocketAddress) {
+    func receivedRequest(_ m: SIPMessage, from peer: SIPPeer) {
         guard let key = ServerTransactionKey(m) else {
             // RFC 2543 branches are not matched; answering is still right for a new request.
             if m.method != "ACK" { send(m.response(400, "Bad Request - Via branch without z9hG4bK"), to: peer) }
@@ -185,7 +164,7 @@ public final class SIPServer: @unchecked Sendable {
             cancel(m, from: peer)
             return
         }
-        let (tx, actions) = ServerTransaction.start(m, reliable: false, timers: configuration.timers)
+        let (tx, actions) = ServerTransaction.start(m, reliable: peer.reliable, timers: configuration.timers)
         servers[key] = ServerEntry(tx: tx, peer: peer)
         perform(actions, server: key)
     }
@@ -219,9 +198,9 @@ public final class SIPServer: @unchecked Sendable {
     }
 
     /// Sends `request` in a new client transaction to `peer`; `handler` gets its responses.
-    func start(_ request: SIPMessage, to peer: SocketAddress, handler: @escaping (ClientEvent) -> Void) {
+    func start(_ request: SIPMessage, to peer: SIPPeer, handler: @escaping (ClientEvent) -> Void) {
         guard let key = ClientTransactionKey(request) else { return }
-        let (tx, actions) = ClientTransaction.start(request, reliable: false, timers: configuration.timers)
+        let (tx, actions) = ClientTransaction.start(request, reliable: peer.reliable, timers: configuration.timers)
         clients[key] = ClientEntry(tx: tx, peer: peer, handler: handler)
         perform(actions, client: key)
     }
@@ -279,7 +258,7 @@ public final class SIPServer: @unchecked Sendable {
     // MARK: - Requests
 
     /// A new request handed up by its transaction.
-    func dispatch(_ m: SIPMessage, from peer: SocketAddress) {
+    func dispatch(_ m: SIPMessage, from peer: SIPPeer) {
         // Replaces belongs on an INVITE only (RFC 3891 3); anywhere else the request is refused
         // whole rather than served with the header ignored. (ACK and CANCEL get no answer.)
         if m.method != "INVITE", m.method != "ACK", m.method != "CANCEL", !m.headers.values("replaces").isEmpty {
@@ -361,18 +340,25 @@ public final class SIPServer: @unchecked Sendable {
     static func newTag() -> String { String(UInt64.random(in: 1...UInt64.max), radix: 36) }
     static func newBranch() -> String { "z9hG4bK" + String(UInt64.random(in: 1...UInt64.max), radix: 36) }
 
-    var contact: String { "<sip:\(hostText(configuration.listen.address)):\(configuration.listen.port)>" }
+    /// Our Contact toward a peer on `transport` (a request's top Via names the transport it came on).
+    func contact(_ transport: SIPTransport) -> String {
+        "<sip:\(hostText(configuration.listen.address)):\(configuration.listen.port)" + (transport == .tcp ? ";transport=tcp>" : ">")
+    }
 
-    func via() -> String {
-        "SIP/2.0/UDP \(hostText(configuration.listen.address)):\(configuration.listen.port);branch=\(Self.newBranch());rport"
+    func contact(answering m: SIPMessage) -> String { contact(m.vias.first?.transport == "TCP" ? .tcp : .udp) }
+
+    /// Our Via on a request to `peer`.
+    func via(to peer: SIPPeer) -> String {
+        "SIP/2.0/\(peer.transport.rawValue) \(hostText(configuration.listen.address)):\(configuration.listen.port);branch=\(Self.newBranch())"
+            + (peer.transport == .udp ? ";rport" : "")
     }
 
     func hostText(_ a: IPAddress) -> String { a.family == .v6 ? "[\(a)]" : "\(a)" }
 
-    /// Where a SIP URI is reached: its address and port (no DNS here).
-    static func peer(_ uri: SIPURI) -> SocketAddress? {
-        guard case .address(let a) = uri.host else { return nil }
-        return try? SocketAddress(ipAddress: "\(a)", port: Int(uri.port ?? 5060))
+    /// Where a SIP URI is reached: its address, port and transport (no DNS here).
+    static func peer(_ uri: SIPURI) -> SIPPeer? {
+        guard case .address(let a) = uri.host, let address = try? SocketAddress(ipAddress: "\(a)", port: Int(uri.port ?? 5060)) else { return nil }
+        return SIPPeer(transport: uri.parameters[parameter: "transport"]?.lowercased() == "tcp" ? .tcp : .udp, address: address)
     }
 }
 

@@ -88,7 +88,7 @@ struct AgentCommand: ParsableCommand {
     var sipDomains: [String] = []
 
     @Option(name: .customLong("sip-listen"), help: ArgumentHelp(
-        "With --sip-domain: the SIP server's UDP address and port (default: --interface's global IPv4 address, port 5060).", valueName: "addr:port"))
+        "With --sip-domain: the SIP server's address and port, UDP and TCP (default: --interface's global IPv4 address, port 5060).", valueName: "addr:port"))
     var sipListen: String?
 
     @Option(name: .customLong("sip-route"), help: ArgumentHelp(

@@ -26,12 +26,12 @@ struct SIPTests {
     /// A device registers alice with its instance; sipp checks the 200's GRUUs.
     @discardableResult
     func register(_ rig: Rig, _ host: LabHost, instance: String, contactPort: UInt16, name: String, expires: Int = 3600,
-                  password: String = SIPTests.password, expectSuccess: Bool = true) throws -> Sipp {
+                  password: String = SIPTests.password, expectSuccess: Bool = true, tcp: Bool = false) throws -> Sipp {
         let reg = try Sipp(name, host: host, family: .v4, port: 5070, scenario: "register.xml",
                            server: Endpoint(address: rig.sa.ipv4, port: 5060),
                            keys: ["user": "alice", "domain": Self.domain, "instance": instance, "contact_port": "\(contactPort)",
                                   "expires": "\(expires)"],
-                           auth: ("alice", password), directory: rig.daemons.directory)
+                           auth: ("alice", password), directory: rig.daemons.directory, tcp: tcp)
         let status = reg.wait(timeout: 15)
         if expectSuccess { #expect(status == 0, "\(name): \(reg.log)\n\(reg.messages)\n\(reg.errors)") }
         return reg
@@ -128,18 +128,20 @@ struct SIPTests {
     /// A call from the remote party to alice on device 1 is switched to device 2 by INVITE
     /// with Replaces: 0 RTP lost either way, the remote's SIP trace is INVITE, ACK, BYE and
     /// their answers only, its media peer is one address and port throughout, it hears one
-    /// SSRC with contiguous numbers, and device 2 has its 200 before device 1 its BYE.
-    @Test func aCallMovesToTheUsersOtherDevice() throws {
+    /// SSRC with contiguous numbers, and device 2 has its 200 before device 1 its BYE. The
+    /// devices talk SIP over UDP, then over TCP (the remote party over UDP in both).
+    @Test(arguments: ["udp", "tcp"]) func aCallMovesToTheUsersOtherDevice(devicesOver transport: String) throws {
+        let tcp = transport == "tcp"
         try Rig.with(.l2, family: .v4, options: Self.options) { rig in
             let api = rig.agentControl
             _ = try api.addSIPUser(SIPUserRequest(username: "alice", password: Self.password))
             let dir = rig.daemons.directory
             let server = Endpoint(address: rig.sa.ipv4, port: 5060)
-            try register(rig, rig.tn, instance: Self.instance1, contactPort: 5062, name: "register-1")
+            try register(rig, rig.tn, instance: Self.instance1, contactPort: 5062, name: "register-1", tcp: tcp)
 
             // Device 1 answers; the remote calls alice and holds the call 6 s.
             let device1 = try Sipp("device-1", host: rig.tn, family: .v4, port: 5062, scenario: "device-answer.xml", server: server,
-                                   keys: ["rtp_port": "\(Self.rtpPort)"], directory: dir)
+                                   keys: ["rtp_port": "\(Self.rtpPort)"], directory: dir, tcp: tcp)
             defer { device1.stop() }
             usleep(300_000)
             let (remote, c) = try call(rig, hold: 6000)
@@ -162,7 +164,7 @@ struct SIPTests {
 
             // Device 2 comes up (a call goes to the device registered last: it registers now) and
             // replaces device 1's leg.
-            try register(rig, rig.target, instance: Self.instance2, contactPort: 5064, name: "register-2")
+            try register(rig, rig.target, instance: Self.instance2, contactPort: 5064, name: "register-2", tcp: tcp)
             let regs = try api.sipRegistrations()
             #expect(Set(regs.compactMap(\.instance)) == [Self.instance1, Self.instance2], "\(regs)")
             let leg = try #require(c.legs.first { $0.role == .device })
@@ -171,7 +173,7 @@ struct SIPTests {
             let device2 = try Sipp("device-2", host: rig.target, family: .v4, port: 5064, scenario: "device-replace.xml", server: server,
                                    keys: ["user": "alice", "domain": Self.domain, "gruu": gruu, "replaces": replaces,
                                           "rtp_port": "\(Self.rtpPort)"],
-                                   auth: ("alice", Self.password), directory: dir)
+                                   auth: ("alice", Self.password), directory: dir, tcp: tcp)
             defer { device2.stop() }
             try rig.wait(5, "the switch") { try api.sipCall(c.id).switches == 1 }
             let sentByDevice1 = fromDevice1.stop()
@@ -193,6 +195,11 @@ struct SIPTests {
             #expect(ok2 <= bye1, "device 2's 200 at \(ok2), device 1's BYE at \(bye1)")
             // The BYE is the dialog's next request: its CSeq above the INVITE's 1.
             #expect(device1.messages.contains("CSeq: 2 BYE"), "\(device1.messages)")
+            // Each device heard the server over its own transport only.
+            for d in [device1, device2] {
+                #expect(d.messages.contains("SIP/2.0/\(transport.uppercased()) ") && !d.messages.contains("SIP/2.0/\(tcp ? "UDP" : "TCP") "),
+                        "\(d.name): \(d.messages)")
+            }
 
             // Media: nothing lost either way; the remote hears one stream from one peer.
             let arrivals = atDevice.flatMap { $0.stop() }
@@ -208,6 +215,58 @@ struct SIPTests {
             #expect(shown?.state == .ended && shown?.switches == 1, "\(String(describing: shown))")
             let metrics = try api.metrics()
             #expect(metrics.contains("baton_sip_switches_total 1"), "\(metrics)")
+        }
+    }
+
+    /// SIP over TCP from a raw socket: a ping before a request split across two writes, then
+    /// the request answered on the same connection; a request without Content-Length (its
+    /// framing lost) answered 400 and the connection closed; a header that never ends closed
+    /// unanswered; the server still serving afterwards.
+    @Test func tcpStreamsAreFramedAndBrokenOnesClosed() throws {
+        try Rig.with(.l2, family: .v4, options: Self.options) { rig in
+            let server = SocketAddress(rig.sa.ipv4, port: 5060)
+            func options(_ cseq: Int, contentLength: Bool = true) -> [UInt8] {
+                Array(("OPTIONS sip:\(rig.sa.ipv4):5060 SIP/2.0\r\nVia: SIP/2.0/TCP \(rig.cn.ipv4):5099;branch=z9hG4bK-t\(cseq)\r\n"
+                       + "From: <sip:probe@\(rig.cn.ipv4)>;tag=p\(cseq)\r\nTo: <sip:\(rig.sa.ipv4)>\r\nCall-ID: tcp-\(cseq)@probe\r\n"
+                       + "CSeq: \(cseq) OPTIONS\r\n" + (contentLength ? "Content-Length: 0\r\n" : "") + "\r\n").utf8)
+            }
+            /// What arrives until `predicate` holds or the stream ends (nil; a reset too: the
+            /// server closing with our bytes unread resets the connection).
+            func read(_ c: TCPConnection, until predicate: (String) -> Bool) throws -> String? {
+                var got = ""
+                while !predicate(got) {
+                    let chunk: [UInt8]
+                    do { chunk = try c.receive(timeout: .seconds(5)) } catch let e as SystemError where e.errno == ECONNRESET { return nil }
+                    if chunk.isEmpty { return nil }
+                    got += String(decoding: chunk, as: UTF8.self)
+                }
+                return got
+            }
+
+            let c = try rig.cn.connectTCP(to: server)
+            let first = options(1)
+            try c.send(Array("\r\n\r\n".utf8) + first.prefix(40))
+            usleep(100_000)
+            try c.send(Array(first.dropFirst(40)))
+            let answer = try #require(try read(c) { $0.contains("\r\n\r\n") && $0.contains("CSeq") })
+            #expect(answer.hasPrefix("\r\nSIP/2.0 200 OK\r\n"), "\(answer)")
+            #expect(answer.contains("CSeq: 1 OPTIONS") && answer.contains("Via: SIP/2.0/TCP \(rig.cn.ipv4):5099"), "\(answer)")
+
+            try c.send(options(2, contentLength: false))
+            let refused = try read(c) { $0.contains("Content-Length") && $0.hasSuffix("\r\n\r\n") }
+            #expect(refused?.hasPrefix("SIP/2.0 400 Bad Request - no Content-Length on a stream") == true, "\(refused ?? "closed")")
+            #expect(try read(c) { _ in false } == nil, "the connection stays open after losing its framing")
+
+            let endless = try rig.cn.connectTCP(to: server)
+            try endless.send(Array("OPTIONS sip:x SIP/2.0\r\nX: ".utf8) + [UInt8](repeating: 0x61, count: 70_000))
+            #expect(try read(endless) { _ in false } == nil, "an endless header left open")
+
+            let again = try rig.cn.connectTCP(to: server)
+            try again.send(options(3))
+            #expect(try read(again) { $0.contains("CSeq: 3") }?.hasPrefix("SIP/2.0 200") == true)
+            let metrics = try rig.agentControl.metrics()
+            #expect(metrics.contains("baton_sip_refusals_total{status=\"400\"} 1") && metrics.contains("baton_sip_refusals_total{status=\"413\"} 1"),
+                    "\(metrics)")
         }
     }
 

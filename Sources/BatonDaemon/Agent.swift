@@ -54,6 +54,8 @@ public struct AgentConfiguration: Sendable {
     public var anchorGrace: Double = 2
     /// The SIP server (docs/sip.md), when the agent serves SIP domains.
     public var sip: SIPServerConfiguration?
+    /// Where its calls' media is relayed: anchored sessions in XDP, or sockets in this process.
+    public var sipMedia: SIPMedia = .xdp
 
     public init(interface: String, identity: NodeIdentity) {
         self.interface = interface
@@ -88,6 +90,8 @@ public final class Agent: Sendable {
     let anchors: AnchorTable
     /// The registrar and B2BUA whose calls' media are `anchors`' sessions (nil: no SIP).
     let sip: SIPServer?
+    /// The calls' relays when `--sip-media userspace`.
+    let userspaceMedia: UserspaceMediaAnchors?
     /// What the start-up reconcile did.
     let reconciliation: ReconcileSummary
     private let links: [XDPLink]
@@ -133,7 +137,10 @@ public final class Agent: Sendable {
                                                    inline: configuration.mode == .switch),
                               interface: configuration.interface, mac: mac, dataPlane: dataPlane, store: store,
                               nextHops: admission.nextHops, metrics: metrics, logger: logger)
-        let media = AgentMediaAnchors(anchors: anchors, dataPlane: dataPlane), users = StoreCredentials(store: store)
+        userspaceMedia = configuration.sip != nil && configuration.sipMedia == .userspace
+            ? UserspaceMediaAnchors(pool: anchors, grace: configuration.anchorGrace, logger: logger) : nil
+        let media: MediaAnchors = userspaceMedia ?? AgentMediaAnchors(anchors: anchors, dataPlane: dataPlane)
+        let users = StoreCredentials(store: store)
         let sipMetrics = metrics, sipLogger = logger
         sip = configuration.sip.map { SIPServer($0, anchors: media, credentials: users, metrics: sipMetrics, logger: sipLogger) }
         // Before attaching: a fresh attach then steers by the reconciled maps from its first packet.
@@ -214,6 +221,7 @@ public final class Agent: Sendable {
         table.cancelAnnouncements()
         messenger.stop()
         sip?.stop()
+        userspaceMedia?.stop()
         api?.stop()
         stoppedSignal.signal()
     }

@@ -66,17 +66,26 @@ public final class UDPSocket: Sendable {
             throw NetError(subsystem: "socket", operation: operation, errno: EAFNOSUPPORT)
         }
         self.family = family
-        handle = SocketHandle(try NetError.wrap("socket", operation) {
-            let fd = try Kernel.socket(family: family.addressFamily, type: Int32(SOCK_DGRAM.rawValue))
-            do {
-                if family == .v6 { try Kernel.setOption(fd, level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, value: 1) }
-                try Kernel.bind(fd, address: bindAddress.wireBytes, port: port)
-            } catch {
-                Glibc.close(fd)
-                throw error
-            }
-            return fd
-        })
+        handle = SocketHandle(try NetError.wrap("socket", operation) { try Self.bound(bindAddress, port: port) })
+    }
+
+    private static func bound(_ address: IPAddress, port: UInt16) throws(Errno) -> CInt {
+        let fd = try Kernel.socket(family: address.family.addressFamily, type: Int32(SOCK_DGRAM.rawValue))
+        do {
+            if address.family == .v6 { try Kernel.setOption(fd, level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, value: 1) }
+            try Kernel.bind(fd, address: address.wireBytes, port: port)
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// A UDP socket bound to `address` and `port`, as a bare descriptor for an event loop to
+    /// adopt (SwiftNIO's `DatagramBootstrap.withBoundSocket`): the caller owns it. Binding here
+    /// rather than in the loop makes a taken port an error at once, on the calling thread.
+    public static func boundDescriptor(_ address: IPAddress, port: UInt16) throws -> CInt {
+        try NetError.wrap("socket", "bind UDP \(SocketAddress(address, port: port))") { try bound(address, port: port) }
     }
 
     /// The same, made inside `namespace`.

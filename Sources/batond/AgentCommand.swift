@@ -128,6 +128,11 @@ struct AgentCommand: ParsableCommand {
         return a...b
     }
 
+    @Option(name: .customLong("sip-media"), help: ArgumentHelp(
+        "With --sip-domain: where calls' media is relayed: xdp (anchored sessions in the data plane) or userspace (sockets in batond, one thread; the benchmark's baseline, and a relay where XDP cannot run).",
+        valueName: "xdp|userspace"))
+    var sipMedia: String = "xdp"
+
     @Flag(name: .customLong("sip-rtp-continuity"), inversion: .prefixedNo, help: "With --sip-domain: RTP continuity on every call's anchor (the remote sees one SSRC and contiguous sequence numbers across a switch).")
     var sipRTPContinuity = true
 
@@ -167,9 +172,10 @@ struct AgentCommand: ParsableCommand {
         if !sipDomains.isEmpty && m == .switch {
             throw ValidationError("--sip-domain needs --mode takeover: its calls' media are anchored sessions, which switch mode cannot relay")
         }
-        if sipDomains.isEmpty && (sipListen != nil || !sipRoutes.isEmpty || sipLockout != nil || sipExpires != "60-7200") {
-            throw ValidationError("--sip-listen, --sip-route, --sip-lockout and --sip-expires need --sip-domain")
+        if sipDomains.isEmpty && (sipListen != nil || !sipRoutes.isEmpty || sipLockout != nil || sipExpires != "60-7200" || sipMedia != "xdp") {
+            throw ValidationError("--sip-listen, --sip-route, --sip-lockout, --sip-expires and --sip-media need --sip-domain")
         }
+        guard SIPMedia(rawValue: sipMedia) != nil else { throw ValidationError("--sip-media must be xdp or userspace, not '\(sipMedia)'") }
         for d in sipDomains where (try? SIPHost(parsing: d[...])).map({ if case .name = $0 { return false } else { return true } }) ?? true {
             throw ValidationError("--sip-domain must be a domain name, not '\(d)'")
         }
@@ -235,6 +241,7 @@ struct AgentCommand: ParsableCommand {
             let expires = try Self.expiresRange(sipExpires)
             (sip.minExpires, sip.maxExpires) = (expires.lowerBound, expires.upperBound)
             c.sip = sip
+            c.sipMedia = SIPMedia(rawValue: sipMedia)!
         }
         c.announcements = AnnouncementPolicy(count: announceCount, interval: .milliseconds(announceInterval),
                                              refresh: announceRefresh > 0 ? .milliseconds(Int((announceRefresh * 1000).rounded())) : nil)

@@ -129,10 +129,14 @@ struct SIPTests {
     /// with Replaces: 0 RTP lost either way, the remote's SIP trace is INVITE, ACK, BYE and
     /// their answers only, its media peer is one address and port throughout, it hears one
     /// SSRC with contiguous numbers, and device 2 has its 200 before device 1 its BYE. The
-    /// devices talk SIP over UDP, then over TCP (the remote party over UDP in both).
-    @Test(arguments: ["udp", "tcp"]) func aCallMovesToTheUsersOtherDevice(devicesOver transport: String) throws {
+    /// devices talk SIP over UDP, then over TCP (the remote party over UDP in both), media
+    /// relayed in XDP; then over UDP with the media relayed in userspace (--sip-media).
+    @Test(arguments: zip(["udp", "tcp", "udp"], ["xdp", "xdp", "userspace"]))
+    func aCallMovesToTheUsersOtherDevice(devicesOver transport: String, media: String) throws {
         let tcp = transport == "tcp"
-        try Rig.with(.l2, family: .v4, options: Self.options) { rig in
+        var options = Self.options
+        options.agentArguments += ["--sip-media", media]
+        try Rig.with(.l2, family: .v4, options: options) { rig in
             let api = rig.agentControl
             _ = try api.addSIPUser(SIPUserRequest(username: "alice", password: Self.password))
             let dir = rig.daemons.directory
@@ -147,6 +151,8 @@ struct SIPTests {
             let (remote, c) = try call(rig, hold: 6000)
             defer { remote.stop() }
             #expect(c.rtpAnchor != nil && c.legs.count == 2)
+            // XDP: the call's RTP and RTCP are two anchored sessions; userspace: none, the relays are batond's.
+            #expect(try api.anchors().filter { $0.state == .active }.count == (media == "xdp" ? 2 : 0))
             let anchor = SocketAddress(c.anchor.address, port: c.anchor.port)
             let relay = SocketAddress(c.anchor.address, port: UInt16(c.relayPort))
 

@@ -33,9 +33,11 @@ struct BatonBench: ParsableCommand {
              request) beside a trivial API request's rate, and the agent's start-up reconcile
              with 1M stored rules beside reading the maps;
           6. SIP (seed 002, with sipp): calls per agent CPU-second with each call's media anchored
-             in XDP beside OPTIONS per CPU-second, concurrent calls held, and the switch by
-             INVITE/Replaces (received → first media packet at the new device, p50/p99 over 100
-             switches) beside an OPTIONS round trip.
+             in XDP beside OPTIONS per CPU-second, concurrent calls held, RTP on 300 of them
+             (agent and machine CPU per relayed packet), and the switch by INVITE/Replaces
+             (received → first media packet at the new device, p50/p99 over 100 switches) beside
+             an OPTIONS round trip; then all of it again with the media relayed in userspace
+             (--sip-media userspace), and the two side by side.
 
         docs/benchmark.md explains the methods. Exit status: 0 when the run completed (the \
         goals are reported, never enforced), 1 when a setup is broken (e.g. no frames \
@@ -116,7 +118,9 @@ func measure(_ options: Options) {
         }
         if !options.skipSIP {
             Log.info("sip: calls, concurrent calls and switches through batond's SIP server with sipp")
-            var s = try runSIP(options)
+            var s = SIPBench(xdp: try runSIP(options, media: "xdp"))
+            Log.info("sip: the same with the calls' media relayed in userspace (--sip-media userspace)")
+            s.userspace = try runSIP(options, media: "userspace")
             if let t = report.throughput {
                 s.anchoredCallsPerCore = t.paths[.anchored]?.mpps.map { $0 * 1e6 / 100 }
                 s.relayCallsPerCore = t.paths[.relay]?.mpps.map { $0 * 1e6 / 100 }

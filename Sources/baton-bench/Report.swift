@@ -61,7 +61,7 @@ struct Report {
     /// Part 4: spaced at 20 kpps, spaced at 100 kpps, back to back at 20 kpps.
     var handover: [HandoverResult] = []
     var controlPlane: ControlPlaneResult?
-    var sip: SIPBenchResult?
+    var sip: SIPBench?
     var broken: [String] = []
     var elapsed: Double?
 

@@ -3,6 +3,7 @@ import BatonLab
 import BatonModel
 import BatonNet
 import Foundation
+import Synchronization
 
 /// Part 6: seed 002 through batond's SIP server (docs/sip.md), sipp as every SIP peer, in the
 /// transfer lab (cn the remote party, sa the agent, tn and target alice's two devices).
@@ -17,6 +18,8 @@ import Foundation
 ///   Replaces to the first media packet at the new device (its kernel timestamp), beside a
 ///   SIP OPTIONS round trip to the same server and the media's own spacing (1 ms).
 struct SIPBenchResult {
+    /// Where the agent relayed the calls' media: "xdp" or "userspace" (--sip-media).
+    var media = "xdp"
     var calls = 0, callRate = 0
     var completedCalls = 0
     var callSeconds: Double?
@@ -35,34 +38,40 @@ struct SIPBenchResult {
     /// ms, SIP OPTIONS cn → agent → cn.
     var optionsRoundTrips: [Double] = []
     var failures: [String] = []
-    /// Part 2's figures when it ran: calls at 50 packets/s each way one core relays.
-    var anchoredCallsPerCore: Double?
-    var relayCallsPerCore: Double?
+    /// The media phase: `mediaCalls` of the concurrent calls with RTP at 50 packets/s each way
+    /// for `mediaSeconds`; packets sent and received in both directions, the agent's CPU and
+    /// the whole machine's busy CPU over the phase.
+    var mediaCalls = 0
+    var mediaSeconds = 0.0
+    var mediaLoadSent = 0, mediaLoadReceived = 0
+    var mediaAgentCPUSeconds: Double?
+    var mediaMachineCPUSeconds: Double?
 
     var callsPerCore: Double? { callCPUSeconds.flatMap { $0 > 0 ? Double(completedCalls) / $0 : nil } }
     var optionsPerCore: Double? { optionsCPUSeconds.flatMap { $0 > 0 ? Double(optionsCompleted) / $0 : nil } }
+    /// Microseconds of CPU per relayed media packet: the agent's, and the whole machine's
+    /// (senders, receivers and the stack included: the same in both modes).
+    var agentMicrosecondsPerPacket: Double? { mediaAgentCPUSeconds.flatMap { mediaLoadReceived > 0 ? $0 * 1e6 / Double(mediaLoadReceived) : nil } }
+    var machineMicrosecondsPerPacket: Double? { mediaMachineCPUSeconds.flatMap { mediaLoadReceived > 0 ? $0 * 1e6 / Double(mediaLoadReceived) : nil } }
 
     func printTable() {
-        print("")
-        print("6. SIP (seed 002): batond agent --sip-domain with sipp as every peer.")
         let rtt = medianOf(optionsRoundTrips)
+        print("   media relayed in \(media == "xdp" ? "XDP (anchored sessions)" : "userspace (--sip-media userspace)"):")
         print("   baseline in the same run: OPTIONS round trip " + (rtt.map { fmt($0, 3) } ?? "n/a") + " ms (median of \(optionsRoundTrips.count)); "
               + (optionsPerCore.map { fmt($0, 0) } ?? "n/a") + " OPTIONS per agent CPU-second")
         let ratio = callsPerCore.flatMap { c in optionsPerCore.map { c / $0 } }
-        print("   calls per agent CPU-second (one core), media anchored in XDP: " + (callsPerCore.map { fmt($0, 0) } ?? "n/a")
+        print("   calls per agent CPU-second (one core): " + (callsPerCore.map { fmt($0, 0) } ?? "n/a")
               + " (" + (ratio.map { fmt($0, 3) } ?? "-") + "x OPTIONS); \(completedCalls) of \(calls) calls offered at \(callRate)/s completed"
               + (callSeconds.map { " in \(fmt($0, 1)) s" } ?? ""))
         print("   concurrent calls held: \(concurrentReached) of \(concurrentAsked)" + (anchorsAtPeak.map { " (\($0) anchored sessions)" } ?? ""))
-        if anchoredCallsPerCore != nil || relayCallsPerCore != nil {
-            let r = anchoredCallsPerCore.flatMap { a in relayCallsPerCore.map { a / $0 } }
-            print("   concurrent calls at 50 packets/s each way one core relays (part 2): XDP anchor " + (anchoredCallsPerCore.map { fmt($0, 0) } ?? "n/a")
-                  + ", userspace relay " + (relayCallsPerCore.map { fmt($0, 0) } ?? "n/a") + " (" + (r.map { fmt($0, 2) } ?? "-") + "x)")
-        }
+        let agentUS: String = agentMicrosecondsPerPacket.map { fmt($0, 2) } ?? "n/a"
+        let machineUS: String = machineMicrosecondsPerPacket.map { fmt($0, 2) } ?? "n/a"
+        print("   media, \(mediaCalls) of them at 50 packets/s each way for \(fmt(mediaSeconds, 1)) s: \(mediaLoadReceived) of \(mediaLoadSent) packets relayed; agent CPU \(agentUS) µs per packet, whole machine \(machineUS) µs per packet")
         let p50 = percentile(switchTimes, 50), p99 = percentile(switchTimes, 99)
         print("   switch, INVITE/Replaces received → first media packet at the new device, \(switchTimes.count) of \(switchesAsked) switches: p50 "
               + (p50.map { fmt($0, 2) } ?? "n/a") + " ms, p99 " + (p99.map { fmt($0, 2) } ?? "n/a") + " ms ("
               + (p50.flatMap { p in rtt.map { fmt(p / $0, 1) } } ?? "-") + "x the OPTIONS round trip; media every \(fmt(1000 / Double(mediaRate), 1)) ms)")
-        print("   of which in the server (Replaces received → anchor moved): p50 " + (percentile(serverSwitchTimes, 50).map { fmt($0, 2) } ?? "n/a")
+        print("   of which in the server (Replaces received → media moved): p50 " + (percentile(serverSwitchTimes, 50).map { fmt($0, 2) } ?? "n/a")
               + " ms, p99 " + (percentile(serverSwitchTimes, 99).map { fmt($0, 2) } ?? "n/a") + " ms")
         print("   media across the switches: \(mediaSent) sent, \(mediaLost) lost, \(mediaReordered) reordered")
         for f in failures.prefix(5) { print("   failure: \(f)") }
@@ -70,19 +79,62 @@ struct SIPBenchResult {
 
     func json() -> JSON {
         .object([
+            ("media", .string(media)),
             ("calls", .int(Int64(calls))), ("callRate", .int(Int64(callRate))), ("completedCalls", .int(Int64(completedCalls))),
             ("callsPerCore", .num(callsPerCore, 0)), ("optionsPerCore", .num(optionsPerCore, 0)),
             ("callsOverOptions", .num(callsPerCore.flatMap { c in optionsPerCore.map { c / $0 } }, 3)),
             ("concurrentAsked", .int(Int64(concurrentAsked))), ("concurrentReached", .int(Int64(concurrentReached))),
-            ("anchoredCallsPerCore", .num(anchoredCallsPerCore, 0)), ("relayCallsPerCore", .num(relayCallsPerCore, 0)),
             ("switches", .int(Int64(switchTimes.count))),
             ("switchMs", .object([("p50", .num(percentile(switchTimes, 50), 3)), ("p99", .num(percentile(switchTimes, 99), 3))])),
             ("serverSwitchMs", .object([("p50", .num(percentile(serverSwitchTimes, 50), 3)), ("p99", .num(percentile(serverSwitchTimes, 99), 3))])),
             ("optionsRoundTripMs", .num(medianOf(optionsRoundTrips), 3)),
             ("switchOverRoundTrip", .num(percentile(switchTimes, 50).flatMap { p in medianOf(optionsRoundTrips).map { p / $0 } }, 2)),
             ("mediaLost", .int(Int64(mediaLost))), ("mediaReordered", .int(Int64(mediaReordered))),
+            ("mediaCalls", .int(Int64(mediaCalls))), ("mediaLoadSent", .int(Int64(mediaLoadSent))),
+            ("mediaLoadReceived", .int(Int64(mediaLoadReceived))),
+            ("agentMicrosecondsPerPacket", .num(agentMicrosecondsPerPacket, 3)),
+            ("machineMicrosecondsPerPacket", .num(machineMicrosecondsPerPacket, 3)),
             ("failures", .array(failures.map { .string($0) })),
         ])
+    }
+}
+
+/// Part 6 twice: the calls' media in XDP, then the same calls with it in userspace.
+struct SIPBench {
+    var xdp: SIPBenchResult
+    var userspace: SIPBenchResult?
+    /// Part 2's figures when it ran: calls at 50 packets/s each way one core relays.
+    var anchoredCallsPerCore: Double?
+    var relayCallsPerCore: Double?
+
+    func printTable() {
+        print("")
+        print("6. SIP (seed 002): batond agent --sip-domain with sipp as every peer.")
+        xdp.printTable()
+        if let u = userspace { u.printTable() }
+        if let u = userspace {
+            let calls = xdp.callsPerCore.flatMap { x in u.callsPerCore.map { x / $0 } }
+            let machine = u.machineMicrosecondsPerPacket.flatMap { us in xdp.machineMicrosecondsPerPacket.map { us / $0 } }
+            // The relay alone: the userspace run's agent CPU per packet above the XDP run's (the
+            // same calls held, the same SIP work; in XDP the agent does no per-packet work).
+            let relay = u.agentMicrosecondsPerPacket.flatMap { us in xdp.agentMicrosecondsPerPacket.map { us - $0 } }
+            // 50 packets/s each way: 100 relayed packets a second per call.
+            let perCore = relay.flatMap { $0 > 0 ? 1e6 / ($0 * 100) : nil }
+            let callsText: String = calls.map { fmt($0, 2) } ?? "-", machineText: String = machine.map { fmt($0, 2) } ?? "-"
+            let relayText: String = relay.map { fmt($0, 2) } ?? "n/a", perCoreText: String = perCore.map { fmt($0, 0) } ?? "n/a"
+            print("   XDP vs userspace, the same calls: calls set up per agent CPU-second \(callsText)x; whole machine CPU per relayed packet \(machineText)x less in XDP (senders and receivers included)")
+            print("   the userspace relay alone: \(relayText) µs of agent CPU per packet (its run's agent CPU per packet less the XDP run's): one core holds \(perCoreText) calls at 50 packets/s each way")
+        }
+        if anchoredCallsPerCore != nil || relayCallsPerCore != nil {
+            let r = anchoredCallsPerCore.flatMap { a in relayCallsPerCore.map { a / $0 } }
+            print("   concurrent calls at 50 packets/s each way one core relays (part 2's Mpps): XDP anchor " + (anchoredCallsPerCore.map { fmt($0, 0) } ?? "n/a")
+                  + ", userspace relay " + (relayCallsPerCore.map { fmt($0, 0) } ?? "n/a") + " (" + (r.map { fmt($0, 2) } ?? "-") + "x)")
+        }
+    }
+
+    func json() -> JSON {
+        .object([("xdp", xdp.json()), ("userspace", userspace.map { $0.json() } ?? .null),
+                 ("anchoredCallsPerCore", .num(anchoredCallsPerCore, 0)), ("relayCallsPerCore", .num(relayCallsPerCore, 0))])
     }
 }
 
@@ -90,7 +142,7 @@ private let domain = "example.com", password = "bench-password-1"
 private let instances = ["urn:uuid:00000000-0000-4000-8000-0000000be001", "urn:uuid:00000000-0000-4000-8000-0000000be002"]
 private let devicePorts: [UInt16] = [5062, 5064]
 
-func runSIP(_ options: Options) throws -> SIPBenchResult {
+func runSIP(_ options: Options, media: String) throws -> SIPBenchResult {
     guard Sipp.available else { throw BrokenSetup("part 6 needs sipp (apt-get install sip-tester)") }
     guard let batond = LabDaemons.findBatond() else { throw BrokenSetup("batond not found next to baton-bench (make bench builds it)") }
     let lab = try Lab.transfer(.l2, correspondents: ["cn"])
@@ -98,7 +150,7 @@ func runSIP(_ options: Options) throws -> SIPBenchResult {
     defer { SignalCleanup.shared.run(teardown) }
     var daemonOptions = LabDaemons.Options()
     // sipp answers only MD5 challenges, the first it gets.
-    daemonOptions.agentArguments = ["--sip-domain", domain, "--sip-digest", "MD5,SHA-256"]
+    daemonOptions.agentArguments = ["--sip-domain", domain, "--sip-digest", "MD5,SHA-256", "--sip-media", media]
     daemonOptions.logLevel = "warning"
     let daemons = try LabDaemons.start(lab, batond: batond, options: daemonOptions)
     defer { daemons.stop() }
@@ -108,6 +160,7 @@ func runSIP(_ options: Options) throws -> SIPBenchResult {
     let server = Endpoint(address: lab["sa"].ipv4, port: 5060)
     let dir = daemons.directory
     var r = SIPBenchResult()
+    r.media = media
 
     /// Device `d` registers alice: calls go to the device registered last.
     func register(_ d: Int) throws {
@@ -150,16 +203,18 @@ func runSIP(_ options: Options) throws -> SIPBenchResult {
     if uacStatus != 0 { r.failures.append("call load: sipp exit \(uacStatus): \(uac.errors.prefix(300))") }
     uas.wait(timeout: 10)
 
-    // Concurrent calls: placed at 200/s and each held until all are up.
+    // Concurrent calls: placed at 200/s and each held until all are up and the media phase is over.
     r.concurrentAsked = options.quick ? 200 : 1000
-    let hold = (r.concurrentAsked / 200 + 4) * 1000
+    r.mediaSeconds = options.quick ? 2 : 5
+    let hold = (r.concurrentAsked / 200 + 6 + Int(r.mediaSeconds)) * 1000
     let holder = try Sipp("concurrent-device", host: devices[0], family: .v4, port: devicePorts[0], scenario: "device-answer.xml",
                           server: server, keys: ["rtp_port": "16000"], directory: dir, timeout: 300, calls: r.concurrentAsked, trace: false)
     usleep(200_000)
     let caller = try Sipp("concurrent-remote", host: cn, family: .v4, port: 5060, scenario: "remote-call.xml", server: server,
                           keys: ["callee": "alice@\(domain)", "rtp_port": "40000"], pause: hold, directory: dir, timeout: 300,
                           calls: r.concurrentAsked, rate: 200, limit: r.concurrentAsked, trace: false)
-    let deadline = Date().addingTimeInterval(Double(hold) / 1000)
+    // Until all are up, leaving the media phase its time before the first calls end.
+    let deadline = Date().addingTimeInterval(Double(hold) / 1000 - r.mediaSeconds - 3)
     while Date() < deadline {
         let up = try api.sipCalls().filter { $0.state == .confirmed }.count
         if up > r.concurrentReached {
@@ -169,12 +224,109 @@ func runSIP(_ options: Options) throws -> SIPBenchResult {
         if up >= r.concurrentAsked { break }
         usleep(200_000)
     }
+    try runMedia(&r, api: api, remote: cn, device: devices[0], agentPID: agentPID)
     let callerStatus = caller.wait(timeout: Double(hold) / 1000 + 60)
     if callerStatus != 0 { r.failures.append("concurrent calls: sipp exit \(callerStatus): \(caller.errors.prefix(300))") }
     holder.wait(timeout: 10)
 
     try runSwitches(&r, options, api: api, lab: lab, server: server, dir: dir, register: register)
     return r
+}
+
+/// RTP at 50 packets/s each way on up to 300 of the calls held (the remote's socket sends to
+/// each call's anchor port, device 1's to each relay port; both count what comes back), for
+/// `r.mediaSeconds`: what the relay costs the agent and the machine per packet. 300 calls keep
+/// the senders and receivers (the same in both modes) well inside these 2-CPU machines.
+private func runMedia(_ r: inout SIPBenchResult, api: Control, remote: LabHost, device: LabHost, agentPID: Int32) throws {
+    let calls = try api.sipCalls().filter { $0.state == .confirmed }.prefix(300)
+    r.mediaCalls = calls.count
+    guard !calls.isEmpty else { return }
+    let remoteSocket = try remote.udpSocket(.v4, port: 40000), deviceSocket = try device.udpSocket(.v4, port: 16000)
+    defer { remoteSocket.close(); deviceSocket.close() }
+    let toDevices = calls.map { SocketAddress($0.anchor.address, port: $0.anchor.port) }
+    let toRemote = calls.map { SocketAddress($0.anchor.address, port: UInt16($0.relayPort)) }
+    let counters = [PacketCounter(remoteSocket), PacketCounter(deviceSocket)]
+    let cpu0 = try cpuSeconds(agentPID), busy0 = try machineBusySeconds()
+    let senders = [RTPFanOut(socket: remoteSocket, to: toDevices, perSecondEach: 50, ssrc: 0x5e00_0000),
+                   RTPFanOut(socket: deviceSocket, to: toRemote, perSecondEach: 50, ssrc: 0xde00_0000)]
+    usleep(UInt32(r.mediaSeconds * 1e6))
+    r.mediaLoadSent = senders.map { $0.stop() }.reduce(0, +)
+    usleep(100_000)
+    r.mediaAgentCPUSeconds = try cpuSeconds(agentPID) - cpu0
+    r.mediaMachineCPUSeconds = try machineBusySeconds() - busy0
+    r.mediaLoadReceived = counters.map { $0.stop() }.reduce(0, +)
+}
+
+/// RTP (12-byte header, 160 bytes of payload: 20 ms of G.711) to each of `destinations` at
+/// `perSecondEach`, round robin, from one thread; one SSRC per destination.
+private final class RTPFanOut: @unchecked Sendable {
+    private let running = Mutex(true)
+    private let done = DispatchSemaphore(value: 0)
+    private var sent = 0
+
+    init(socket: UDPSocket, to destinations: [SocketAddress], perSecondEach: Int, ssrc: UInt32) {
+        Thread.detachNewThread { [self] in
+            let start = monotonicNanoseconds(), rate = Double(perSecondEach * destinations.count)
+            var n = 0
+            var packet = [UInt8](repeating: 0xd5, count: 172)
+            packet[0] = 0x80
+            while running.withLock({ $0 }) {
+                let due = Int(Double(monotonicNanoseconds() - start) * rate / 1e9)
+                while n < due {
+                    let i = n % destinations.count, round = n / destinations.count
+                    let seq = UInt16(truncatingIfNeeded: round), ts = UInt32(truncatingIfNeeded: round * 160), id = ssrc + UInt32(i)
+                    packet[2] = UInt8(seq >> 8); packet[3] = UInt8(seq & 0xff)
+                    for k in 0..<4 { packet[4 + k] = UInt8(truncatingIfNeeded: ts >> (24 - 8 * k)); packet[8 + k] = UInt8(truncatingIfNeeded: id >> (24 - 8 * k)) }
+                    if (try? socket.send(packet, to: destinations[i])) == nil { break }
+                    n += 1
+                }
+                usleep(500)
+            }
+            sent = n
+            done.signal()
+        }
+    }
+
+    /// Stops sending; the packets sent.
+    func stop() -> Int {
+        running.withLock { $0 = false }
+        done.wait()
+        return sent
+    }
+}
+
+/// Counts the datagrams a socket receives, on its own thread, until `stop()`.
+private final class PacketCounter: @unchecked Sendable {
+    private let running = Mutex(true)
+    private let done = DispatchSemaphore(value: 0)
+    private var count = 0
+
+    init(_ socket: UDPSocket) {
+        Thread.detachNewThread { [self] in
+            var n = 0
+            while running.withLock({ $0 }) {
+                if (try? socket.receive(timeout: .milliseconds(50), maximumSize: 2048)) != nil { n += 1 }
+            }
+            count = n
+            done.signal()
+        }
+    }
+
+    func stop() -> Int {
+        running.withLock { $0 = false }
+        done.wait()
+        return count
+    }
+}
+
+/// The CPU time all CPUs spent busy (not idle, not waiting for I/O) since boot, seconds.
+private func machineBusySeconds() throws -> Double {
+    let stat = try String(contentsOfFile: "/proc/stat", encoding: .utf8)
+    guard let line = stat.split(separator: "\n").first, line.hasPrefix("cpu ") else { throw BrokenSetup("unreadable /proc/stat") }
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let v = line.split(separator: " ").dropFirst().prefix(8).compactMap { Double($0) }
+    guard v.count == 8 else { throw BrokenSetup("unreadable /proc/stat") }
+    return (v.reduce(0, +) - v[3] - v[4]) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
 /// One call, moved device 1 → 2 → 1 … by INVITE/Replaces, each device a fresh sipp per turn.

@@ -7,7 +7,10 @@ import Foundation
 final class PeerProcess: @unchecked Sendable {
     private let process: Process
 
-    init(host: LabHost, executable: String, arguments: [String], output: String) throws {
+    /// Its standard input when asked for (`input: true`): commands for an interactive peer.
+    private let input: Pipe?
+
+    init(host: LabHost, executable: String, arguments: [String], output: String, input: Bool = false) throws {
         guard let netns = host.namespace.name else { throw LabError(description: "host \(host.name) has no named namespace") }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
@@ -16,12 +19,21 @@ final class PeerProcess: @unchecked Sendable {
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
         p.standardOutput = handle
         p.standardError = handle
-        p.standardInput = FileHandle.nullDevice
+        // A peer that quits while we write must not take us down with SIGPIPE.
+        if input { signal(SIGPIPE, SIG_IGN) }
+        self.input = input ? Pipe() : nil
+        p.standardInput = self.input ?? FileHandle.nullDevice
         try p.run()
         process = p
     }
 
     var isRunning: Bool { process.isRunning }
+
+    /// Writes `line` and a newline to its standard input (with `input: true`).
+    func send(_ line: String) {
+        guard process.isRunning else { return }
+        try? input?.fileHandleForWriting.write(contentsOf: Data((line + "\n").utf8))
+    }
 
     /// Waits for it to exit (at most `timeout` seconds, then stops it); its exit status.
     func wait(timeout: Double) -> Int32 {

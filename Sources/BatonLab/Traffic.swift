@@ -35,6 +35,8 @@ public final class SequenceSender: Sendable {
         var failures = 0
     }
     private let state = Mutex(State())
+    /// Held around each send; true while paused (see `paused(_:)`).
+    private let gate = Mutex(false)
     private let done = DispatchSemaphore(value: 0)
 
     /// `cpu`: the CPU the sending thread is pinned to (see `pinCurrentThread`); nil leaves it free.
@@ -49,7 +51,12 @@ public final class SequenceSender: Sendable {
                 let due = UInt64(Double(monotonicNanoseconds() - start) * Double(perSecond) / 1e9)
                 while sequence < due {
                     do {
-                        try socket.send(SequencedPayload.make(flow: flow, sequence: sequence, size: size), to: destination)
+                        let sent = try gate.withLock { paused throws -> Bool in
+                            if paused { return false }
+                            try socket.send(SequencedPayload.make(flow: flow, sequence: sequence, size: size), to: destination)
+                            return true
+                        }
+                        guard sent else { break }
                         sequence += 1
                     } catch {
                         // ENOBUFS and the like: the same number is sent again, so a gap means loss on the way.
@@ -62,6 +69,16 @@ public final class SequenceSender: Sendable {
             }
             done.signal()
         }
+    }
+
+    /// Runs `body` with no datagram of this flow inside the sending host's stack: it waits for
+    /// a send in progress to return and holds the next until `body` is done; the datagrams due
+    /// meanwhile go right after, in order. For what a datagram in flight would race with (a
+    /// neighbour entry deleted under it is a black hole, by the kernel's design).
+    public func paused<T>(_ body: () throws -> T) rethrows -> T {
+        gate.withLock { $0 = true }
+        defer { gate.withLock { $0 = false } }
+        return try body()
     }
 
     /// Datagrams sent so far (numbers 0..<sent).

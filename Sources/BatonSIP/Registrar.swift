@@ -189,6 +189,19 @@ public struct Registrations: Sendable {
         return live ? owner : nil
     }
 
+    /// Which instance sent a request, from its Contact: the owner of the GRUU it names, or,
+    /// for a client that keeps its registered contact rather than its GRUU (linphone 5.1), the
+    /// live binding with that very contact and the Contact's `+sip.instance`. Both name the
+    /// same thing: the public GRUU is the AOR and the instance, and is no secret either. A
+    /// Contact that is a GRUU is taken as one only (an unknown GRUU resolves to nobody).
+    public func sender(contact: NameAddress, now: Double) -> GRUUOwner? {
+        guard let uri = contact.uri.sipURI else { return nil }
+        if uri.parameters[parameter: "gr"] != nil { return resolve(uri, now: now) }
+        guard let instance = contact.parameters[parameter: "+sip.instance"].flatMap(Self.instanceID) else { return nil }
+        return all(now: now).first { $0.instanceID == instance && $0.contact.isEquivalent(to: uri) }
+            .map { GRUUOwner(aor: $0.aor, instanceID: instance) }
+    }
+
     /// Live bindings of an AOR.
     public func bindings(of aor: SIPURI, now: Double) -> [Binding] {
         bindings[Self.key(aor), default: []].filter { $0.expires > now }

@@ -440,8 +440,9 @@ extension SIPServer {
             respond(to: m, 403, "Forbidden")
             return
         }
-        let contactURI = m.headers.list("contact")?.first.flatMap { try? NameAddress($0) }?.uri.sipURI
-        let sender = contactURI.flatMap { registrations.resolve($0, now: now) }
+        let senderContact = m.headers.list("contact")?.first.flatMap { try? NameAddress($0) }
+        let contactURI = senderContact?.uri.sipURI
+        let sender = senderContact.flatMap { registrations.sender(contact: $0, now: now) }
         let decision = ReplacesCheck.decide(m, dialogs: { id in
             self.calls.values.compactMap { c in
                 c.user.callID == id ? c.user.summary(state: c.state == .ended ? .terminated : c.state == .confirmed ? .confirmed : .early) : nil

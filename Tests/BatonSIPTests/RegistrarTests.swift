@@ -40,6 +40,21 @@ let instance2 = "urn:uuid:2a61c7a6-7dec-11d0-a765-00a0c91e6bf6"
         #expect(contact.parameters[parameter: "expires"] == "3600")
     }
 
+    /// The sender of a request by its Contact: a GRUU, or a registered contact with its instance.
+    @Test mutating func aSenderIsItsGRUUOrItsRegisteredContactWithItsInstance() throws {
+        _ = try r.register(register(contact: "<sip:alice@192.0.2.1:5064;transport=udp>;+sip.instance=\"<\(instance1)>\""), now: 0)
+        let alice1 = GRUUOwner(aor: try SIPURI("sip:alice@example.com"), instanceID: instance1)
+        func sender(_ contact: String) throws -> GRUUOwner? { r.sender(contact: try NameAddress(contact), now: 10) }
+        #expect(try sender("<sip:alice@example.com;gr=\(instance1)>") == alice1)
+        #expect(try sender("<sip:alice@192.0.2.1:5064;transport=udp>;+sip.instance=\"<\(instance1)>\"") == alice1)
+        // Another instance at that contact, no instance, another contact, an unknown GRUU: nobody.
+        #expect(try sender("<sip:alice@192.0.2.1:5064;transport=udp>;+sip.instance=\"<\(instance2)>\"") == nil)
+        #expect(try sender("<sip:alice@192.0.2.1:5064;transport=udp>") == nil)
+        #expect(try sender("<sip:alice@192.0.2.9:5064;transport=udp>;+sip.instance=\"<\(instance1)>\"") == nil)
+        #expect(try sender("<sip:tgruu.deadbeef@example.com;gr>;+sip.instance=\"<\(instance1)>\"") == nil)
+        #expect(r.sender(contact: try NameAddress("<sip:alice@192.0.2.1:5064;transport=udp>;+sip.instance=\"<\(instance1)>\""), now: 4000) == nil)
+    }
+
     @Test mutating func bindingsExpireAndTakeTheirGRUUsAlong() throws {
         let out = try r.register(register(contact: "<sip:alice@192.0.2.1>;+sip.instance=\"<\(instance1)>\"", expires: "60"), now: 0)
         let temp = try #require(out.bindings.first?.temporaryGRUUs.last)

@@ -86,8 +86,11 @@ struct Rig {
 
     /// Forgets the correspondent's neighbour entry, as if it had expired, and waits until
     /// the correspondent (which keeps sending) has resolved the address again.
-    func expireCorrespondentEntry() throws -> MACAddress? {
-        try? cn.deleteNeighbour(original)
+    /// `sender`: a flow to the original, held while the entry is deleted: a datagram that has
+    /// the entry in hand as it goes is dropped by the kernel (a deleted entry's output is a
+    /// black hole), which an entry that expires by itself never does while in use.
+    func expireCorrespondentEntry(pausing sender: SequenceSender? = nil) throws -> MACAddress? {
+        if let sender { sender.paused { _ = try? cn.deleteNeighbour(original) } } else { try? cn.deleteNeighbour(original) }
         var mac: MACAddress?
         try wait(3, "the correspondent to resolve \(original) again") {
             if let n = try cn.neighbour(original), let m = n.mac, !n.state.intersection(.valid).isEmpty {

@@ -69,6 +69,77 @@ struct SIPTests {
         }
     }
 
+    /// A third, independent SIP stack as device 2: linphonec (liblinphone 5.1, belle-sip)
+    /// registers alice with its instance and GRUU, then takes device 1's call with an INVITE
+    /// carrying Replaces (dialled as `?Replaces=`, which it turns into the header field) and
+    /// answering the digest challenge. The anchor moves to linphone's media, device 1 gets its
+    /// BYE, the remote's trace is INVITE, ACK, BYE, and the remote's media reaches linphone's
+    /// host after the switch.
+    @Test(.enabled(if: Linphone.available, "needs linphonec (linphone-cli)"))
+    func anIndependentClientTakesTheCallWithReplaces() throws {
+        try Rig.with(.l2, family: .v4, options: Self.options) { rig in
+            let api = rig.agentControl
+            _ = try api.addSIPUser(SIPUserRequest(username: "alice", password: Self.password))
+            let dir = rig.daemons.directory
+            let server = Endpoint(address: rig.sa.ipv4, port: 5060)
+            try register(rig, rig.tn, instance: Self.instance1, contactPort: 5062, name: "register-1")
+            let device1 = try Sipp("device-1", host: rig.tn, family: .v4, port: 5062, scenario: "device-answer.xml", server: server,
+                                   keys: ["rtp_port": "\(Self.rtpPort)"], directory: dir)
+            defer { device1.stop() }
+            usleep(300_000)
+            let (remote, c) = try call(rig, hold: 8000)
+            defer { remote.stop() }
+            let remoteSocket = try rig.cn.udpSocket(.v4, port: Self.remoteRTP)
+            let toDevice = SequenceSender(socket: remoteSocket, to: SocketAddress(c.anchor.address, port: c.anchor.port), flow: 7, perSecond: 50)
+            defer { _ = toDevice.stop() }
+
+            // linphone registers after the call is up (a call goes to the device registered last).
+            let uuid = "00000000-0000-4000-8000-00000000a1e5"
+            let linphone = try Linphone("linphone", host: rig.target, port: 5064, rtpPort: 17078, account: "alice@\(Self.domain)",
+                                        password: Self.password, proxy: server, instance: "urn:uuid:\(uuid)", directory: dir)
+            defer { linphone.stop() }
+            var binding: SIPRegistration?
+            do {
+                try rig.wait(10, "linphone's registration") {
+                    binding = try api.sipRegistrations().first { $0.instance == "urn:uuid:\(uuid)" }
+                    return binding != nil
+                }
+            } catch {
+                Issue.record("linphone did not register: \(try api.sipRegistrations()) \(linphone.log.suffix(3000))")
+                throw error
+            }
+            #expect(binding?.publicGRUU == "sip:alice@\(Self.domain);gr=urn:uuid:\(uuid)", "\(String(describing: binding))")
+
+            let leg = try #require(c.legs.first { $0.role == .device })
+            let replaces = "\(leg.callID);to-tag=\(leg.localTag);from-tag=\(leg.remoteTag ?? "")"
+            let escaped = replaces.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-_.!~*'()")))!
+            linphone.command("call sip:alice@\(Self.domain)?Replaces=\(escaped)")
+            do {
+                try rig.wait(10, "linphone's switch") { try api.sipCall(c.id).switches == 1 }
+            } catch {
+                Issue.record("no switch: \(linphone.log.suffix(6000))")
+                throw error
+            }
+            let after = try api.sipCall(c.id)
+            let device = try #require(after.legs.first { $0.role == .device })
+            #expect(device.instance == "urn:uuid:\(uuid)" && device.media == Endpoint(address: rig.target.ipv4, port: 17078), "\(after.legs)")
+            let log = linphone.log
+            #expect(log.contains("Replaces: \(replaces)") || log.contains("Replaces: \(replaces.lowercased())"), "linphone sent no Replaces header field")
+            // The remote's media now goes to linphone's host (its RTP port: counted by the anchor).
+            let moved = try #require(try api.anchors().first { $0.id == after.rtpAnchor })
+            #expect(moved.device == Endpoint(address: rig.target.ipv4, port: 17078), "\(moved)")
+            let relayed = after.toDevice ?? 0
+            try rig.wait(3, "media toward linphone") { (try api.sipCall(c.id).toDevice ?? 0) > relayed + 10 }
+
+            #expect(device1.wait(timeout: 5) == 0, "device 1: \(device1.log)\n\(device1.errors)")
+            #expect(device1.received.contains { $0.hasPrefix("BYE ") }, "\(device1.received)")
+            #expect(remote.wait(timeout: 15) == 0, "remote: \(remote.log)\n\(remote.errors)")
+            #expect(remote.sent.map { String($0.prefix { $0 != " " }) } == ["INVITE", "ACK", "BYE"], "\(remote.sent)")
+            #expect(remote.received.allSatisfy { $0.hasPrefix("SIP/2.0 ") }, "requests reached the remote: \(remote.received)")
+            linphone.command("quit")
+        }
+    }
+
     /// Registration against real clients: a wrong password is 403 and binds nothing; a
     /// binding lives as long as its Expires, a refresh extends it, and once it is gone a call
     /// to the user finds no one (480).

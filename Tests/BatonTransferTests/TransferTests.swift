@@ -95,7 +95,7 @@ struct TransferTests {
             let call = SequenceSender(socket: try cn.udpSocket(family, port: 40000), to: SocketAddress(original, port: 5004),
                                       flow: 1, perSecond: 1000)
             try rig.wait(3, "the call to reach the TN") { atTN.count(flow: 1) > 50 }
-            #expect(try rig.expireCorrespondentEntry() == tn.mac, "before, re-resolved: the TN answers")
+            #expect(try rig.expireCorrespondentEntry(pausing: call) == tn.mac, "before, re-resolved: the TN answers")
 
             let transfer = try rig.tnControl.start(TransferRequest(
                 to: "target",
@@ -105,7 +105,7 @@ struct TransferTests {
             try rig.wait(3, "the call to reach the target") { atTarget.count(flow: 1) > 50 }
             #expect(try rig.correspondentSees() == sa.mac, "during: the announcement moved the entry to the agent")
             for _ in 0..<2 {
-                #expect(try rig.expireCorrespondentEntry() == sa.mac, "during, re-resolved: only the agent answers")
+                #expect(try rig.expireCorrespondentEntry(pausing: call) == sa.mac, "during, re-resolved: only the agent answers")
             }
             let before = atTarget.count(flow: 1)
             try rig.wait(3, "the call to keep reaching the target") { atTarget.count(flow: 1) > before + 50 }
@@ -114,7 +114,7 @@ struct TransferTests {
             try rig.wait(5, "the agent to clear the transfer") { try rig.agentControl.show(transfer.id).state == .ended }
             #expect(try rig.correspondentSees() == tn.mac, "after: the TN's announcement moved the entry back")
             for _ in 0..<2 {
-                #expect(try rig.expireCorrespondentEntry() == tn.mac, "after, re-resolved: only the TN answers")
+                #expect(try rig.expireCorrespondentEntry(pausing: call) == tn.mac, "after, re-resolved: only the TN answers")
             }
             let sent = call.stop()
             let report = FlowReport(flow: 1, sent: sent, arrivals: atTN.stop() + atTarget.stop())

@@ -96,7 +96,10 @@ final class StreamRelay: @unchecked Sendable {
     var continuity: RTPContinuity?
     var remoteSide: Channel?
     var deviceSide: Channel?
+    /// Sockets not yet adopted by the loop, and what to call once both are closed.
+    var adopting = 2
     var closed = false
+    var whenClosed: (@Sendable () -> Void)?
 
     init(reservation: MediaReservation, remote: Endpoint, device: Endpoint, rtpContinuity: Bool, loop: EventLoop) throws {
         self.reservation = reservation
@@ -126,12 +129,14 @@ final class StreamRelay: @unchecked Sendable {
             }
             .withBoundSocket(fd)
             .whenComplete { result in
+                relay.adopting -= 1
                 switch result {
                 case .success(let channel):
-                    if relay.closed { channel.close(promise: nil) } else if fromRemote { relay.remoteSide = channel } else { relay.deviceSide = channel }
+                    if fromRemote { relay.remoteSide = channel } else { relay.deviceSide = channel }
                 case .failure:
                     Glibc.close(fd)
                 }
+                if relay.closed { relay.closeChannels() }
             }
     }
 
@@ -144,15 +149,27 @@ final class StreamRelay: @unchecked Sendable {
         }
     }
 
-    /// Closes both sockets on the loop, then `done` (the ports are free again).
+    /// Closes both sockets on the loop, then `done`: the ports are free again (also a socket
+    /// the loop had not adopted yet when the call ended: it is closed as it is).
     func close(then done: @escaping @Sendable () -> Void) {
         let relay = self
         loop.execute {
             relay.closed = true
-            let channels = [relay.remoteSide, relay.deviceSide].compactMap { $0 }
-            relay.remoteSide = nil
-            relay.deviceSide = nil
-            EventLoopFuture.andAllComplete(channels.map { $0.close() }, on: relay.loop).whenComplete { _ in done() }
+            relay.whenClosed = done
+            relay.closeChannels()
+        }
+    }
+
+    /// On the loop, once closed: closes what is adopted, and calls `whenClosed` when nothing is left.
+    private func closeChannels() {
+        let channels = [remoteSide, deviceSide].compactMap { $0 }
+        remoteSide = nil
+        deviceSide = nil
+        let relay = self
+        EventLoopFuture.andAllComplete(channels.map { $0.close() }, on: loop).whenComplete { _ in
+            guard relay.adopting == 0, let done = relay.whenClosed else { return }
+            relay.whenClosed = nil
+            done()
         }
     }
 

@@ -167,6 +167,11 @@ extension SIPServer {
             let queued = server.pendingConnections.removeValue(forKey: address) ?? []
             switch result {
             case .success(let channel):
+                // Closed already when it was one too many (`connected` refused it).
+                guard channel.isActive else {
+                    server.logger.info("sip: tcp \(address): closed at once; \(queued.count) message(s) dropped")
+                    return
+                }
                 if server.connections[address] == nil { server.connections[address] = channel }
                 for b in queued { channel.write(b, promise: nil) }
                 channel.flush()

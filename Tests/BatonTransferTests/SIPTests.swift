@@ -295,6 +295,32 @@ struct SIPTests {
         }
     }
 
+    /// A relay port pool of four ports holds one call (RTP and RTCP, two ports each): three
+    /// calls one after the other all go through only if each call's ports come back when it
+    /// ends, with the media in XDP (anchored sessions) and in userspace.
+    @Test(arguments: ["xdp", "userspace"]) func aCallsPortsComeBackWhenItEnds(media: String) throws {
+        var options = Self.options
+        options.agentArguments += ["--sip-media", media, "--relay-ports", "30000-30003"]
+        try Rig.with(.l2, family: .v4, options: options) { rig in
+            let api = rig.agentControl
+            _ = try api.addSIPUser(SIPUserRequest(username: "alice", password: Self.password))
+            let server = Endpoint(address: rig.sa.ipv4, port: 5060)
+            try register(rig, rig.tn, instance: Self.instance1, contactPort: 5062, name: "register-1")
+            let device = try Sipp("device-1", host: rig.tn, family: .v4, port: 5062, scenario: "device-answer.xml", server: server,
+                                  keys: ["rtp_port": "\(Self.rtpPort)"], directory: rig.daemons.directory, calls: 3)
+            defer { device.stop() }
+            usleep(300_000)
+            let remote = try Sipp("remote", host: rig.cn, family: .v4, port: 5060, scenario: "remote-call.xml", server: server,
+                                  keys: ["callee": "alice@\(Self.domain)", "rtp_port": "\(Self.remoteRTP)"], pause: 300,
+                                  directory: rig.daemons.directory, calls: 3, rate: 2, limit: 1)
+            #expect(remote.wait(timeout: 20) == 0, "remote: \(remote.log)\n\(remote.errors)")
+            #expect(device.wait(timeout: 5) == 0, "device: \(device.log)\n\(device.errors)")
+            let metrics = try api.metrics()
+            #expect(metrics.contains("baton_sip_calls_ended_total{reason=\"bye from remote\"} 3"), "\(metrics)")
+            #expect(!metrics.contains("baton_sip_refusals_total{status=\"503\"}"), "\(metrics)")
+        }
+    }
+
     /// SIP over TCP from a raw socket: a ping before a request split across two writes, then
     /// the request answered on the same connection; a request without Content-Length (its
     /// framing lost) answered 400 and the connection closed; a header that never ends closed

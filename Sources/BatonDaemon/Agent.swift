@@ -138,7 +138,7 @@ public final class Agent: Sendable {
                               interface: configuration.interface, mac: mac, dataPlane: dataPlane, store: store,
                               nextHops: admission.nextHops, metrics: metrics, logger: logger)
         userspaceMedia = configuration.sip != nil && configuration.sipMedia == .userspace
-            ? UserspaceMediaAnchors(pool: anchors, grace: configuration.anchorGrace, logger: logger) : nil
+            ? UserspaceMediaAnchors(pool: anchors, grace: configuration.anchorGrace) : nil
         let media: MediaAnchors = userspaceMedia ?? AgentMediaAnchors(anchors: anchors, dataPlane: dataPlane)
         let users = StoreCredentials(store: store)
         let sipMetrics = metrics, sipLogger = logger

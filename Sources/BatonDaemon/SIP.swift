@@ -9,17 +9,24 @@ import Foundation
 // The agent's SIP server (docs/sip.md): its calls' media are the agent's anchored sessions,
 // its users are in the agent's store, its counters in the agent's metrics.
 
+/// A call's ports from the relay pool, in the SIP server's terms (both media modes take them).
+extension AnchorTable {
+    func reserveMedia(family: IPAddress.Family) throws -> MediaReservation {
+        let r = try reserve(family: family)
+        return MediaReservation(anchor: r.anchor, relayPort: r.relayPort)
+    }
+
+    func releaseMedia(_ r: MediaReservation) { release(.init(anchor: r.anchor, relayPort: r.relayPort)) }
+}
+
 /// `MediaAnchors` over the agent's `AnchorTable`.
 struct AgentMediaAnchors: MediaAnchors {
     let anchors: AnchorTable
     let dataPlane: DataPlane
 
-    func reserve(family: IPAddress.Family) throws -> MediaReservation {
-        let r = try anchors.reserve(family: family)
-        return MediaReservation(anchor: r.anchor, relayPort: r.relayPort)
-    }
+    func reserve(family: IPAddress.Family) throws -> MediaReservation { try anchors.reserveMedia(family: family) }
 
-    func release(_ r: MediaReservation) { anchors.release(.init(anchor: r.anchor, relayPort: r.relayPort)) }
+    func release(_ r: MediaReservation) { anchors.releaseMedia(r) }
 
     func connect(_ r: MediaReservation, remote: Endpoint, device: Endpoint, rtpContinuity: Bool) throws -> String {
         let request = AnchorRequest(proto: .udp, remote: remote, device: device, rtpContinuity: rtpContinuity)

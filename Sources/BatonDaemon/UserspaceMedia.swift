@@ -5,7 +5,6 @@ import BatonPacket
 import BatonSIPServer
 import Foundation
 import Glibc
-import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -23,28 +22,23 @@ public enum SIPMedia: String, Sendable, CaseIterable {
 /// (one thread, one core at most), the remote side at `anchor:port` and the device side at
 /// `anchor:relayPort`, with the same rules as the data plane's relay: only the remote's packets
 /// go to the device, only the device's (and, for the grace period after a move, the earlier
-/// device's) to the remote, everything else dropped and counted; RTP continuity the same as
+/// device's) to the remote, everything else dropped; RTP continuity the same as
 /// bpf/include/rtp.h (`RTPContinuity`). Ports come from the agent's relay port pool. Not stored
 /// and not in `anchor list`: a restart ends the relays, and a relay lives until its call ends.
 final class UserspaceMediaAnchors: MediaAnchors {
     let pool: AnchorTable
     let grace: Double
-    let logger: Logger
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private let relays = Mutex<[String: StreamRelay]>([:])
 
-    init(pool: AnchorTable, grace: Double, logger: Logger) {
+    init(pool: AnchorTable, grace: Double) {
         self.pool = pool
         self.grace = grace
-        self.logger = logger
     }
 
-    func reserve(family: IPAddress.Family) throws -> MediaReservation {
-        let r = try pool.reserve(family: family)
-        return MediaReservation(anchor: r.anchor, relayPort: r.relayPort)
-    }
+    func reserve(family: IPAddress.Family) throws -> MediaReservation { try pool.reserveMedia(family: family) }
 
-    func release(_ r: MediaReservation) { pool.release(.init(anchor: r.anchor, relayPort: r.relayPort)) }
+    func release(_ r: MediaReservation) { pool.releaseMedia(r) }
 
     func connect(_ r: MediaReservation, remote: Endpoint, device: Endpoint, rtpContinuity: Bool) throws -> String {
         let relay = try StreamRelay(reservation: r, remote: remote, device: device, rtpContinuity: rtpContinuity, loop: group.next())
@@ -61,7 +55,7 @@ final class UserspaceMediaAnchors: MediaAnchors {
     func end(_ id: String, reason: String) throws {
         guard let relay = relays.withLock({ $0.removeValue(forKey: id) }) else { throw ControlError.notFound("no userspace relay \(id)") }
         let pool = self.pool, r = relay.reservation
-        relay.close { pool.release(.init(anchor: r.anchor, relayPort: r.relayPort)) }
+        relay.close { pool.releaseMedia(r) }
     }
 
     func counters(_ id: String) -> (toDevice: UInt64, toRemote: UInt64)? {
@@ -90,7 +84,7 @@ final class StreamRelay: @unchecked Sendable {
     let reservation: MediaReservation
     let remote: Address
     let route: Mutex<Route>
-    let toDevice = Atomic<UInt64>(0), toRemote = Atomic<UInt64>(0), dropped = Atomic<UInt64>(0)
+    let toDevice = Atomic<UInt64>(0), toRemote = Atomic<UInt64>(0)
     let loop: EventLoop
     // The loop's.
     var continuity: RTPContinuity?
@@ -176,7 +170,7 @@ final class StreamRelay: @unchecked Sendable {
     /// A datagram on one side: relayed out of the other, or dropped.
     func received(_ envelope: AddressedEnvelope<ByteBuffer>, fromRemote: Bool) {
         if fromRemote {
-            guard envelope.remoteAddress == remote, let out = deviceSide else { return drop() }
+            guard envelope.remoteAddress == remote, let out = deviceSide else { return }
             out.write(AddressedEnvelope(remoteAddress: route.withLock { $0.device }, data: envelope.data), promise: nil)
             toDevice.add(1, ordering: .relaxed)
             return
@@ -186,14 +180,12 @@ final class StreamRelay: @unchecked Sendable {
             guard let p = r.previous, envelope.remoteAddress == p.address else { return false }
             return !p.lockout && monotonicNanoseconds() < p.until
         }
-        guard allowed, let out = remoteSide else { return drop() }
+        guard allowed, let out = remoteSide else { return }
         var data = envelope.data
         if continuity != nil { data.withUnsafeMutableReadableBytes { _ = continuity!.rewrite($0) } }
         out.write(AddressedEnvelope(remoteAddress: remote, data: data), promise: nil)
         toRemote.add(1, ordering: .relaxed)
     }
-
-    private func drop() { dropped.add(1, ordering: .relaxed) }
 
     final class Side: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = AddressedEnvelope<ByteBuffer>

@@ -7,7 +7,8 @@ import Synchronization
 // 20 ms packets of 8 kHz audio) and what the remote party hears of it, packet by packet.
 
 /// Sends RTP at `perSecond` packets a second on its own thread: 12-byte header, PCMU
-/// payload type, `samples` timestamp units apart.
+/// payload type, `samples` timestamp units apart. To several destinations, each gets its own
+/// stream at that rate (SSRC `ssrc + i` for the i-th), round robin from the one thread.
 public final class RTPSender: Sendable {
     private struct State {
         var running = true
@@ -16,16 +17,24 @@ public final class RTPSender: Sendable {
     private let state = Mutex(State())
     private let done = DispatchSemaphore(value: 0)
 
-    public init(socket: UDPSocket, to destination: SocketAddress, ssrc: UInt32, firstSequence: UInt16, firstTimestamp: UInt32,
+    public convenience init(socket: UDPSocket, to destination: SocketAddress, ssrc: UInt32, firstSequence: UInt16, firstTimestamp: UInt32,
+                            perSecond: Int = 50, samples: UInt32 = 160, payloadBytes: Int = 160) {
+        self.init(socket: socket, to: [destination], ssrc: ssrc, firstSequence: firstSequence, firstTimestamp: firstTimestamp,
+                  perSecond: perSecond, samples: samples, payloadBytes: payloadBytes)
+    }
+
+    public init(socket: UDPSocket, to destinations: [SocketAddress], ssrc: UInt32, firstSequence: UInt16, firstTimestamp: UInt32,
                 perSecond: Int = 50, samples: UInt32 = 160, payloadBytes: Int = 160) {
         Thread.detachNewThread { [self] in
-            let start = monotonicNanoseconds()
+            let start = monotonicNanoseconds(), rate = Double(perSecond * destinations.count)
             var n = 0
             while state.withLock({ $0.running }) {
-                let due = Int(Double(monotonicNanoseconds() - start) * Double(perSecond) / 1e9) + 1
-                while n < due {
-                    let seq = firstSequence &+ UInt16(truncatingIfNeeded: n), ts = firstTimestamp &+ UInt32(n) &* samples
-                    try? socket.send(RTPPacket.make(ssrc: ssrc, sequence: seq, timestamp: ts, payloadBytes: payloadBytes), to: destination)
+                let due = Int(Double(monotonicNanoseconds() - start) * rate / 1e9) + 1
+                while n < due, !destinations.isEmpty {
+                    let i = n % destinations.count, round = n / destinations.count
+                    let seq = firstSequence &+ UInt16(truncatingIfNeeded: round), ts = firstTimestamp &+ UInt32(truncatingIfNeeded: round) &* samples
+                    try? socket.send(RTPPacket.make(ssrc: ssrc &+ UInt32(i), sequence: seq, timestamp: ts, payloadBytes: payloadBytes),
+                                     to: destinations[i])
                     n += 1
                 }
                 state.withLock { $0.sent = n }

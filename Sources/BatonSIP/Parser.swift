@@ -239,12 +239,21 @@ extension SIPParser {
     /// required and frames the body). Nil: more bytes are needed. A refusal means the stream's
     /// framing is lost: answer the message when the refusal has an answer, then close.
     public static func frame(stream b: [UInt8]) throws(SIPParseError) -> SIPFrame? {
+        var searched = 0
+        return try frame(stream: b, searched: &searched)
+    }
+
+    /// The same for a reader of a stream: `searched` is how many bytes of `b` hold no header
+    /// end (0 for a new message; this call moves it on), so while a header trickles in each byte
+    /// is looked at once, not once per read.
+    public static func frame(stream b: [UInt8], searched: inout Int) throws(SIPParseError) -> SIPFrame? {
         if b.count >= 2, b[0] == Grammar.cr, b[1] == Grammar.lf {
             if b.count >= 4, b[2] == Grammar.cr, b[3] == Grammar.lf { return .ping }
             if b.count == 2 || (b.count == 3 && b[2] == Grammar.cr) { return nil }
             return .pong
         }
-        guard let end = headerEnd(b, from: 0) else {
+        guard let end = headerEnd(b, from: max(0, min(searched, b.count) - 3)) else {
+            searched = b.count
             if b.count > maxMessage { throw SIPParseError(status: 413, reason: "no end of the headers in \(maxMessage) bytes", partial: nil) }
             return nil
         }

@@ -24,11 +24,12 @@ struct Leg {
     var media: Endpoint?
     var rtcp: Endpoint?
 
-    /// A request in this dialog (BYE, ACK…), a new CSeq for all but ACK.
-    mutating func request(_ method: String, via: String, cseq: UInt32? = nil) -> SIPMessage {
+    /// A request in this dialog (BYE, ACK…), a new CSeq for all but ACK; its Via names the
+    /// leg's transport and `sentBy` (the server's host:port).
+    mutating func request(_ method: String, from sentBy: String, cseq: UInt32? = nil) -> SIPMessage {
         if method != "ACK" { localCSeq += 1 }
         var h = SIPHeaders()
-        h.add("Via", via)
+        h.add("Via", SIPServer.via(peer.transport, sentBy: sentBy))
         h.add("Max-Forwards", "70")
         var from = local
         from.parameters = [SIPParameter("tag", localTag)]
@@ -176,7 +177,7 @@ extension SIPServer {
                             remoteTag: nil, local: stripped(from), remote: stripped(m.to!), localCSeq: 0,
                             remoteTarget: .sip(requestURI), peer: destination, uac: true, owner: calleeOwner)
         // The INVITE first: the leg kept in the call then has its CSeq (a later BYE counts on).
-        var invite = calleeLeg.request("INVITE", via: via(to: destination))
+        var invite = calleeLeg.request("INVITE", from: sentBy)
         let callID = String(UInt64.random(in: 1...UInt64.max), radix: 16)
         let call: Call
         if userIsCallee {
@@ -241,7 +242,7 @@ extension SIPServer {
         var callee = calleeIsUser ? call.user : call.remote!
         if callee.confirmed {
             // A retransmitted 2xx: ACK it again.
-            send(callee.request("ACK", via: via(to: callee.peer), cseq: r.cseq?.number ?? 1), to: callee.peer)
+            send(callee.request("ACK", from: sentBy, cseq: r.cseq?.number ?? 1), to: callee.peer)
             return
         }
         callee.remoteTag = r.to?.tag
@@ -253,7 +254,7 @@ extension SIPServer {
         callee.confirmed = true
         guard let answer = try? SessionDescription(parsing: r.body), let media = answer.rtpEndpoint(0) else {
             if calleeIsUser { call.user = callee } else { call.remote = callee }
-            send(callee.request("ACK", via: via(to: callee.peer), cseq: r.cseq?.number ?? 1), to: callee.peer)
+            send(callee.request("ACK", from: sentBy, cseq: r.cseq?.number ?? 1), to: callee.peer)
             hangUp(call, leg: calleeIsUser ? .user : .remote)
             respond(to: call.upstream, call.upstream.response(488, "Not Acceptable Here - no SDP answer", toTag: callerTag(call)))
             end(call, reason: "no SDP answer")
@@ -262,7 +263,7 @@ extension SIPServer {
         callee.media = media
         callee.rtcp = answer.rtcpEndpoint(0)
         if calleeIsUser { call.user = callee } else { call.remote = callee }
-        send(callee.request("ACK", via: via(to: callee.peer), cseq: r.cseq?.number ?? 1), to: callee.peer)
+        send(callee.request("ACK", from: sentBy, cseq: r.cseq?.number ?? 1), to: callee.peer)
         call.note("callee answered")
 
         // Media: the remote party ↔ anchor:port, the device ↔ anchor:relay port.
@@ -312,7 +313,7 @@ extension SIPServer {
                     if call.replacing?.invite.callID == invite.callID {
                         var leg = call.replacing!.leg
                         call.replacing = nil
-                        send(leg.request("BYE", via: via(to: leg.peer)), to: leg.peer)
+                        send(leg.request("BYE", from: sentBy), to: leg.peer)
                     } else {
                         hangUp(call, leg: .user)
                         hangUp(call, leg: .remote)
@@ -350,7 +351,7 @@ extension SIPServer {
         for call in calls.values {
             for which in [LegRole.user, .remote] {
                 guard var leg = which == .user ? call.user : call.remote, leg.uac, leg.callID == r.callID else { continue }
-                send(leg.request("ACK", via: via(to: leg.peer), cseq: r.cseq?.number ?? 1), to: leg.peer)
+                send(leg.request("ACK", from: sentBy, cseq: r.cseq?.number ?? 1), to: leg.peer)
             }
         }
     }
@@ -359,7 +360,7 @@ extension SIPServer {
 
     func cancel(_ m: SIPMessage, from peer: SIPPeer) {
         var key = ServerTransactionKey(m)!
-        let (tx, actions) = ServerTransaction.start(m, reliable: false, timers: configuration.timers)
+        let (tx, actions) = ServerTransaction.start(m, reliable: peer.reliable, timers: configuration.timers)
         servers[key] = ServerEntry(tx: tx, peer: peer)
         perform(actions.filter { if case .deliver = $0 { return false } else { return true } }, server: key)
         key.method = "INVITE"
@@ -410,7 +411,7 @@ extension SIPServer {
     /// A BYE to one leg of the call.
     func hangUp(_ call: Call, leg which: LegRole) {
         guard var leg = which == .user ? call.user : call.remote, leg.remoteTag != nil, leg.confirmed || leg.uac else { return }
-        let bye = leg.request("BYE", via: via(to: leg.peer))
+        let bye = leg.request("BYE", from: sentBy)
         if which == .user { call.user = leg } else { call.remote = leg }
         start(bye, to: leg.peer) { _ in }
         call.note("bye sent to \(which == .user ? "device" : "remote")")
@@ -542,8 +543,8 @@ extension SIPServer {
         guard case .response(let r) = event, let status = r.status, (200..<300).contains(status), var ringing = call.pickedUpFrom else { return }
         ringing.remoteTag = r.to?.tag ?? ringing.remoteTag
         if let c = r.headers.list("contact")?.first.flatMap({ try? NameAddress($0) }) { ringing.remoteTarget = c.uri }
-        send(ringing.request("ACK", via: via(to: ringing.peer), cseq: r.cseq?.number ?? 1), to: ringing.peer)
-        start(ringing.request("BYE", via: via(to: ringing.peer)), to: ringing.peer) { _ in }
+        send(ringing.request("ACK", from: sentBy, cseq: r.cseq?.number ?? 1), to: ringing.peer)
+        start(ringing.request("BYE", from: sentBy), to: ringing.peer) { _ in }
         call.pickedUpFrom = ringing
         call.note("bye sent to the ringing device (its 200 crossed the CANCEL)")
     }
@@ -559,7 +560,7 @@ extension SIPServer {
         } catch {
             // The media stays with the old device: the new leg is ended, the call goes on.
             logger.error("sip: call \(call.id): moving the media failed, the call stays on its device: \(error)")
-            send(leg.request("BYE", via: via(to: leg.peer)), to: leg.peer)
+            send(leg.request("BYE", from: sentBy), to: leg.peer)
             return
         }
         call.note("media moved")

@@ -342,15 +342,17 @@ public final class SIPServer: @unchecked Sendable {
 
     /// Our Contact toward a peer on `transport` (a request's top Via names the transport it came on).
     func contact(_ transport: SIPTransport) -> String {
-        "<sip:\(hostText(configuration.listen.address)):\(configuration.listen.port)" + (transport == .tcp ? ";transport=tcp>" : ">")
+        "<sip:\(sentBy)" + (transport == .tcp ? ";transport=tcp>" : ">")
     }
 
     func contact(answering m: SIPMessage) -> String { contact(m.vias.first?.transport == "TCP" ? .tcp : .udp) }
 
-    /// Our Via on a request to `peer`.
-    func via(to peer: SIPPeer) -> String {
-        "SIP/2.0/\(peer.transport.rawValue) \(hostText(configuration.listen.address)):\(configuration.listen.port);branch=\(Self.newBranch())"
-            + (peer.transport == .udp ? ";rport" : "")
+    /// Our host:port, as Via and Contact name it.
+    var sentBy: String { "\(hostText(configuration.listen.address)):\(configuration.listen.port)" }
+
+    /// Our Via on a request sent over `transport`, with a new branch.
+    static func via(_ transport: SIPTransport, sentBy: String) -> String {
+        "SIP/2.0/\(transport.rawValue) \(sentBy);branch=\(newBranch())" + (transport == .udp ? ";rport" : "")
     }
 
     func hostText(_ a: IPAddress) -> String { a.family == .v6 ? "[\(a)]" : "\(a)" }

@@ -74,6 +74,8 @@ extension SIPServer {
         typealias OutboundOut = ByteBuffer
         let server: SIPServer
         var buffer: [UInt8] = []
+        /// How much of `buffer` holds no header end (see `SIPParser.frame`).
+        var searched = 0
         init(server: SIPServer) { self.server = server }
 
         func channelActive(context: ChannelHandlerContext) {
@@ -91,7 +93,8 @@ extension SIPServer {
             buffer += unwrapInboundIn(data).readableBytesView
             let peer = SIPPeer(transport: .tcp, address: remote)
             do throws(SIPParseError) {
-                while let frame = try SIPParser.frame(stream: buffer) {
+                while let frame = try SIPParser.frame(stream: buffer, searched: &searched) {
+                    searched = 0
                     switch frame {
                     case .message(let n):
                         let bytes = Array(buffer.prefix(n))

@@ -3,7 +3,6 @@ import BatonLab
 import BatonModel
 import BatonNet
 import Foundation
-import Synchronization
 
 /// Part 6: seed 002 through batond's SIP server (docs/sip.md), sipp as every SIP peer, in the
 /// transfer lab (cn the remote party, sa the agent, tn and target alice's two devices).
@@ -242,81 +241,18 @@ private func runMedia(_ r: inout SIPBenchResult, api: Control, remote: LabHost, 
     r.mediaCalls = calls.count
     guard !calls.isEmpty else { return }
     let remoteSocket = try remote.udpSocket(.v4, port: 40000), deviceSocket = try device.udpSocket(.v4, port: 16000)
-    defer { remoteSocket.close(); deviceSocket.close() }
     let toDevices = calls.map { SocketAddress($0.anchor.address, port: $0.anchor.port) }
     let toRemote = calls.map { SocketAddress($0.anchor.address, port: UInt16($0.relayPort)) }
-    let counters = [PacketCounter(remoteSocket), PacketCounter(deviceSocket)]
+    let receivers = [RTPReceiver(socket: remoteSocket), RTPReceiver(socket: deviceSocket)]
     let cpu0 = try cpuSeconds(agentPID), busy0 = try machineBusySeconds()
-    let senders = [RTPFanOut(socket: remoteSocket, to: toDevices, perSecondEach: 50, ssrc: 0x5e00_0000),
-                   RTPFanOut(socket: deviceSocket, to: toRemote, perSecondEach: 50, ssrc: 0xde00_0000)]
+    let senders = [RTPSender(socket: remoteSocket, to: toDevices, ssrc: 0x5e00_0000, firstSequence: 0, firstTimestamp: 0),
+                   RTPSender(socket: deviceSocket, to: toRemote, ssrc: 0xde00_0000, firstSequence: 0, firstTimestamp: 0)]
     usleep(UInt32(r.mediaSeconds * 1e6))
     r.mediaLoadSent = senders.map { $0.stop() }.reduce(0, +)
     usleep(100_000)
     r.mediaAgentCPUSeconds = try cpuSeconds(agentPID) - cpu0
     r.mediaMachineCPUSeconds = try machineBusySeconds() - busy0
-    r.mediaLoadReceived = counters.map { $0.stop() }.reduce(0, +)
-}
-
-/// RTP (12-byte header, 160 bytes of payload: 20 ms of G.711) to each of `destinations` at
-/// `perSecondEach`, round robin, from one thread; one SSRC per destination.
-private final class RTPFanOut: @unchecked Sendable {
-    private let running = Mutex(true)
-    private let done = DispatchSemaphore(value: 0)
-    private var sent = 0
-
-    init(socket: UDPSocket, to destinations: [SocketAddress], perSecondEach: Int, ssrc: UInt32) {
-        Thread.detachNewThread { [self] in
-            let start = monotonicNanoseconds(), rate = Double(perSecondEach * destinations.count)
-            var n = 0
-            var packet = [UInt8](repeating: 0xd5, count: 172)
-            packet[0] = 0x80
-            while running.withLock({ $0 }) {
-                let due = Int(Double(monotonicNanoseconds() - start) * rate / 1e9)
-                while n < due {
-                    let i = n % destinations.count, round = n / destinations.count
-                    let seq = UInt16(truncatingIfNeeded: round), ts = UInt32(truncatingIfNeeded: round * 160), id = ssrc + UInt32(i)
-                    packet[2] = UInt8(seq >> 8); packet[3] = UInt8(seq & 0xff)
-                    for k in 0..<4 { packet[4 + k] = UInt8(truncatingIfNeeded: ts >> (24 - 8 * k)); packet[8 + k] = UInt8(truncatingIfNeeded: id >> (24 - 8 * k)) }
-                    if (try? socket.send(packet, to: destinations[i])) == nil { break }
-                    n += 1
-                }
-                usleep(500)
-            }
-            sent = n
-            done.signal()
-        }
-    }
-
-    /// Stops sending; the packets sent.
-    func stop() -> Int {
-        running.withLock { $0 = false }
-        done.wait()
-        return sent
-    }
-}
-
-/// Counts the datagrams a socket receives, on its own thread, until `stop()`.
-private final class PacketCounter: @unchecked Sendable {
-    private let running = Mutex(true)
-    private let done = DispatchSemaphore(value: 0)
-    private var count = 0
-
-    init(_ socket: UDPSocket) {
-        Thread.detachNewThread { [self] in
-            var n = 0
-            while running.withLock({ $0 }) {
-                if (try? socket.receive(timeout: .milliseconds(50), maximumSize: 2048)) != nil { n += 1 }
-            }
-            count = n
-            done.signal()
-        }
-    }
-
-    func stop() -> Int {
-        running.withLock { $0 = false }
-        done.wait()
-        return count
-    }
+    r.mediaLoadReceived = receivers.map { $0.stop().count }.reduce(0, +)
 }
 
 /// The CPU time all CPUs spent busy (not idle, not waiting for I/O) since boot, seconds.

@@ -36,6 +36,25 @@ import Testing
         #expect(try SIPParser.frame(stream: first + second.prefix(10)) == .message(first.count))
     }
 
+    /// A reader that keeps how far it searched finds the same messages, a byte at a time,
+    /// with every byte of a header looked at once.
+    @Test func aTrickledStreamIsCutTheSameWithTheSearchResumed() throws {
+        let stream = first + second
+        var buffer: [UInt8] = [], searched = 0, cut: [Int] = []
+        for byte in stream {
+            buffer.append(byte)
+            while let f = try SIPParser.frame(stream: buffer, searched: &searched) {
+                guard case .message(let n) = f else { Issue.record("\(f)"); return }
+                #expect(try SIPParser.parse(datagram: Array(buffer.prefix(n))).method == "INVITE")
+                cut.append(n)
+                buffer.removeFirst(n)
+                searched = 0
+            }
+            #expect(searched <= buffer.count)
+        }
+        #expect(cut == [first.count, second.count] && buffer.isEmpty)
+    }
+
     @Test func aStreamWithoutContentLengthIsRefusedWithAnAnswer() throws {
         let e = #expect(throws: SIPParseError.self) { try SIPParser.frame(stream: wire(inviteLines)) }
         #expect(e?.status == 400 && e?.answer?.status == 400)

@@ -6,6 +6,7 @@ let package = Package(
     name: "baton",
     products: [
         .executable(name: "batonctl", targets: ["batonctl"]),
+        .executable(name: "baton-dp", targets: ["baton-dp"]),
         .executable(name: "batond", targets: ["batond"]),
         .executable(name: "baton-bench", targets: ["baton-bench"]),
         .executable(name: "baton-demo", targets: ["baton-demo"]),
@@ -116,9 +117,12 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
         ]),
 
-        // What the command-line tools share: tables, JSON output, errors with exit codes.
+        // What the command-line tools share: tables, JSON output, errors with exit codes, value
+        // parsing, and which batond to talk to. No kernel code: batonctl is built on it.
         .target(name: "BatonCLI", dependencies: [
+            "BatonModel", "BatonAPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
 
         .executableTarget(name: "batond", dependencies: [
@@ -126,9 +130,16 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // The operator's CLI: links no test code (the lab is baton-lab's).
+        // The operator's CLI: the daemon verbs over the API. It links no kernel code (neither
+        // libbpf nor netlink) and no test code; it hands the map verbs to baton-dp.
         .executableTarget(name: "batonctl", dependencies: [
-            "BatonAPI", "BatonCLI", "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet", "BatonSIP",
+            "BatonAPI", "BatonCLI", "BatonModel", "BatonSIP",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // The data plane, directly (the map verbs: attach, rule, takeover, stats, teardown…):
+        // the operator's one tool that links libbpf.
+        .executableTarget(name: "baton-dp", dependencies: [
+            "BatonAPI", "BatonCLI", "BatonDataPlane", "BatonBPF", "BatonModel", "BatonNet",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

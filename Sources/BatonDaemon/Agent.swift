@@ -24,7 +24,7 @@ public struct AgentConfiguration: Sendable {
     public var xdpMode: XDPMode = .native
     public var port: UInt16 = TransferProtocol.defaultPort
     /// Where the API listens (the Unix socket, and HTTPS if configured).
-    public var listeners: APIListeners = APIListeners(control: "/run/baton/batond.sock")
+    public var listeners: APIListeners = APIListeners(control: DefaultPaths.controlSocket)
     /// Holds batond.sqlite: transfers, rules, takeovers, devices, policies.
     public var stateDirectory: String = "/var/lib/baton"
     public var identity: NodeIdentity

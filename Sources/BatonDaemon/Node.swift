@@ -36,7 +36,7 @@ public struct NodeConfiguration: Sendable {
     public var interface: String
     public var port: UInt16 = TransferProtocol.defaultPort
     /// Where the API listens (the Unix socket, and HTTPS if configured).
-    public var listeners: APIListeners = APIListeners(control: "/run/baton/batond.sock")
+    public var listeners: APIListeners = APIListeners(control: DefaultPaths.controlSocket)
     public var identity: NodeIdentity
     /// The session agent (needed to transfer sessions away, not to receive them).
     public var agent: Peer?
@@ -48,7 +48,7 @@ public struct NodeConfiguration: Sendable {
     /// The reclaim announcement: a burst, no refresh (the address is ours again).
     public var announcements = AnnouncementPolicy(count: 3, interval: .milliseconds(100), refresh: nil)
     /// Where the decapsulation program is pinned (L3 mode).
-    public var decapRoot: String = "/sys/fs/bpf/baton-node"
+    public var decapRoot: String = DefaultPaths.decapRoot
     public var xdpMode: XDPMode = .native
     /// How long the temporary address stays after the reclaim, for a wake-up ack that got lost.
     public var temporaryGrace: Double = 2

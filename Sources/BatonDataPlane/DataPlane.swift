@@ -39,7 +39,7 @@ public final class DataPlane: @unchecked Sendable {
         }
     }
 
-    public static let defaultRoot = "/sys/fs/bpf/baton"
+    public static let defaultRoot = DefaultPaths.pinRoot
 
     /// baton_steer's object: the maps and programs the data plane uses.
     public static let spec = CollectionSpec(

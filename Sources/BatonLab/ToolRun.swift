@@ -17,8 +17,10 @@ public struct ToolRun: CustomStringConvertible, Sendable {
     }
 
     /// Runs `executable` with `arguments`, stdin from /dev/null, stdout and stderr into files
-    /// (a pipe could fill and block the tool), terminated after `timeout`.
-    public static func run(_ executable: String, _ arguments: [String], timeout: TimeInterval = 60) throws -> ToolRun {
+    /// (a pipe could fill and block the tool), terminated after `timeout`; `environment` replaces
+    /// the inherited one when given.
+    public static func run(_ executable: String, _ arguments: [String], timeout: TimeInterval = 60,
+                           environment: [String: String]? = nil) throws -> ToolRun {
         let tmp = FileManager.default.temporaryDirectory
         let name = URL(fileURLWithPath: executable).lastPathComponent
         let out = tmp.appendingPathComponent("\(name)-\(UUID().uuidString).out")
@@ -32,6 +34,7 @@ public struct ToolRun: CustomStringConvertible, Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = arguments
+        if let environment { p.environment = environment }
         p.standardOutput = try FileHandle(forWritingTo: out)
         p.standardError = try FileHandle(forWritingTo: err)
         p.standardInput = FileHandle.nullDevice

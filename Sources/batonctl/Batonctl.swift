@@ -2,10 +2,11 @@ import ArgumentParser
 import BatonCLI
 import Foundation
 
-/// batonctl: the operator's CLI for Baton. The daemon verbs (transfer, node, device, policy,
-/// metrics) talk to batond through its HTTP/JSON API, on the local socket or remotely over
-/// mutual TLS; the map verbs work directly on the objects pinned under bpffs (like
-/// bpftool/bpfctl), for debugging, without a daemon.
+/// batonctl: the operator's CLI for Baton. The daemon verbs (transfer, anchor, sip, node, device,
+/// policy, metrics) talk to batond through its HTTP/JSON API, on the local socket or remotely over
+/// mutual TLS; the map verbs, which work directly on the objects pinned under bpffs (like
+/// bpftool), are baton-dp's, and batonctl hands them over (MapVerbs.swift): batonctl links
+/// neither libbpf nor the data plane.
 @main
 struct Batonctl: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -23,27 +24,28 @@ struct Batonctl: ParsableCommand {
         and trying things by hand; they need root. Rules and takeovers may be added before \
         anything is attached: the first `takeover add`, `rule add` or `attach` loads and pins the \
         data plane. `teardown` detaches and removes everything Baton pinned (refusing while a \
-        batond answers). Test labs in network namespaces are baton-lab's.
+        batond answers). These verbs are baton-dp's, the data plane tool beside batonctl: \
+        batonctl runs it with the same arguments. Test labs in network namespaces are baton-lab's.
 
         Commands that print take --json. See docs/cli.md.
         """,
         subcommands: [TransferCommand.self, AnchorCommand.self, SIPCommand.self, NodeCommand.self, DeviceCommand.self, PolicyCommand.self, MetricsCommand.self,
-                      Attach.self, Detach.self, Status.self, TakeoverCommand.self, RuleCommand.self,
-                      Stats.self, Unload.self, Teardown.self])
+                      AttachVerb.self, DetachVerb.self, StatusVerb.self, TakeoverVerb.self, RuleVerb.self,
+                      StatsVerb.self, UnloadVerb.self, TeardownVerb.self])
 
     @OptionGroup(title: "Global Options") var globals: GlobalOptions
     /// So that --control and --api may come before the verb too (the daemon verbs read the
     /// same values); hidden here, shown in each daemon verb's help.
     @OptionGroup(title: "Daemon Options", visibility: .hidden) var daemon: ControlOptions
 
-    static func main() { runAsTool() }
-}
-
-/// Commands whose globals the error reporter can read.
-protocol HasGlobals: VerboseCommand {
-    var globals: GlobalOptions { get }
-}
-
-extension HasGlobals {
-    var isVerbose: Bool { globals.verbose }
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if Handover.verb(in: arguments) != nil {
+            do { try Handover.exec(arguments) } catch let e as CLIError {
+                printError("\(toolName): " + e.message)
+                Foundation.exit(e.status.rawValue)
+            } catch { exit(withError: error) }
+        }
+        runAsTool()
+    }
 }

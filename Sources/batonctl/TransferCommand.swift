@@ -1,7 +1,6 @@
 import ArgumentParser
 import BatonAPI
 import BatonCLI
-import BatonDataPlane
 import BatonModel
 import Foundation
 

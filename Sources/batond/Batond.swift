@@ -40,7 +40,7 @@ struct DaemonOptions: ParsableArguments {
     var stateDir: String = "/var/lib/baton"
 
     @Option(name: .long, help: ArgumentHelp("The API's Unix socket (mode 0600), which batonctl uses.", valueName: "path"))
-    var control: String = "/run/baton/batond.sock"
+    var control: String = DefaultPaths.controlSocket
 
     @Option(name: .long, help: ArgumentHelp(
         "Also serve the API over HTTPS on HOST:PORT, to clients with a certificate from --tls-client-ca (off by default).",

@@ -31,7 +31,7 @@ struct NodeCommand: ParsableCommand {
     var temporaryPool: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("Where baton_decap (L3 mode) is pinned on bpffs.", valueName: "path"))
-    var decapRoot: String = "/sys/fs/bpf/baton-node"
+    var decapRoot: String = DefaultPaths.decapRoot
 
     @Option(name: .long, help: ArgumentHelp("Announcements (gratuitous ARP / unsolicited NA) when reclaiming an address.", valueName: "n"))
     var announceCount: Int = 3

@@ -2,6 +2,7 @@
 // subprocess against its own pin root (/sys/fs/bpf/baton-test-<random>) and,
 // where it needs interfaces, its own network namespace with a veth pair made
 // through BatonNet. Everything is torn down on the way out, pass or fail.
+import BatonModel
 import BatonNet
 import BatonLab
 import Foundation

@@ -4,6 +4,7 @@
 import BatonAPI
 import BatonBPF
 import BatonLab
+import BatonModel
 import BatonNet
 import Foundation
 import Glibc

@@ -1,8 +1,8 @@
 import Foundation
 
-enum Format {
+public enum Format {
     /// 1536 -> "1.5K"; below 1024 the exact count.
-    static func bytes(_ n: UInt64) -> String {
+    public static func bytes(_ n: UInt64) -> String {
         if n < 1024 { return "\(n)" }
         let units = ["K", "M", "G", "T", "P"]
         var v = Double(n) / 1024
@@ -12,7 +12,7 @@ enum Format {
     }
 
     /// Idle time for people: "-" when nothing was seen, else "3.2s", "4m05s", "2h10m".
-    static func idle(_ s: Double?) -> String {
+    public static func idle(_ s: Double?) -> String {
         guard let s else { return "-" }
         if s < 60 { return String(format: "%.1fs", s) }
         let t = Int(s)
@@ -22,9 +22,9 @@ enum Format {
     }
 
     /// Rounded to milliseconds for JSON.
-    static func seconds(_ s: Double?) -> Double? {
+    public static func seconds(_ s: Double?) -> Double? {
         s.map { ($0 * 1000).rounded() / 1000 }
     }
 
-    static func bracket(_ a: some CustomStringConvertible, v6: Bool) -> String { v6 ? "[\(a)]" : "\(a)" }
+    public static func bracket(_ a: some CustomStringConvertible, v6: Bool) -> String { v6 ? "[\(a)]" : "\(a)" }
 }

@@ -117,7 +117,7 @@ struct Teardown: ParsableCommand, HasGlobals {
         if output.json { try JSON.print(result) } else { printText(result) }
     }
 
-    private var log: Logger { Logger(label: "batonctl") }
+    private var log: Logger { Logger(label: toolName) }
 
     /// The role of the batond answering on --control, "unknown" if it answers with an error,
     /// nil when nothing answers there.

@@ -8,8 +8,10 @@ import Foundation
 // messages and exit codes are those of the command the operator typed.
 
 enum Handover {
-    /// The map verbs, as baton-dp has them (BatonctlTests compares the two tools' help).
-    static let verbs: Set<String> = ["attach", "detach", "status", "takeover", "rule", "stats", "unload", "teardown"]
+    /// The map verbs: batonctl's subcommands that are handed over (HandoverTests checks them
+    /// against baton-dp's own).
+    static let verbs = Set(Batonctl.configuration.subcommands.filter { $0 is any HandedOver.Type }
+        .compactMap { $0.configuration.commandName })
 
     /// The map verb a command line names, if it names one: the first word that is neither an
     /// option nor an option's value (`help VERB` too). Nil for the daemon verbs.

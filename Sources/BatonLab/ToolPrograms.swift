@@ -5,7 +5,8 @@ import Synchronization
 /// The small XDP programs of bpf/tools.bpf.c, loaded once per process:
 /// baton_pass for veth ports that must deliver XDP_TX'd frames, and the
 /// benchmark's baton_macswap, baton_tx (live-frames generator), baton_gen (the same, cycling
-/// through many flows) and baton_count (counts what comes back, then drops it).
+/// through many flows), baton_floor (the MAC swap plus 16 bytes of per-flow state: the
+/// many-flows floor) and baton_count (counts what comes back, then drops it).
 public final class ToolPrograms: Sendable {
     public let pass: BPFProgram
     public let macswap: BPFProgram
@@ -16,11 +17,22 @@ public final class ToolPrograms: Sendable {
     public let genFlows: TypedMap<UInt32, UInt64>
     /// baton_count's per-CPU counter (key 0).
     public let counter: TypedMap<UInt32, UInt64>
+    /// The MAC swap plus one read-modify-write of a 16-byte slot picked by a hash of the
+    /// frame's flow, among the first ones `setFloorSpan(_:)` allows (see bpf/tools.bpf.c).
+    public let floor: BPFProgram
+    public let floorSlots: Int
+    /// baton_floor's slots: packets and bytes each.
+    public let floorState: TypedMap<UInt32, SIMD2<UInt64>>
 
-    public init() throws {
+    /// `floorSlots`: baton_floor's array, a power of two of 16-byte slots (1: the
+    /// programs that need none allocate nothing).
+    public init(floorSlots: Int = 1) throws {
+        precondition(floorSlots > 0 && floorSlots & (floorSlots - 1) == 0, "floorSlots is a power of two")
         let object = try BPFObject(bytes: UnsafeRawBufferPointer(start: baton_tools_object(), count: Int(baton_tools_object_size())),
                                    name: "baton_tools")
+        try object.setMaxEntries("baton_tool_floor", floorSlots)
         try object.load()
+        self.floorSlots = floorSlots
         pass = try object.loadedProgram("baton_pass")
         macswap = try object.loadedProgram("baton_macswap")
         tx = try object.loadedProgram("baton_tx")
@@ -28,6 +40,16 @@ public final class ToolPrograms: Sendable {
         gen = try object.loadedProgram("baton_gen")
         genFlows = try TypedMap(object.loadedMap("baton_tool_gen"))
         counter = try TypedMap(object.loadedMap("baton_tool_count"))
+        floor = try object.loadedProgram("baton_floor")
+        floorState = try TypedMap(object.loadedMap("baton_tool_floor"))
+    }
+
+    /// Makes baton_floor use the first `n` slots, rounded up to a power of two and
+    /// capped at `floorSlots`: a table as large as `n` flows need.
+    public func setFloorSpan(_ n: Int) throws {
+        var span = 1
+        while span < n && span < floorSlots { span *= 2 }
+        try genFlows.update(1, UInt64(span - 1))
     }
 
     private static let cached = Mutex<ToolPrograms?>(nil)

@@ -61,7 +61,10 @@ func measure(_ options: Options) {
         guard xdpSupported() else { throw BrokenSetup("this kernel or process cannot load XDP programs") }
         SignalCleanup.shared.install(message: "baton-bench: interrupted; removing the lab namespaces")
         let started = now()
-        let tools = try ToolPrograms.shared()
+        // baton_floor's array as large as the rule table: the many-flows floor.
+        var floorSlots = 1
+        while floorSlots < options.capacity { floorSlots *= 2 }
+        let tools = try ToolPrograms(floorSlots: floorSlots)
         // The lab (two namespaces joined by one veth pair) is built first: the
         // throughput part runs in it, and the dispatcher holds live in gen.
         let lab = try Lab.pair("gen", "dut")

@@ -184,19 +184,26 @@ struct Report {
         if !t.flows.isEmpty {
             print("   many flows (baton_gen: each frame the next of N filler flows; no UDP checksum, so a relay updates the")
             print("   IPv4 header's only), median Mpps and ratios to bare per round; anchored: the same rules as relays,")
-            print("   switched: as switch mode's redirects; calls/core: anchored Mpps x 10^6 / 100 (50 packets/s each way):")
+            print("   switched: as switch mode's redirects; calls/core: anchored Mpps x 10^6 / 100 (50 packets/s each way);")
+            print("   floor: baton_floor, the MAC swap plus one 16-byte slot per flow in a flat table of N slots (no key,")
+            print("   no pointer): what any per-flow lookup costs at least; steered/floor: how much of it the data plane keeps:")
             for f in t.flows {
                 let ratios = zip(f.steered, f.bare).compactMap { s, b in b > 0 ? s / b : nil }
                 let r = medianOf(ratios)
                 var line = "     " + pad("\(f.count) flows", 16) + "bare " + lpad(medianOf(f.bare).map { fmt($0, 3) } ?? "n/a", 7)
                     + "  steered " + lpad(medianOf(f.steered).map { fmt($0, 3) } ?? "n/a", 7)
                     + "  steered/bare " + (r.map { fmt($0, 2) + "x" } ?? "n/a")
+                    + "  floor " + lpad(medianOf(f.floor).map { fmt($0, 3) } ?? "n/a", 7)
+                    + " (" + (f.floorOverBare.map { fmt($0, 2) + "x" } ?? "n/a") + ")"
+                    + "  steered/floor " + (f.steeredOverFloor.map { fmt($0, 2) + "x" } ?? "n/a")
                 for p in [Path.anchored, .switched] {
                     guard let m = medianOf(f.others[p] ?? []) else { continue }
                     line += "  \(p.rawValue) " + fmt(m, 3) + " (" + (f.ratio(p).map { fmt($0, 2) + "x" } ?? "n/a") + ")"
                 }
                 if let a = medianOf(f.others[.anchored] ?? []) { line += "  calls/core \(Int(a * 1e6 / 100))" }
-                print(line + (f.count == 65536 ? "  (goal at 64k flows >= 0.80x: \(r.map { $0 >= 0.8 ? "met" : "not met" } ?? "n/a"))" : ""))
+                var goal = "goal at 64k flows >= 0.80x: " + (r.map { $0 >= 0.8 ? "met" : "not met" } ?? "n/a")
+                if let fl = f.floorOverBare, fl < 0.8 { goal += "; out of reach here, the floor is " + fmt(fl, 2) + "x" }
+                print(line + (f.count == 65536 ? "  (\(goal))" : ""))
             }
         }
         for n in t.notes { print("   note: " + n) }
@@ -315,6 +322,8 @@ struct Report {
                 let ratios = zip(f.steered, f.bare).compactMap { s, b in b > 0 ? s / b : nil }
                 return .object([("count", .int(Int64(f.count))), ("bareMpps", .num(medianOf(f.bare), 4)),
                                 ("steeredMpps", .num(medianOf(f.steered), 4)), ("steeredOverBare", .num(medianOf(ratios), 3)),
+                                ("floorMpps", .num(medianOf(f.floor), 4)), ("floorOverBare", .num(f.floorOverBare, 3)),
+                                ("steeredOverFloor", .num(f.steeredOverFloor, 3)),
                                 ("anchoredMpps", .num(medianOf(f.others[.anchored] ?? []), 4)),
                                 ("anchoredOverBare", .num(f.ratio(.anchored), 3)),
                                 ("anchoredCallsPerCore", .num(medianOf(f.others[.anchored] ?? []).map { $0 * 1e6 / 100 }, 0)),

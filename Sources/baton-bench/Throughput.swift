@@ -79,12 +79,18 @@ struct FlowResult {
     var count: Int
     var bare: [Double] = []
     var steered: [Double] = []
+    /// baton_floor over a table of `count` slots: 16 bytes of per-flow state, no more.
+    var floor: [Double] = []
     /// The same flows' rules re-pointed: `.anchored` (relays), `.switched` (redirects).
     var others: [Path: [Double]] = [:]
 
     func ratio(_ p: Path) -> Double? {
         medianOf(zip(others[p] ?? [], bare).compactMap { x, b in b > 0 ? x / b : nil })
     }
+
+    /// Per-round ratios, median: floor ÷ bare and steered ÷ floor.
+    var floorOverBare: Double? { medianOf(zip(floor, bare).compactMap { f, b in b > 0 ? f / b : nil }) }
+    var steeredOverFloor: Double? { medianOf(zip(steered, floor).compactMap { s, f in f > 0 ? s / f : nil }) }
 }
 
 /// dut's SNMP counters the report keeps.
@@ -286,22 +292,29 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
         let n = min(count, fillers)
         if n < count { result.notes.append("\(count) flows asked, \(n) filler rules there: \(n) flows") }
         try tools.genFlows.update(0, UInt64(n))
+        try tools.setFloorSpan(n)
         var entry = FlowResult(count: n)
         let template = World.frame(dstMAC: dutMAC, srcMAC: genMAC, src: IPAddress.v4(0x6440_0000), dst: World.takenOver,
                                    sport: 10_000, dport: World.flowDestinationPort)
         for round in 1...o.throughputRounds {
-            for p in [Path.bare, .steered] {
-                try attach(program(p))
+            // nil: the floor (not a path of its own: with one flow it is the bare path).
+            for p in [Path.bare, nil, .steered] {
+                try attach(p.map(program) ?? tools.floor)
                 _ = try generate(template, for: o.warmup, with: tools.gen)
                 let hits0 = p == .steered ? try dp.stats()[.ruleHit]!.packets : 0
                 let w = try generate(template, for: o.window, with: tools.gen)
-                if p == .bare { entry.bare.append(w.mpps) } else { entry.steered.append(w.mpps) }
+                switch p {
+                case .bare: entry.bare.append(w.mpps)
+                case nil: entry.floor.append(w.mpps)
+                default: entry.steered.append(w.mpps)
+                }
                 // Every steered frame must have been a rule hit (a miss would be the default's).
                 if p == .steered, try dp.stats()[.ruleHit]!.packets - hits0 < w.counted {
                     result.notes.append("\(n) flows, round \(round): fewer rule hits than frames back")
                 }
             }
-            Log.detail("throughput \(n) flows, round \(round): bare \(fmt(entry.bare.last!, 2)), steered \(fmt(entry.steered.last!, 2)) Mpps")
+            Log.detail("throughput \(n) flows, round \(round): bare \(fmt(entry.bare.last!, 2)), floor \(fmt(entry.floor.last!, 2)), "
+                       + "steered \(fmt(entry.steered.last!, 2)) Mpps")
         }
         // The same flows as anchored sessions' relays and as switch mode's redirects: the n
         // filler rules re-pointed in place (one map update each), measured, and put back.
@@ -324,7 +337,7 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
             let filler = World.l2() // as World.rules made them
             for i in 0..<n { try dp.setRule(SessionRule(match: World.fillerMatch(i), forward: filler)) }
         }
-        Log.info("throughput \(n) flows: bare \(fmt(medianOf(entry.bare) ?? 0, 2)), steered \(fmt(medianOf(entry.steered) ?? 0, 2))"
+        Log.info("throughput \(n) flows: bare \(fmt(medianOf(entry.bare) ?? 0, 2)), floor \(fmt(medianOf(entry.floor) ?? 0, 2)), steered \(fmt(medianOf(entry.steered) ?? 0, 2))"
                  + entry.others.keys.sorted { $0.rawValue < $1.rawValue }.map { ", \($0.rawValue) \(fmt(medianOf(entry.others[$0]!) ?? 0, 2))" }.joined()
                  + " Mpps")
         result.flows.append(entry)

@@ -47,4 +47,35 @@ struct GeneratorTests {
             #expect(s.address == [100, 64, 0, UInt8(i / 50_000)] && s.port == UInt16(10_000 + i % 50_000), "frame \(k): \(s)")
         }
     }
+
+    /// baton_floor: the MAC swap, and each frame counted in one slot chosen by its flow, among
+    /// the span set; the same flow always in the same slot.
+    @Test func floorCountsEachFrameInItsFlowsSlot() throws {
+        let tools = try ToolPrograms(floorSlots: 16)
+        #expect(tools.floorState.map.maxEntries == 16)
+        try tools.setFloorSpan(3) // rounded up to 4 slots
+        var frame = Self.template
+        var slotOf: [UInt16: UInt32] = [:]
+        for round in 0..<2 {
+            for port in UInt16(10_000)..<10_040 {
+                frame[34] = UInt8(port >> 8)
+                frame[35] = UInt8(port & 0xff)
+                let before = try (0..<16).map { try tools.floorState.lookup($0)!.x }
+                let run = try tools.floor.testRun(frame)
+                #expect(run.retval == 3, "XDP_TX")
+                #expect(Array(run.output[0..<6]) == Array(frame[6..<12]) && Array(run.output[6..<12]) == Array(frame[0..<6]),
+                        "MACs swapped")
+                #expect(Array(run.output[12...]) == Array(frame[12...]), "the rest untouched")
+                let after = try (0..<16).map { try tools.floorState.lookup($0)!.x }
+                let moved = (0..<16).filter { after[$0] != before[$0] }
+                #expect(moved.count == 1 && moved.allSatisfy { $0 < 4 && after[$0] == before[$0] + 1 }, "port \(port): \(moved)")
+                if let slot = moved.first.map(UInt32.init) {
+                    if round == 0 { slotOf[port] = slot } else { #expect(slotOf[port] == slot, "port \(port) kept its slot") }
+                }
+            }
+        }
+        // 40 flows over 4 slots: a hash that spreads them, not one slot for all.
+        #expect(Set(slotOf.values).count == 4)
+        #expect(try tools.floorState.lookup(0)!.y > 0, "bytes counted")
+    }
 }

@@ -60,7 +60,7 @@ struct BenchArguments: ParsableArguments {
     var paths: [String] = []
 
     @Option(parsing: .upToNextOption, help: ArgumentHelp(
-        "Active-flow counts for part 2's many-flows runs of bare, steered, anchored and switched (the same flows as relay rules, as redirects), 1-4000000 each (default 1, 1000, 65536, 1000000; quick 1, 1000; none: --flows 0). Comma- or space-separated.",
+        "Active-flow counts for part 2's many-flows runs of bare, the floor (baton_floor: 16 bytes of state per flow), steered, anchored and switched (the same flows as relay rules, as redirects), 1-4000000 each (default 1, 1000, 65536, 1000000; quick 1, 1000; none: --flows 0). Comma- or space-separated.",
         valueName: "n"))
     var flows: [String] = []
 

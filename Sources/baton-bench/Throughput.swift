@@ -285,8 +285,8 @@ func runThroughput(_ o: Options, tools: ToolPrograms, dp: DataPlane, rules: Int,
                  + " Mpps")
     }
     // Many flows: the generator cycles through `count` of the filler rules' flows, each
-    // frame the next one (baton_gen), for bare and steered in turn; the same frame template
-    // for both, so the ratio is the data plane's.
+    // frame the next one (baton_gen), for bare, the floor and steered in turn; the same frame template
+    // for all, so the ratios are the data plane's.
     let fillers = rules - 1
     for count in o.flows {
         let n = min(count, fillers)

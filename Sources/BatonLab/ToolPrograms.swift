@@ -2,7 +2,8 @@ import BatonBPF
 import CBatonObjects
 import Synchronization
 
-/// The small XDP programs of bpf/tools.bpf.c, loaded once per process:
+/// The small XDP programs of bpf/tools.bpf.c (`shared()`: one copy for the harness;
+/// the benchmark loads its own, with the floor's array sized):
 /// baton_pass for veth ports that must deliver XDP_TX'd frames, and the
 /// benchmark's baton_macswap, baton_tx (live-frames generator), baton_gen (the same, cycling
 /// through many flows), baton_floor (the MAC swap plus 16 bytes of per-flow state: the
@@ -24,10 +25,10 @@ public final class ToolPrograms: Sendable {
     /// baton_floor's slots: packets and bytes each.
     public let floorState: TypedMap<UInt32, SIMD2<UInt64>>
 
-    /// `floorSlots`: baton_floor's array, a power of two of 16-byte slots (1: the
-    /// programs that need none allocate nothing).
+    /// `floorSlots`: baton_floor's array, in 16-byte slots, rounded up to a power of
+    /// two (1: the programs that need none allocate nothing).
     public init(floorSlots: Int = 1) throws {
-        precondition(floorSlots > 0 && floorSlots & (floorSlots - 1) == 0, "floorSlots is a power of two")
+        let floorSlots = Self.powerOfTwo(atLeast: floorSlots)
         let object = try BPFObject(bytes: UnsafeRawBufferPointer(start: baton_tools_object(), count: Int(baton_tools_object_size())),
                                    name: "baton_tools")
         try object.setMaxEntries("baton_tool_floor", floorSlots)
@@ -47,9 +48,12 @@ public final class ToolPrograms: Sendable {
     /// Makes baton_floor use the first `n` slots, rounded up to a power of two and
     /// capped at `floorSlots`: a table as large as `n` flows need.
     public func setFloorSpan(_ n: Int) throws {
-        var span = 1
-        while span < n && span < floorSlots { span *= 2 }
-        try genFlows.update(1, UInt64(span - 1))
+        try genFlows.update(1, UInt64(min(Self.powerOfTwo(atLeast: n), floorSlots) - 1))
+    }
+
+    /// The least power of two ≥ n (1 for n ≤ 1).
+    static func powerOfTwo(atLeast n: Int) -> Int {
+        n <= 1 ? 1 : 1 << (Int.bitWidth - (n - 1).leadingZeroBitCount)
     }
 
     private static let cached = Mutex<ToolPrograms?>(nil)

@@ -61,10 +61,10 @@ func measure(_ options: Options) {
         guard xdpSupported() else { throw BrokenSetup("this kernel or process cannot load XDP programs") }
         SignalCleanup.shared.install(message: "baton-bench: interrupted; removing the lab namespaces")
         let started = now()
-        // baton_floor's array as large as the rule table: the many-flows floor.
-        var floorSlots = 1
-        while floorSlots < options.capacity { floorSlots *= 2 }
-        let tools = try ToolPrograms(floorSlots: floorSlots)
+        // baton_floor's array (the many-flows floor) for the most flows part 2 runs:
+        // no more than there are filler rules.
+        let mostFlows = options.skipThroughput ? 1 : min(options.flows.max() ?? 1, options.levels.last! - 1)
+        let tools = try ToolPrograms(floorSlots: mostFlows)
         // The lab (two namespaces joined by one veth pair) is built first: the
         // throughput part runs in it, and the dispatcher holds live in gen.
         let lab = try Lab.pair("gen", "dut")

@@ -185,11 +185,10 @@ struct Report {
             print("   many flows (baton_gen: each frame the next of N filler flows; no UDP checksum, so a relay updates the")
             print("   IPv4 header's only), median Mpps and ratios to bare per round; anchored: the same rules as relays,")
             print("   switched: as switch mode's redirects; calls/core: anchored Mpps x 10^6 / 100 (50 packets/s each way);")
-            print("   floor: baton_floor, the MAC swap plus one 16-byte slot per flow in a flat table of N slots (no key,")
-            print("   no pointer): what any per-flow lookup costs at least; steered/floor: how much of it the data plane keeps:")
+            print("   floor: baton_floor, the MAC swap plus one 16-byte slot per flow in a flat table of N slots rounded up to")
+            print("   a power of two (no key, no pointer): the least any per-flow lookup costs; steered/floor: the rest:")
             for f in t.flows {
-                let ratios = zip(f.steered, f.bare).compactMap { s, b in b > 0 ? s / b : nil }
-                let r = medianOf(ratios)
+                let r = f.steeredOverBare
                 var line = "     " + pad("\(f.count) flows", 16) + "bare " + lpad(medianOf(f.bare).map { fmt($0, 3) } ?? "n/a", 7)
                     + "  steered " + lpad(medianOf(f.steered).map { fmt($0, 3) } ?? "n/a", 7)
                     + "  steered/bare " + (r.map { fmt($0, 2) + "x" } ?? "n/a")
@@ -319,9 +318,8 @@ struct Report {
             ("unavailable", .object(unavailable)),
             ("paths", .object(paths)),
             ("flows", .array(t.flows.map { f in
-                let ratios = zip(f.steered, f.bare).compactMap { s, b in b > 0 ? s / b : nil }
-                return .object([("count", .int(Int64(f.count))), ("bareMpps", .num(medianOf(f.bare), 4)),
-                                ("steeredMpps", .num(medianOf(f.steered), 4)), ("steeredOverBare", .num(medianOf(ratios), 3)),
+                .object([("count", .int(Int64(f.count))), ("bareMpps", .num(medianOf(f.bare), 4)),
+                                ("steeredMpps", .num(medianOf(f.steered), 4)), ("steeredOverBare", .num(f.steeredOverBare, 3)),
                                 ("floorMpps", .num(medianOf(f.floor), 4)), ("floorOverBare", .num(f.floorOverBare, 3)),
                                 ("steeredOverFloor", .num(f.steeredOverFloor, 3)),
                                 ("anchoredMpps", .num(medianOf(f.others[.anchored] ?? []), 4)),

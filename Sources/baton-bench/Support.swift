@@ -30,6 +30,11 @@ func medianOf(_ xs: [Double]) -> Double? {
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
 
+/// The median of xs[i] / ys[i] over the rounds both have (a zero baseline skipped).
+func medianRatio(_ xs: [Double], _ ys: [Double]) -> Double? {
+    medianOf(zip(xs, ys).compactMap { x, y in y > 0 ? x / y : nil })
+}
+
 func writeStderr(_ s: String) {
     var bytes = Array(s.utf8)[...]
     while !bytes.isEmpty {

@@ -84,13 +84,11 @@ struct FlowResult {
     /// The same flows' rules re-pointed: `.anchored` (relays), `.switched` (redirects).
     var others: [Path: [Double]] = [:]
 
-    func ratio(_ p: Path) -> Double? {
-        medianOf(zip(others[p] ?? [], bare).compactMap { x, b in b > 0 ? x / b : nil })
-    }
-
-    /// Per-round ratios, median: floor ÷ bare and steered ÷ floor.
-    var floorOverBare: Double? { medianOf(zip(floor, bare).compactMap { f, b in b > 0 ? f / b : nil }) }
-    var steeredOverFloor: Double? { medianOf(zip(steered, floor).compactMap { s, f in f > 0 ? s / f : nil }) }
+    /// Medians of per-round ratios.
+    func ratio(_ p: Path) -> Double? { medianRatio(others[p] ?? [], bare) }
+    var steeredOverBare: Double? { medianRatio(steered, bare) }
+    var floorOverBare: Double? { medianRatio(floor, bare) }
+    var steeredOverFloor: Double? { medianRatio(steered, floor) }
 }
 
 /// dut's SNMP counters the report keeps.

@@ -76,6 +76,23 @@ struct GeneratorTests {
         }
         // 40 flows over 4 slots: a hash that spreads them, not one slot for all.
         #expect(Set(slotOf.values).count == 4)
-        #expect(try tools.floorState.lookup(0)!.y > 0, "bytes counted")
+        for slot in UInt32(0)..<16 {
+            let s = try tools.floorState.lookup(slot)!
+            #expect(s.y == 60 * s.x, "slot \(slot): every frame's 60 bytes counted")
+        }
+        // A span beyond the array stops at its end: all 16 slots in use, none past them.
+        try tools.setFloorSpan(100)
+        var used = Set<UInt32>()
+        for port in UInt16(20_000)..<20_200 {
+            frame[34] = UInt8(port >> 8)
+            frame[35] = UInt8(port & 0xff)
+            let before = try (0..<16).map { try tools.floorState.lookup($0)!.x }
+            #expect(try tools.floor.testRun(frame).retval == 3)
+            let after = try (0..<16).map { try tools.floorState.lookup($0)!.x }
+            used.formUnion((0..<16).filter { after[$0] != before[$0] }.map(UInt32.init))
+        }
+        #expect(used == Set(0..<16))
+        // The array's size is rounded up to a power of two.
+        #expect(try ToolPrograms(floorSlots: 10).floorState.map.maxEntries == 16)
     }
 }

@@ -6,7 +6,8 @@ import Glibc
 
 struct Attach: ParsableCommand, HasGlobals {
     static let configuration = CommandConfiguration(
-        abstract: "Attach the steering program to an interface.",
+        commandName: MapVerb.attach.rawValue,
+        abstract: MapVerb.attach.abstract,
         discussion: """
         Loads the data plane (or adopts the one pinned at --root), attaches baton_steer to IFACE \
         as an XDP link and pins the link at <root>/links/IFACE, so it stays attached after \

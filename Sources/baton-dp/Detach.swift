@@ -5,7 +5,8 @@ import BatonDataPlane
 
 struct Detach: ParsableCommand, HasGlobals {
     static let configuration = CommandConfiguration(
-        abstract: "Detach the steering program from an interface.",
+        commandName: MapVerb.detach.rawValue,
+        abstract: MapVerb.detach.abstract,
         discussion: """
         Detaches the XDP link pinned at <root>/links/IFACE and removes the pin. Works also when \
         the interface is gone. Rules and takeovers stay loaded.

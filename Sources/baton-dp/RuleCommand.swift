@@ -6,8 +6,8 @@ import Foundation
 
 struct RuleCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "rule",
-        abstract: "Add, remove and list session rules (a transfer's 5-tuples).",
+        commandName: MapVerb.rule.rawValue,
+        abstract: MapVerb.rule.abstract,
         discussion: """
         A rule matches packets as the correspondent sends them: --src/--sport are the \
         correspondent's, --dst/--dport the taken-over address's. Left-out fields are wildcards, \

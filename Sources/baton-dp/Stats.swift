@@ -4,7 +4,8 @@ import BatonDataPlane
 
 struct Stats: ParsableCommand, HasGlobals {
     static let configuration = CommandConfiguration(
-        abstract: "Show the data plane's per-reason packet and byte counts.",
+        commandName: MapVerb.stats.rawValue,
+        abstract: MapVerb.stats.abstract,
         discussion: "One row per reason the steering program counts a packet under, summed over CPUs since it was loaded.")
 
     @OptionGroup(title: "Global Options") var globals: GlobalOptions

@@ -6,7 +6,8 @@ import BatonModel
 
 struct Status: ParsableCommand, HasGlobals {
     static let configuration = CommandConfiguration(
-        abstract: "Show the pin root, programs, attachments, map fill and clock.",
+        commandName: MapVerb.status.rawValue,
+        abstract: MapVerb.status.abstract,
         discussion: """
         Reads only; loads nothing. Attached interfaces come from the links pinned under \
         <root>/links; a link whose interface is gone (or was renamed) is flagged. Interface \

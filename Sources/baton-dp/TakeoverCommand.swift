@@ -5,8 +5,8 @@ import BatonModel
 
 struct TakeoverCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "takeover",
-        abstract: "Add, remove and list taken-over addresses.",
+        commandName: MapVerb.takeover.rawValue,
+        abstract: MapVerb.takeover.abstract,
         discussion: """
         A takeover makes the session agent answer ARP/NDP for the TN's address and steer its \
         packets: those matching a session rule go where the rule says, all others to the TN \

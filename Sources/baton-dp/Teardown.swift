@@ -12,7 +12,8 @@ struct Teardown: ParsableCommand, HasGlobals {
     static let defaultRoots = [DataPlane.defaultRoot, "/sys/fs/bpf/baton-node"]
 
     static let configuration = CommandConfiguration(
-        abstract: "Detach and remove everything Baton pinned: the data plane, decapsulators and their XDP links.",
+        commandName: MapVerb.teardown.rawValue,
+        abstract: MapVerb.teardown.abstract,
         discussion: """
         For each pin root: detaches the baton_decap links pinned under <root>/decap/links and \
         the baton_steer links under <root>/links, then removes the root with its maps and \

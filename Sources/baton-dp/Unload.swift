@@ -5,7 +5,8 @@ import BatonDataPlane
 
 struct Unload: ParsableCommand, HasGlobals {
     static let configuration = CommandConfiguration(
-        abstract: "Detach every pinned link and remove the whole pin root.",
+        commandName: MapVerb.unload.rawValue,
+        abstract: MapVerb.unload.abstract,
         discussion: """
         Detaches the XDP links pinned under <root>/links (and the decapsulation program's under \
         <root>/decap/links), then removes <root> with its maps and programs: every rule, \

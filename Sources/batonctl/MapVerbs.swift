@@ -66,36 +66,16 @@ extension HandedOver {
     func run() throws { try Handover.exec(Array(CommandLine.arguments.dropFirst())) }
 }
 
-// One type per verb, for the help's list (the abstracts are baton-dp's; `batonctl VERB --help`
-// is baton-dp's own help).
-struct AttachVerb: HandedOver {
-    static let configuration = CommandConfiguration(commandName: "attach", abstract: "Attach the steering program to an interface (baton-dp).")
+// One type per verb, for the help's list (`batonctl VERB --help` is baton-dp's own help).
+extension MapVerb {
+    var handedOver: CommandConfiguration { CommandConfiguration(commandName: rawValue, abstract: abstract.dropLast() + " (baton-dp).") }
 }
 
-struct DetachVerb: HandedOver {
-    static let configuration = CommandConfiguration(commandName: "detach", abstract: "Detach the steering program from an interface (baton-dp).")
-}
-
-struct StatusVerb: HandedOver {
-    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show the pin root, programs, attachments, map fill and clock (baton-dp).")
-}
-
-struct TakeoverVerb: HandedOver {
-    static let configuration = CommandConfiguration(commandName: "takeover", abstract: "Add, remove and list taken-over addresses (baton-dp).")
-}
-
-struct RuleVerb: HandedOver {
-    static let configuration = CommandConfiguration(commandName: "rule", abstract: "Add, remove and list session rules: a transfer's 5-tuples (baton-dp).")
-}
-
-struct StatsVerb: HandedOver {
-    static let configuration = CommandConfiguration(commandName: "stats", abstract: "Show the data plane's per-reason packet and byte counts (baton-dp).")
-}
-
-struct UnloadVerb: HandedOver {
-    static let configuration = CommandConfiguration(commandName: "unload", abstract: "Detach every pinned link and remove the whole pin root (baton-dp).")
-}
-
-struct TeardownVerb: HandedOver {
-    static let configuration = CommandConfiguration(commandName: "teardown", abstract: "Detach and remove everything Baton pinned, at several roots or all of them (baton-dp).")
-}
+struct AttachVerb: HandedOver { static let configuration = MapVerb.attach.handedOver }
+struct DetachVerb: HandedOver { static let configuration = MapVerb.detach.handedOver }
+struct StatusVerb: HandedOver { static let configuration = MapVerb.status.handedOver }
+struct TakeoverVerb: HandedOver { static let configuration = MapVerb.takeover.handedOver }
+struct RuleVerb: HandedOver { static let configuration = MapVerb.rule.handedOver }
+struct StatsVerb: HandedOver { static let configuration = MapVerb.stats.handedOver }
+struct UnloadVerb: HandedOver { static let configuration = MapVerb.unload.handedOver }
+struct TeardownVerb: HandedOver { static let configuration = MapVerb.teardown.handedOver }
